@@ -1,0 +1,218 @@
+//! The parsed, validated header of a safetensors file.
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::error::{Error, Result};
+use crate::format::dtype::Dtype;
+use crate::format::parse::parse_header_json;
+use crate::format::sniff::sniff_foreign_format;
+use crate::format::validate::check_layout;
+
+/// Size of the little-endian length prefix that starts every file.
+pub const PREFIX_LEN: usize = 8;
+
+/// The reference's limit on header size, which we keep as the default.
+pub const DEFAULT_MAX_HEADER_SIZE: u64 = 100_000_000;
+
+/// Free-form string metadata stored under `__metadata__`, sorted by key so
+/// that writing it is deterministic.
+pub type Metadata = BTreeMap<String, String>;
+
+/// One tensor's entry in the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Dimensions, outermost first. Empty for a scalar.
+    pub shape: Vec<usize>,
+    /// First byte, relative to the start of the data section.
+    pub begin: u64,
+    /// One past the last byte, relative to the start of the data section.
+    pub end: u64,
+}
+
+impl TensorInfo {
+    /// Number of elements (1 for a scalar). Validated headers never overflow.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Length of the tensor's data in bytes.
+    pub fn byte_len(&self) -> usize {
+        usize::try_from(self.end - self.begin).unwrap_or(usize::MAX)
+    }
+}
+
+/// Limits applied while parsing a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderLimits {
+    /// Largest accepted header, in bytes.
+    pub max_header_size: u64,
+}
+
+impl Default for HeaderLimits {
+    fn default() -> Self {
+        HeaderLimits {
+            max_header_size: DEFAULT_MAX_HEADER_SIZE,
+        }
+    }
+}
+
+/// A validated header: tensors sorted by data offset, plus metadata.
+///
+/// Construction guarantees every rule of the format: known dtypes, shapes
+/// whose byte size matches the offsets without overflow, tensors that tile
+/// the data section exactly with no holes or overlaps, unique names.
+#[derive(Debug, Clone)]
+pub struct Header {
+    metadata: Option<Metadata>,
+    tensors: Vec<TensorInfo>,
+    index: HashTable<usize>,
+    hasher: std::hash::RandomState,
+    header_len: u64,
+}
+
+impl Header {
+    /// Reads the 8-byte length prefix and checks it against the file size.
+    ///
+    /// `prefix` is the first bytes of the file (at least 8 when available,
+    /// more helps recognise foreign formats) and `file_len` the full length.
+    pub fn read_header_len(prefix: &[u8], file_len: u64, limits: &HeaderLimits) -> Result<u64> {
+        let foreign = || sniff_foreign_format(prefix).map(Error::ForeignFormat);
+        let Some(len_bytes) = prefix.get(..PREFIX_LEN) else {
+            return Err(foreign().unwrap_or(Error::FileTooSmall { len: file_len }));
+        };
+        let mut raw = [0u8; PREFIX_LEN];
+        raw.copy_from_slice(len_bytes);
+        let len = u64::from_le_bytes(raw);
+        if len > limits.max_header_size {
+            return Err(foreign().unwrap_or(Error::HeaderTooLarge {
+                len,
+                limit: limits.max_header_size,
+            }));
+        }
+        let available = file_len.saturating_sub(PREFIX_LEN as u64);
+        if len > available {
+            return Err(foreign().unwrap_or(Error::HeaderBeyondFile { len, available }));
+        }
+        Ok(len)
+    }
+
+    /// Parses and validates a header given its JSON bytes (without the
+    /// 8-byte prefix) and the length of the data section that follows.
+    pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
+        let text = std::str::from_utf8(json).map_err(|error| Error::HeaderNotUtf8 {
+            offset: error.valid_up_to(),
+        })?;
+        let parsed = parse_header_json(text).map_err(|error| match error {
+            Error::HeaderNotObject | Error::InvalidJson { offset: 0, .. } => {
+                sniff_foreign_format(json).map_or(error, Error::ForeignFormat)
+            }
+            other => other,
+        })?;
+        let tensors = check_layout(parsed.tensors, data_len)?;
+        let hasher = std::hash::RandomState::new();
+        let index = build_index(&tensors, &hasher)?;
+        Ok(Header {
+            metadata: parsed.metadata,
+            tensors,
+            index,
+            hasher,
+            header_len: json.len() as u64,
+        })
+    }
+
+    /// Parses a complete file held in memory: prefix, header and data.
+    /// Returns the header and the data section.
+    pub fn parse_file<'a>(bytes: &'a [u8], limits: &HeaderLimits) -> Result<(Header, &'a [u8])> {
+        let len = Self::read_header_len(bytes, bytes.len() as u64, limits)?;
+        // The length was checked against `bytes.len()`, so it fits in usize.
+        let data_start = PREFIX_LEN + len as usize;
+        let json = &bytes[PREFIX_LEN..data_start];
+        let data = &bytes[data_start..];
+        let header = Header::parse(json, data.len() as u64)?;
+        Ok((header, data))
+    }
+
+    /// Length of the JSON header in bytes (padding included), not counting
+    /// the 8-byte prefix.
+    pub fn header_len(&self) -> u64 {
+        self.header_len
+    }
+
+    /// Offset of the data section from the start of the file.
+    pub fn data_start(&self) -> u64 {
+        PREFIX_LEN as u64 + self.header_len
+    }
+
+    /// Total length of the data section in bytes.
+    pub fn data_len(&self) -> u64 {
+        self.tensors.last().map_or(0, |t| t.end)
+    }
+
+    /// The `__metadata__` map, if the file has one.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.metadata.as_ref()
+    }
+
+    /// All tensors, sorted by data offset.
+    pub fn tensors(&self) -> &[TensorInfo] {
+        &self.tensors
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// True when the file holds no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+
+    /// Looks a tensor up by name.
+    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+        let hash = self.hasher.hash_one(name);
+        self.index
+            .find(hash, |&i| self.tensors[i].name == name)
+            .map(|&i| &self.tensors[i])
+    }
+
+    /// Looks a tensor up by name, with an error naming it when it is absent.
+    pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
+        self.get(name).ok_or_else(|| Error::TensorNotFound {
+            name: name.to_owned(),
+        })
+    }
+
+    /// Tensor names sorted alphabetically (the order `keys()` uses).
+    pub fn sorted_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// Builds the name index, rejecting duplicate names. The reference keeps the
+/// last of two identical entries silently; we refuse, because the README of
+/// the format forbids duplicates and two readers could see different files.
+fn build_index(tensors: &[TensorInfo], hasher: &std::hash::RandomState) -> Result<HashTable<usize>> {
+    let mut index = HashTable::with_capacity(tensors.len());
+    for (i, tensor) in tensors.iter().enumerate() {
+        let hash = hasher.hash_one(tensor.name.as_str());
+        let existing = index.find(hash, |&j: &usize| tensors[j].name == tensor.name);
+        if existing.is_some() {
+            return Err(Error::DuplicateKey {
+                within: "the header".to_owned(),
+                key: tensor.name.clone(),
+            });
+        }
+        index.insert_unique(hash, i, |&j| hasher.hash_one(tensors[j].name.as_str()));
+    }
+    Ok(index)
+}

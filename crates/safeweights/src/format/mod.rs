@@ -1,0 +1,12 @@
+//! On-disk structures: dtypes, the header, and the rules a file must follow.
+
+pub mod dtype;
+pub mod header;
+mod json;
+mod parse;
+pub mod sniff;
+mod validate;
+
+pub use dtype::Dtype;
+pub use header::{Header, HeaderLimits, Metadata, TensorInfo, DEFAULT_MAX_HEADER_SIZE, PREFIX_LEN};
+pub use parse::METADATA_KEY;

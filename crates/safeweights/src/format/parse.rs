@@ -1,0 +1,254 @@
+//! Turns header JSON text into tensor entries, enforcing the JSON-level rules:
+//! an object at the top, known fields only, no duplicate keys, integer dims,
+//! a string-to-string `__metadata__`.
+
+use crate::error::{Error, Result};
+use crate::format::dtype::Dtype;
+use crate::format::header::{Metadata, TensorInfo};
+use crate::format::json::{Cursor, Number};
+
+/// Key under which the header stores free-form string metadata.
+pub const METADATA_KEY: &str = "__metadata__";
+
+/// What the JSON walk produces, before offsets are checked.
+pub(crate) struct ParsedHeader {
+    pub(crate) metadata: Option<Metadata>,
+    /// Entries in the order they appear in the JSON.
+    pub(crate) tensors: Vec<TensorInfo>,
+}
+
+pub(crate) fn parse_header_json(text: &str) -> Result<ParsedHeader> {
+    let mut cursor = Cursor::new(text);
+    match cursor.peek() {
+        Some(b'{') => {}
+        Some(_) => return Err(Error::HeaderNotObject),
+        None => return Err(cursor.error("empty header")),
+    }
+    cursor.expect(b'{')?;
+    let mut metadata = None;
+    let mut seen_metadata = false;
+    let mut tensors = Vec::new();
+    if !cursor.eat(b'}') {
+        loop {
+            let key = cursor.string()?;
+            cursor.expect(b':')?;
+            if key == METADATA_KEY {
+                if seen_metadata {
+                    return Err(duplicate("the header", METADATA_KEY));
+                }
+                seen_metadata = true;
+                metadata = parse_metadata(&mut cursor)?;
+            } else {
+                tensors.push(parse_tensor(&mut cursor, key.into_owned())?);
+            }
+            if !cursor.next_element(b'}')? {
+                break;
+            }
+        }
+    }
+    if !cursor.at_end() {
+        return Err(Error::TrailingCharacters {
+            offset: cursor.offset(),
+        });
+    }
+    Ok(ParsedHeader { metadata, tensors })
+}
+
+fn duplicate(within: &str, key: &str) -> Error {
+    Error::DuplicateKey {
+        within: within.to_owned(),
+        key: key.to_owned(),
+    }
+}
+
+/// `__metadata__` is an object of strings; `null` is accepted as "none"
+/// because the reference accepts it.
+fn parse_metadata(cursor: &mut Cursor<'_>) -> Result<Option<Metadata>> {
+    if cursor.eat_null() {
+        return Ok(None);
+    }
+    if cursor.peek() != Some(b'{') {
+        return Err(Error::InvalidMetadata {
+            reason: format!("expected an object, found {}", cursor.describe_value()),
+        });
+    }
+    cursor.expect(b'{')?;
+    let mut metadata = Metadata::new();
+    if cursor.eat(b'}') {
+        return Ok(Some(metadata));
+    }
+    loop {
+        let key = cursor.string()?.into_owned();
+        cursor.expect(b':')?;
+        if cursor.peek() != Some(b'"') {
+            return Err(Error::InvalidMetadata {
+                reason: format!(
+                    "value of {key:?} is {}, but metadata values must be strings",
+                    cursor.describe_value()
+                ),
+            });
+        }
+        let value = cursor.string()?.into_owned();
+        if metadata.contains_key(&key) {
+            return Err(duplicate(METADATA_KEY, &key));
+        }
+        metadata.insert(key, value);
+        if !cursor.next_element(b'}')? {
+            return Ok(Some(metadata));
+        }
+    }
+}
+
+#[derive(Default)]
+struct Fields {
+    dtype: Option<Dtype>,
+    shape: Option<Vec<usize>>,
+    offsets: Option<(u64, u64)>,
+}
+
+fn parse_tensor(cursor: &mut Cursor<'_>, name: String) -> Result<TensorInfo> {
+    if cursor.peek() != Some(b'{') {
+        return Err(Error::InvalidField {
+            tensor: name,
+            field: "entry",
+            reason: format!("must be an object, found {}", cursor.describe_value()),
+        });
+    }
+    cursor.expect(b'{')?;
+    let mut fields = Fields::default();
+    if !cursor.eat(b'}') {
+        loop {
+            let field = cursor.string()?;
+            cursor.expect(b':')?;
+            match field.as_ref() {
+                "dtype" => {
+                    check_unset(&fields.dtype, &name, "dtype")?;
+                    fields.dtype = Some(parse_dtype(cursor, &name)?);
+                }
+                "shape" => {
+                    check_unset(&fields.shape, &name, "shape")?;
+                    fields.shape = Some(parse_shape(cursor, &name)?);
+                }
+                "data_offsets" => {
+                    check_unset(&fields.offsets, &name, "data_offsets")?;
+                    fields.offsets = Some(parse_offsets(cursor, &name)?);
+                }
+                // Strict on purpose: the published JSON schema forbids extra
+                // fields, and accepting them would let two readers disagree
+                // about what a file means. The reference ignores them.
+                _ => {
+                    return Err(Error::UnknownField {
+                        tensor: name,
+                        field: field.into_owned(),
+                    })
+                }
+            }
+            if !cursor.next_element(b'}')? {
+                break;
+            }
+        }
+    }
+    let missing = |field| Error::MissingField {
+        tensor: name.clone(),
+        field,
+    };
+    let dtype = fields.dtype.ok_or_else(|| missing("dtype"))?;
+    let shape = fields.shape.ok_or_else(|| missing("shape"))?;
+    let (begin, end) = fields.offsets.ok_or_else(|| missing("data_offsets"))?;
+    Ok(TensorInfo {
+        name,
+        dtype,
+        shape,
+        begin,
+        end,
+    })
+}
+
+fn check_unset<T>(slot: &Option<T>, tensor: &str, field: &str) -> Result<()> {
+    match slot {
+        Some(_) => Err(duplicate(&format!("tensor {tensor:?}"), field)),
+        None => Ok(()),
+    }
+}
+
+fn parse_dtype(cursor: &mut Cursor<'_>, tensor: &str) -> Result<Dtype> {
+    if cursor.peek() != Some(b'"') {
+        return Err(Error::InvalidField {
+            tensor: tensor.to_owned(),
+            field: "dtype",
+            reason: format!("must be a string, found {}", cursor.describe_value()),
+        });
+    }
+    let text = cursor.string()?;
+    Dtype::from_name(&text).ok_or_else(|| Error::UnknownDtype {
+        tensor: tensor.to_owned(),
+        dtype: text.into_owned(),
+    })
+}
+
+fn parse_shape(cursor: &mut Cursor<'_>, tensor: &str) -> Result<Vec<usize>> {
+    let invalid = |reason: String| Error::InvalidShape {
+        tensor: tensor.to_owned(),
+        reason,
+    };
+    let dims = parse_integer_array(cursor, tensor, "shape")?;
+    dims.into_iter()
+        .enumerate()
+        .map(|(axis, dim)| match dim {
+            Number::Unsigned(value) => {
+                usize::try_from(value).map_err(|_| invalid(format!("dimension {axis} is too large")))
+            }
+            Number::Negative => Err(invalid(format!("dimension {axis} is negative"))),
+            Number::Fractional => Err(invalid(format!("dimension {axis} is not an integer"))),
+            Number::TooLarge => Err(invalid(format!("dimension {axis} is too large"))),
+        })
+        .collect()
+}
+
+fn parse_offsets(cursor: &mut Cursor<'_>, tensor: &str) -> Result<(u64, u64)> {
+    let invalid = |reason: &str| Error::InvalidField {
+        tensor: tensor.to_owned(),
+        field: "data_offsets",
+        reason: reason.to_owned(),
+    };
+    let values = parse_integer_array(cursor, tensor, "data_offsets")?;
+    let [begin, end] = <[Number; 2]>::try_from(values)
+        .map_err(|_| invalid("must have exactly two elements, [begin, end]"))?;
+    let unsigned = |number: Number| match number {
+        Number::Unsigned(value) => Ok(value),
+        _ => Err(invalid("must hold non-negative integers")),
+    };
+    Ok((unsigned(begin)?, unsigned(end)?))
+}
+
+fn parse_integer_array(
+    cursor: &mut Cursor<'_>,
+    tensor: &str,
+    field: &'static str,
+) -> Result<Vec<Number>> {
+    if cursor.peek() != Some(b'[') {
+        return Err(Error::InvalidField {
+            tensor: tensor.to_owned(),
+            field,
+            reason: format!("must be an array, found {}", cursor.describe_value()),
+        });
+    }
+    cursor.expect(b'[')?;
+    let mut values = Vec::new();
+    if cursor.eat(b']') {
+        return Ok(values);
+    }
+    loop {
+        if !matches!(cursor.peek(), Some(b'-' | b'0'..=b'9')) {
+            return Err(Error::InvalidField {
+                tensor: tensor.to_owned(),
+                field,
+                reason: format!("must hold integers, found {}", cursor.describe_value()),
+            });
+        }
+        values.push(cursor.number()?);
+        if !cursor.next_element(b']')? {
+            return Ok(values);
+        }
+    }
+}

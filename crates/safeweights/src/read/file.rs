@@ -1,0 +1,275 @@
+//! Reading safetensors files through a memory map or positioned reads.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
+use crate::read::mmap::map_file;
+use crate::read::parallel::{read_chunks_parallel, Chunk};
+use crate::read::view::TensorView;
+use crate::slice::{self, SliceArg};
+
+/// How a file's bytes are reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Map the file into memory: zero-copy and lazy; the fastest choice on
+    /// local disks.
+    #[default]
+    Mmap,
+    /// Read with positioned reads (`pread`) into owned buffers. Slower for
+    /// random access but safe on network filesystems, where mmap can be slow
+    /// and a file changed by another host raises `SIGBUS`.
+    Pread,
+}
+
+/// Options for [`SafetensorsFile::open_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// Backend to read through.
+    pub backend: Backend,
+    /// Header size limit.
+    pub limits: HeaderLimits,
+}
+
+#[derive(Debug)]
+enum Source {
+    Mmap(Mmap),
+    Pread(File),
+}
+
+/// An open, validated safetensors file. The header is parsed once; tensor
+/// data is read on demand, so opening a file touches no tensor pages.
+///
+/// With [`Backend::Mmap`], the file must not be truncated or rewritten in
+/// place while it is open (see the `# Safety` notes of the map function);
+/// safeweights' writers always replace files by rename, which is safe.
+#[derive(Debug)]
+pub struct SafetensorsFile {
+    path: PathBuf,
+    header: Header,
+    source: Source,
+}
+
+impl SafetensorsFile {
+    /// Opens and validates a file with the mmap backend and default limits.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, &OpenOptions::default())
+    }
+
+    /// Opens and validates a file with explicit options.
+    pub fn open_with(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        let path = path.as_ref();
+        Self::open_inner(path, options).map_err(|error| error.in_file(path))
+    }
+
+    fn open_inner(path: &Path, options: &OpenOptions) -> Result<Self> {
+        let file = File::open(path)?;
+        let file_len = file.metadata()?.len();
+        let (header, source) = match options.backend {
+            Backend::Mmap if file_len >= PREFIX_LEN as u64 => {
+                // SAFETY: see the type-level docs: files are replaced by
+                // rename, never modified in place, by our writers.
+                let map = unsafe { map_file(&file)? };
+                let (header, _) = Header::parse_file(&map, &options.limits)?;
+                (header, Source::Mmap(map))
+            }
+            _ => (read_header(&file, file_len, &options.limits)?, Source::Pread(file)),
+        };
+        Ok(SafetensorsFile {
+            path: path.to_owned(),
+            header,
+            source,
+        })
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The validated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        match self.source {
+            Source::Mmap(_) => Backend::Mmap,
+            Source::Pread(_) => Backend::Pread,
+        }
+    }
+
+    /// The whole file as mapped bytes (mmap backend only).
+    pub fn mapped_bytes(&self) -> Option<&[u8]> {
+        match &self.source {
+            Source::Mmap(map) => Some(map),
+            Source::Pread(_) => None,
+        }
+    }
+
+    /// Header entry of one tensor.
+    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+        self.header.tensor(name).map_err(|e| e.in_file(&self.path))
+    }
+
+    /// A tensor's bytes: borrowed from the map, or read into a new buffer.
+    pub fn tensor_bytes(&self, name: &str) -> Result<Cow<'_, [u8]>> {
+        let info = self.info(name)?;
+        self.bytes_of(info)
+    }
+
+    /// The bytes of a tensor given its header entry from this file.
+    pub fn bytes_of(&self, info: &TensorInfo) -> Result<Cow<'_, [u8]>> {
+        match &self.source {
+            Source::Mmap(map) => Ok(Cow::Borrowed(self.mapped_range(map, info))),
+            Source::Pread(_) => {
+                let mut buffer = vec![0u8; info.byte_len()];
+                self.read_at(info.begin, &mut buffer)?;
+                Ok(Cow::Owned(buffer))
+            }
+        }
+    }
+
+    /// A zero-copy view of a tensor (mmap backend only).
+    pub fn view(&self, name: &str) -> Result<Option<TensorView<'_>>> {
+        let info = self.info(name)?;
+        Ok(match &self.source {
+            Source::Mmap(map) => Some(TensorView::new(info, self.mapped_range(map, info))),
+            Source::Pread(_) => None,
+        })
+    }
+
+    fn mapped_range<'m>(&self, map: &'m Mmap, info: &TensorInfo) -> &'m [u8] {
+        // The header was validated against the mapped length.
+        let start = self.header.data_start() as usize;
+        &map[start + info.begin as usize..start + info.end as usize]
+    }
+
+    /// Reads a tensor into `buffer`, which must be exactly its size.
+    pub fn read_into(&self, name: &str, buffer: &mut [u8]) -> Result<()> {
+        let info = self.info(name)?;
+        check_buffer(info, buffer.len())?;
+        self.read_at(info.begin, buffer)
+    }
+
+    /// Reads many tensors into caller-provided buffers, splitting the work
+    /// across threads. Each buffer must be exactly its tensor's size.
+    pub fn read_many_into(&self, requests: &mut [(&str, &mut [u8])]) -> Result<()> {
+        let mut chunks = Vec::with_capacity(requests.len());
+        for (name, buffer) in requests.iter_mut() {
+            let info = self.info(name)?;
+            check_buffer(info, buffer.len())?;
+            chunks.push(Chunk {
+                offset: info.begin,
+                buffer,
+            });
+        }
+        read_chunks_parallel(chunks, &|offset, buffer| self.read_at(offset, buffer))
+    }
+
+    /// Reads a slice of a tensor; returns its shape and bytes. Only the
+    /// selected bytes are read.
+    pub fn read_slice(&self, name: &str, args: &[SliceArg]) -> Result<(Vec<usize>, Vec<u8>)> {
+        let info = self.info(name)?;
+        let dims = slice::resolve(name, &info.shape, args)?;
+        let bytes = match &self.source {
+            Source::Mmap(map) => {
+                let data = self.mapped_range(map, info);
+                slice::gather(name, info.dtype, &info.shape, data, &dims)?
+            }
+            Source::Pread(_) => {
+                let len = slice::output_len(name, info.dtype, &info.shape, &dims)?;
+                let mut out = vec![0u8; len];
+                let mut written = 0;
+                slice::for_each_run(name, info.dtype, &info.shape, &dims, |offset, run| {
+                    self.read_at(info.begin + offset as u64, &mut out[written..written + run])?;
+                    written += run;
+                    Ok(())
+                })?;
+                out
+            }
+        };
+        Ok((slice::output_shape(&dims), bytes))
+    }
+
+    /// Reads bytes at `offset` from the start of the data section.
+    fn read_at(&self, offset: u64, buffer: &mut [u8]) -> Result<()> {
+        let start = self.header.data_start() + offset;
+        match &self.source {
+            Source::Mmap(map) => {
+                let start = start as usize;
+                let bytes = map
+                    .get(start..start + buffer.len())
+                    .ok_or_else(|| truncated(&self.path))?;
+                buffer.copy_from_slice(bytes);
+                Ok(())
+            }
+            Source::Pread(file) => read_exact_at(file, buffer, start).map_err(|error| {
+                if error.kind() == std::io::ErrorKind::UnexpectedEof {
+                    truncated(&self.path)
+                } else {
+                    Error::Io(error).in_file(&self.path)
+                }
+            }),
+        }
+    }
+}
+
+fn truncated(path: &Path) -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the file became shorter while it was open",
+    ))
+    .in_file(path)
+}
+
+fn check_buffer(info: &TensorInfo, len: usize) -> Result<()> {
+    if info.byte_len() == len {
+        Ok(())
+    } else {
+        Err(Error::BufferSize {
+            tensor: info.name.clone(),
+            expected: info.byte_len(),
+            actual: len,
+        })
+    }
+}
+
+/// Reads the header with positioned reads, allocating only after the
+/// declared length has been checked against the file size and the limit.
+fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> Result<Header> {
+    let mut prefix = vec![0u8; file_len.min(64) as usize];
+    read_exact_at(file, &mut prefix, 0)?;
+    let len = Header::read_header_len(&prefix, file_len, limits)?;
+    let mut json = vec![0u8; len as usize];
+    read_exact_at(file, &mut json, PREFIX_LEN as u64)?;
+    let data_len = file_len - PREFIX_LEN as u64 - len;
+    Header::parse(&json, data_len)
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buffer, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buffer: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buffer.is_empty() {
+        match file.seek_read(buffer, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buffer = &mut buffer[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Splitting large reads across threads.
+
+use std::thread;
+
+use crate::error::Result;
+
+/// Reads above this size are split so that both disk queues and memory
+/// copies run on several cores.
+const CHUNK_BYTES: usize = 16 << 20;
+
+/// Below this total, thread start-up costs more than it saves.
+const PARALLEL_THRESHOLD: usize = 32 << 20;
+
+/// A destination buffer and the data-section offset it is read from.
+pub(crate) struct Chunk<'b> {
+    pub(crate) offset: u64,
+    pub(crate) buffer: &'b mut [u8],
+}
+
+/// Fills every chunk with `read(offset, buffer)`, on several threads when
+/// the total is large. Work is split into contiguous groups of about equal
+/// byte counts, so each thread reads a sequential region.
+pub(crate) fn read_chunks_parallel(
+    chunks: Vec<Chunk<'_>>,
+    read: &(dyn Fn(u64, &mut [u8]) -> Result<()> + Sync),
+) -> Result<()> {
+    let pieces = split_pieces(chunks);
+    let total: usize = pieces.iter().map(|c| c.buffer.len()).sum();
+    let threads = thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if total < PARALLEL_THRESHOLD || threads < 2 {
+        return pieces.into_iter().try_for_each(|c| read(c.offset, c.buffer));
+    }
+    let groups = group_by_bytes(pieces, total, threads);
+    thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|group| scope.spawn(move || group.into_iter().try_for_each(|c| read(c.offset, c.buffer))))
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+fn split_pieces(chunks: Vec<Chunk<'_>>) -> Vec<Chunk<'_>> {
+    let mut pieces = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let mut offset = chunk.offset;
+        for buffer in chunk.buffer.chunks_mut(CHUNK_BYTES) {
+            let len = buffer.len() as u64;
+            pieces.push(Chunk { offset, buffer });
+            offset += len;
+        }
+    }
+    pieces
+}
+
+fn group_by_bytes(pieces: Vec<Chunk<'_>>, total: usize, groups: usize) -> Vec<Vec<Chunk<'_>>> {
+    let target = total.div_ceil(groups).max(1);
+    let mut out: Vec<Vec<Chunk<'_>>> = vec![Vec::new()];
+    let mut filled = 0;
+    for piece in pieces {
+        if filled >= target {
+            out.push(Vec::new());
+            filled = 0;
+        }
+        filled += piece.buffer.len();
+        if let Some(last) = out.last_mut() {
+            last.push(piece);
+        }
+    }
+    out
+}

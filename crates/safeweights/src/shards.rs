@@ -1,0 +1,356 @@
+//! Sharded checkpoints: `model-00001-of-00003.safetensors` files plus a
+//! `model.safetensors.index.json` that maps each tensor to its shard, in
+//! the layout Hugging Face libraries read and write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::format::{Metadata, TensorInfo};
+use crate::read::{OpenOptions, SafetensorsFile};
+use crate::write::{serialize_to_file, write_all_at, AtomicFile, TensorRef, WriteOptions};
+
+/// The conventional index file name.
+pub const INDEX_FILE_NAME: &str = "model.safetensors.index.json";
+
+/// The contents of an index file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardIndex {
+    /// `{"total_size": bytes, ...}`; other keys are kept as they were.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Tensor name to shard file name.
+    pub weight_map: BTreeMap<String, String>,
+}
+
+impl ShardIndex {
+    /// Builds an index from the sum of tensor sizes and the weight map.
+    pub fn new(total_size: u64, weight_map: BTreeMap<String, String>) -> Self {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("total_size".into(), total_size.into());
+        ShardIndex { metadata, weight_map }
+    }
+
+    /// Parses index JSON.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let index: ShardIndex = serde_json::from_str(text).map_err(|e| Error::Shard {
+            reason: format!("the index is not valid index JSON: {e}"),
+        })?;
+        for file in index.weight_map.values() {
+            check_shard_name(file)?;
+        }
+        Ok(index)
+    }
+
+    /// Reads an index file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Io(e).in_file(path))?;
+        Self::from_json(&text).map_err(|e| e.in_file(path))
+    }
+
+    /// The index as Hugging Face writes it: sorted keys, two-space indent,
+    /// trailing newline.
+    pub fn to_json(&self) -> String {
+        let sorted: BTreeMap<&String, &serde_json::Value> = self.metadata.iter().collect();
+        let value = serde_json::json!({ "metadata": sorted, "weight_map": self.weight_map });
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// `metadata.total_size`, if present.
+    pub fn total_size(&self) -> Option<u64> {
+        self.metadata.get("total_size").and_then(serde_json::Value::as_u64)
+    }
+
+    /// Distinct shard file names, sorted.
+    pub fn shard_files(&self) -> Vec<&str> {
+        let mut files: Vec<&str> = self.weight_map.values().map(String::as_str).collect();
+        files.sort_unstable();
+        files.dedup();
+        files
+    }
+}
+
+/// Shard names come from an untrusted file and become paths: only plain
+/// file names inside the index's directory are allowed.
+fn check_shard_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.contains(':');
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::Shard {
+            reason: format!("shard name {name:?} is not a plain file name in the index's directory"),
+        })
+    }
+}
+
+/// `model-00001-of-00003.safetensors` for `index` 0 of 3.
+pub fn shard_file_name(prefix: &str, index: usize, count: usize) -> String {
+    format!("{prefix}-{:05}-of-{count:05}.safetensors", index + 1)
+}
+
+/// Groups consecutive tensors into shards of at most `max_shard_size` bytes.
+/// A tensor larger than the maximum gets a shard of its own.
+pub fn plan_shards(sizes: &[u64], max_shard_size: u64) -> Vec<Range<usize>> {
+    let mut shards = Vec::new();
+    let (mut start, mut filled) = (0, 0u64);
+    for (i, &size) in sizes.iter().enumerate() {
+        if i > start && filled.saturating_add(size) > max_shard_size {
+            shards.push(start..i);
+            start = i;
+            filled = 0;
+        }
+        filled = filled.saturating_add(size);
+    }
+    if start < sizes.len() {
+        shards.push(start..sizes.len());
+    }
+    shards
+}
+
+/// Parses sizes like `"5GB"`, `"500MB"`, `"2GiB"` or `"1000"` (bytes).
+/// Decimal units are powers of 1000 and binary units powers of 1024, as in
+/// Hugging Face's `max_shard_size`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KIB" => 1 << 10,
+        "MIB" => 1 << 20,
+        "GIB" => 1 << 30,
+        "TIB" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = number * multiplier as f64;
+    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+/// Writes tensors into `directory` as shards of at most `max_shard_size`
+/// bytes plus an index, or as one `model.safetensors` when they fit in one
+/// shard (as Hugging Face does). Returns the paths written.
+pub fn write_sharded<S: AsRef<str>>(
+    directory: impl AsRef<Path>,
+    tensors: &[(S, TensorRef<'_>)],
+    metadata: Option<&Metadata>,
+    max_shard_size: u64,
+    options: &WriteOptions,
+) -> Result<Vec<PathBuf>> {
+    let directory = directory.as_ref();
+    let sizes: Vec<u64> = tensors.iter().map(|(_, t)| t.data.len() as u64).collect();
+    let plan = plan_shards(&sizes, max_shard_size);
+    if plan.len() <= 1 {
+        let path = directory.join("model.safetensors");
+        serialize_to_file(tensors, metadata, &path, options)?;
+        return Ok(vec![path]);
+    }
+    let mut written = Vec::with_capacity(plan.len() + 1);
+    let mut weight_map = BTreeMap::new();
+    for (i, range) in plan.iter().enumerate() {
+        let name = shard_file_name("model", i, plan.len());
+        let shard = &tensors[range.clone()];
+        for (tensor, _) in shard {
+            weight_map.insert(tensor.as_ref().to_owned(), name.clone());
+        }
+        let path = directory.join(&name);
+        serialize_to_file(shard, metadata, &path, options)?;
+        written.push(path);
+    }
+    let index = ShardIndex::new(sizes.iter().sum(), weight_map);
+    let index_path = directory.join(INDEX_FILE_NAME);
+    write_text_atomically(&index_path, &index.to_json())?;
+    written.push(index_path);
+    Ok(written)
+}
+
+fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
+    let file = AtomicFile::create(path)?;
+    write_all_at(file.file(), text.as_bytes(), 0).map_err(|e| Error::Io(e).in_file(path))?;
+    file.commit(false)
+}
+
+/// A sharded checkpoint opened as one collection of tensors.
+#[derive(Debug)]
+pub struct ShardedCheckpoint {
+    index: ShardIndex,
+    shards: Vec<SafetensorsFile>,
+    location: HashMap<String, usize>,
+}
+
+impl ShardedCheckpoint {
+    /// Opens an index file and every shard it names, and checks that they
+    /// agree: every shard exists, every tensor is in the shard the index
+    /// names, no tensor is in two shards, and no shard holds unlisted tensors.
+    pub fn open(index_path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        let index_path = index_path.as_ref();
+        let index = ShardIndex::read(index_path)?;
+        let directory = index_path.parent().unwrap_or(Path::new("."));
+        Self::from_index(index, directory, options).map_err(|e| e.in_file(index_path))
+    }
+
+    /// Opens a directory holding an index file, or a single safetensors file.
+    pub fn open_dir(directory: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        let directory = directory.as_ref();
+        let (indexes, singles) = list_checkpoint_files(directory)?;
+        match (indexes.as_slice(), singles.as_slice()) {
+            ([index], _) => Self::open(index, options),
+            ([], [single]) => Self::single(SafetensorsFile::open_with(single, options)?),
+            _ => Err(Error::Shard {
+                reason: format!(
+                    "{} holds {} index files and {} safetensors files; point at one index file or file",
+                    directory.display(),
+                    indexes.len(),
+                    singles.len()
+                ),
+            }),
+        }
+    }
+
+    /// Wraps one ordinary file as a one-shard checkpoint.
+    pub fn single(file: SafetensorsFile) -> Result<Self> {
+        let name = file
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let weight_map = file
+            .header()
+            .tensors()
+            .iter()
+            .map(|t| (t.name.clone(), name.clone()))
+            .collect();
+        let index = ShardIndex::new(file.header().data_len(), weight_map);
+        let location = file.header().tensors().iter().map(|t| (t.name.clone(), 0)).collect();
+        Ok(ShardedCheckpoint {
+            index,
+            shards: vec![file],
+            location,
+        })
+    }
+
+    fn from_index(index: ShardIndex, directory: &Path, options: &OpenOptions) -> Result<Self> {
+        let files = index.shard_files();
+        let mut shards = Vec::with_capacity(files.len());
+        for name in &files {
+            let path = directory.join(name);
+            if !path.exists() {
+                return Err(Error::Shard {
+                    reason: format!("shard {name:?} listed in the index is missing"),
+                });
+            }
+            shards.push(SafetensorsFile::open_with(&path, options)?);
+        }
+        let location = locate_tensors(&files, &shards, &index)?;
+        Ok(ShardedCheckpoint {
+            index,
+            shards,
+            location,
+        })
+    }
+
+    /// The index.
+    pub fn index(&self) -> &ShardIndex {
+        &self.index
+    }
+
+    /// The open shard files.
+    pub fn shards(&self) -> &[SafetensorsFile] {
+        &self.shards
+    }
+
+    /// Tensor names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.index.weight_map.keys().map(String::as_str).collect()
+    }
+
+    /// The shard holding a tensor, and its header entry.
+    pub fn get(&self, name: &str) -> Result<(&SafetensorsFile, &TensorInfo)> {
+        let shard = self
+            .location
+            .get(name)
+            .and_then(|&i| self.shards.get(i))
+            .ok_or_else(|| Error::TensorNotFound { name: name.to_owned() })?;
+        Ok((shard, shard.info(name)?))
+    }
+
+    /// Metadata of the first shard (Hugging Face writes the same in all).
+    pub fn metadata(&self) -> Option<&Metadata> {
+        self.shards.first().and_then(|s| s.header().metadata())
+    }
+}
+
+fn locate_tensors(
+    files: &[&str],
+    shards: &[SafetensorsFile],
+    index: &ShardIndex,
+) -> Result<HashMap<String, usize>> {
+    let mut location: HashMap<String, usize> = HashMap::new();
+    for (i, shard) in shards.iter().enumerate() {
+        for tensor in shard.header().tensors() {
+            if let Some(&other) = location.get(&tensor.name) {
+                return Err(Error::Shard {
+                    reason: format!(
+                        "tensor {:?} is in both {:?} and {:?}",
+                        tensor.name, files[other], files[i]
+                    ),
+                });
+            }
+            let Some(listed) = index.weight_map.get(&tensor.name) else {
+                return Err(Error::Shard {
+                    reason: format!("tensor {:?} in {:?} is not listed in the index", tensor.name, files[i]),
+                });
+            };
+            if listed != files[i] {
+                return Err(Error::Shard {
+                    reason: format!(
+                        "tensor {:?} is listed in {listed:?} but stored in {:?}",
+                        tensor.name, files[i]
+                    ),
+                });
+            }
+            location.insert(tensor.name.clone(), i);
+        }
+    }
+    for (name, file) in &index.weight_map {
+        if !location.contains_key(name) {
+            return Err(Error::Shard {
+                reason: format!("tensor {name:?} is listed in {file:?} but that shard does not hold it"),
+            });
+        }
+    }
+    Ok(location)
+}
+
+fn list_checkpoint_files(directory: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let entries = std::fs::read_dir(directory).map_err(|e| Error::Io(e).in_file(directory))?;
+    let mut indexes = Vec::new();
+    let mut singles = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::Io(e).in_file(directory))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(".safetensors.index.json") {
+            indexes.push(path);
+        } else if name.ends_with(".safetensors") {
+            singles.push(path);
+        }
+    }
+    indexes.sort();
+    singles.sort();
+    Ok((indexes, singles))
+}

@@ -1,0 +1,88 @@
+//! Writing to a temporary file beside the destination, then renaming it
+//! into place, so readers never see a partial file and a failed write
+//! leaves the destination untouched.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, Result};
+
+/// A file being written; it reaches its destination only on [`commit`].
+/// Dropping it without committing deletes the temporary file.
+///
+/// [`commit`]: AtomicFile::commit
+#[derive(Debug)]
+pub(crate) struct AtomicFile {
+    temp: NamedTempFile,
+    destination: PathBuf,
+}
+
+impl AtomicFile {
+    pub(crate) fn create(destination: &Path) -> Result<Self> {
+        let directory = match destination.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let file_name = destination
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(directory)
+            .map_err(|e| Error::Io(e).in_file(destination))?;
+        Ok(AtomicFile {
+            temp,
+            destination: destination.to_owned(),
+        })
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    pub(crate) fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    /// Renames the file into place. Replacing a file that is memory-mapped
+    /// elsewhere is safe: the old inode lives on until it is unmapped.
+    pub(crate) fn commit(self, sync: bool) -> Result<()> {
+        let destination = self.destination;
+        if sync {
+            self.temp
+                .as_file()
+                .sync_all()
+                .map_err(|e| Error::Io(e).in_file(&destination))?;
+        }
+        self.temp
+            .persist(&destination)
+            .map_err(|e| Error::Io(e.error).in_file(&destination))?;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+pub(crate) fn write_all_at(file: &File, buffer: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buffer, offset)
+}
+
+#[cfg(windows)]
+pub(crate) fn write_all_at(file: &File, mut buffer: &[u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buffer.is_empty() {
+        match file.seek_write(buffer, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buffer = &buffer[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Writing: whole files from memory, or streamed tensor by tensor.
+
+mod atomic;
+mod json;
+mod layout;
+mod serialize;
+mod stream;
+
+pub use layout::{Layout, TensorSpec, WriteOptions};
+pub use serialize::{serialize, serialize_to_file, TensorRef};
+pub use stream::StreamingWriter;
+
+pub(crate) use atomic::{write_all_at, AtomicFile};
