@@ -150,7 +150,17 @@ struct Outer {
 }
 
 fn plan(tensor: &str, dtype: Dtype, shape: &[usize], dims: &[DimSlice]) -> Result<Plan> {
+    if dims.len() != shape.len() {
+        return Err(invalid(tensor, "slice rank does not match the tensor".into()));
+    }
     let bits = dtype.bits();
+    // Every product below is bounded by the tensor's total bit count, so
+    // checking that once rules out overflow in the rest of the plan.
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .and_then(|numel| numel.checked_mul(bits))
+        .ok_or_else(|| invalid(tensor, "shape overflows".into()))?;
     let mut stride_elems = vec![1usize; shape.len()];
     for axis in (0..shape.len().saturating_sub(1)).rev() {
         stride_elems[axis] = stride_elems[axis + 1] * shape[axis + 1];
@@ -242,9 +252,6 @@ pub fn for_each_run(
     dims: &[DimSlice],
     mut visit: impl FnMut(usize, usize) -> Result<()>,
 ) -> Result<()> {
-    if dims.len() != shape.len() {
-        return Err(invalid(tensor, "slice rank does not match the tensor".into()));
-    }
     let plan = plan(tensor, dtype, shape, dims)?;
     if plan.total == 0 {
         return Ok(());

@@ -37,9 +37,10 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements (1 for a scalar). Validated headers never overflow.
+    /// Number of elements (1 for a scalar). Validated headers never
+    /// overflow; for hand-built entries the count saturates.
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
     }
 
     /// Length of the tensor's data in bytes.

@@ -95,14 +95,18 @@ impl Layout {
         for &i in &order {
             let spec = &specs[i];
             let len = spec.byte_len()? as u64;
+            let end = offset.checked_add(len).ok_or_else(|| Error::InvalidTensor {
+                tensor: spec.name.clone(),
+                reason: "the tensors' total size overflows".into(),
+            })?;
             tensors.push(TensorInfo {
                 name: spec.name.clone(),
                 dtype: spec.dtype,
                 shape: spec.shape.clone(),
                 begin: offset,
-                end: offset + len,
+                end,
             });
-            offset += len;
+            offset = end;
         }
         let header = header_bytes(metadata, &tensors, options.alignment);
         Ok(Layout {
