@@ -1,0 +1,309 @@
+//! The allow-list of globals and our own interpretation of calling them.
+//!
+//! Nothing here imports or runs anything: an allowed global becomes a
+//! [`Global`] tag, and REDUCE on it runs the matching Rust function below.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::obj::{DictObj, Obj};
+use super::value::{StorageRef, TensorRef};
+use crate::error::{Error, Result};
+use crate::scalar::ScalarType;
+
+/// An allow-listed global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Global {
+    OrderedDict,
+    Size,
+    RebuildTensor,
+    RebuildTensorV2,
+    RebuildTensorV3,
+    RebuildParameter,
+    RebuildParameterWithState,
+    /// A storage class; `None` is `UntypedStorage`.
+    StorageClass(Option<ScalarType>),
+    Dtype(ScalarType),
+    Set,
+    Complex,
+    Bytearray,
+    Bytes,
+    CodecsEncode,
+}
+
+impl Global {
+    /// Resolves `module.name` against the allow-list.
+    pub(crate) fn resolve(module: &str, name: &str) -> Option<Global> {
+        let module = if module == "__builtin__" {
+            "builtins"
+        } else {
+            module
+        };
+        Some(match (module, name) {
+            ("collections", "OrderedDict") => Global::OrderedDict,
+            ("torch", "Size") => Global::Size,
+            ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
+            ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
+            ("torch._utils", "_rebuild_tensor_v3") => Global::RebuildTensorV3,
+            ("torch._utils", "_rebuild_parameter") => Global::RebuildParameter,
+            ("torch._utils", "_rebuild_parameter_with_state") => Global::RebuildParameterWithState,
+            ("torch" | "torch.storage", "UntypedStorage") => Global::StorageClass(None),
+            ("torch" | "torch.cuda", class) if class.ends_with("Storage") => {
+                Global::StorageClass(Some(ScalarType::from_storage_class(class)?))
+            }
+            ("torch", dtype) => Global::Dtype(ScalarType::from_dtype_name(dtype)?),
+            ("builtins", "set") => Global::Set,
+            ("builtins", "complex") => Global::Complex,
+            ("builtins", "bytearray") => Global::Bytearray,
+            ("builtins", "bytes") => Global::Bytes,
+            ("_codecs", "encode") => Global::CodecsEncode,
+            _ => return None,
+        })
+    }
+
+    /// Dotted name for messages and for uncalled globals in the tree.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Global::OrderedDict => "collections.OrderedDict".into(),
+            Global::Size => "torch.Size".into(),
+            Global::RebuildTensor => "torch._utils._rebuild_tensor".into(),
+            Global::RebuildTensorV2 => "torch._utils._rebuild_tensor_v2".into(),
+            Global::RebuildTensorV3 => "torch._utils._rebuild_tensor_v3".into(),
+            Global::RebuildParameter => "torch._utils._rebuild_parameter".into(),
+            Global::RebuildParameterWithState => {
+                "torch._utils._rebuild_parameter_with_state".into()
+            }
+            Global::StorageClass(None) => "torch.storage.UntypedStorage".into(),
+            Global::StorageClass(Some(s)) => format!("torch.TypedStorage[{}]", s.name),
+            Global::Dtype(s) => format!("torch.{}", s.name),
+            Global::Set => "builtins.set".into(),
+            Global::Complex => "builtins.complex".into(),
+            Global::Bytearray => "builtins.bytearray".into(),
+            Global::Bytes => "builtins.bytes".into(),
+            Global::CodecsEncode => "_codecs.encode".into(),
+        }
+    }
+}
+
+/// Interprets `global(*args)` (REDUCE) without running any Python.
+pub(crate) fn call(global: Global, args: &[Obj], offset: usize) -> Result<Obj> {
+    let bad = |what: &str| {
+        Error::pickle(
+            offset,
+            format!("unexpected arguments to {}: {what}", global.name()),
+        )
+    };
+    match global {
+        Global::OrderedDict => match args {
+            [] => Ok(Obj::new_dict()),
+            [pairs] => dict_from_pairs(pairs).ok_or_else(|| bad("expected a list of pairs")),
+            _ => Err(bad("expected at most one argument")),
+        },
+        Global::Size => match args {
+            [Obj::Tuple(t)] => Ok(Obj::Tuple(t.clone())),
+            [Obj::List(l)] => Ok(Obj::Tuple(Rc::new(l.borrow().clone()))),
+            _ => Err(bad("expected one tuple")),
+        },
+        Global::RebuildTensor => rebuild(args, None, 4, 4).map_err(|e| in_call(global, e)),
+        Global::RebuildTensorV2 => rebuild(args, None, 6, 7).map_err(|e| in_call(global, e)),
+        Global::RebuildTensorV3 => match args.get(6) {
+            Some(Obj::Global(Global::Dtype(d))) => {
+                rebuild(args, Some(*d), 7, 8).map_err(|e| in_call(global, e))
+            }
+            _ => Err(bad("argument 7 must be a torch dtype")),
+        },
+        Global::RebuildParameter | Global::RebuildParameterWithState => match args {
+            [Obj::Tensor(t), grad, ..] if (3..=4).contains(&args.len()) => {
+                let mut t = (**t).clone();
+                t.requires_grad = matches!(grad, Obj::Bool(true));
+                Ok(Obj::Tensor(Arc::new(t)))
+            }
+            _ => Err(bad("expected (tensor, requires_grad, hooks[, state])")),
+        },
+        Global::Set => match args {
+            [] => Ok(Obj::new_set(Vec::new())),
+            [Obj::List(l)] | [Obj::Set(l)] => Ok(Obj::new_set(l.borrow().clone())),
+            [Obj::Tuple(t)] => Ok(Obj::new_set((**t).clone())),
+            _ => Err(bad("expected one list")),
+        },
+        Global::Complex => match args {
+            [re] => Ok(Obj::Complex(
+                number(re).ok_or_else(|| bad("not a number"))?,
+                0.0,
+            )),
+            [re, im] => Ok(Obj::Complex(
+                number(re).ok_or_else(|| bad("not a number"))?,
+                number(im).ok_or_else(|| bad("not a number"))?,
+            )),
+            _ => Err(bad("expected (real, imag)")),
+        },
+        Global::Bytes | Global::Bytearray => match args {
+            [] => Ok(Obj::Bytes(Rc::from(&b""[..]))),
+            [Obj::Bytes(b)] => Ok(Obj::Bytes(b.clone())),
+            [Obj::Str(s), Obj::Str(enc)] => encode(s, enc).ok_or_else(|| bad("bad encoding")),
+            _ => Err(bad("expected bytes")),
+        },
+        Global::CodecsEncode => match args {
+            [Obj::Str(s), Obj::Str(enc)] => encode(s, enc).ok_or_else(|| bad("bad encoding")),
+            _ => Err(bad("expected (str, encoding)")),
+        },
+        Global::StorageClass(..) | Global::Dtype(_) => Err(bad("this global is not callable")),
+    }
+}
+
+fn in_call(global: Global, e: Error) -> Error {
+    e.within(format!("in {}", global.name()))
+}
+
+/// Python's `bytes(str, "latin1")`, the protocol 2 spelling of bytes.
+fn encode(s: &str, encoding: &str) -> Option<Obj> {
+    let bytes: Vec<u8> = match encoding {
+        "latin1" | "latin-1" | "iso-8859-1" => s
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).ok())
+            .collect::<Option<_>>()?,
+        "utf-8" | "utf8" => s.as_bytes().to_vec(),
+        _ => return None,
+    };
+    Some(Obj::Bytes(bytes.into()))
+}
+
+fn number(obj: &Obj) -> Option<f64> {
+    match obj {
+        Obj::Float(f) => Some(*f),
+        Obj::Int(i) => Some(*i as f64),
+        _ => None,
+    }
+}
+
+fn dict_from_pairs(pairs: &Obj) -> Option<Obj> {
+    let items: Vec<Obj> = match pairs {
+        Obj::List(l) => l.borrow().clone(),
+        Obj::Tuple(t) => (**t).clone(),
+        _ => return None,
+    };
+    let mut dict = DictObj::default();
+    for item in items {
+        let pair: Vec<Obj> = match item {
+            Obj::Tuple(t) => (*t).clone(),
+            Obj::List(l) => l.borrow().clone(),
+            _ => return None,
+        };
+        let [k, v] = <[Obj; 2]>::try_from(pair).ok()?;
+        dict.set(k, v);
+    }
+    Some(Obj::Dict(Rc::new(dict.into())))
+}
+
+/// `_rebuild_tensor*(storage, offset, size, stride, ...)`.
+fn rebuild(args: &[Obj], dtype: Option<ScalarType>, min: usize, max: usize) -> Result<Obj> {
+    if !(min..=max).contains(&args.len()) {
+        return Err(Error::checkpoint(format!(
+            "expected {min} to {max} arguments, got {}",
+            args.len()
+        )));
+    }
+    let storage = match args.first() {
+        Some(Obj::Storage(s)) => s.clone(),
+        other => {
+            return Err(Error::checkpoint(format!(
+                "argument 1 must be a storage, got {}",
+                other.map_or("nothing", Obj::type_name)
+            )))
+        }
+    };
+    let scalar = element_type(&storage, dtype)?;
+    let offset = uint(args.get(1), "storage offset")?;
+    let shape = uints(args.get(2), "size")?;
+    let stride = uints(args.get(3), "stride")?;
+    let mut t = TensorRef::new(storage, scalar, offset, shape, stride)?;
+    t.requires_grad = matches!(args.get(4), Some(Obj::Bool(true)));
+    Ok(Obj::Tensor(Arc::new(t)))
+}
+
+fn element_type(storage: &StorageRef, dtype: Option<ScalarType>) -> Result<ScalarType> {
+    match (storage.scalar, dtype) {
+        (Some(s), None) => Ok(s),
+        (_, Some(d)) => Ok(d),
+        (None, None) => Err(Error::checkpoint(
+            "an UntypedStorage tensor without a dtype argument",
+        )),
+    }
+}
+
+fn uint(obj: Option<&Obj>, what: &str) -> Result<u64> {
+    match obj {
+        Some(Obj::Int(i)) => {
+            u64::try_from(*i).map_err(|_| Error::checkpoint(format!("negative tensor {what} {i}")))
+        }
+        _ => Err(Error::checkpoint(format!("tensor {what} must be an int"))),
+    }
+}
+
+fn uints(obj: Option<&Obj>, what: &str) -> Result<Vec<u64>> {
+    match obj {
+        Some(Obj::Tuple(t)) => t.iter().map(|o| uint(Some(o), what)).collect(),
+        Some(Obj::List(l)) => l.borrow().iter().map(|o| uint(Some(o), what)).collect(),
+        _ => Err(Error::checkpoint(format!(
+            "tensor {what} must be a tuple of ints"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list() {
+        assert_eq!(
+            Global::resolve("collections", "OrderedDict"),
+            Some(Global::OrderedDict)
+        );
+        assert_eq!(Global::resolve("__builtin__", "set"), Some(Global::Set));
+        assert!(matches!(
+            Global::resolve("torch", "BFloat16Storage"),
+            Some(Global::StorageClass(Some(ScalarType {
+                name: "bfloat16",
+                ..
+            })))
+        ));
+        assert!(matches!(
+            Global::resolve("torch", "float8_e5m2"),
+            Some(Global::Dtype(_))
+        ));
+        for (m, n) in [
+            ("os", "system"),
+            ("builtins", "eval"),
+            ("torch", "load"),
+            ("torch", "FakeStorage"),
+            ("torch.storage", "_load_from_bytes"),
+            ("collections", "Counter"),
+        ] {
+            assert_eq!(Global::resolve(m, n), None, "{m}.{n}");
+        }
+    }
+
+    #[test]
+    fn codecs_encode_is_latin1() {
+        let out = call(
+            Global::CodecsEncode,
+            &[Obj::Str("\u{ff}a".into()), Obj::Str("latin1".into())],
+            0,
+        )
+        .unwrap();
+        assert!(matches!(out, Obj::Bytes(b) if &*b == b"\xffa"));
+        assert!(call(
+            Global::CodecsEncode,
+            &[Obj::Str("\u{100}".into()), Obj::Str("latin1".into())],
+            0
+        )
+        .is_err());
+        assert!(call(
+            Global::Dtype(ScalarType::from_dtype_name("int8").unwrap()),
+            &[],
+            0
+        )
+        .is_err());
+    }
+}

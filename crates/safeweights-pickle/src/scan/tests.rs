@@ -1,0 +1,116 @@
+//! Scanner unit tests on hand-written pickles and containers.
+
+use super::*;
+
+fn scan(data: &[u8]) -> ScanReport {
+    scan_bytes("t", data, &Limits::default())
+}
+
+fn has(report: &ScanReport, subject: &str, verdict: Verdict) -> bool {
+    report
+        .findings
+        .iter()
+        .any(|f| f.subject == subject && f.verdict == verdict)
+}
+
+#[test]
+fn reduce_os_system_is_dangerous() {
+    let r = scan(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00echo\x85R.");
+    assert_eq!(r.format, FileFormat::Pickle);
+    assert!(has(&r, "os.system", Verdict::Dangerous));
+    assert_eq!(r.verdict(), Verdict::Dangerous);
+    assert_eq!(r.findings[0].offset, 2);
+}
+
+#[test]
+fn memo_tricks_resolve_stack_global_operands() {
+    // 'system' and 'os' memoized in the wrong order, fetched back swapped.
+    let p = b"\x80\x04\x8c\x06system\x94\x8c\x02os\x94h\x01h\x00\x93N\x85R.";
+    let r = scan(p);
+    assert!(has(&r, "os.system", Verdict::Dangerous), "{:?}", r.findings);
+    // PUT/GET by text index (protocol 0 style).
+    let p = b"\x80\x02X\x05\x00\x00\x00posixp7\n0X\x06\x00\x00\x00systemp8\n0g7\ng8\n\x93.";
+    assert!(has(&scan(p), "posix.system", Verdict::Dangerous));
+}
+
+#[test]
+fn refused_opcodes_are_reported_and_scanning_goes_on() {
+    // INST hides a call; POP discards an OBJ call's result; then a GLOBAL.
+    let p = b"(S'touch x'\nios\nsystem\n0(cbuiltins\nexec\nS'1'\no0cbuiltins\neval\n.";
+    let r = scan(p);
+    assert_eq!(r.format, FileFormat::Pickle);
+    for s in ["os.system", "builtins.exec", "builtins.eval"] {
+        assert!(has(&r, s, Verdict::Dangerous), "{s}: {:?}", r.findings);
+    }
+    for op in ["opcode INST", "opcode OBJ", "opcode POP"] {
+        assert!(has(&r, op, Verdict::Suspicious), "{op}");
+    }
+}
+
+#[test]
+fn payload_before_a_broken_opcode_is_still_reported() {
+    let r = scan(b"\x80\x02cos\nsystem\nX\x01\x00\x00\x00x\x85R\xff\xff");
+    assert!(has(&r, "os.system", Verdict::Dangerous));
+    assert!(has(&r, "malformed pickle", Verdict::Suspicious));
+}
+
+#[test]
+fn pickle_inside_a_pickle_is_scanned() {
+    let inner = b"\x80\x02cos\nsystem\nX\x01\x00\x00\x00x\x85R.";
+    let mut p = b"\x80\x03c_pickle\nloads\nC".to_vec();
+    p.push(inner.len() as u8);
+    p.extend(inner);
+    p.extend(b"\x85R.");
+    let r = scan(&p);
+    assert!(has(&r, "_pickle.loads", Verdict::Dangerous));
+    let nested = r
+        .findings
+        .iter()
+        .find(|f| f.subject == "os.system")
+        .expect("nested finding");
+    assert!(nested.member.as_deref().unwrap().contains("nested pickle"));
+}
+
+#[test]
+fn benign_pickles_have_no_issues() {
+    let r = scan(b"\x80\x02ccollections\nOrderedDict\n)R}q\x00X\x01\x00\x00\x00aK\x01s.");
+    assert_eq!(r.issues().count(), 0, "{:?}", r.findings);
+    assert_eq!(r.findings.len(), 1);
+}
+
+#[test]
+fn text_files_are_unknown_not_pickles() {
+    for text in [&b"Some README text\n"[..], b"(hello", b"", b"\x00\x01"] {
+        let r = scan(text);
+        assert_eq!(r.issues().count(), 0, "{text:?}: {:?}", r.findings);
+    }
+}
+
+#[test]
+fn deeply_nested_pickles_stop_at_the_depth_limit() {
+    let mut p = b"\x80\x02cos\nsystem\n.".to_vec();
+    for _ in 0..6 {
+        let mut outer = b"\x80\x03cpickle\nloads\nB".to_vec();
+        outer.extend((p.len() as u32).to_le_bytes());
+        outer.extend(&p);
+        outer.extend(b"\x85R.");
+        p = outer;
+    }
+    let r = scan(&p);
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.reason.contains("max_archive_depth")));
+}
+
+#[test]
+fn floods_of_findings_are_capped() {
+    let mut p = b"\x80\x02".to_vec();
+    for _ in 0..20_000 {
+        p.extend(b"cos\nsystem\n0");
+    }
+    p.extend(b"N.");
+    let r = scan(&p);
+    assert_eq!(r.findings.len(), MAX_FINDINGS);
+    assert!(r.omitted > 0);
+}

@@ -1,0 +1,122 @@
+//! The zip checkpoint format: `<prefix>/data.pkl` plus one stored record
+//! per storage under `<prefix>/data/<key>`.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+use crate::pickle::{load_pickle, Loaded, Policy, StorageRef};
+use crate::zip::{Method, ZipArchive, ZipEntry};
+
+#[derive(Debug)]
+pub(crate) struct ZipStorages {
+    archive: ZipArchive,
+    prefix: String,
+    pub(crate) big_endian: bool,
+    /// Stored records whose CRC was already checked, so views sharing one
+    /// large storage do not re-hash it on every read.
+    verified: Mutex<HashSet<String>>,
+}
+
+pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(ZipStorages, Loaded)> {
+    let archive = ZipArchive::parse(data, limits)?;
+    let pkl = find_data_pkl(&archive)?;
+    let prefix = pkl.name.trim_end_matches("data.pkl").to_owned();
+    refuse_torchscript(&archive, &prefix)?;
+    let big_endian = match archive.find(&format!("{prefix}byteorder")) {
+        None => false,
+        Some(e) => match archive.read(data, e, limits)?.trim_ascii() {
+            b"little" => false,
+            b"big" => true,
+            _ => {
+                return Err(Error::checkpoint(
+                    "`byteorder` record is neither `little` nor `big`",
+                ))
+            }
+        },
+    };
+    let pickle = archive.read(data, pkl, limits)?;
+    let loaded =
+        load_pickle(&pickle, 0, limits, Policy::Torch).map_err(|e| e.within(pkl.name.clone()))?;
+    let storages = ZipStorages {
+        archive,
+        prefix,
+        big_endian,
+        verified: Mutex::new(HashSet::new()),
+    };
+    Ok((storages, loaded))
+}
+
+fn find_data_pkl(archive: &ZipArchive) -> Result<&ZipEntry> {
+    let mut found = archive.entries().iter().filter(|e| {
+        e.name == "data.pkl"
+            || e.name
+                .strip_suffix("/data.pkl")
+                .is_some_and(|prefix| !prefix.contains('/'))
+    });
+    match (found.next(), found.next()) {
+        (Some(e), None) => Ok(e),
+        (None, _) => Err(Error::checkpoint(
+            "zip archive has no `data.pkl`: not a torch.save checkpoint",
+        )),
+        (Some(_), Some(_)) => Err(Error::checkpoint(
+            "zip archive has several `data.pkl` records",
+        )),
+    }
+}
+
+fn refuse_torchscript(archive: &ZipArchive, prefix: &str) -> Result<()> {
+    let code = format!("{prefix}code/");
+    let constants = format!("{prefix}constants.pkl");
+    if archive
+        .entries()
+        .iter()
+        .any(|e| e.name.starts_with(&code) || e.name == constants)
+    {
+        return Err(Error::checkpoint(
+            "this is a TorchScript archive (it has `code/` or `constants.pkl`): it is a program, \
+             not a weights file, and loading it runs that program; export a state_dict with \
+             torch.save in a trusted environment instead",
+        ));
+    }
+    Ok(())
+}
+
+impl ZipStorages {
+    fn record(&self, storage: &StorageRef) -> Result<&ZipEntry> {
+        let name = format!("{}data/{}", self.prefix, storage.key);
+        self.archive
+            .find(&name)
+            .ok_or_else(|| Error::checkpoint(format!("storage record `{name}` is missing")))
+    }
+
+    pub(crate) fn record_len(&self, storage: &StorageRef) -> Result<u64> {
+        Ok(self.record(storage)?.size)
+    }
+
+    pub(crate) fn storage_bytes<'a>(
+        &self,
+        data: &'a [u8],
+        storage: &StorageRef,
+        limits: &Limits,
+    ) -> Result<Cow<'a, [u8]>> {
+        let entry = self.record(storage)?;
+        let done = self
+            .verified
+            .lock()
+            .map(|set| set.contains(&entry.name))
+            .unwrap_or(false);
+        if done && entry.method == Method::Stored {
+            if let Some(bytes) = data.get(entry.data.clone()) {
+                return Ok(Cow::Borrowed(bytes));
+            }
+        }
+        let bytes = self.archive.read(data, entry, limits)?;
+        if let Ok(mut set) = self.verified.lock() {
+            set.insert(entry.name.clone());
+        }
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets everything up, then runs the whole test suite: formatting and lints,
+# the Rust tests (library, pickle reader, CLI), the Python tests, and a short
+# fuzzing run. This is what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+scripts/install-test-deps.sh
+
+export SAFEWEIGHTS_PYTHON="$PWD/.venv/bin/python"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+
+echo "==> cargo test"
+cargo test --workspace --exclude safeweights-python --locked
+
+echo "==> pytest"
+.venv/bin/python -m pytest python/tests -q
+
+echo "==> fuzzing (${FUZZ_SECONDS:=20}s per target)"
+fuzz/run.sh "$FUZZ_SECONDS"
