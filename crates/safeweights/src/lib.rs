@@ -24,6 +24,8 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod analysis;
+pub mod edit;
 mod error;
 pub mod format;
 pub mod read;

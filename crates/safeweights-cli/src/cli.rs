@@ -1,0 +1,342 @@
+//! Command-line definitions (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const MAIN_HELP: &str = "\
+Exit codes:
+  0  success: valid, equal, all finite
+  1  the answer is no: invalid or corrupt file, differences, non-finite values
+  2  usage error, file that cannot be opened, network error
+
+Checkpoints: every command that reads accepts a .safetensors file, a sharded
+checkpoint's index (*.safetensors.index.json) or a directory holding one.
+inspect, dump and diff also accept http:// and https:// URLs, read with HTTP
+Range requests (only the header and the bytes needed are downloaded).
+
+Colour is used on terminals unless NO_COLOR is set. --json prints exactly
+one JSON document on stdout.
+
+Examples:
+  safeweights inspect model.safetensors
+  safeweights validate *.safetensors
+  safeweights diff old/ new/ --atol 1e-6
+  safeweights stats model.safetensors -t '*.weight' --check-finite";
+
+/// Inspect, validate, compare and edit safetensors checkpoints.
+#[derive(Debug, Parser)]
+#[command(name = "safeweights", version, about, after_help = MAIN_HELP)]
+pub struct Cli {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Seconds to wait for a remote server to connect or send data.
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0)]
+    pub timeout: f64,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands. `convert` and `scan` (PyTorch checkpoints) belong here
+/// once the pickle crate provides them.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show tensors (name, dtype, shape, size) and a summary.
+    #[command(after_help = "\
+Examples:
+  safeweights inspect model.safetensors
+  safeweights inspect model.safetensors.index.json
+  safeweights inspect checkpoint-dir/ --json
+  safeweights inspect https://example.com/model.safetensors
+
+--json prints {\"header_size\", \"metadata\", \"tensors\": [{\"name\", \"dtype\",
+\"shape\", \"data_offsets\"}]} with tensors in data-offset order; sharded
+checkpoints add \"shard\" per tensor and a \"shards\" list; remote files add
+\"http\": {\"requests\", \"bytes\"}.")]
+    Inspect(InspectArgs),
+
+    /// Check files against every rule of the format.
+    #[command(after_help = "\
+Exit code 0 when every file is valid, 1 when any is invalid (one line per
+bad file on stderr), 2 when a file cannot be opened.
+
+Examples:
+  safeweights validate model.safetensors
+  safeweights validate shards/*.safetensors --json")]
+    Validate(ValidateArgs),
+
+    /// Compare two checkpoints tensor by tensor.
+    #[command(after_help = "\
+Reports tensors only in A or only in B, dtype and shape changes, metadata
+changes, and for tensors whose bytes differ: the number of differing
+elements, the max and mean absolute difference (computed in f64 for every
+dtype; mean over pairs where both values are finite).
+
+Two values are equal when |a - b| <= atol + rtol * |b| (numpy's allclose).
+The defaults atol = rtol = 0 mean exact equality (0.0 equals -0.0); equal
+infinities are equal; NaN equals NaN only with --equal-nan. Byte-identical
+tensors are always equal. C64 values compare per component. 64-bit integers
+beyond 2^53 are compared after rounding to f64.
+
+Exit code 1 when anything differs.
+
+Examples:
+  safeweights diff a.safetensors b.safetensors
+  safeweights diff base/ finetuned/ --atol 1e-3 --rtol 1e-2
+  safeweights diff model.safetensors https://example.com/model.safetensors --json")]
+    Diff(DiffArgs),
+
+    /// Per-tensor min, max, mean, std and counts of NaN, +inf, -inf, zeros.
+    #[command(after_help = "\
+min, max, mean and std (population, divisor n) are over the finite values;
+NaN and infinities are counted apart. Values are decoded exactly to f64 for
+every dtype (fp8, fp6 and fp4 included; C64 per component). Files are
+streamed through the memory map on all cores, so files larger than memory
+work.
+
+Examples:
+  safeweights stats model.safetensors
+  safeweights stats model.safetensors -t 'model.layers.*.mlp.*' --json
+  safeweights stats checkpoint-dir/ --check-finite")]
+    Stats(StatsArgs),
+
+    /// Print a tensor's values, or write its raw bytes.
+    #[command(after_help = "\
+Values print like numpy: tensors over 1000 elements are summarized with
+'...' showing 3 items at each edge.
+
+Examples:
+  safeweights dump model.safetensors embed.weight
+  safeweights dump model.safetensors embed.weight --slice '0:2, :, ::4'
+  safeweights dump model.safetensors embed.weight --slice 0 --raw > row0.bin
+  safeweights dump https://example.com/model.safetensors lm_head.weight --slice '-1'")]
+    Dump(DumpArgs),
+
+    /// Print or store one SHA-256 per tensor.
+    #[command(after_help = "\
+Without --write, prints a JSON manifest {\"algorithm\": \"sha256\", \"tensors\":
+{name: hex}} that `verify --manifest` checks.
+
+With --write, stores the digests in the file's __metadata__ under the key
+\"safeweights.sha256\", as a compact JSON object {name: hex} (sorted by name).
+Tensor data is not touched: the header is rewritten in place when its
+padding has room, else the file is rewritten through a temporary file and a
+rename. The result stays a valid file for every safetensors reader.
+
+Examples:
+  safeweights checksum model.safetensors > model.sha256.json
+  safeweights checksum model.safetensors --write")]
+    Checksum(ChecksumArgs),
+
+    /// Recompute tensor digests and compare with stored ones.
+    #[command(after_help = "\
+Checks against the digests stored by `checksum --write` (metadata key
+\"safeweights.sha256\"), or against a manifest printed by `checksum`.
+Exit code 1 when a tensor does not match, is missing, or when the file has
+no stored digests and no manifest is given.
+
+Examples:
+  safeweights verify model.safetensors
+  safeweights verify model.safetensors --manifest model.sha256.json")]
+    Verify(VerifyArgs),
+
+    /// Show or edit the __metadata__ map.
+    #[command(after_help = "\
+Without --set or --delete, prints the metadata. Edits keep every tensor, its
+order and its offsets. When the new header fits in the old header's space
+(JSON plus padding), it is written in place with one write of the same
+length: the data does not move and the old header stays valid until that
+write lands. Otherwise, or with --copy, the file is rewritten through a
+temporary file and a rename, which never leaves a partial file.
+
+Examples:
+  safeweights metadata model.safetensors
+  safeweights metadata model.safetensors --set format=pt --set author=me
+  safeweights metadata model.safetensors --delete author --json")]
+    Metadata(MetadataArgs),
+
+    /// Split a checkpoint into shards of bounded size.
+    #[command(after_help = "\
+Writes model-0000K-of-0000N.safetensors files and model.safetensors.index.json
+into OUTDIR, or one model.safetensors when everything fits in one shard,
+byte-identical to the library's sharded writer. Tensors are streamed: memory
+stays bounded whatever the checkpoint size.
+
+Sizes: 5GB (powers of 1000), 2GiB (powers of 1024), or bytes.
+
+Examples:
+  safeweights shard model.safetensors --max-shard-size 5GB out/
+  safeweights shard old-shards/ --max-shard-size 2GiB resharded/")]
+    Shard(ShardArgs),
+
+    /// Merge a sharded checkpoint into one file.
+    #[command(after_help = "\
+Output is byte-identical to the library writer's for the same tensors and
+metadata (the first shard's). Tensors are streamed with bounded memory.
+
+Examples:
+  safeweights merge model.safetensors.index.json model.safetensors
+  safeweights merge checkpoint-dir/ merged.safetensors")]
+    Merge(MergeArgs),
+
+    /// Write a subset of tensors, optionally renamed, to a new file.
+    #[command(after_help = "\
+-t and --exclude take globs: '*' matches any run of characters (dots
+included), '?' one character, matched against the whole name. A tensor is
+kept when it matches any -t (or there is no -t) and no --exclude.
+
+--rename FROM=TO replaces the prefix FROM of a name by TO; several are
+tried in order and the first matching one applies.
+
+Examples:
+  safeweights filter model.safetensors out.safetensors -t 'model.layers.0.*'
+  safeweights filter model.safetensors out.safetensors --exclude '*.bias'
+  safeweights filter model.safetensors out.safetensors -t 'model.*' --rename model.=")]
+    Filter(FilterArgs),
+}
+
+/// Arguments of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// File, index file, directory or URL.
+    pub file: String,
+}
+
+/// Arguments of `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files, index files or directories.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// First checkpoint (file, index, directory or URL).
+    pub a: String,
+    /// Second checkpoint (file, index, directory or URL).
+    pub b: String,
+    /// Absolute tolerance.
+    #[arg(long, default_value_t = 0.0)]
+    pub atol: f64,
+    /// Relative tolerance (relative to B's value).
+    #[arg(long, default_value_t = 0.0)]
+    pub rtol: f64,
+    /// Count NaN in both as equal.
+    #[arg(long)]
+    pub equal_nan: bool,
+    /// Only compare tensors matching these globs.
+    #[arg(short = 't', long = "tensor", value_name = "PATTERN")]
+    pub tensors: Vec<String>,
+}
+
+/// Arguments of `stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// File, index file or directory.
+    pub file: PathBuf,
+    /// Only tensors matching these globs ('*' any run, '?' one character).
+    #[arg(short = 't', long = "tensor", value_name = "PATTERN")]
+    pub tensors: Vec<String>,
+    /// Exit with code 1 if any value is NaN or infinite.
+    #[arg(long)]
+    pub check_finite: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Arguments of `dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// File, index file, directory or URL.
+    pub file: String,
+    /// Tensor name.
+    pub tensor: String,
+    /// Python-style slice, e.g. "0:2, :, ::4" (positive steps only).
+    #[arg(long)]
+    pub slice: Option<safeweights::slice::SliceSpec>,
+    /// Write the raw little-endian bytes to stdout instead of values.
+    #[arg(long, conflicts_with = "json")]
+    pub raw: bool,
+}
+
+/// Arguments of `checksum`.
+#[derive(Debug, Args)]
+pub struct ChecksumArgs {
+    /// A .safetensors file.
+    pub file: PathBuf,
+    /// Store the digests in the file's metadata.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// Arguments of `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A .safetensors file.
+    pub file: PathBuf,
+    /// A manifest printed by `checksum` to check against.
+    #[arg(long, value_name = "M")]
+    pub manifest: Option<PathBuf>,
+}
+
+/// Arguments of `metadata`.
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// A .safetensors file.
+    pub file: PathBuf,
+    /// Set KEY to VALUE (repeatable).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Remove KEY (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub delete: Vec<String>,
+    /// Always rewrite through a temporary file, never in place.
+    #[arg(long)]
+    pub copy: bool,
+}
+
+/// Arguments of `shard`.
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    /// File, index file or directory to reshard.
+    pub input: PathBuf,
+    /// Largest shard, e.g. 5GB, 500MB, 2GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub max_shard_size: String,
+    /// Output directory (created if missing).
+    pub outdir: PathBuf,
+}
+
+/// Arguments of `merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Index file or directory.
+    pub input: PathBuf,
+    /// Output .safetensors file.
+    pub output: PathBuf,
+}
+
+/// Arguments of `filter`.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// File, index file or directory.
+    pub input: PathBuf,
+    /// Output .safetensors file.
+    pub output: PathBuf,
+    /// Keep tensors matching these globs (default: all).
+    #[arg(short = 't', long = "tensor", value_name = "PATTERN")]
+    pub tensors: Vec<String>,
+    /// Drop tensors matching these globs.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Replace name prefix FROM with TO (repeatable; first match applies).
+    #[arg(long, value_name = "FROM=TO")]
+    pub rename: Vec<String>,
+}

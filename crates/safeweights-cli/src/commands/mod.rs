@@ -1,0 +1,64 @@
+//! One module per command; [`run`] dispatches.
+
+use std::io::{self, BufWriter, StdoutLock, Write};
+use std::time::Duration;
+
+use crate::cli::{Cli, Command};
+use crate::exit::{CliError, CliResult};
+
+mod checksum;
+mod copy;
+mod diff;
+mod dump;
+mod filter;
+mod inspect;
+mod metadata;
+mod shard;
+mod stats;
+mod validate;
+mod verify;
+
+/// Settings shared by every command.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// Print JSON instead of text.
+    pub json: bool,
+    /// Network timeout for remote files.
+    pub timeout: Duration,
+}
+
+/// Buffered stdout; write errors (a closed pipe) surface as `CliError`.
+pub type Out = BufWriter<StdoutLock<'static>>;
+
+/// Runs the command chosen on the command line.
+pub fn run(cli: &Cli) -> CliResult {
+    if !(cli.timeout.is_finite() && cli.timeout > 0.0 && cli.timeout < 1e9) {
+        return Err(CliError::usage(
+            "--timeout must be a positive number of seconds",
+        ));
+    }
+    let ctx = Context {
+        json: cli.json,
+        timeout: Duration::from_secs_f64(cli.timeout),
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    let status = match &cli.command {
+        Command::Inspect(args) => inspect::run(ctx, args, &mut out),
+        Command::Validate(args) => validate::run(ctx, args, &mut out),
+        Command::Diff(args) => diff::run(ctx, args, &mut out),
+        Command::Stats(args) => stats::run(ctx, args, &mut out),
+        Command::Dump(args) => dump::run(ctx, args, &mut out),
+        Command::Checksum(args) => checksum::run(ctx, args, &mut out),
+        Command::Verify(args) => verify::run(ctx, args, &mut out),
+        Command::Metadata(args) => metadata::run(ctx, args, &mut out),
+        Command::Shard(args) => shard::run_shard(ctx, args, &mut out),
+        Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
+        Command::Filter(args) => filter::run(ctx, args, &mut out),
+    };
+    // Flush even after an error, so partial output is not lost, but
+    // report the command's error first.
+    let flushed = out.flush();
+    let status = status?;
+    flushed?;
+    Ok(status)
+}

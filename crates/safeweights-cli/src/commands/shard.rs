@@ -1,0 +1,107 @@
+//! `shard` and `merge`: rewrite a checkpoint as bounded shards or as one
+//! file, byte-identical to `safeweights::shards::write_sharded` and
+//! `safeweights::write::serialize_to_file` for the same tensors, in the
+//! order they appear in the input (shard by shard, by data offset).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safeweights::shards::{parse_size, plan_shards, shard_file_name, ShardIndex, INDEX_FILE_NAME};
+use serde_json::json;
+
+use crate::cli::{MergeArgs, ShardArgs};
+use crate::commands::copy::write_file;
+use crate::commands::{Context, Out};
+use crate::exit::{CliError, CliResult, Status};
+use crate::output::{progress, write_json};
+use crate::source::{Checkpoint, Entry};
+
+/// Runs `shard`.
+pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
+    let max = parse_size(&args.max_shard_size).ok_or_else(|| {
+        CliError::usage(format!(
+            "--max-shard-size {:?}: expected a size like 5GB, 500MB, 2GiB or a byte count",
+            args.max_shard_size
+        ))
+    })?;
+    let checkpoint = Checkpoint::open_local(&args.input)?;
+    let entries = checkpoint.entries();
+    let sizes: Vec<u64> = entries.iter().map(|e| e.info.end - e.info.begin).collect();
+    let plan = plan_shards(&sizes, max);
+    std::fs::create_dir_all(&args.outdir)
+        .map_err(|e| CliError::from(e).context(args.outdir.display()))?;
+    let bar = progress(sizes.iter().sum(), "shard");
+    let metadata = checkpoint.metadata();
+    let mut written: Vec<PathBuf> = Vec::new();
+    if plan.len() <= 1 {
+        let path = args.outdir.join("model.safetensors");
+        write_file(&checkpoint, &named(&entries), metadata, &path, &bar)?;
+        written.push(path);
+    } else {
+        let mut weight_map = std::collections::BTreeMap::new();
+        for (i, range) in plan.iter().enumerate() {
+            let name = shard_file_name("model", i, plan.len());
+            let shard = named(&entries[range.clone()]);
+            for (_, tensor) in &shard {
+                weight_map.insert(tensor.clone(), name.clone());
+            }
+            let path = args.outdir.join(&name);
+            write_file(&checkpoint, &shard, metadata, &path, &bar)?;
+            written.push(path);
+        }
+        let index = ShardIndex::new(sizes.iter().sum(), weight_map);
+        let path = args.outdir.join(INDEX_FILE_NAME);
+        write_text(&path, &index.to_json())?;
+        written.push(path);
+    }
+    bar.finish_and_clear();
+    report(ctx, out, &written)
+}
+
+/// Runs `merge`.
+pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
+    let checkpoint = Checkpoint::open_local(&args.input)?;
+    let entries = checkpoint.entries();
+    let bar = progress(
+        entries.iter().map(|e| e.info.end - e.info.begin).sum(),
+        "merge",
+    );
+    write_file(
+        &checkpoint,
+        &named(&entries),
+        checkpoint.metadata(),
+        &args.output,
+        &bar,
+    )?;
+    bar.finish_and_clear();
+    report(ctx, out, std::slice::from_ref(&args.output))
+}
+
+fn named<'a>(entries: &[Entry<'a>]) -> Vec<(Entry<'a>, String)> {
+    entries.iter().map(|e| (*e, e.info.name.clone())).collect()
+}
+
+/// Writes a small text file through a temporary file and a rename.
+fn write_text(path: &Path, text: &str) -> CliResult<()> {
+    let directory = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |e: std::io::Error| CliError::from(e).context(path.display());
+    let mut temp = tempfile::NamedTempFile::new_in(directory).map_err(io)?;
+    temp.write_all(text.as_bytes()).map_err(io)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+fn report(ctx: Context, out: &mut Out, written: &[PathBuf]) -> CliResult {
+    let paths: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    if ctx.json {
+        write_json(out, &json!({"written": paths}))?;
+    } else {
+        for path in &paths {
+            writeln!(out, "wrote {path}")?;
+        }
+    }
+    Ok(Status::Success)
+}

@@ -1,0 +1,85 @@
+//! `verify`: recompute per-tensor digests and compare with stored ones.
+
+use std::io::Write;
+
+use serde_json::json;
+
+use crate::cli::VerifyArgs;
+use crate::commands::{Context, Out};
+use crate::digest::{self, METADATA_KEY};
+use crate::exit::{CliError, CliResult, Status};
+use crate::output::{print_error, write_json, Painter, GREEN};
+use crate::source::Checkpoint;
+
+/// Runs `verify`. Exit 1 when a digest mismatches, a listed tensor is
+/// missing, a tensor has no digest, or there are no digests at all.
+pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
+    let checkpoint = Checkpoint::open_local(&args.file)?;
+    let expected = match &args.manifest {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::from(e).context(path.display()))?;
+            digest::parse_manifest(&text).map_err(|e| e.context(path.display()))?
+        }
+        None => match checkpoint.metadata().and_then(|m| m.get(METADATA_KEY)) {
+            Some(text) => digest::parse_stored(text)?,
+            None => {
+                return Err(CliError::invalid(format!(
+                    "{}: no checksums stored (no {METADATA_KEY:?} metadata); run `safeweights checksum --write` first or pass --manifest",
+                    args.file.display()
+                )))
+            }
+        },
+    };
+    let actual = digest::compute(&checkpoint)?;
+    let mismatched: Vec<&String> = actual
+        .iter()
+        .filter(|(name, hex)| expected.get(*name).is_some_and(|e| e != *hex))
+        .map(|(name, _)| name)
+        .collect();
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|n| !actual.contains_key(*n))
+        .collect();
+    let unlisted: Vec<&String> = actual
+        .keys()
+        .filter(|n| !expected.contains_key(*n))
+        .collect();
+    let ok = mismatched.is_empty() && missing.is_empty() && unlisted.is_empty();
+    if ctx.json {
+        write_json(
+            out,
+            &json!({
+                "ok": ok,
+                "checked": actual.len() - unlisted.len(),
+                "mismatched": mismatched,
+                "missing": missing,
+                "unlisted": unlisted,
+            }),
+        )?;
+    } else if ok {
+        let painter = Painter::stdout();
+        writeln!(
+            out,
+            "{}: {} tensors {}",
+            args.file.display(),
+            actual.len(),
+            painter.paint(GREEN, "ok")
+        )?;
+    }
+    let file = args.file.display();
+    for name in &mismatched {
+        print_error(&format!(
+            "{file}: tensor {name:?} does not match its checksum"
+        ));
+    }
+    for name in &missing {
+        print_error(&format!(
+            "{file}: tensor {name:?} has a checksum but is missing"
+        ));
+    }
+    for name in &unlisted {
+        print_error(&format!("{file}: tensor {name:?} has no checksum"));
+    }
+    Ok(Status::negative_if(!ok))
+}

@@ -1,0 +1,89 @@
+//! Per-tensor SHA-256 digests and where they are stored.
+//!
+//! `checksum --write` stores the digests in `__metadata__` under
+//! [`METADATA_KEY`] as a compact JSON object mapping each tensor name to
+//! the lowercase hex SHA-256 of its raw bytes, keys sorted:
+//! `{"safeweights.sha256": "{\"a\":\"9f86...\",\"b\":\"...\"}"}`.
+//! The same map, as `{"algorithm": "sha256", "tensors": {...}}`, is the
+//! manifest that `checksum` prints and `verify --manifest` reads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use sha2::{Digest, Sha256};
+
+use crate::exit::{CliError, CliResult};
+use crate::output::progress;
+use crate::parallel::{run_indexed, thread_count, PIECE_BYTES};
+use crate::source::Checkpoint;
+
+/// The `__metadata__` key holding the digests.
+pub const METADATA_KEY: &str = "safeweights.sha256";
+
+/// Tensor name to hex digest.
+pub type Digests = BTreeMap<String, String>;
+
+/// Hashes every tensor, several tensors at a time.
+pub fn compute(checkpoint: &Checkpoint) -> CliResult<Digests> {
+    let entries = checkpoint.entries();
+    let total: u64 = entries.iter().map(|e| e.info.end - e.info.begin).sum();
+    let bar = progress(total, "sha256");
+    let hexes = run_indexed(entries.len(), thread_count(None), |i| {
+        let entry = entries[i];
+        let mut hasher = Sha256::new();
+        let len = entry.info.end - entry.info.begin;
+        let mut offset = 0;
+        while offset < len {
+            let step = PIECE_BYTES.min(len - offset);
+            hasher.update(&checkpoint.read(entry, offset, step)?);
+            bar.inc(step);
+            offset += step;
+        }
+        Ok(hex(&hasher.finalize()))
+    })?;
+    bar.finish_and_clear();
+    Ok(entries
+        .iter()
+        .map(|e| e.info.name.clone())
+        .zip(hexes)
+        .collect())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The manifest document.
+pub fn manifest(digests: &Digests) -> serde_json::Value {
+    serde_json::json!({"algorithm": "sha256", "tensors": digests})
+}
+
+/// Reads a manifest document.
+pub fn parse_manifest(text: &str) -> CliResult<Digests> {
+    #[derive(serde::Deserialize)]
+    struct Manifest {
+        algorithm: String,
+        tensors: Digests,
+    }
+    let manifest: Manifest = serde_json::from_str(text)
+        .map_err(|e| CliError::usage(format!("not a checksum manifest: {e}")))?;
+    if manifest.algorithm != "sha256" {
+        return Err(CliError::usage(format!(
+            "unsupported algorithm {:?}",
+            manifest.algorithm
+        )));
+    }
+    Ok(manifest.tensors)
+}
+
+/// Reads the digests stored in metadata.
+pub fn parse_stored(text: &str) -> CliResult<Digests> {
+    serde_json::from_str(text).map_err(|e| {
+        CliError::invalid(format!(
+            "the stored {METADATA_KEY} value is not a JSON object of digests: {e}"
+        ))
+    })
+}

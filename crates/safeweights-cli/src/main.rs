@@ -1,0 +1,34 @@
+//! `safeweights`: inspect, validate, compare and edit safetensors checkpoints.
+//!
+//! A thin layer over the `safeweights` library: parsing arguments, reading
+//! through [`source::Checkpoint`], printing, and mapping errors to exit codes
+//! (see [`exit`]).
+#![deny(missing_docs)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+mod commands;
+mod digest;
+mod exit;
+mod output;
+mod parallel;
+mod pattern;
+mod remote;
+mod source;
+mod values;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout with code 0, errors to stderr
+            // with code 2; a closed pipe while printing help is not an error.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    exit::finish(commands::run(&cli))
+}

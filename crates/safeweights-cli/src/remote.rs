@@ -1,0 +1,180 @@
+//! Reading a safetensors file over HTTP(S) with Range requests.
+//!
+//! Opening costs at most two requests: the first asks for the first
+//! [`INITIAL_RANGE`] bytes, which hold the whole header of most files; only
+//! a larger header needs a second request for the rest. Tensor data is
+//! then fetched by byte range, only what a command needs. A server that
+//! answers a Range request with the whole file (status 200) is reported as
+//! an error rather than silently downloading everything.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use safeweights::{Header, HeaderLimits};
+
+use crate::exit::CliError;
+
+/// Bytes asked for by the first request.
+pub const INITIAL_RANGE: u64 = 64 * 1024;
+
+/// A remote safetensors file whose header has been fetched and validated.
+#[derive(Debug)]
+pub struct RemoteFile {
+    url: String,
+    agent: ureq::Agent,
+    header: Header,
+    file_len: u64,
+    requests: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// True when `arg` names an `http://` or `https://` URL.
+pub fn is_url(arg: &str) -> bool {
+    let lower = arg.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+impl RemoteFile {
+    /// Fetches and validates the header of the file at `url`. `timeout`
+    /// bounds connecting and each read, so a silent server fails instead
+    /// of hanging.
+    pub fn open(url: &str, timeout: Duration) -> Result<Self, CliError> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            .build();
+        let mut remote = RemoteFile {
+            url: url.to_owned(),
+            agent,
+            header: Header::parse(b"{}", 0)?,
+            file_len: 0,
+            requests: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        };
+        let (first, file_len) = remote.fetch(0, INITIAL_RANGE)?;
+        remote.file_len = file_len;
+        let limits = HeaderLimits::default();
+        let len = Header::read_header_len(&first, file_len, &limits)
+            .map_err(|e| CliError::from(e).context(url))?;
+        let header_end = 8 + len;
+        let json = if header_end <= first.len() as u64 {
+            first[8..header_end as usize].to_vec()
+        } else {
+            let (rest, _) = remote.fetch(first.len() as u64, header_end - first.len() as u64)?;
+            let mut json = first[8..].to_vec();
+            json.extend_from_slice(&rest);
+            json
+        };
+        remote.header = Header::parse(&json, file_len - header_end)
+            .map_err(|e| CliError::from(e).context(url))?;
+        Ok(remote)
+    }
+
+    /// The validated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Number of HTTP requests made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Body bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Reads `len` bytes at `offset` from the start of the data section.
+    pub fn read_data(&self, offset: u64, len: u64) -> Result<Vec<u8>, CliError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let (bytes, _) = self.fetch(self.header.data_start() + offset, len)?;
+        if (bytes.len() as u64) < len {
+            return Err(CliError::invalid(format!(
+                "{}: the server sent {} bytes where {len} were expected; the file changed or is truncated",
+                self.url,
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// One Range request for `len` bytes at absolute `offset`; returns the
+    /// body (shorter at the end of the file) and the total file length.
+    fn fetch(&self, offset: u64, len: u64) -> Result<(Vec<u8>, u64), CliError> {
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = match self.agent.get(&self.url).set("Range", &range).call() {
+            Ok(response) => response,
+            Err(ureq::Error::Status(416, _)) if offset == 0 => {
+                return Err(
+                    CliError::from(safeweights::Error::FileTooSmall { len: 0 }).context(&self.url)
+                )
+            }
+            Err(ureq::Error::Status(code, response)) => {
+                return Err(CliError::usage(format!(
+                    "{}: the server answered {code} {}",
+                    self.url,
+                    response.status_text()
+                )))
+            }
+            Err(ureq::Error::Transport(transport)) => {
+                return Err(transport_error(&self.url, &transport))
+            }
+        };
+        if response.status() != 206 {
+            return Err(CliError::usage(format!(
+                "{}: the server does not support HTTP Range requests (it answered {} instead of 206 Partial Content); \
+                 download the file and run the command on the local copy",
+                self.url,
+                response.status()
+            )));
+        }
+        let total = content_range(&response, offset).ok_or_else(|| {
+            CliError::usage(format!(
+                "{}: the server sent a Content-Range that does not match the request for {range}",
+                self.url
+            ))
+        })?;
+        let mut body = Vec::with_capacity(len.min(INITIAL_RANGE * 16) as usize);
+        response
+            .into_reader()
+            .take(len)
+            .read_to_end(&mut body)
+            .map_err(|e| CliError::usage(format!("{}: {e}", self.url)))?;
+        self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        Ok((body, total))
+    }
+}
+
+/// Parses `Content-Range: bytes START-END/TOTAL`, checking START.
+fn content_range(response: &ureq::Response, offset: u64) -> Option<u64> {
+    let value = response.header("Content-Range")?;
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (start, _) = span.split_once('-')?;
+    (start.trim().parse::<u64>().ok()? == offset).then_some(())?;
+    total.trim().parse().ok()
+}
+
+fn transport_error(url: &str, error: &ureq::Transport) -> CliError {
+    let text = error.to_string();
+    let timed_out =
+        text.contains("timed out") || text.contains("WouldBlock") || text.contains("Timeout");
+    if timed_out {
+        CliError::usage(format!(
+            "{url}: timed out waiting for the server (raise the limit with --timeout SECONDS)"
+        ))
+    } else {
+        CliError::usage(format!("{url}: {text}"))
+    }
+}

@@ -1,0 +1,181 @@
+//! One view over everything a command can read: a single file, a sharded
+//! checkpoint (index file or directory), or a remote file over HTTP.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use safeweights::read::SafetensorsFile;
+use safeweights::shards::ShardedCheckpoint;
+use safeweights::{Metadata, TensorInfo};
+
+use crate::exit::{CliError, CliResult};
+use crate::remote::{is_url, RemoteFile};
+
+/// An opened checkpoint.
+#[derive(Debug)]
+pub enum Checkpoint {
+    /// A local file, index file or directory.
+    Local(ShardedCheckpoint),
+    /// A file read over HTTP Range requests.
+    Remote(RemoteFile),
+}
+
+/// A tensor of a checkpoint: its header entry and the shard holding it.
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// Header entry (offsets are relative to its shard's data section).
+    pub info: &'a TensorInfo,
+    /// Index of the shard, see [`Checkpoint::shard_name`].
+    pub shard: usize,
+}
+
+impl Checkpoint {
+    /// Opens a URL, a directory, an index file (`*.json`) or a single file.
+    pub fn open(arg: &str, timeout: Duration) -> CliResult<Self> {
+        if is_url(arg) {
+            return RemoteFile::open(arg, timeout).map(Checkpoint::Remote);
+        }
+        Self::open_local(Path::new(arg))
+    }
+
+    /// Opens a directory, an index file (`*.json`) or a single file.
+    pub fn open_local(path: &Path) -> CliResult<Self> {
+        let options = Default::default();
+        let opened = if path.is_dir() {
+            ShardedCheckpoint::open_dir(path, &options)
+        } else if path.extension().is_some_and(|e| e == "json") {
+            ShardedCheckpoint::open(path, &options)
+        } else {
+            SafetensorsFile::open(path).and_then(ShardedCheckpoint::single)
+        };
+        opened.map(Checkpoint::Local).map_err(CliError::from)
+    }
+
+    /// Every tensor, shard by shard, each shard in data-offset order.
+    pub fn entries(&self) -> Vec<Entry<'_>> {
+        match self {
+            Checkpoint::Local(checkpoint) => checkpoint
+                .shards()
+                .iter()
+                .enumerate()
+                .flat_map(|(shard, file)| {
+                    file.header()
+                        .tensors()
+                        .iter()
+                        .map(move |info| Entry { info, shard })
+                })
+                .collect(),
+            Checkpoint::Remote(remote) => remote
+                .header()
+                .tensors()
+                .iter()
+                .map(|info| Entry { info, shard: 0 })
+                .collect(),
+        }
+    }
+
+    /// Looks a tensor up by name.
+    pub fn find(&self, name: &str) -> CliResult<Entry<'_>> {
+        let not_found =
+            || CliError::usage(format!("no tensor named {name:?} in {}", self.describe()));
+        match self {
+            Checkpoint::Local(checkpoint) => {
+                let (file, info) = checkpoint.get(name).map_err(|_| not_found())?;
+                let shard = checkpoint
+                    .shards()
+                    .iter()
+                    .position(|s| std::ptr::eq(s, file))
+                    .unwrap_or(0);
+                Ok(Entry { info, shard })
+            }
+            Checkpoint::Remote(remote) => remote
+                .header()
+                .get(name)
+                .map(|info| Entry { info, shard: 0 })
+                .ok_or_else(not_found),
+        }
+    }
+
+    /// Number of shards (1 for a single or remote file).
+    pub fn shard_count(&self) -> usize {
+        match self {
+            Checkpoint::Local(checkpoint) => checkpoint.shards().len(),
+            Checkpoint::Remote(_) => 1,
+        }
+    }
+
+    /// File name of a shard (the URL for a remote file).
+    pub fn shard_name(&self, shard: usize) -> String {
+        match self {
+            Checkpoint::Local(checkpoint) => checkpoint
+                .shards()
+                .get(shard)
+                .and_then(|s| s.path().file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Checkpoint::Remote(remote) => remote.url().to_owned(),
+        }
+    }
+
+    /// Header length in bytes (without the 8-byte prefix) of each shard.
+    pub fn header_sizes(&self) -> Vec<u64> {
+        match self {
+            Checkpoint::Local(checkpoint) => checkpoint
+                .shards()
+                .iter()
+                .map(|s| s.header().header_len())
+                .collect(),
+            Checkpoint::Remote(remote) => vec![remote.header().header_len()],
+        }
+    }
+
+    /// `__metadata__` (of the first shard for a sharded checkpoint).
+    pub fn metadata(&self) -> Option<&Metadata> {
+        match self {
+            Checkpoint::Local(checkpoint) => checkpoint.metadata(),
+            Checkpoint::Remote(remote) => remote.header().metadata(),
+        }
+    }
+
+    /// `len` bytes of a tensor starting `offset` bytes into it: borrowed
+    /// from the memory map, or fetched with one Range request.
+    pub fn read(&self, entry: Entry<'_>, offset: u64, len: u64) -> CliResult<Cow<'_, [u8]>> {
+        match self {
+            Checkpoint::Local(checkpoint) => {
+                let file = &checkpoint.shards()[entry.shard];
+                let Cow::Borrowed(all) = file.bytes_of(entry.info)? else {
+                    return Err(CliError::usage("internal: local files are memory-mapped"));
+                };
+                Ok(Cow::Borrowed(
+                    &all[offset as usize..(offset + len) as usize],
+                ))
+            }
+            Checkpoint::Remote(remote) => remote
+                .read_data(entry.info.begin + offset, len)
+                .map(Cow::Owned),
+        }
+    }
+
+    /// The remote file, when this is one (for request statistics).
+    pub fn remote(&self) -> Option<&RemoteFile> {
+        match self {
+            Checkpoint::Remote(remote) => Some(remote),
+            Checkpoint::Local(_) => None,
+        }
+    }
+
+    /// The HTTP request count and bytes received, as JSON, for remote files.
+    pub fn http_json(&self) -> Option<serde_json::Value> {
+        self.remote()
+            .map(|r| serde_json::json!({ "requests": r.requests(), "bytes": r.bytes_received() }))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Checkpoint::Local(_) if self.shard_count() == 1 => self.shard_name(0),
+            Checkpoint::Local(_) => "the checkpoint".into(),
+            Checkpoint::Remote(remote) => remote.url().to_owned(),
+        }
+    }
+}

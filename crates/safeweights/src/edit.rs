@@ -1,0 +1,193 @@
+//! Editing a file's `__metadata__` without touching tensor data.
+//!
+//! The new header keeps every tensor's entry, order and offsets. When it
+//! fits in the space of the old header (the JSON plus its space padding),
+//! it is written in place, padded with spaces to exactly the old length,
+//! so the data section does not move; otherwise the file is rewritten
+//! through a temporary file and a rename.
+//!
+//! The tradeoff of the in-place path: it costs one small write instead of
+//! copying gigabytes, and the old header stays valid until that single
+//! positioned write lands, but a crash in the middle of the write could
+//! leave a torn header (file systems make no atomicity promise, although a
+//! write within one page is atomic in practice). [`EditMode::Rewrite`]
+//! avoids that risk at the cost of a full copy.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::{Header, HeaderLimits, Metadata, TensorInfo, METADATA_KEY, PREFIX_LEN};
+use crate::write::{write_all_at, AtomicFile};
+
+/// How [`rewrite_metadata`] may change the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EditMode {
+    /// In place when the new header fits, else through a temporary file.
+    #[default]
+    InPlaceIfFits,
+    /// Always through a temporary file and a rename.
+    Rewrite,
+}
+
+/// What [`rewrite_metadata`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOutcome {
+    /// The header was overwritten in place; the data did not move.
+    InPlace,
+    /// The file was rewritten through a temporary file and a rename.
+    Rewritten,
+}
+
+/// Header JSON in the reference's compact form (metadata first, then the
+/// tensors in the given order), without padding.
+pub fn header_json(metadata: Option<&Metadata>, tensors: &[TensorInfo]) -> String {
+    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut entries = Vec::with_capacity(tensors.len() + 1);
+    if let Some(metadata) = metadata {
+        let fields: Vec<String> = metadata
+            .iter()
+            .map(|(k, v)| format!("{}:{}", quote(k), quote(v)))
+            .collect();
+        entries.push(format!("{}:{{{}}}", quote(METADATA_KEY), fields.join(",")));
+    }
+    for t in tensors {
+        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
+        entries.push(format!(
+            "{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
+            quote(&t.name),
+            t.dtype.name(),
+            shape.join(","),
+            t.begin,
+            t.end
+        ));
+    }
+    format!("{{{}}}", entries.join(","))
+}
+
+/// Replaces the `__metadata__` of the file at `path` (`None` removes it),
+/// keeping tensors and their data exactly as they are. The file is
+/// validated first; an invalid file is left alone.
+pub fn rewrite_metadata(
+    path: impl AsRef<Path>,
+    metadata: Option<&Metadata>,
+    mode: EditMode,
+) -> Result<EditOutcome> {
+    let path = path.as_ref();
+    rewrite_inner(path, metadata, mode).map_err(|e| e.in_file(path))
+}
+
+fn rewrite_inner(path: &Path, metadata: Option<&Metadata>, mode: EditMode) -> Result<EditOutcome> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(mode == EditMode::InPlaceIfFits)
+        .open(path)?;
+    let header = read_header(&mut file)?;
+    let json = header_json(metadata, header.tensors());
+    let old_len = header.header_len() as usize;
+    if mode == EditMode::InPlaceIfFits && json.len() <= old_len {
+        let mut bytes = json.into_bytes();
+        bytes.resize(old_len, b' ');
+        // One positioned write of the same length: the prefix and the data
+        // section are untouched, so the file is valid before and after.
+        write_all_at(&file, &bytes, PREFIX_LEN as u64)?;
+        file.sync_data()?;
+        return Ok(EditOutcome::InPlace);
+    }
+    let padded = (PREFIX_LEN + json.len()).next_multiple_of(8) - PREFIX_LEN;
+    let mut head = Vec::with_capacity(PREFIX_LEN + padded);
+    head.extend_from_slice(&(padded as u64).to_le_bytes());
+    head.extend_from_slice(json.as_bytes());
+    head.resize(PREFIX_LEN + padded, b' ');
+    let out = AtomicFile::create(path)?;
+    write_all_at(out.file(), &head, 0)?;
+    let mut target = out.file();
+    target.seek(SeekFrom::Start(head.len() as u64))?;
+    file.seek(SeekFrom::Start(header.data_start()))?;
+    let copied = std::io::copy(&mut (&file).take(header.data_len()), &mut target)?;
+    if copied != header.data_len() {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file became shorter while it was copied",
+        )));
+    }
+    out.file().set_permissions(file.metadata()?.permissions())?;
+    out.commit(true)?;
+    Ok(EditOutcome::Rewritten)
+}
+
+fn read_header(file: &mut File) -> Result<Header> {
+    let file_len = file.metadata()?.len();
+    let mut prefix = vec![0u8; file_len.min(64) as usize];
+    file.read_exact(&mut prefix)?;
+    let len = Header::read_header_len(&prefix, file_len, &HeaderLimits::default())?;
+    let mut json = vec![0u8; len as usize];
+    file.seek(SeekFrom::Start(PREFIX_LEN as u64))?;
+    file.read_exact(&mut json)?;
+    Header::parse(&json, file_len - PREFIX_LEN as u64 - len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::SafetensorsFile;
+    use crate::write::{serialize_to_file, TensorRef, WriteOptions};
+
+    fn sample(dir: &Path) -> std::path::PathBuf {
+        let path = dir.join("m.safetensors");
+        let data: Vec<u8> = (0..24).collect();
+        let tensors = [
+            (
+                "b",
+                TensorRef::new(crate::Dtype::F32, vec![2, 2], &data[..16]),
+            ),
+            ("a", TensorRef::new(crate::Dtype::U8, vec![8], &data[16..])),
+        ];
+        serialize_to_file(&tensors, None, &path, &WriteOptions::default()).unwrap();
+        path
+    }
+
+    #[test]
+    fn small_edit_is_in_place_and_large_edit_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let mut meta = Metadata::new();
+        meta.insert("k".into(), "v".into());
+        // Metadata first needs room the original has not got: rewrite.
+        assert_eq!(
+            rewrite_metadata(&path, Some(&meta), EditMode::default()).unwrap(),
+            EditOutcome::Rewritten
+        );
+        let file = SafetensorsFile::open(&path).unwrap();
+        assert_eq!(file.header().metadata(), Some(&meta));
+        assert_eq!(
+            file.tensor_bytes("b").unwrap().as_ref(),
+            &before[before.len() - 24..before.len() - 8]
+        );
+        drop(file);
+        // Removing it shrinks the JSON: in place, same length.
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(
+            rewrite_metadata(&path, None, EditMode::default()).unwrap(),
+            EditOutcome::InPlace
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+        assert!(SafetensorsFile::open(&path)
+            .unwrap()
+            .header()
+            .metadata()
+            .is_none());
+    }
+
+    #[test]
+    fn json_matches_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+        let (header, _) = Header::parse_file(&bytes, &HeaderLimits::default()).unwrap();
+        let json = header_json(None, header.tensors());
+        assert_eq!(&bytes[8..8 + json.len()], json.as_bytes());
+    }
+}
