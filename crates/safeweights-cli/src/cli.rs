@@ -41,8 +41,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The commands. `convert` and `scan` (PyTorch checkpoints) belong here
-/// once the pickle crate provides them.
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show tensors (name, dtype, shape, size) and a summary.
@@ -197,6 +196,29 @@ Examples:
   safeweights filter model.safetensors out.safetensors --exclude '*.bias'
   safeweights filter model.safetensors out.safetensors -t 'model.*' --rename model.=")]
     Filter(FilterArgs),
+
+    /// Find files that would run code when loaded (pickles, torch checkpoints, numpy).
+    #[command(after_help = "\
+Formats are detected from content, never from the file name: pickles,
+PyTorch checkpoints (zip and legacy), .npy and .npz (object arrays hold
+pickles), nested archives, and .safetensors files (validated). Pickles are
+simulated, never run, with the stack and memo tracked like the real VM.
+
+Verdicts:
+  safe        would load with safeweights' allow-listing reader
+  suspicious  an unknown global or opcode, a malformed or inconsistent
+              container: refused by the safe reader, may hide a payload
+  dangerous   a global that executes code or reaches the OS (os.system,
+              builtins.eval, subprocess, importlib, runpy, socket, ...)
+
+Exit code 0 when every file is safe, 1 when anything is suspicious or
+dangerous, 2 when a file cannot be read.
+
+Examples:
+  safeweights scan pytorch_model.bin
+  safeweights scan ./downloaded-model/ --json
+  safeweights scan model.ckpt --all        # also list the safe globals")]
+    Scan(ScanArgs),
 }
 
 /// Arguments of `inspect`.
@@ -339,4 +361,15 @@ pub struct FilterArgs {
     /// Replace name prefix FROM with TO (repeatable; first match applies).
     #[arg(long, value_name = "FROM=TO")]
     pub rename: Vec<String>,
+}
+
+/// Arguments of `scan`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files and directories (scanned recursively).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Also list safe findings (the globals a checkpoint needs).
+    #[arg(long)]
+    pub all: bool,
 }

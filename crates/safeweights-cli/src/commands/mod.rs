@@ -13,6 +13,7 @@ mod dump;
 mod filter;
 mod inspect;
 mod metadata;
+mod scan;
 mod shard;
 mod stats;
 mod validate;
@@ -54,6 +55,7 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Shard(args) => shard::run_shard(ctx, args, &mut out),
         Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
         Command::Filter(args) => filter::run(ctx, args, &mut out),
+        Command::Scan(args) => scan::run(ctx, args, &mut out),
     };
     // Flush even after an error, so partial output is not lost, but
     // report the command's error first.

@@ -1,0 +1,217 @@
+//! `scan`: report which files would run code when loaded.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use safeweights_pickle::scan::{scan_path, FileFormat, Finding, ScanReport, Verdict};
+use safeweights_pickle::Limits;
+use serde_json::{json, Value};
+
+use crate::cli::ScanArgs;
+use crate::commands::{Context, Out};
+use crate::exit::{CliError, CliResult, Status};
+use crate::output::{print_error, progress, write_json, Painter, DIM, GREEN, RED, YELLOW};
+
+/// Runs `scan`: exit 0 if every file is safe, 1 if anything is suspicious
+/// or dangerous, 2 if a file cannot be read (the answer is incomplete).
+pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
+    let files = collect_files(&args.paths)?;
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    let bar = progress(total, "scanning");
+    let limits = Limits::default();
+    let painter = Painter::stdout();
+    let mut results = Vec::with_capacity(files.len());
+    let mut unreadable = false;
+    for (path, len) in &files {
+        bar.set_message(path.display().to_string());
+        match scan_path(path, &limits) {
+            Ok(report) => {
+                if !ctx.json {
+                    bar.suspend(|| print_report(out, &report, args.all, painter))?;
+                }
+                results.push(Ok(report));
+            }
+            Err(error) => {
+                unreadable = true;
+                let message = format!("{}: {error}", path.display());
+                bar.suspend(|| print_error(&message));
+                results.push(Err((path.clone(), message)));
+            }
+        }
+        bar.inc(*len);
+    }
+    bar.finish_and_clear();
+    let worst = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(ScanReport::verdict)
+        .max()
+        .unwrap_or(Verdict::Safe);
+    if ctx.json {
+        let files: Vec<Value> = results.iter().map(|r| report_json(r, args.all)).collect();
+        write_json(out, &json!({"verdict": worst.to_string(), "files": files}))?;
+    } else {
+        print_summary(out, &results, painter)?;
+    }
+    if unreadable {
+        Err(CliError::silent(2))
+    } else {
+        Ok(Status::negative_if(worst != Verdict::Safe))
+    }
+}
+
+/// Expands directories recursively, in sorted order. Symbolic links to
+/// directories are not followed, so a link cycle cannot loop forever.
+fn collect_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for path in paths {
+        let metadata = std::fs::metadata(path)
+            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+        if metadata.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push((path.clone(), metadata.len()));
+        }
+    }
+    Ok(files)
+}
+
+fn walk(directory: &Path, files: &mut Vec<(PathBuf, u64)>) -> CliResult<()> {
+    let error = |e: std::io::Error| CliError::usage(format!("{}: {e}", directory.display()));
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)
+        .map_err(error)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    entries.sort();
+    for path in entries {
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if metadata.is_dir() {
+            walk(&path, files)?;
+        } else if metadata.is_file() {
+            files.push((path, metadata.len()));
+        } else if let Ok(target) = std::fs::metadata(&path) {
+            if target.is_file() {
+                files.push((path, target.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn format_name(format: FileFormat) -> &'static str {
+    match format {
+        FileFormat::TorchZip => "torch zip checkpoint",
+        FileFormat::TorchLegacy => "legacy torch checkpoint",
+        FileFormat::Zip => "zip archive",
+        FileFormat::Pickle => "pickle",
+        FileFormat::Npy => "numpy .npy",
+        FileFormat::Safetensors => "safetensors",
+        _ => "unrecognised: nothing to load",
+    }
+}
+
+fn verdict_style(verdict: Verdict) -> anstyle::Style {
+    match verdict {
+        Verdict::Safe => GREEN,
+        Verdict::Suspicious => YELLOW,
+        Verdict::Dangerous => RED,
+    }
+}
+
+fn print_report(
+    out: &mut Out,
+    report: &ScanReport,
+    all: bool,
+    painter: Painter,
+) -> std::io::Result<()> {
+    let verdict = report.verdict();
+    writeln!(
+        out,
+        "{}: {} {}",
+        report.file,
+        painter.paint(verdict_style(verdict), verdict),
+        painter.paint(DIM, format!("({})", format_name(report.format)))
+    )?;
+    for finding in report
+        .findings
+        .iter()
+        .filter(|f| all || f.verdict != Verdict::Safe)
+    {
+        let place = match &finding.member {
+            Some(member) => format!("{member} @{}", finding.offset),
+            None => format!("@{}", finding.offset),
+        };
+        writeln!(
+            out,
+            "  {:<10} {}  {}  {}",
+            painter.paint(verdict_style(finding.verdict), finding.verdict),
+            finding.subject,
+            painter.paint(DIM, place),
+            finding.reason
+        )?;
+    }
+    if report.omitted > 0 {
+        writeln!(out, "  ... {} more findings omitted", report.omitted)?;
+    }
+    Ok(())
+}
+
+type Outcome = Result<ScanReport, (PathBuf, String)>;
+
+fn print_summary(out: &mut Out, results: &[Outcome], painter: Painter) -> std::io::Result<()> {
+    let count = |verdict| {
+        results
+            .iter()
+            .filter(|r| matches!(r, Ok(report) if report.verdict() == verdict))
+            .count()
+    };
+    let errors = results.iter().filter(|r| r.is_err()).count();
+    let mut summary = format!(
+        "{} files scanned: {} safe, {} suspicious, {} dangerous",
+        results.len(),
+        painter.paint(GREEN, count(Verdict::Safe)),
+        painter.paint(YELLOW, count(Verdict::Suspicious)),
+        painter.paint(RED, count(Verdict::Dangerous)),
+    );
+    if errors > 0 {
+        summary.push_str(&format!(", {errors} unreadable"));
+    }
+    writeln!(out, "\n{summary}")
+}
+
+fn finding_json(finding: &Finding) -> Value {
+    json!({
+        "member": finding.member,
+        "subject": finding.subject,
+        "offset": finding.offset,
+        "verdict": finding.verdict.to_string(),
+        "reason": finding.reason,
+    })
+}
+
+fn report_json(result: &Outcome, all: bool) -> Value {
+    match result {
+        Ok(report) => json!({
+            "path": report.file,
+            "format": format_name(report.format),
+            "verdict": report.verdict().to_string(),
+            "findings": report
+                .findings
+                .iter()
+                .filter(|f| all || f.verdict != Verdict::Safe)
+                .map(finding_json)
+                .collect::<Vec<_>>(),
+            "omitted": report.omitted,
+            "error": null,
+        }),
+        Err((path, message)) => json!({
+            "path": path.display().to_string(),
+            "verdict": null,
+            "findings": [],
+            "error": message,
+        }),
+    }
+}
