@@ -1,0 +1,38 @@
+"""safeweights: a strict, fast drop-in for the `safetensors` package, plus
+safe torch checkpoints with no pickle.
+
+```python
+import safeweights.torch as sw
+
+sw.save_file({"w": torch.zeros(2, 3)}, "model.safetensors")
+tensors = sw.load_file("model.safetensors")
+
+sw.save_checkpoint({"model": model.state_dict(), "step": 10}, "ckpt.safetensors")
+state = sw.load_checkpoint("ckpt.safetensors")
+```
+
+Replace `import safetensors` with `import safeweights` (and
+`safetensors.torch` with `safeweights.torch`): names, signatures, return
+values and exception classes match the reference.
+"""
+
+from ._safeweights_rust import (  # noqa: F401
+    CheckpointError,
+    ClosedFileError,
+    ForeignFormatError,
+    InvalidHeaderError,
+    InvalidSliceError,
+    InvalidTensorError,
+    SafetensorError,
+    ShardError,
+    TensorSpec,
+    TensorNotFoundError,
+    UnsafeCheckpointError,
+    UnsupportedDtypeError,
+    __version__,
+    deserialize,
+    safe_open,
+    serialize,
+    serialize_file,
+)
+from ._handle import _safe_open_handle  # noqa: F401

@@ -1,0 +1,367 @@
+"""`save_checkpoint` / `load_checkpoint`: whole training states (nested dicts,
+lists and tuples of tensors and Python values) as safetensors files.
+
+A checkpoint is an ordinary safetensors file: every tensor is a named
+entry (named by its path in the object, e.g. `model.fc.weight` or
+`optimizer.state.0.exp_avg`), so any safetensors reader can open it. The
+object's structure is JSON in the metadata under `safeweights.checkpoint`:
+`{"version": 1, "root": ...}` (see `_structure` for the encoding).
+
+Tensors that share memory are stored once and come back sharing memory:
+
+- identical views of one storage (tied weights) are one entry, and every
+  place that held them gets the same tensor;
+- different views of one storage (a weight and a slice of it, partially
+  overlapping views) store the byte range of the storage they span once,
+  as one entry, and each view is rebuilt on it with its exact offset, shape
+  and strides (`{"$view": entry, "dtype", "offset", "shape", "stride"}`);
+- any other non-contiguous tensor is stored contiguous.
+
+Tensors whose dtype the format lacks (complex128, ...) are stored as raw
+bytes (`U8`) and reinterpreted on load. No pickle is involved anywhere.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from . import _structure
+from ._safeweights_rust import CheckpointError, safe_open, serialize, serialize_file, serialize_sharded
+
+STRUCTURE_KEY = "safeweights.checkpoint"
+FORMAT_VERSION = 1
+
+PathOrFile = Union[str, "os.PathLike[str]", io.IOBase, Any]
+
+
+def save_checkpoint(
+    obj: Any,
+    f: PathOrFile,
+    *,
+    metadata: Optional[Dict[str, str]] = None,
+    max_shard_size: Union[int, str, None] = None,
+) -> None:
+    """Saves `obj` (a nesting of dict, list, tuple, set, tensors, None,
+    bool, int, float, str, torch.dtype, torch.device) to `f`, a path or a
+    binary file object, without pickle.
+
+    With `max_shard_size` (bytes, or a string such as `"5GB"`), `f` is a
+    directory that receives `model-0000N-of-0000M.safetensors` shards and a
+    Hugging Face compatible `model.safetensors.index.json` (or a single
+    `model.safetensors` when everything fits in one shard).
+
+    Example:
+
+    ```python
+    save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                     "scheduler": sched.state_dict(), "step": step}, "ckpt.safetensors")
+    ```
+    """
+    import torch
+
+    from .torch import _tensor_spec
+
+    plan = _Plan()
+    root = _structure.encode(obj, "", plan.add)
+    entries = plan.finish()
+    header = dict(metadata or {})
+    header[STRUCTURE_KEY] = json.dumps(
+        {"version": FORMAT_VERSION, "root": root}, allow_nan=False, separators=(",", ":"), ensure_ascii=False
+    )
+    keep_alive: List[Any] = []
+    specs = {}
+    for name, tensor in entries.items():
+        if tensor.dtype not in _format_dtypes(torch):
+            tensor = tensor.reshape(-1).view(torch.uint8)
+        specs[name] = _tensor_spec(name, tensor, keep_alive)
+    if max_shard_size is not None:
+        if not _is_path(f):
+            raise TypeError("max_shard_size needs a directory path, not a file object")
+        serialize_sharded(specs, os.fspath(f), max_shard_size, header)
+    elif _is_path(f):
+        serialize_file(specs, os.fspath(f), header)
+    else:
+        f.write(serialize(specs, header))
+
+
+def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = True) -> Any:
+    """Loads what `save_checkpoint` saved, rebuilding the exact object
+    (types, key types and order, shared tensors).
+
+    `f` is a path (a file, a sharded checkpoint's directory or
+    `*.index.json`) or a binary file object. `map_location` (None, a device
+    string or `torch.device`) moves tensors; with None they go back to the
+    device they were saved from. With `mmap=True` (default) cpu tensors are
+    copy-on-write views of the file; with `mmap=False` they are read into
+    memory.
+
+    A plain safetensors file without checkpoint structure loads as a dict
+    of tensors. A legacy `torch.save` file (zip or pre-1.6 format) is read
+    with a safe pickle reader that executes nothing and returns what
+    `torch.load(weights_only=True)` would; a file that would need code
+    execution raises `UnsafeCheckpointError` naming the offending global.
+
+    Example: `state = load_checkpoint("ckpt.safetensors", map_location="cpu")`.
+    """
+    device = _parse_map_location(map_location)
+    if _is_path(f):
+        path = os.fspath(f)
+        if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
+            from ._legacy import load_legacy
+
+            return load_legacy(path, device)
+        source: Any = path
+    else:
+        source = _read_all(f)
+        if _is_pickle(bytes(source[:16])):
+            from ._legacy import load_legacy
+
+            return load_legacy(bytes(source), device)
+    with safe_open(source, framework="pt", backend="mmap" if mmap else "pread") as handle:
+        header = handle.metadata() or {}
+        tensors = handle.get_tensors()
+    if STRUCTURE_KEY not in header:
+        return {name: _to_device(t, device) for name, t in tensors.items()}
+    try:
+        document = json.loads(header[STRUCTURE_KEY])
+    except ValueError as error:
+        raise CheckpointError(f"the checkpoint structure is not valid JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"unsupported checkpoint structure version {document.get('version') if isinstance(document, dict) else None!r}"
+            f" (this safeweights reads version {FORMAT_VERSION})"
+        )
+    return _structure.decode(document.get("root"), _Rebuilder(tensors, device).tensor)
+
+
+class _Plan:
+    """Decides which bytes become file entries, storage by storage."""
+
+    def __init__(self) -> None:
+        self.groups: Dict[Tuple[Any, ...], List[Tuple[Any, str, Dict[str, Any]]]] = {}
+        self.names: set = set()
+        self.entries: Dict[str, Any] = {}
+
+    def add(self, tensor: Any, path: str) -> Dict[str, Any]:
+        import torch
+
+        if tensor.layout != torch.strided:
+            raise TypeError(f"cannot save the sparse tensor at {path or 'the root'}: call .to_dense() first")
+        if tensor.device.type == "meta":
+            raise TypeError(f"cannot save the meta tensor at {path or 'the root'}: it has no data")
+        record: Dict[str, Any] = {}
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr()) if storage.nbytes() and storage.data_ptr() else ("own", id(record))
+        self.groups.setdefault(key, []).append((tensor, path, record))
+        return record
+
+    def finish(self) -> Dict[str, Any]:
+        for members in self.groups.values():
+            views = {_view_key(t): None for t, _, _ in members}
+            if len(views) == 1:
+                self._store_whole(members)
+            else:
+                self._store_region(members)
+        return self.entries
+
+    def _name(self, path: str) -> str:
+        name = path or "tensor"
+        unique, suffix = name, 1
+        while unique in self.names or unique == "__metadata__":
+            suffix += 1
+            unique = f"{name}#{suffix}"
+        self.names.add(unique)
+        return unique
+
+    def _store_whole(self, members: List[Tuple[Any, str, Dict[str, Any]]]) -> None:
+        import torch
+
+        tensor, path, _ = members[0]
+        name = self._name(path)
+        data = tensor.detach().contiguous()
+        self.entries[name] = data
+        for member, _, record in members:
+            record["$tensor"] = name
+            if data.dtype not in _format_dtypes(torch):
+                record.update(dtype=str(data.dtype).split(".")[-1], shape=list(data.shape))
+            _describe(member, record)
+
+    def _store_region(self, members: List[Tuple[Any, str, Dict[str, Any]]]) -> None:
+        import torch
+
+        tensors = [t for t, _, _ in members]
+        itemsizes = {t.element_size() for t in tensors}
+        align = max(itemsizes)
+        spans = [_byte_span(t) for t in tensors]
+        low = min(s for s, _ in spans) // align * align
+        high = max(e for _, e in spans)
+        storage = tensors[0].untyped_storage()
+        region = torch.empty(0, dtype=torch.uint8, device=tensors[0].device)
+        region.set_(storage, low, (high - low,), (1,))
+        dtypes = {t.dtype for t in tensors}
+        dtype = next(iter(dtypes))
+        if len(dtypes) == 1 and dtype in _format_dtypes(torch) and (high - low) % align == 0:
+            region = region.view(dtype)
+        name = self._name(members[0][1])
+        self.entries[name] = region.detach().clone()
+        for (tensor, _, record), (start, _) in zip(members, spans):
+            record.update(
+                {
+                    "$view": name,
+                    "dtype": str(tensor.dtype).split(".")[-1],
+                    "offset": (start - low) // tensor.element_size(),
+                    "shape": list(tensor.shape),
+                    "stride": list(tensor.stride()),
+                }
+            )
+            _describe(tensor, record)
+
+
+def _describe(tensor: Any, record: Dict[str, Any]) -> None:
+    import torch
+
+    if isinstance(tensor, torch.nn.Parameter):
+        record["parameter"] = True
+    if tensor.requires_grad:
+        record["requires_grad"] = True
+    if tensor.device.type != "cpu":
+        record["device"] = str(tensor.device)
+
+
+def _view_key(tensor: Any) -> Tuple[Any, ...]:
+    return (tensor.dtype, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()))
+
+
+def _byte_span(tensor: Any) -> Tuple[int, int]:
+    """[start, end) in bytes of the storage that a view touches."""
+    size = tensor.element_size()
+    start = tensor.storage_offset() * size
+    if tensor.numel() == 0:
+        return start, start
+    last = sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride()))
+    return start, start + (last + 1) * size
+
+
+def _format_dtypes(torch: Any) -> Any:
+    from . import _dtypes
+
+    return _dtypes.torch_to_format()
+
+
+class _Rebuilder:
+    """Turns tensor records back into tensors, sharing what was shared."""
+
+    def __init__(self, tensors: Dict[str, Any], device: Any) -> None:
+        self.tensors = tensors
+        self.device = device
+        self.built: Dict[str, Any] = {}
+
+    def tensor(self, record: Dict[str, Any]) -> Any:
+        import torch
+
+        if "$tensor" in record:
+            name = record["$tensor"]
+            base = self._entry(name, record)
+            if "dtype" in record:
+                dtype = _structure.torch_dtype(record["dtype"])
+                base = base.view(dtype).reshape(_shape(record.get("shape")))
+        else:
+            entry = self._entry(record["$view"], record)
+            dtype = _structure.torch_dtype(record.get("dtype"))
+            offset = record.get("offset")
+            shape, stride = _shape(record.get("shape")), _shape(record.get("stride"))
+            if not isinstance(offset, int) or len(shape) != len(stride):
+                raise CheckpointError(f"invalid view record for entry {record['$view']!r}")
+            start = entry.storage_offset() * entry.element_size()
+            if start % dtype.itemsize:
+                raise CheckpointError(f"view of {record['$view']!r} is misaligned for {dtype}")
+            base = torch.empty(0, dtype=dtype, device=entry.device)
+            # set_ checks that the view fits inside the storage.
+            base.set_(entry.untyped_storage(), start // dtype.itemsize + offset, shape, stride)
+        if record.get("parameter"):
+            return torch.nn.Parameter(base, requires_grad=bool(record.get("requires_grad")))
+        if record.get("requires_grad"):
+            return base.detach().requires_grad_(True)
+        return base
+
+    def _entry(self, name: Any, record: Dict[str, Any]) -> Any:
+        import torch
+
+        if name not in self.tensors:
+            raise CheckpointError(f"the checkpoint structure names a missing tensor {name!r}")
+        key = name
+        if key not in self.built:
+            tensor = self.tensors[name]
+            target = self.device if self.device is not None else torch.device(record.get("device", "cpu"))
+            self.built[key] = _to_device(tensor, target)
+        return self.built[key]
+
+
+def _shape(value: Any) -> List[int]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise CheckpointError(f"invalid checkpoint structure: {value!r} is not a shape")
+    return value
+
+
+def _to_device(tensor: Any, device: Any) -> Any:
+    if device is None or tensor.device == device:
+        return tensor
+    if device.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CheckpointError(
+                f"the checkpoint holds tensors saved on {device} but CUDA is not available: pass map_location='cpu'"
+            )
+    return tensor.to(device)
+
+
+def _parse_map_location(map_location: Any) -> Any:
+    if map_location is None:
+        return None
+    import torch
+
+    if isinstance(map_location, (str, torch.device)):
+        return torch.device(map_location)
+    raise TypeError(f"map_location must be None, a device string or a torch.device, not {type(map_location).__name__}")
+
+
+def _is_path(f: Any) -> bool:
+    return isinstance(f, str) or hasattr(f, "__fspath__")
+
+
+def _head(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read(16)
+
+
+def _is_pickle(head: bytes) -> bool:
+    """A torch.save file: a zip archive or a bare pickle stream (PROTO opcode)."""
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
+def _read_all(f: Any) -> bytearray:
+    """The rest of a binary file object, in a buffer we own (tensors are
+    zero-copy views of it, so they stay writable and independent of `f`)."""
+    try:
+        remaining = os.fstat(f.fileno()).st_size - f.tell()
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        remaining = -1
+    if remaining >= 0 and hasattr(f, "readinto"):
+        buffer = bytearray(remaining)
+        view, filled = memoryview(buffer), 0
+        while filled < remaining:
+            n = f.readinto(view[filled:])
+            if not n:
+                break
+            filled += n
+        view.release()
+        del buffer[filled:]
+        return buffer
+    data = f.read()
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("the file object must be opened in binary mode")
+    return bytearray(data)

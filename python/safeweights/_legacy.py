@@ -1,0 +1,67 @@
+"""Legacy `torch.save` checkpoints, read without executing anything.
+
+The native module parses the zip or pre-1.6 stream with an allow-listing
+pickle VM (in Rust, no Python pickle involved) and returns the object tree
+with tensor records; this module turns those into torch tensors. Identical
+views come back as one tensor, as `torch.load` would share them. Dicts come
+back as plain `dict` (an `OrderedDict` in the file compares equal).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from ._safeweights_rust import _PickledDtype, _PickledTensor, load_torch_pickle
+from ._structure import torch_dtype
+
+
+def load_legacy(source: Any, device: Any) -> Any:
+    """Loads a torch.save file (path or bytes); tensors go to `device` (None: cpu)."""
+    tree = load_torch_pickle(source)
+    return _Rebuild(device).value(tree)
+
+
+class _Rebuild:
+    def __init__(self, device: Any) -> None:
+        self.device = device
+        self.tensors: Dict[int, Any] = {}
+        self.containers: Dict[int, Any] = {}
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, _PickledTensor):
+            return self.tensor(value)
+        if isinstance(value, _PickledDtype):
+            return torch_dtype(value.name)
+        if isinstance(value, (list, dict, tuple, set)):
+            key = id(value)
+            if key not in self.containers:
+                self.containers[key] = self.container(value)
+            return self.containers[key]
+        return value
+
+    def container(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self.value(v) for v in value)
+        if isinstance(value, set):
+            return {self.value(v) for v in value}
+        return {self.value(k): self.value(v) for k, v in value.items()}
+
+    def tensor(self, record: Any) -> Any:
+        import torch
+
+        if record.index in self.tensors:
+            return self.tensors[record.index]
+        dtype = torch_dtype(record.dtype)
+        shape = list(record.shape)
+        if record.nbytes == 0:
+            tensor = torch.empty(shape, dtype=dtype)
+        else:
+            tensor = torch.frombuffer(record.buffer, dtype=torch.uint8, count=record.nbytes).view(dtype).reshape(shape)
+        if self.device is not None and tensor.device != self.device:
+            tensor = tensor.to(self.device)
+        if record.requires_grad:
+            tensor = torch.nn.Parameter(tensor, requires_grad=True)
+        self.tensors[record.index] = tensor
+        return tensor

@@ -1,0 +1,334 @@
+//! Legacy `torch.save` checkpoints (zip and pre-1.6 formats) read through
+//! `safeweights-pickle`'s allow-listing pickle VM: nothing in the file is
+//! ever executed, and no Python pickle machinery is involved.
+//!
+//! The rebuilt object tree is converted to Python values; tensors become
+//! [`PickledTensor`] records holding their bytes, which the Python side
+//! (`safeweights._legacy`) turns into torch tensors.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+use safeweights_pickle::pickle::{StorageRef, TensorRef, Value};
+use safeweights_pickle::torch::{Checkpoint, TensorEntry};
+use safeweights_pickle::Error as PickleError;
+
+use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
+use crate::safe_open::python_buffer;
+use crate::storage::Backing;
+
+/// Nodes visited while converting, to stop graphs that expand exponentially.
+const MAX_NODES: u64 = 50_000_000;
+
+/// A tensor read from a pickle checkpoint: contiguous little-endian bytes
+/// plus what torch needs to rebuild it.
+#[pyclass(
+    module = "safeweights._safeweights_rust",
+    name = "_PickledTensor",
+    frozen,
+    get_all
+)]
+#[derive(Debug)]
+pub struct PickledTensor {
+    /// A buffer holding the bytes (see `_convert.make_buffer`).
+    buffer: Py<PyAny>,
+    /// Byte length.
+    nbytes: usize,
+    /// torch dtype name, e.g. `"float32"`.
+    dtype: &'static str,
+    /// Sizes per dimension.
+    shape: Vec<u64>,
+    /// Whether it was saved requiring grad.
+    requires_grad: bool,
+    /// Index of the distinct tensor; equal indices are the same tensor.
+    index: usize,
+}
+
+/// A `torch.<name>` dtype object found in the pickle.
+#[pyclass(
+    module = "safeweights._safeweights_rust",
+    name = "_PickledDtype",
+    frozen,
+    get_all
+)]
+#[derive(Debug)]
+pub struct PickledDtype {
+    name: &'static str,
+}
+
+/// Pickle errors as Python exceptions: refusals (a global or opcode that
+/// could run code) are `UnsafeCheckpointError` naming what was refused.
+fn to_py_err(error: PickleError) -> PyErr {
+    match error.root() {
+        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
+            UnsafeCheckpointError::new_err(error.to_string())
+        }
+        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
+        _ => CheckpointError::new_err(error.to_string()),
+    }
+}
+
+/// Identity of a view (its exact bytes, and requires_grad), to share
+/// identical views.
+type ViewKey = (
+    Arc<str>,
+    Option<(u64, u64)>,
+    u64,
+    Vec<u64>,
+    Vec<u64>,
+    &'static str,
+    bool,
+);
+
+fn view_key(t: &TensorRef) -> ViewKey {
+    (
+        t.storage.key.clone(),
+        t.storage.view,
+        t.offset,
+        t.shape.clone(),
+        t.stride.clone(),
+        t.scalar.name,
+        t.requires_grad,
+    )
+}
+
+/// Every distinct tensor of the tree, in first-seen order.
+#[derive(Default)]
+struct Tensors {
+    list: Vec<Arc<TensorRef>>,
+    by_view: HashMap<ViewKey, usize>,
+    by_ptr: HashMap<*const TensorRef, usize>,
+    /// Containers already walked: a shared one is walked once.
+    visited: std::collections::HashSet<*const ()>,
+    nodes: u64,
+}
+
+impl Tensors {
+    fn collect(&mut self, value: &Value) -> PyResult<()> {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES {
+            return Err(CheckpointError::new_err(
+                "the checkpoint's object graph is too large (an expansion bomb?)",
+            ));
+        }
+        let first_visit = |visited: &mut std::collections::HashSet<*const ()>, ptr: *const ()| {
+            visited.insert(ptr)
+        };
+        match value {
+            Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
+                if !first_visit(&mut self.visited, items.as_ptr().cast()) {
+                    return Ok(());
+                }
+                items.iter().try_for_each(|v| self.collect(v))
+            }
+            Value::Dict(items) if !first_visit(&mut self.visited, items.as_ptr().cast()) => Ok(()),
+            Value::Dict(items) => items.iter().try_for_each(|(k, v)| {
+                self.collect(k)?;
+                self.collect(v)
+            }),
+            Value::Tensor(t) => {
+                self.add(t.clone());
+                Ok(())
+            }
+            Value::Storage(s) => {
+                self.add(Arc::new(whole_storage(s)));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn add(&mut self, tensor: Arc<TensorRef>) -> usize {
+        let ptr = Arc::as_ptr(&tensor);
+        if let Some(&i) = self.by_ptr.get(&ptr) {
+            return i;
+        }
+        let i = *self.by_view.entry(view_key(&tensor)).or_insert_with(|| {
+            self.list.push(tensor.clone());
+            self.list.len() - 1
+        });
+        self.by_ptr.insert(ptr, i);
+        i
+    }
+
+    fn index_of(&self, tensor: &TensorRef) -> Option<usize> {
+        self.by_view.get(&view_key(tensor)).copied()
+    }
+}
+
+/// A bare storage as a 1-D tensor of its elements (bytes when untyped).
+fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
+    let scalar = storage
+        .scalar
+        .or_else(|| safeweights_pickle::scalar::ScalarType::from_dtype_name("uint8"))
+        .expect("uint8 is a known scalar type");
+    let len = storage.view.map_or(storage.numel, |(_, len)| len) * storage.element_size() as u64
+        / scalar.size as u64;
+    TensorRef {
+        storage: storage.clone(),
+        scalar,
+        offset: 0,
+        shape: vec![len],
+        stride: vec![1],
+        requires_grad: false,
+    }
+}
+
+/// Converts the tree to Python, sharing containers the pickle shared.
+struct Converter<'a, 'py> {
+    py: Python<'py>,
+    tensors: &'a Tensors,
+    records: Vec<Py<PickledTensor>>,
+    memo: HashMap<*const (), Py<PyAny>>,
+}
+
+impl<'py> Converter<'_, 'py> {
+    fn convert(&mut self, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+        let py = self.py;
+        let shared = match value {
+            Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
+                Some(items.as_ptr().cast::<()>())
+            }
+            Value::Dict(items) => Some(items.as_ptr().cast::<()>()),
+            _ => None,
+        };
+        if let Some(object) = shared.and_then(|ptr| self.memo.get(&ptr)) {
+            return Ok(object.bind(py).clone());
+        }
+        let object = match value {
+            Value::None => py.None().into_bound(py),
+            Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+            Value::Int(i) => i.into_pyobject(py)?.into_any(),
+            Value::BigInt(bytes) => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item("signed", true)?;
+                py.get_type::<pyo3::types::PyInt>().call_method(
+                    "from_bytes",
+                    (PyBytes::new(py, bytes), "little"),
+                    Some(&kwargs),
+                )?
+            }
+            Value::Float(f) => f.into_pyobject(py)?.into_any(),
+            Value::Complex(re, im) => pyo3::types::PyComplex::from_doubles(py, *re, *im).into_any(),
+            Value::Str(s) => PyString::new(py, s).into_any(),
+            Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+            Value::Tuple(items) => {
+                let converted = items
+                    .iter()
+                    .map(|v| self.convert(v))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyTuple::new(py, converted)?.into_any()
+            }
+            Value::List(items) => {
+                let converted = items
+                    .iter()
+                    .map(|v| self.convert(v))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, converted)?.into_any()
+            }
+            Value::Set(items) => {
+                let converted = items
+                    .iter()
+                    .map(|v| self.convert(v))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PySet::new(py, converted)?.into_any()
+            }
+            Value::Dict(items) => {
+                let dict = PyDict::new(py);
+                for (k, v) in items.iter() {
+                    dict.set_item(self.convert(k)?, self.convert(v)?)?;
+                }
+                dict.into_any()
+            }
+            Value::Dtype(scalar) => Bound::new(py, PickledDtype { name: scalar.name })?.into_any(),
+            Value::Global(name) => PyString::new(py, name).into_any(),
+            Value::Tensor(t) => self.tensor(t)?,
+            Value::Storage(s) => self.tensor(&whole_storage(s))?,
+            other => {
+                return Err(CheckpointError::new_err(format!(
+                    "unsupported value of type {} in the checkpoint",
+                    other.type_name()
+                )))
+            }
+        };
+        if let Some(ptr) = shared {
+            self.memo.insert(ptr, object.clone().unbind());
+        }
+        Ok(object)
+    }
+
+    fn tensor(&self, tensor: &TensorRef) -> PyResult<Bound<'py, PyAny>> {
+        let index = self
+            .tensors
+            .index_of(tensor)
+            .ok_or_else(|| CheckpointError::new_err("internal error: tensor not collected"))?;
+        Ok(self.records[index].bind(self.py).clone().into_any())
+    }
+}
+
+/// Reads a legacy checkpoint from a path or from `bytes`; returns the object
+/// tree with `_PickledTensor` / `_PickledDtype` records in it.
+#[pyfunction]
+pub fn load_torch_pickle<'py>(
+    py: Python<'py>,
+    source: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let checkpoint = if let Ok(bytes) = source.cast::<PyBytes>() {
+        let owned = bytes.as_bytes().to_vec();
+        py.detach(|| Checkpoint::from_bytes(owned))
+    } else {
+        let path: PathBuf = source.extract()?;
+        py.detach(|| Checkpoint::open(&path))
+    }
+    .map_err(to_py_err)?;
+    let mut tensors = Tensors::default();
+    tensors.collect(checkpoint.root())?;
+    let data = py
+        .detach(|| read_all(&checkpoint, &tensors.list))
+        .map_err(to_py_err)?;
+    let mut records = Vec::with_capacity(data.len());
+    for (index, (tensor, backing)) in tensors.list.iter().zip(data).enumerate() {
+        let nbytes = backing.as_slice().len();
+        let buffer = python_buffer(py, Arc::new(backing))?;
+        let record = PickledTensor {
+            buffer,
+            nbytes,
+            dtype: tensor.scalar.name,
+            shape: tensor.shape.clone(),
+            requires_grad: tensor.requires_grad,
+            index,
+        };
+        records.push(Py::new(py, record)?);
+    }
+    let mut converter = Converter {
+        py,
+        tensors: &tensors,
+        records,
+        memo: HashMap::new(),
+    };
+    converter.convert(checkpoint.root())
+}
+
+/// Every distinct tensor's bytes, contiguous and little-endian. (Reading
+/// on several threads measured slower: page faults on the source map and
+/// the new buffers contend in the kernel.)
+fn read_all(
+    checkpoint: &Checkpoint,
+    tensors: &[Arc<TensorRef>],
+) -> Result<Vec<Backing>, PickleError> {
+    tensors
+        .iter()
+        .map(|tensor| {
+            let entry = TensorEntry {
+                name: format!("tensor of storage {}", tensor.storage.key),
+                dtype: tensor.scalar.dtype.unwrap_or(safeweights::Dtype::U8),
+                shape: tensor.shape.clone(),
+                tensor: tensor.clone(),
+            };
+            Ok(Backing::copy_of(&checkpoint.read_tensor(&entry)?))
+        })
+        .collect()
+}

@@ -1,0 +1,342 @@
+//! Writing: `TensorSpec`, `serialize`, `serialize_file`, sharded writes, and
+//! the reference's `deserialize`.
+//!
+//! Tensors are passed as raw pointers (`TensorSpec.data_ptr`), exactly as in
+//! the reference, so their bytes are read in place with no copy; the Python
+//! callers keep the arrays alive for the duration of the call. All copying
+//! and file I/O runs with the GIL released.
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
+use safeweights::shards::{parse_size, write_sharded};
+use safeweights::write::{
+    serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec, WriteOptions,
+};
+use safeweights::{Dtype, Metadata};
+
+use crate::dtype::{self, PACKED_F4};
+use crate::errors::{to_py_err, InvalidTensorError};
+
+/// Describes one tensor for [`serialize`] / [`serialize_file`]:
+/// `TensorSpec(dtype="float32", shape=[2, 3], data_ptr=ptr, data_len=24)`.
+///
+/// `dtype` is a framework name (`"float32"`, `"bfloat16"`,
+/// `"float8_e4m3fn"`, ...) or a format name (`"F32"`). For
+/// `float4_e2m1fn_x2` (two F4 values per byte) pass the framework's storage
+/// shape: the last dimension is doubled to the logical F4 shape, as the
+/// reference does.
+///
+/// Safety: `data_ptr` is a raw address. The caller keeps the memory alive
+/// and unchanged during every `serialize`/`serialize_file` call using it.
+#[pyclass(module = "safeweights._safeweights_rust", name = "TensorSpec", frozen)]
+#[derive(Debug, Clone)]
+pub struct TensorSpec {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data_ptr: usize,
+    data_len: usize,
+}
+
+#[pymethods]
+impl TensorSpec {
+    #[new]
+    #[pyo3(signature = (*, dtype, shape, data_ptr, data_len))]
+    fn new(dtype: &str, shape: Vec<usize>, data_ptr: usize, data_len: usize) -> PyResult<Self> {
+        let parsed = dtype::parse(dtype)?;
+        let mut shape = shape;
+        if dtype == PACKED_F4 {
+            if let Some(last) = shape.last_mut() {
+                *last *= 2;
+            }
+        }
+        Ok(TensorSpec {
+            dtype: parsed,
+            shape,
+            data_ptr,
+            data_len,
+        })
+    }
+
+    /// The format's dtype name, e.g. `"F32"`.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        self.dtype.name()
+    }
+
+    /// The logical shape written to the header.
+    #[getter]
+    fn shape(&self) -> Vec<usize> {
+        self.shape.clone()
+    }
+
+    /// The raw address of the tensor's bytes.
+    #[getter]
+    fn data_ptr(&self) -> usize {
+        self.data_ptr
+    }
+
+    /// The length of the tensor's bytes.
+    #[getter]
+    fn data_len(&self) -> usize {
+        self.data_len
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "TensorSpec(dtype='{}', shape={:?}, data_ptr={}, data_len={})",
+            self.dtype.name(),
+            self.shape,
+            self.data_ptr,
+            self.data_len
+        )
+    }
+}
+
+/// A tensor to write: its spec plus whatever keeps its bytes alive.
+struct Input {
+    name: String,
+    spec: TensorSpec,
+    _owner: Option<Py<PyAny>>,
+}
+
+impl Input {
+    /// The tensor's bytes.
+    ///
+    /// # Safety
+    /// The memory behind `data_ptr` must be valid for `data_len` bytes for
+    /// the returned lifetime (the `TensorSpec` contract).
+    unsafe fn data(&self) -> &[u8] {
+        if self.spec.data_len == 0 {
+            return &[];
+        }
+        // SAFETY: forwarded to the caller.
+        unsafe { std::slice::from_raw_parts(self.spec.data_ptr as *const u8, self.spec.data_len) }
+    }
+}
+
+/// Reads `{name: TensorSpec}` (or the older `{name: {"dtype", "shape",
+/// "data"}}` form, whose `data` is `bytes`) in insertion order.
+fn collect_inputs(tensor_dict: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
+    let items: Vec<(String, Bound<'_, PyAny>)> = if let Ok(dict) = tensor_dict.cast::<PyDict>() {
+        dict.iter()
+            .map(|(k, v)| Ok((k.extract()?, v)))
+            .collect::<PyResult<_>>()?
+    } else {
+        tensor_dict.extract::<Vec<(String, Bound<'_, PyAny>)>>()?
+    };
+    items
+        .into_iter()
+        .map(|(name, value)| {
+            if let Ok(spec) = value.cast::<TensorSpec>() {
+                return Ok(Input {
+                    name,
+                    spec: spec.get().clone(),
+                    _owner: None,
+                });
+            }
+            let entry = value.cast::<PyDict>().map_err(|_| {
+                InvalidTensorError::new_err(format!(
+                    "tensor {name:?}: expected a TensorSpec, got {}",
+                    value.get_type()
+                ))
+            })?;
+            let get = |key: &str| {
+                entry.get_item(key)?.ok_or_else(|| {
+                    InvalidTensorError::new_err(format!("tensor {name:?}: missing {key:?}"))
+                })
+            };
+            let data = get("data")?;
+            let bytes = data.cast::<PyBytes>()?.as_bytes();
+            let spec = TensorSpec::new(
+                &get("dtype")?.extract::<String>()?,
+                get("shape")?.extract()?,
+                bytes.as_ptr() as usize,
+                bytes.len(),
+            )?;
+            Ok(Input {
+                name,
+                spec,
+                _owner: Some(data.unbind()),
+            })
+        })
+        .collect()
+}
+
+/// The core's view of the inputs.
+///
+/// # Safety
+/// Every input's memory must stay valid while the result is used.
+unsafe fn tensor_refs(inputs: &[Input]) -> Vec<(&str, TensorRef<'_>)> {
+    inputs
+        .iter()
+        // SAFETY: forwarded to the caller.
+        .map(|i| {
+            (
+                i.name.as_str(),
+                TensorRef::new(i.spec.dtype, i.spec.shape.clone(), unsafe { i.data() }),
+            )
+        })
+        .collect()
+}
+
+fn check_lengths(inputs: &[Input]) -> PyResult<()> {
+    for input in inputs {
+        let spec = CoreSpec::new(
+            input.name.as_str(),
+            input.spec.dtype,
+            input.spec.shape.clone(),
+        );
+        let expected = spec.byte_len().map_err(to_py_err)?;
+        if expected != input.spec.data_len {
+            return Err(InvalidTensorError::new_err(format!(
+                "tensor {:?}: shape {:?} of {} needs {expected} bytes but data_len is {}",
+                input.name, input.spec.shape, input.spec.dtype, input.spec.data_len
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn write_options(alignment: usize) -> WriteOptions {
+    WriteOptions {
+        alignment,
+        ..WriteOptions::default()
+    }
+}
+
+/// Serializes tensors to `bytes`, byte-identical to the reference for the
+/// same input (metadata keys are written sorted).
+///
+/// Example: `serialize({"w": TensorSpec(dtype="float32", shape=[2], data_ptr=p, data_len=8)})`.
+#[pyfunction]
+#[pyo3(signature = (tensor_dict, metadata = None, *, alignment = 8))]
+pub fn serialize<'py>(
+    py: Python<'py>,
+    tensor_dict: &Bound<'py, PyAny>,
+    metadata: Option<Metadata>,
+    alignment: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let inputs = collect_inputs(tensor_dict)?;
+    check_lengths(&inputs)?;
+    let specs: Vec<CoreSpec> = inputs
+        .iter()
+        .map(|i| CoreSpec::new(i.name.as_str(), i.spec.dtype, i.spec.shape.clone()))
+        .collect();
+    let layout =
+        Layout::plan(&specs, metadata.as_ref(), &write_options(alignment)).map_err(to_py_err)?;
+    PyBytes::new_with(py, layout.file_len() as usize, |out| {
+        py.detach(|| {
+            let (header, data) = out.split_at_mut(layout.header.len());
+            header.copy_from_slice(&layout.header);
+            for (info, &i) in layout.tensors.iter().zip(&layout.input_index) {
+                // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
+                let bytes = unsafe { inputs[i].data() };
+                data[info.begin as usize..info.end as usize].copy_from_slice(bytes);
+            }
+        });
+        Ok(())
+    })
+}
+
+/// Serializes tensors into `filename` through a temporary file and a
+/// rename, writing large files from several threads.
+#[pyfunction]
+#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8))]
+pub fn serialize_file(
+    py: Python<'_>,
+    tensor_dict: &Bound<'_, PyAny>,
+    filename: PathBuf,
+    metadata: Option<Metadata>,
+    alignment: usize,
+) -> PyResult<()> {
+    let inputs = collect_inputs(tensor_dict)?;
+    check_lengths(&inputs)?;
+    py.detach(|| {
+        // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
+        let refs = unsafe { tensor_refs(&inputs) };
+        serialize_to_file(
+            &refs,
+            metadata.as_ref(),
+            &filename,
+            &write_options(alignment),
+        )
+    })
+    .map_err(to_py_err)
+}
+
+/// Writes tensors into `directory` as `model-0000N-of-0000M.safetensors`
+/// shards of at most `max_shard_size` (bytes or a string such as `"5GB"`)
+/// plus `model.safetensors.index.json`, or as one `model.safetensors` when
+/// everything fits in one shard. Returns the paths written.
+#[pyfunction]
+#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None))]
+pub fn serialize_sharded(
+    py: Python<'_>,
+    tensor_dict: &Bound<'_, PyAny>,
+    directory: PathBuf,
+    max_shard_size: &Bound<'_, PyAny>,
+    metadata: Option<Metadata>,
+) -> PyResult<Vec<PathBuf>> {
+    let limit = match max_shard_size.extract::<u64>() {
+        Ok(bytes) if bytes > 0 => bytes,
+        _ => {
+            let text: String = max_shard_size.str()?.extract()?;
+            parse_size(&text).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "max_shard_size {text:?} is not a size such as \"5GB\", \"500MB\" or a number of bytes"
+                ))
+            })?
+        }
+    };
+    let inputs = collect_inputs(tensor_dict)?;
+    check_lengths(&inputs)?;
+    std::fs::create_dir_all(&directory)
+        .map_err(|e| crate::errors::io_to_py_err(&e, Some(directory.display().to_string())))?;
+    py.detach(|| {
+        // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
+        let refs = unsafe { tensor_refs(&inputs) };
+        write_sharded(
+            &directory,
+            &refs,
+            metadata.as_ref(),
+            limit,
+            &WriteOptions::default(),
+        )
+    })
+    .map_err(to_py_err)
+}
+
+/// Parses a whole file held in `bytes` and returns
+/// `[(name, {"dtype": "F32", "shape": [...], "data": bytearray}), ...]`
+/// sorted by name, as the reference does (the data is copied).
+#[pyfunction]
+pub fn deserialize<'py>(
+    py: Python<'py>,
+    bytes: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let owned;
+    let data: &[u8] = if let Ok(b) = bytes.cast::<PyBytes>() {
+        b.as_bytes()
+    } else if let Ok(b) = bytes.cast::<PyByteArray>() {
+        owned = b.to_vec();
+        &owned
+    } else {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "argument 'bytes': expected bytes or bytearray, got {}",
+            bytes.get_type().name()?
+        )));
+    };
+    let file = safeweights::read::SafeTensors::parse(data).map_err(to_py_err)?;
+    let out = PyList::empty(py);
+    for name in file.header().sorted_names() {
+        let view = file.tensor(name).map_err(to_py_err)?;
+        let entry = PyDict::new(py);
+        entry.set_item("dtype", view.dtype().name())?;
+        entry.set_item("shape", view.shape().to_vec())?;
+        entry.set_item("data", PyByteArray::new(py, view.data()))?;
+        out.append((name, entry))?;
+    }
+    Ok(out)
+}
