@@ -30,7 +30,10 @@ impl ShardIndex {
     pub fn new(total_size: u64, weight_map: BTreeMap<String, String>) -> Self {
         let mut metadata = serde_json::Map::new();
         metadata.insert("total_size".into(), total_size.into());
-        ShardIndex { metadata, weight_map }
+        ShardIndex {
+            metadata,
+            weight_map,
+        }
     }
 
     /// Parses index JSON.
@@ -56,14 +59,17 @@ impl ShardIndex {
     pub fn to_json(&self) -> String {
         let sorted: BTreeMap<&String, &serde_json::Value> = self.metadata.iter().collect();
         let value = serde_json::json!({ "metadata": sorted, "weight_map": self.weight_map });
-        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+        let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
+        let mut text = ascii_escape(&pretty);
         text.push('\n');
         text
     }
 
     /// `metadata.total_size`, if present.
     pub fn total_size(&self) -> Option<u64> {
-        self.metadata.get("total_size").and_then(serde_json::Value::as_u64)
+        self.metadata
+            .get("total_size")
+            .and_then(serde_json::Value::as_u64)
     }
 
     /// Distinct shard file names, sorted.
@@ -73,6 +79,29 @@ impl ShardIndex {
         files.dedup();
         files
     }
+}
+
+/// Python's `json.dumps` escapes every non-ASCII character (`ensure_ascii`),
+/// as UTF-16 `\uXXXX` escapes. Non-ASCII characters can only occur inside
+/// JSON strings, so escaping them in the finished text is safe.
+fn ascii_escape(json: &str) -> String {
+    use std::fmt::Write;
+    if json.is_ascii() {
+        return json.to_owned();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                // Infallible: writing to a String.
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
 }
 
 /// Shard names come from an untrusted file and become paths: only plain
@@ -87,7 +116,9 @@ fn check_shard_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Shard {
-            reason: format!("shard name {name:?} is not a plain file name in the index's directory"),
+            reason: format!(
+                "shard name {name:?} is not a plain file name in the index's directory"
+            ),
         })
     }
 }
@@ -103,7 +134,11 @@ pub fn plan_shards(sizes: &[u64], max_shard_size: u64) -> Vec<Range<usize>> {
     let mut shards = Vec::new();
     let (mut start, mut filled) = (0, 0u64);
     for (i, &size) in sizes.iter().enumerate() {
-        if i > start && filled.saturating_add(size) > max_shard_size {
+        if i > start
+            && filled
+                .checked_add(size)
+                .is_none_or(|total| total > max_shard_size)
+        {
             shards.push(start..i);
             start = i;
             filled = 0;
@@ -236,7 +271,12 @@ impl ShardedCheckpoint {
             .map(|t| (t.name.clone(), name.clone()))
             .collect();
         let index = ShardIndex::new(file.header().data_len(), weight_map);
-        let location = file.header().tensors().iter().map(|t| (t.name.clone(), 0)).collect();
+        let location = file
+            .header()
+            .tensors()
+            .iter()
+            .map(|t| (t.name.clone(), 0))
+            .collect();
         Ok(ShardedCheckpoint {
             index,
             shards: vec![file],
@@ -285,7 +325,9 @@ impl ShardedCheckpoint {
             .location
             .get(name)
             .and_then(|&i| self.shards.get(i))
-            .ok_or_else(|| Error::TensorNotFound { name: name.to_owned() })?;
+            .ok_or_else(|| Error::TensorNotFound {
+                name: name.to_owned(),
+            })?;
         Ok((shard, shard.info(name)?))
     }
 
@@ -313,7 +355,10 @@ fn locate_tensors(
             }
             let Some(listed) = index.weight_map.get(&tensor.name) else {
                 return Err(Error::Shard {
-                    reason: format!("tensor {:?} in {:?} is not listed in the index", tensor.name, files[i]),
+                    reason: format!(
+                        "tensor {:?} in {:?} is not listed in the index",
+                        tensor.name, files[i]
+                    ),
                 });
             };
             if listed != files[i] {
@@ -330,7 +375,9 @@ fn locate_tensors(
     for (name, file) in &index.weight_map {
         if !location.contains_key(name) {
             return Err(Error::Shard {
-                reason: format!("tensor {name:?} is listed in {file:?} but that shard does not hold it"),
+                reason: format!(
+                    "tensor {name:?} is listed in {file:?} but that shard does not hold it"
+                ),
             });
         }
     }
@@ -343,7 +390,10 @@ fn list_checkpoint_files(directory: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>
     let mut singles = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| Error::Io(e).in_file(directory))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.ends_with(".safetensors.index.json") {
             indexes.push(path);
         } else if name.ends_with(".safetensors") {
@@ -353,4 +403,65 @@ fn list_checkpoint_files(directory: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>
     indexes.sort();
     singles.sort();
     Ok((indexes, singles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_size_understands_decimal_and_binary_units() {
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("5GB"), Some(5_000_000_000));
+        assert_eq!(parse_size("500MB"), Some(500_000_000));
+        assert_eq!(parse_size("10kb"), Some(10_000));
+        assert_eq!(parse_size("2GiB"), Some(2 << 30));
+        assert_eq!(parse_size("1 TiB"), Some(1 << 40));
+        assert_eq!(parse_size(" 0.5GB "), Some(500_000_000));
+        assert_eq!(parse_size("7B"), Some(7));
+    }
+
+    #[test]
+    fn parse_size_rejects_nonsense() {
+        for bad in [
+            "",
+            "GB",
+            "abc",
+            "5XB",
+            "-5GB",
+            "0",
+            "0.1",
+            "1e3",
+            "1.2.3GB",
+            "99999999999TB",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shard_file_names_are_numbered_from_one() {
+        assert_eq!(
+            shard_file_name("model", 0, 3),
+            "model-00001-of-00003.safetensors"
+        );
+        assert_eq!(
+            shard_file_name("model", 11, 12),
+            "model-00012-of-00012.safetensors"
+        );
+    }
+
+    #[test]
+    fn index_json_escapes_non_ascii_like_python() {
+        let mut map = BTreeMap::new();
+        map.insert(
+            "poids.é😀".to_owned(),
+            "model-00001-of-00001.safetensors".to_owned(),
+        );
+        let text = ShardIndex::new(4, map).to_json();
+        assert!(text.contains(r#""poids.\u00e9\ud83d\ude00""#), "{text}");
+        assert!(text.is_ascii());
+        let back = ShardIndex::from_json(&text).unwrap();
+        assert!(back.weight_map.contains_key("poids.é😀"));
+    }
 }

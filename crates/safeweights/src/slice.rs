@@ -151,7 +151,10 @@ struct Outer {
 
 fn plan(tensor: &str, dtype: Dtype, shape: &[usize], dims: &[DimSlice]) -> Result<Plan> {
     if dims.len() != shape.len() {
-        return Err(invalid(tensor, "slice rank does not match the tensor".into()));
+        return Err(invalid(
+            tensor,
+            "slice rank does not match the tensor".into(),
+        ));
     }
     let bits = dtype.bits();
     // Every product below is bounded by the tensor's total bit count, so
@@ -190,7 +193,9 @@ fn plan(tensor: &str, dtype: Dtype, shape: &[usize], dims: &[DimSlice]) -> Resul
         if bits_total % 8 != 0 {
             return Err(invalid(
                 tensor,
-                format!("{dtype} elements are {bits} bits; this slice does not fall on byte boundaries"),
+                format!(
+                    "{dtype} elements are {bits} bits; this slice does not fall on byte boundaries"
+                ),
             ));
         }
         Ok(bits_total / 8)
@@ -262,7 +267,9 @@ pub fn for_each_run(
             .outer
             .iter()
             .zip(&counters)
-            .fold(plan.base, |acc, (o, &i)| acc + (o.start + i * o.step) * o.stride_bytes);
+            .fold(plan.base, |acc, (o, &i)| {
+                acc + (o.start + i * o.step) * o.stride_bytes
+            });
         visit(offset, plan.run_bytes)?;
         // Odometer increment over the outer dimensions, last one fastest.
         let mut axis = counters.len();
@@ -304,7 +311,10 @@ impl FromStr for SliceSpec {
         if text.is_empty() {
             return Ok(SliceSpec(Vec::new()));
         }
-        text.split(',').map(parse_arg).collect::<Result<_, _>>().map(SliceSpec)
+        text.split(',')
+            .map(parse_arg)
+            .collect::<Result<_, _>>()
+            .map(SliceSpec)
     }
 }
 
@@ -335,5 +345,147 @@ fn parse_arg(part: &str) -> Result<SliceArg, SliceParseError> {
             step: number(step)?,
         }),
         _ => Err(SliceParseError(format!("{part:?} has too many ':'"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: Option<i64>, stop: Option<i64>, step: Option<i64>) -> SliceArg {
+        SliceArg::Range { start, stop, step }
+    }
+
+    fn spec(text: &str) -> Result<Vec<SliceArg>, SliceParseError> {
+        text.parse::<SliceSpec>().map(|s| s.0)
+    }
+
+    #[test]
+    fn slice_spec_parses_python_syntax() {
+        assert_eq!(
+            spec("0:2, :, ::4").unwrap(),
+            vec![
+                range(Some(0), Some(2), None),
+                SliceArg::FULL,
+                range(None, None, Some(4))
+            ]
+        );
+        assert_eq!(spec("-1").unwrap(), vec![SliceArg::Index(-1)]);
+        assert_eq!(spec(" 3 ").unwrap(), vec![SliceArg::Index(3)]);
+        assert_eq!(
+            spec("-3:-1:2").unwrap(),
+            vec![range(Some(-3), Some(-1), Some(2))]
+        );
+        assert_eq!(spec("::").unwrap(), vec![SliceArg::FULL]);
+        assert_eq!(spec(":5").unwrap(), vec![range(None, Some(5), None)]);
+        assert_eq!(spec("").unwrap(), Vec::<SliceArg>::new());
+        assert_eq!(spec("   ").unwrap(), Vec::<SliceArg>::new());
+    }
+
+    #[test]
+    fn slice_spec_rejects_malformed_expressions() {
+        for bad in [
+            "1:2:3:4",
+            "a",
+            "1:b",
+            ",",
+            "0,",
+            "1.5",
+            "::x",
+            "99999999999999999999",
+        ] {
+            let error = spec(bad).unwrap_err();
+            assert!(
+                error.to_string().starts_with("invalid slice expression"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn resolve_follows_python_clamping_and_negative_indices() {
+        let dims = resolve("t", &[10], &[range(Some(-3), None, None)]).unwrap();
+        assert_eq!(
+            dims[0],
+            DimSlice {
+                start: 7,
+                count: 3,
+                step: 1,
+                keep: true
+            }
+        );
+        let dims = resolve("t", &[10], &[range(Some(-100), Some(100), Some(3))]).unwrap();
+        assert_eq!(
+            dims[0],
+            DimSlice {
+                start: 0,
+                count: 4,
+                step: 3,
+                keep: true
+            }
+        );
+        let dims = resolve("t", &[10], &[range(Some(8), Some(2), None)]).unwrap();
+        assert_eq!(dims[0].count, 0);
+        let dims = resolve("t", &[4, 5], &[SliceArg::Index(-1)]).unwrap();
+        assert_eq!(
+            dims[0],
+            DimSlice {
+                start: 3,
+                count: 1,
+                step: 1,
+                keep: false
+            }
+        );
+        assert_eq!(
+            dims[1],
+            DimSlice {
+                start: 0,
+                count: 5,
+                step: 1,
+                keep: true
+            }
+        );
+        assert_eq!(output_shape(&dims), vec![5]);
+    }
+
+    #[test]
+    fn resolve_rejects_bad_requests_naming_the_tensor() {
+        let cases = [
+            (vec![SliceArg::Index(4)], "out of range"),
+            (vec![SliceArg::Index(-5)], "out of range"),
+            (vec![SliceArg::Index(i64::MIN)], "out of range"),
+            (vec![range(None, None, Some(0))], "positive steps"),
+            (vec![range(None, None, Some(-1))], "positive steps"),
+            (vec![SliceArg::FULL, SliceArg::FULL], "2 indices"),
+        ];
+        for (args, needle) in cases {
+            let error = resolve("weight", &[4], &args).unwrap_err();
+            assert!(matches!(error, Error::InvalidSlice { .. }), "{error:?}");
+            let text = error.to_string();
+            assert!(
+                text.contains("\"weight\"") && text.contains(needle),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn sub_byte_slices_must_fall_on_byte_boundaries() {
+        // F4, shape [2, 4]: a row is 2 bytes, so rows can be sliced ...
+        let data = [0x10u8, 0x32, 0x54, 0x76];
+        let dims = resolve("q", &[2, 4], &[SliceArg::Index(1)]).unwrap();
+        assert_eq!(
+            gather("q", Dtype::F4, &[2, 4], &data, &dims).unwrap(),
+            vec![0x54, 0x76]
+        );
+        // ... but a single column cannot.
+        let dims = resolve(
+            "q",
+            &[2, 4],
+            &[SliceArg::FULL, range(Some(1), Some(2), None)],
+        )
+        .unwrap();
+        let error = gather("q", Dtype::F4, &[2, 4], &data, &dims).unwrap_err();
+        assert!(matches!(error, Error::InvalidSlice { .. }), "{error:?}");
     }
 }

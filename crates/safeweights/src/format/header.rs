@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::dtype::Dtype;
 use crate::format::parse::parse_header_json;
 use crate::format::sniff::sniff_foreign_format;
-use crate::format::validate::check_layout;
+use crate::format::validate::{check_sizes_and_sort, check_tiling};
 
 /// Size of the little-endian length prefix that starts every file.
 pub const PREFIX_LEN: usize = 8;
@@ -40,7 +40,9 @@ impl TensorInfo {
     /// Number of elements (1 for a scalar). Validated headers never
     /// overflow; for hand-built entries the count saturates.
     pub fn numel(&self) -> usize {
-        self.shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+        self.shape
+            .iter()
+            .fold(1usize, |acc, &d| acc.saturating_mul(d))
     }
 
     /// Length of the tensor's data in bytes.
@@ -116,9 +118,12 @@ impl Header {
             }
             other => other,
         })?;
-        let tensors = check_layout(parsed.tensors, data_len)?;
+        let tensors = check_sizes_and_sort(parsed.tensors)?;
+        // Duplicate names are checked before the tiling, so that two
+        // identical entries are reported as a duplicate, not an overlap.
         let hasher = std::hash::RandomState::new();
         let index = build_index(&tensors, &hasher)?;
+        check_tiling(&tensors, data_len)?;
         Ok(Header {
             metadata: parsed.metadata,
             tensors,
@@ -136,7 +141,8 @@ impl Header {
         let data_start = PREFIX_LEN + len as usize;
         let json = &bytes[PREFIX_LEN..data_start];
         let data = &bytes[data_start..];
-        let header = Header::parse(json, data.len() as u64)?;
+        let header =
+            Header::parse(json, data.len() as u64).map_err(|error| foreign_or(error, bytes))?;
         Ok((header, data))
     }
 
@@ -199,10 +205,28 @@ impl Header {
     }
 }
 
+/// A header that is not JSON at all may be another format whose first
+/// bytes happen to read as a plausible length (a zip whose version and flag
+/// fields are zero, for example): recognise it from the file's first bytes.
+pub(crate) fn foreign_or(error: Error, file_prefix: &[u8]) -> Error {
+    match error {
+        Error::HeaderNotUtf8 { .. }
+        | Error::InvalidJson { .. }
+        | Error::HeaderNotObject
+        | Error::TrailingCharacters { .. } => {
+            sniff_foreign_format(file_prefix).map_or(error, Error::ForeignFormat)
+        }
+        other => other,
+    }
+}
+
 /// Builds the name index, rejecting duplicate names. The reference keeps the
 /// last of two identical entries silently; we refuse, because the README of
 /// the format forbids duplicates and two readers could see different files.
-fn build_index(tensors: &[TensorInfo], hasher: &std::hash::RandomState) -> Result<HashTable<usize>> {
+fn build_index(
+    tensors: &[TensorInfo],
+    hasher: &std::hash::RandomState,
+) -> Result<HashTable<usize>> {
     let mut index = HashTable::with_capacity(tensors.len());
     for (i, tensor) in tensors.iter().enumerate() {
         let hash = hasher.hash_one(tensor.name.as_str());

@@ -245,7 +245,8 @@ impl<'a> Cursor<'a> {
             return Ok(Number::Fractional);
         }
         Ok(match (negative, value) {
-            (true, Some(0)) => Number::Unsigned(0),
+            // `-0` is negative too: serde_json reads it as a float, so the
+            // reference rejects it, and two readers must not disagree.
             (true, _) => Number::Negative,
             (false, Some(value)) => Number::Unsigned(value),
             (false, None) => Number::TooLarge,
@@ -317,6 +318,7 @@ mod tests {
         };
         assert_eq!(classify("42"), "u42");
         assert_eq!(classify("-3"), "neg");
+        assert_eq!(classify("-0"), "neg");
         assert_eq!(classify("1.0"), "frac");
         assert_eq!(classify("1e3"), "frac");
         assert_eq!(classify("99999999999999999999"), "big");

@@ -191,18 +191,22 @@ fn parse_shape(cursor: &mut Cursor<'_>, tensor: &str) -> Result<Vec<usize>> {
         tensor: tensor.to_owned(),
         reason,
     };
-    let dims = parse_integer_array(cursor, tensor, "shape")?;
-    dims.into_iter()
-        .enumerate()
-        .map(|(axis, dim)| match dim {
-            Number::Unsigned(value) => {
-                usize::try_from(value).map_err(|_| invalid(format!("dimension {axis} is too large")))
+    let mut dims = Vec::new();
+    parse_integer_array(cursor, tensor, "shape", |dim| {
+        let axis = dims.len();
+        let value = match dim {
+            Number::Unsigned(value) => usize::try_from(value)
+                .map_err(|_| invalid(format!("dimension {axis} is too large")))?,
+            Number::Negative => return Err(invalid(format!("dimension {axis} is negative"))),
+            Number::Fractional => {
+                return Err(invalid(format!("dimension {axis} is not an integer")))
             }
-            Number::Negative => Err(invalid(format!("dimension {axis} is negative"))),
-            Number::Fractional => Err(invalid(format!("dimension {axis} is not an integer"))),
-            Number::TooLarge => Err(invalid(format!("dimension {axis} is too large"))),
-        })
-        .collect()
+            Number::TooLarge => return Err(invalid(format!("dimension {axis} is too large"))),
+        };
+        dims.push(value);
+        Ok(())
+    })?;
+    Ok(dims)
 }
 
 fn parse_offsets(cursor: &mut Cursor<'_>, tensor: &str) -> Result<(u64, u64)> {
@@ -211,21 +215,32 @@ fn parse_offsets(cursor: &mut Cursor<'_>, tensor: &str) -> Result<(u64, u64)> {
         field: "data_offsets",
         reason: reason.to_owned(),
     };
-    let values = parse_integer_array(cursor, tensor, "data_offsets")?;
-    let [begin, end] = <[Number; 2]>::try_from(values)
-        .map_err(|_| invalid("must have exactly two elements, [begin, end]"))?;
-    let unsigned = |number: Number| match number {
-        Number::Unsigned(value) => Ok(value),
-        _ => Err(invalid("must hold non-negative integers")),
-    };
-    Ok((unsigned(begin)?, unsigned(end)?))
+    let mut values = [0u64; 2];
+    let mut count = 0;
+    parse_integer_array(cursor, tensor, "data_offsets", |number| {
+        let Number::Unsigned(value) = number else {
+            return Err(invalid("must hold non-negative integers"));
+        };
+        if let Some(slot) = values.get_mut(count) {
+            *slot = value;
+        }
+        count += 1;
+        Ok(())
+    })?;
+    if count != 2 {
+        return Err(invalid("must have exactly two elements, [begin, end]"));
+    }
+    Ok((values[0], values[1]))
 }
 
+/// Walks an array of integers, handing each to `element` without
+/// collecting them first.
 fn parse_integer_array(
     cursor: &mut Cursor<'_>,
     tensor: &str,
     field: &'static str,
-) -> Result<Vec<Number>> {
+    mut element: impl FnMut(Number) -> Result<()>,
+) -> Result<()> {
     if cursor.peek() != Some(b'[') {
         return Err(Error::InvalidField {
             tensor: tensor.to_owned(),
@@ -234,9 +249,8 @@ fn parse_integer_array(
         });
     }
     cursor.expect(b'[')?;
-    let mut values = Vec::new();
     if cursor.eat(b']') {
-        return Ok(values);
+        return Ok(());
     }
     loop {
         if !matches!(cursor.peek(), Some(b'-' | b'0'..=b'9')) {
@@ -246,9 +260,9 @@ fn parse_integer_array(
                 reason: format!("must hold integers, found {}", cursor.describe_value()),
             });
         }
-        values.push(cursor.number()?);
+        element(cursor.number()?)?;
         if !cursor.next_element(b']')? {
-            return Ok(values);
+            return Ok(());
         }
     }
 }

@@ -20,9 +20,12 @@ pub fn sniff_foreign_format(prefix: &[u8]) -> Option<ForeignFormat> {
     looks_like_html(prefix).then_some(ForeignFormat::Html)
 }
 
-/// A pickle of protocol 2 or later starts with PROTO (0x80) and its version.
+/// A pickle of protocol 2 or later starts with PROTO (0x80), its version and
+/// an opcode. The opcode must not be zero: `80 02 00 ..` is also how a
+/// safetensors length of 640 to 767 bytes begins, and a truncated file of
+/// that kind must not be reported as a pickle.
 fn looks_like_pickle(prefix: &[u8]) -> bool {
-    matches!(prefix, [0x80, 2..=5, ..])
+    matches!(prefix, [0x80, 2..=5, opcode, ..] if *opcode != 0)
 }
 
 fn looks_like_html(prefix: &[u8]) -> bool {
@@ -44,7 +47,10 @@ mod tests {
 
     #[test]
     fn recognises_common_impostors() {
-        assert_eq!(sniff_foreign_format(b"PK\x03\x04rest"), Some(ForeignFormat::Zip));
+        assert_eq!(
+            sniff_foreign_format(b"PK\x03\x04rest"),
+            Some(ForeignFormat::Zip)
+        );
         assert_eq!(
             sniff_foreign_format(b"version https://git-lfs.github.com/spec/v1\noid sha256:"),
             Some(ForeignFormat::GitLfsPointer)
@@ -53,8 +59,22 @@ mod tests {
             sniff_foreign_format(b"\n<!DOCTYPE html><html>"),
             Some(ForeignFormat::Html)
         );
-        assert_eq!(sniff_foreign_format(b"\x80\x02\x8a\x0a"), Some(ForeignFormat::Pickle));
-        assert_eq!(sniff_foreign_format(b"\x93NUMPY\x01\x00"), Some(ForeignFormat::Numpy));
-        assert_eq!(sniff_foreign_format(b"\x10\x00\x00\x00\x00\x00\x00\x00{"), None);
+        assert_eq!(
+            sniff_foreign_format(b"\x80\x02\x8a\x0a"),
+            Some(ForeignFormat::Pickle)
+        );
+        assert_eq!(
+            sniff_foreign_format(b"\x93NUMPY\x01\x00"),
+            Some(ForeignFormat::Numpy)
+        );
+        assert_eq!(
+            sniff_foreign_format(b"\x10\x00\x00\x00\x00\x00\x00\x00{"),
+            None
+        );
+        // A safetensors header length of 0x280 bytes, not a pickle.
+        assert_eq!(
+            sniff_foreign_format(b"\x80\x02\x00\x00\x00\x00\x00\x00{"),
+            None
+        );
     }
 }

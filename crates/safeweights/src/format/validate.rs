@@ -4,9 +4,8 @@
 use crate::error::{Error, Result};
 use crate::format::header::TensorInfo;
 
-/// Checks sizes, sorts tensors by offset and checks that they tile
-/// `[0, data_len)` with no holes, overlaps or trailing bytes.
-pub(crate) fn check_layout(mut tensors: Vec<TensorInfo>, data_len: u64) -> Result<Vec<TensorInfo>> {
+/// Checks every entry's size and sorts the entries by offset.
+pub(crate) fn check_sizes_and_sort(mut tensors: Vec<TensorInfo>) -> Result<Vec<TensorInfo>> {
     for tensor in &tensors {
         check_size(tensor)?;
     }
@@ -14,9 +13,15 @@ pub(crate) fn check_layout(mut tensors: Vec<TensorInfo>, data_len: u64) -> Resul
     if !tensors.is_sorted_by_key(|t| (t.begin, t.end)) {
         tensors.sort_unstable_by_key(|t| (t.begin, t.end));
     }
+    Ok(tensors)
+}
+
+/// Checks that tensors sorted by offset tile `[0, data_len)` with no holes,
+/// overlaps or trailing bytes.
+pub(crate) fn check_tiling(tensors: &[TensorInfo], data_len: u64) -> Result<()> {
     let mut end = 0u64;
     let mut previous: Option<&TensorInfo> = None;
-    for tensor in &tensors {
+    for tensor in tensors {
         if tensor.begin < end {
             return Err(Error::Overlap {
                 tensor: tensor.name.clone(),
@@ -39,7 +44,7 @@ pub(crate) fn check_layout(mut tensors: Vec<TensorInfo>, data_len: u64) -> Resul
             actual: data_len,
         });
     }
-    Ok(tensors)
+    Ok(())
 }
 
 /// Checks one entry: offsets in order, and byte length equal to the
@@ -60,7 +65,9 @@ fn check_size(tensor: &TensorInfo) -> Result<()> {
         .iter()
         .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
         .ok_or_else(overflow)?;
-    let bits = numel.checked_mul(tensor.dtype.bits()).ok_or_else(overflow)?;
+    let bits = numel
+        .checked_mul(tensor.dtype.bits())
+        .ok_or_else(overflow)?;
     if bits % 8 != 0 {
         return Err(Error::PartialByte {
             tensor: tensor.name.clone(),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
+use crate::format::header::foreign_or;
 use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
 use crate::read::mmap::map_file;
 use crate::read::parallel::{read_chunks_parallel, Chunk};
@@ -77,7 +78,10 @@ impl SafetensorsFile {
                 let (header, _) = Header::parse_file(&map, &options.limits)?;
                 (header, Source::Mmap(map))
             }
-            _ => (read_header(&file, file_len, &options.limits)?, Source::Pread(file)),
+            _ => (
+                read_header(&file, file_len, &options.limits)?,
+                Source::Pread(file),
+            ),
         };
         Ok(SafetensorsFile {
             path: path.to_owned(),
@@ -249,7 +253,7 @@ fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> Result<Head
     let mut json = vec![0u8; len as usize];
     read_exact_at(file, &mut json, PREFIX_LEN as u64)?;
     let data_len = file_len - PREFIX_LEN as u64 - len;
-    Header::parse(&json, data_len)
+    Header::parse(&json, data_len).map_err(|error| foreign_or(error, &prefix))
 }
 
 #[cfg(unix)]

@@ -26,19 +26,27 @@ pub(crate) fn read_chunks_parallel(
 ) -> Result<()> {
     let pieces = split_pieces(chunks);
     let total: usize = pieces.iter().map(|c| c.buffer.len()).sum();
-    let threads = thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     if total < PARALLEL_THRESHOLD || threads < 2 {
-        return pieces.into_iter().try_for_each(|c| read(c.offset, c.buffer));
+        return pieces
+            .into_iter()
+            .try_for_each(|c| read(c.offset, c.buffer));
     }
     let groups = group_by_bytes(pieces, total, threads);
     thread::scope(|scope| {
         let handles: Vec<_> = groups
             .into_iter()
-            .map(|group| scope.spawn(move || group.into_iter().try_for_each(|c| read(c.offset, c.buffer))))
+            .map(|group| {
+                scope.spawn(move || group.into_iter().try_for_each(|c| read(c.offset, c.buffer)))
+            })
             .collect();
-        handles
-            .into_iter()
-            .try_for_each(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        handles.into_iter().try_for_each(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     })
 }
 

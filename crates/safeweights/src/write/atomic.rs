@@ -29,9 +29,16 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{file_name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Temporary files are private (0600) by default; the file we publish
+        // must get the permissions of any other new file (0666 minus the
+        // umask, which the kernel applies), or other users and services
+        // could not read the checkpoint.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let temp = builder
             .tempfile_in(directory)
             .map_err(|e| Error::Io(e).in_file(destination))?;
         Ok(AtomicFile {

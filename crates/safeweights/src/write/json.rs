@@ -76,7 +76,11 @@ fn push_entry(out: &mut String, tensor: &TensorInfo) {
         }
         let _ = write!(out, "{dim}");
     }
-    let _ = write!(out, "],\"data_offsets\":[{},{}]}}", tensor.begin, tensor.end);
+    let _ = write!(
+        out,
+        "],\"data_offsets\":[{},{}]}}",
+        tensor.begin, tensor.end
+    );
 }
 
 #[cfg(test)]
@@ -85,7 +89,13 @@ mod tests {
 
     #[test]
     fn escaping_matches_serde_json() {
-        for sample in ["plain", "q\"b\\s", "ctl\u{1}\u{1f}\u{7f}", "tab\tnl\nff\u{c}bs\u{8}", "é/😀"] {
+        for sample in [
+            "plain",
+            "q\"b\\s",
+            "ctl\u{1}\u{1f}\u{7f}",
+            "tab\tnl\nff\u{c}bs\u{8}",
+            "é/😀",
+        ] {
             let mut ours = String::new();
             push_string(&mut ours, sample);
             assert_eq!(ours, serde_json::to_string(sample).unwrap(), "{sample:?}");

@@ -79,7 +79,11 @@ impl Layout {
     /// Places tensors as the reference does: sorted by dtype (descending, in
     /// the reference's enum order, which follows alignment) and then by name,
     /// packed with no gaps.
-    pub fn plan(specs: &[TensorSpec], metadata: Option<&Metadata>, options: &WriteOptions) -> Result<Layout> {
+    pub fn plan(
+        specs: &[TensorSpec],
+        metadata: Option<&Metadata>,
+        options: &WriteOptions,
+    ) -> Result<Layout> {
         check_alignment(options.alignment)?;
         let mut order: Vec<usize> = (0..specs.len()).collect();
         order.sort_by(|&a, &b| {
@@ -95,10 +99,12 @@ impl Layout {
         for &i in &order {
             let spec = &specs[i];
             let len = spec.byte_len()? as u64;
-            let end = offset.checked_add(len).ok_or_else(|| Error::InvalidTensor {
-                tensor: spec.name.clone(),
-                reason: "the tensors' total size overflows".into(),
-            })?;
+            let end = offset
+                .checked_add(len)
+                .ok_or_else(|| Error::InvalidTensor {
+                    tensor: spec.name.clone(),
+                    reason: "the tensors' total size overflows".into(),
+                })?;
             tensors.push(TensorInfo {
                 name: spec.name.clone(),
                 dtype: spec.dtype,

@@ -64,11 +64,57 @@ pub fn serialize<S: AsRef<str>>(
     options: &WriteOptions,
 ) -> Result<Vec<u8>> {
     let layout = plan(tensors, metadata, options)?;
-    let mut out = Vec::with_capacity(layout.file_len() as usize);
-    out.extend_from_slice(&layout.header);
-    for &i in &layout.input_index {
-        out.extend_from_slice(tensors[i].1.data);
+    let file_len = usize::try_from(layout.file_len()).map_err(|_| Error::InvalidTensor {
+        tensor: String::new(),
+        reason: "the file would not fit in memory".into(),
+    })?;
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if file_len < PARALLEL_WRITE_THRESHOLD || threads < 2 {
+        let mut out = Vec::with_capacity(file_len);
+        out.extend_from_slice(&layout.header);
+        for &i in &layout.input_index {
+            out.extend_from_slice(tensors[i].1.data);
+        }
+        return Ok(out);
     }
+    // Large outputs: copying is bound by page faults on the new buffer, so
+    // several threads fault and copy disjoint parts of it. A zeroed
+    // allocation this large comes straight from the OS, untouched.
+    let mut out = vec![0u8; file_len];
+    let (header, mut rest) = out.split_at_mut(layout.header.len());
+    header.copy_from_slice(&layout.header);
+    let mut pieces: Vec<(&mut [u8], &[u8])> = Vec::new();
+    for &i in &layout.input_index {
+        for chunk in tensors[i].1.data.chunks(WRITE_CHUNK) {
+            let (target, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len());
+            pieces.push((target, chunk));
+            rest = tail;
+        }
+    }
+    let per_thread = (file_len - layout.header.len()).div_ceil(threads);
+    let mut groups: Vec<Vec<(&mut [u8], &[u8])>> = vec![Vec::new()];
+    let mut filled = 0;
+    for piece in pieces {
+        if filled >= per_thread {
+            groups.push(Vec::new());
+            filled = 0;
+        }
+        filled += piece.1.len();
+        if let Some(group) = groups.last_mut() {
+            group.push(piece);
+        }
+    }
+    thread::scope(|scope| {
+        for group in groups {
+            scope.spawn(move || {
+                for (target, source) in group {
+                    target.copy_from_slice(source);
+                }
+            });
+        }
+    });
     Ok(out)
 }
 
@@ -97,7 +143,9 @@ pub fn serialize_to_file<S: AsRef<str>>(
 fn write_pieces(file: &AtomicFile, file_len: u64, pieces: &[(u64, &[u8])]) -> std::io::Result<()> {
     let handle = file.file();
     let total: usize = pieces.iter().map(|(_, p)| p.len()).sum();
-    let threads = thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let threads = thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
     if total < PARALLEL_WRITE_THRESHOLD || threads < 2 {
         return pieces
             .iter()
@@ -129,8 +177,9 @@ fn write_pieces(file: &AtomicFile, file_len: u64, pieces: &[(u64, &[u8])]) -> st
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
     })
 }
