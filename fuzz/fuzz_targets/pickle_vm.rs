@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(loaded) = load_pickle(data, 0, &limits, policy) {
             assert!(loaded.end <= data.len());
             if policy == Policy::Literals {
-                assert!(loaded.storages.is_empty(), "literals cannot reference storages");
+                assert!(
+                    loaded.storages.is_empty(),
+                    "literals cannot reference storages"
+                );
             }
         }
     }

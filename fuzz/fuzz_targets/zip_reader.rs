@@ -42,8 +42,12 @@ fn check_archive(data: &[u8], limits: &Limits) {
 }
 
 fn check_npz(data: &[u8], limits: &Limits) {
-    let Ok(npz) = Npz::parse(data, limits) else { return };
-    let Ok(headers) = npz.headers(data) else { return };
+    let Ok(npz) = Npz::parse(data, limits) else {
+        return;
+    };
+    let Ok(headers) = npz.headers(data) else {
+        return;
+    };
     for (name, header) in headers {
         if let Ok((read, bytes)) = npz.read(data, &name, limits) {
             assert_eq!(read, header, "{name}: peeked and read headers differ");

@@ -72,9 +72,34 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// A safetensors file failed validation, or writing one failed.
+    /// The safetensors layer failed: writing the output, or reading an
+    /// input index file.
     Safetensors {
+        /// The core library's error.
+        source: safeweights::Error,
+    },
+    /// A sharded checkpoint's index and its shard files disagree, or a
+    /// shard is missing.
+    Index {
         /// What is wrong.
+        message: String,
+    },
+    /// The output already exists and overwriting was not asked for.
+    OutputExists {
+        /// The existing path.
+        path: PathBuf,
+    },
+    /// The request cannot be carried out as given (wrong input kind,
+    /// unsupported option value, output that would replace the input).
+    Usage {
+        /// What is wrong.
+        message: String,
+    },
+    /// A written output does not match its input.
+    Verify {
+        /// The output file concerned.
+        path: PathBuf,
+        /// The first difference found.
         message: String,
     },
     /// An error with the location (file, member) it happened in.
@@ -101,6 +126,37 @@ impl Error {
             Error::In { source, .. } => source.root(),
             other => other,
         }
+    }
+
+    /// True when the input itself is the problem: it asks for code to run
+    /// (refused opcode or global), breaks a resource limit, is malformed or
+    /// is not a plain weights file (TorchScript, an inconsistent sharded
+    /// index). False for I/O failures, usage mistakes (existing output,
+    /// unsupported option) and a failed verification. The command line
+    /// maps true to exit status 1 and false to 2.
+    pub fn is_unsafe_or_invalid(&self) -> bool {
+        match self.root() {
+            Error::RefusedOpcode { .. }
+            | Error::RefusedGlobal { .. }
+            | Error::Pickle { .. }
+            | Error::LimitExceeded { .. }
+            | Error::Zip { .. }
+            | Error::Checkpoint { .. }
+            | Error::Numpy { .. }
+            | Error::Index { .. } => true,
+            Error::Safetensors { source } => source.is_invalid_data(),
+            Error::Io { .. } | Error::OutputExists { .. } | Error::Usage { .. } => false,
+            Error::Verify { .. } | Error::In { .. } => false,
+        }
+    }
+
+    /// True when the input was refused because loading it could run code
+    /// (a refused pickle opcode or global).
+    pub fn is_unsafe(&self) -> bool {
+        matches!(
+            self.root(),
+            Error::RefusedOpcode { .. } | Error::RefusedGlobal { .. }
+        )
     }
 
     pub(crate) fn pickle(offset: usize, message: impl Into<String>) -> Error {
@@ -132,6 +188,18 @@ impl Error {
 
     pub(crate) fn numpy(message: impl Into<String>) -> Error {
         Error::Numpy {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn index(message: impl Into<String>) -> Error {
+        Error::Index {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn usage(message: impl Into<String>) -> Error {
+        Error::Usage {
             message: message.into(),
         }
     }
@@ -182,7 +250,21 @@ impl fmt::Display for Error {
             Error::Zip { message } => write!(f, "invalid or unsafe zip archive: {message}"),
             Error::Checkpoint { message } => write!(f, "unsupported checkpoint: {message}"),
             Error::Numpy { message } => write!(f, "invalid or unsupported numpy file: {message}"),
-            Error::Safetensors { message } => write!(f, "safetensors: {message}"),
+            Error::Safetensors { source } => write!(f, "{source}"),
+            Error::Index { message } => write!(f, "inconsistent sharded checkpoint: {message}"),
+            Error::OutputExists { path } => write!(
+                f,
+                "{} already exists; nothing was written (allow overwriting with `force`, \
+                 `--force` on the command line)",
+                path.display()
+            ),
+            Error::Usage { message } => f.write_str(message),
+            Error::Verify { path, message } => write!(
+                f,
+                "{}: verification failed: {message}; the output does not match the input, \
+                 do not use it",
+                path.display()
+            ),
             Error::In { location, source } => write!(f, "{location}: {source}"),
         }
     }
@@ -193,6 +275,7 @@ impl std::error::Error for Error {
         match self {
             Error::Io { source, .. } => Some(source),
             Error::In { source, .. } => Some(source.as_ref()),
+            Error::Safetensors { source } => Some(source),
             _ => None,
         }
     }
@@ -215,5 +298,27 @@ mod tests {
         assert!(text.contains("`os.system`"));
         assert!(text.contains("offset 7"));
         assert!(matches!(e.root(), Error::RefusedGlobal { .. }));
+        assert!(e.is_unsafe() && e.is_unsafe_or_invalid());
+    }
+
+    #[test]
+    fn classification_separates_bad_input_from_io_and_usage() {
+        let io = Error::io("x", io::Error::other("disk full")).within("x");
+        assert!(!io.is_unsafe_or_invalid());
+        assert!(!Error::usage("bad dtype").is_unsafe_or_invalid());
+        assert!(!Error::OutputExists { path: "o".into() }.is_unsafe_or_invalid());
+        assert!(Error::checkpoint("TorchScript").is_unsafe_or_invalid());
+        assert!(!Error::checkpoint("TorchScript").is_unsafe());
+        assert!(Error::index("missing shard").is_unsafe_or_invalid());
+        let core = Error::Safetensors {
+            source: safeweights::Error::Shard {
+                reason: "bad".into(),
+            },
+        };
+        assert!(core.is_unsafe_or_invalid());
+        let core_io = Error::Safetensors {
+            source: safeweights::Error::Io(io::Error::other("full")),
+        };
+        assert!(!core_io.is_unsafe_or_invalid());
     }
 }

@@ -150,6 +150,38 @@ pub fn parse_header(data: &[u8]) -> Result<NpyHeader> {
     })
 }
 
+/// Bytes of data the header's shape and dtype call for.
+pub fn data_len(header: &NpyHeader) -> Result<u64> {
+    header
+        .shape
+        .iter()
+        .try_fold(header.dtype.bits() as u64 / 8, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::numpy("shape overflows"))
+}
+
+/// Largest header accepted when peeking into an `.npz` member (numpy
+/// itself refuses headers over 10,000 bytes by default).
+const MAX_HEADER_LEN: usize = 1 << 20;
+
+/// Reads an `.npy` header through `peek`, which returns the first `n`
+/// bytes of the file (or all of it when shorter).
+fn header_from_prefix<'a>(
+    mut peek: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
+) -> Result<NpyHeader> {
+    let start = peek(12)?;
+    let len = match start.get(6) {
+        Some(1) => le(&start, 8, 2)? + 10,
+        Some(2 | 3) => le(&start, 8, 4)? + 12,
+        _ => return parse_header(&start),
+    };
+    if len > MAX_HEADER_LEN {
+        return Err(Error::numpy(format!(
+            "header of {len} bytes is implausibly large"
+        )));
+    }
+    parse_header(&peek(len)?)
+}
+
 /// Reads an `.npy` file: its header and its data as C-order little-endian
 /// bytes (borrowed when already in that layout).
 pub fn read_npy<'a>(data: &'a [u8], limits: &Limits) -> Result<(NpyHeader, Cow<'a, [u8]>)> {
@@ -157,14 +189,7 @@ pub fn read_npy<'a>(data: &'a [u8], limits: &Limits) -> Result<(NpyHeader, Cow<'
     let scalar =
         ScalarType::for_dtype(header.dtype).ok_or_else(|| Error::numpy("unsupported dtype"))?;
     let body = data.get(header.data_offset..).unwrap_or_default();
-    let numel = header
-        .shape
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::numpy("shape overflows"))?;
-    let expected = numel
-        .checked_mul(scalar.size as u64)
-        .ok_or_else(|| Error::numpy("shape overflows"))?;
+    let expected = data_len(&header)?;
     if body.len() as u64 != expected {
         return Err(Error::numpy(format!(
             "data holds {} bytes but shape {:?} of {} needs {expected}",
@@ -173,6 +198,7 @@ pub fn read_npy<'a>(data: &'a [u8], limits: &Limits) -> Result<(NpyHeader, Cow<'
             header.descr
         )));
     }
+    let numel = expected / scalar.size as u64;
     // Column-major data is the transposed view of a row-major buffer.
     let mut stride = vec![0u64; header.shape.len()];
     let mut acc = 1u64;
@@ -220,6 +246,41 @@ impl Npz {
             .iter()
             .filter_map(|e| e.name.strip_suffix(".npy"))
             .collect()
+    }
+
+    /// Members that are not `.npy` arrays (numpy would return their raw
+    /// bytes; they hold no tensor).
+    pub fn other_members(&self) -> Vec<&str> {
+        self.archive
+            .entries()
+            .iter()
+            .map(|e| e.name.as_str())
+            .filter(|name| !name.ends_with(".npy"))
+            .collect()
+    }
+
+    /// Every array's name and header, in archive order, read without
+    /// inflating the data. Each member's size must match its header.
+    pub fn headers(&self, data: &[u8]) -> Result<Vec<(String, NpyHeader)>> {
+        let mut out = Vec::new();
+        for entry in self.archive.entries() {
+            let Some(name) = entry.name.strip_suffix(".npy") else {
+                continue;
+            };
+            let header = header_from_prefix(|n| self.archive.read_prefix(data, entry, n))
+                .map_err(|e| e.within(entry.name.clone()))?;
+            let expected = (header.data_offset as u64).checked_add(data_len(&header)?);
+            if expected != Some(entry.size) {
+                return Err(Error::numpy(format!(
+                    "member holds {} bytes but its header calls for {}",
+                    entry.size,
+                    expected.unwrap_or(u64::MAX)
+                ))
+                .within(entry.name.clone()));
+            }
+            out.push((name.to_owned(), header));
+        }
+        Ok(out)
     }
 
     /// Reads one array (the member is inflated within `limits`).

@@ -159,6 +159,43 @@ impl ZipArchive {
         };
         Ok(bytes)
     }
+
+    /// The first `len` bytes of a member (fewer if it is shorter), without
+    /// inflating the rest or checking the CRC-32: for peeking at a header
+    /// before deciding how to read the whole member with [`read`].
+    ///
+    /// [`read`]: ZipArchive::read
+    pub fn read_prefix<'a>(
+        &self,
+        data: &'a [u8],
+        entry: &ZipEntry,
+        len: usize,
+    ) -> Result<Cow<'a, [u8]>> {
+        let raw = data.get(entry.data.clone()).ok_or_else(|| {
+            Error::zip(format!("member `{}` lies outside the archive", entry.name))
+        })?;
+        let len = len.min(usize::try_from(entry.size).unwrap_or(usize::MAX));
+        match entry.method {
+            Method::Stored => Ok(Cow::Borrowed(raw.get(..len).unwrap_or(raw))),
+            Method::Deflated => inflate_prefix(raw, len, &entry.name).map(Cow::Owned),
+        }
+    }
+}
+
+fn inflate_prefix(raw: &[u8], len: usize, name: &str) -> Result<Vec<u8>> {
+    use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+    use miniz_oxide::inflate::TINFLStatus;
+    let mut out = vec![0u8; len];
+    let mut state = DecompressorOxide::new();
+    // A non-wrapping buffer lets the decoder stop once `out` is full.
+    let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    let (status, _, written) = decompress(&mut state, raw, &mut out, 0, flags);
+    match status {
+        TINFLStatus::Done | TINFLStatus::HasMoreOutput if written == len => Ok(out),
+        _ => Err(Error::zip(format!(
+            "member `{name}` does not inflate to its first {len} bytes ({status:?})"
+        ))),
+    }
 }
 
 fn inflate(raw: &[u8], entry: &ZipEntry, limits: &Limits) -> Result<Vec<u8>> {

@@ -158,3 +158,29 @@ fn truncated_and_garbage_archives_are_errors() {
     }
     assert!(ZipArchive::parse(b"PK\x03\x04", &Limits::default()).is_err());
 }
+
+#[test]
+fn prefixes_are_read_without_inflating_the_rest() {
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let zip = build(&[
+        ("s", "s", &data, false, None),
+        ("d", "d", &data, true, None),
+    ]);
+    let archive = ZipArchive::parse(&zip, &Limits::default()).unwrap();
+    for name in ["s", "d"] {
+        let entry = archive.find(name).unwrap();
+        assert_eq!(
+            &*archive.read_prefix(&zip, entry, 100).unwrap(),
+            &data[..100]
+        );
+        assert_eq!(
+            &*archive.read_prefix(&zip, entry, 1 << 20).unwrap(),
+            &data[..]
+        );
+    }
+    let mut broken = zip.clone();
+    let d = archive.find("d").unwrap().data.clone();
+    broken[d.start..d.end].fill(0xff);
+    let entry = archive.find("d").unwrap();
+    assert!(archive.read_prefix(&broken, entry, 100).is_err());
+}

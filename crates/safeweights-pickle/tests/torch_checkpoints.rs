@@ -225,14 +225,14 @@ fn truncated_or_corrupted_checkpoints_fail_cleanly() {
 
 #[test]
 fn convert_streams_tensors_into_safetensors() {
-    use safeweights_pickle::convert::{convert_checkpoint, ConvertOptions, ALIASES_KEY};
+    use safeweights_pickle::convert::{convert, ConvertOptions, ALIASES_KEY};
     let Some(dir) = fixtures() else { return };
     let out = dir.join("tied.safetensors");
     let options = ConvertOptions {
         keep_checkpoint_metadata: true,
         ..ConvertOptions::default()
     };
-    let report = convert_checkpoint(&dir.join("tied.pt"), &out, &options).unwrap();
+    let report = convert(&dir.join("tied.pt"), &out, &options).unwrap();
     assert_eq!(report.tensors, 5);
     let bytes = std::fs::read(&out).unwrap();
     let file = safeweights::read::SafeTensors::parse(&bytes).unwrap();

@@ -87,7 +87,7 @@ impl Checkpoint {
         Checkpoint::from_source(Source::Owned(bytes), limits)
     }
 
-    fn from_source(source: Source, limits: Limits) -> Result<Checkpoint> {
+    pub(crate) fn from_source(source: Source, limits: Limits) -> Result<Checkpoint> {
         let parts = load_parts(source.bytes(), &limits)?;
         Ok(Checkpoint {
             source,

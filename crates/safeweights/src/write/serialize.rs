@@ -26,9 +26,9 @@ impl<'a> TensorRef<'a> {
     }
 }
 
-/// Writes above this size go through several threads.
-const PARALLEL_WRITE_THRESHOLD: usize = 64 << 20;
-const WRITE_CHUNK: usize = 8 << 20;
+/// In-memory serialization above this size copies on several threads.
+const PARALLEL_COPY_THRESHOLD: usize = 64 << 20;
+const COPY_CHUNK: usize = 8 << 20;
 
 fn plan<S: AsRef<str>>(
     tensors: &[(S, TensorRef<'_>)],
@@ -71,7 +71,7 @@ pub fn serialize<S: AsRef<str>>(
     let threads = thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4);
-    if file_len < PARALLEL_WRITE_THRESHOLD || threads < 2 {
+    if file_len < PARALLEL_COPY_THRESHOLD || threads < 2 {
         let mut out = Vec::with_capacity(file_len);
         out.extend_from_slice(&layout.header);
         for &i in &layout.input_index {
@@ -87,7 +87,7 @@ pub fn serialize<S: AsRef<str>>(
     header.copy_from_slice(&layout.header);
     let mut pieces: Vec<(&mut [u8], &[u8])> = Vec::new();
     for &i in &layout.input_index {
-        for chunk in tensors[i].1.data.chunks(WRITE_CHUNK) {
+        for chunk in tensors[i].1.data.chunks(COPY_CHUNK) {
             let (target, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len());
             pieces.push((target, chunk));
             rest = tail;
@@ -118,8 +118,11 @@ pub fn serialize<S: AsRef<str>>(
     Ok(out)
 }
 
-/// Writes tensors to `path` through a temporary file and a rename. Large
-/// files are written by several threads at precomputed offsets.
+/// Writes tensors to `path` through a temporary file and a rename.
+///
+/// The file's blocks are allocated up front and the tensors are then
+/// written in file order straight from the caller's buffers, with no
+/// intermediate copy.
 pub fn serialize_to_file<S: AsRef<str>>(
     tensors: &[(S, TensorRef<'_>)],
     metadata: Option<&Metadata>,
@@ -129,57 +132,12 @@ pub fn serialize_to_file<S: AsRef<str>>(
     let path = path.as_ref();
     let layout = plan(tensors, metadata, options).map_err(|e| e.in_file(path))?;
     let file = AtomicFile::create(path)?;
-    let mut pieces: Vec<(u64, &[u8])> = vec![(0, &layout.header)];
+    let io = |e| Error::Io(e).in_file(path);
+    file.preallocate(layout.file_len()).map_err(io)?;
+    write_all_at(file.file(), &layout.header, 0).map_err(io)?;
     for (info, &i) in layout.tensors.iter().zip(&layout.input_index) {
         let start = layout.data_start() + info.begin;
-        for (k, chunk) in tensors[i].1.data.chunks(WRITE_CHUNK).enumerate() {
-            pieces.push((start + (k * WRITE_CHUNK) as u64, chunk));
-        }
+        write_all_at(file.file(), tensors[i].1.data, start).map_err(io)?;
     }
-    write_pieces(&file, layout.file_len(), &pieces).map_err(|e| Error::Io(e).in_file(path))?;
     file.commit(options.sync)
-}
-
-fn write_pieces(file: &AtomicFile, file_len: u64, pieces: &[(u64, &[u8])]) -> std::io::Result<()> {
-    let handle = file.file();
-    let total: usize = pieces.iter().map(|(_, p)| p.len()).sum();
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if total < PARALLEL_WRITE_THRESHOLD || threads < 2 {
-        return pieces
-            .iter()
-            .try_for_each(|(offset, piece)| write_all_at(handle, piece, *offset));
-    }
-    // Setting the length first lets threads write anywhere without
-    // extending the file concurrently.
-    handle.set_len(file_len)?;
-    let per_thread = total.div_ceil(threads);
-    let mut groups: Vec<&[(u64, &[u8])]> = Vec::with_capacity(threads);
-    let (mut start, mut filled) = (0, 0);
-    for (i, (_, piece)) in pieces.iter().enumerate() {
-        filled += piece.len();
-        if filled >= per_thread {
-            groups.push(&pieces[start..=i]);
-            start = i + 1;
-            filled = 0;
-        }
-    }
-    groups.push(&pieces[start..]);
-    thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|group| {
-                scope.spawn(move || {
-                    group
-                        .iter()
-                        .try_for_each(|(offset, piece)| write_all_at(handle, piece, *offset))
-                })
-            })
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    })
 }

@@ -39,7 +39,7 @@ impl StreamingWriter {
         let file = AtomicFile::create(path)?;
         let io = |e| Error::Io(e).in_file(path);
         write_all_at(file.file(), &layout.header, 0).map_err(io)?;
-        file.file().set_len(layout.file_len()).map_err(io)?;
+        file.preallocate(layout.file_len()).map_err(io)?;
         let index = layout
             .tensors
             .iter()

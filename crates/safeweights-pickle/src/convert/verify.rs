@@ -1,0 +1,154 @@
+//! Re-reading a written output with the core safetensors reader and
+//! comparing every tensor with the input, one bounded chunk at a time.
+
+use std::path::{Path, PathBuf};
+
+use safeweights::read::{OpenOptions, SafetensorsFile};
+use safeweights::shards::{ShardIndex, ShardedCheckpoint};
+use safeweights::Metadata;
+
+use crate::convert::cast;
+use crate::convert::input::Input;
+use crate::convert::output::Target;
+use crate::convert::Reporter;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+
+/// Finds the written output for a path given to `convert`: the file
+/// itself, else the single file or index that path stands for.
+pub(crate) fn find_output(output: &Path) -> Result<PathBuf> {
+    let target = Target::resolve(output);
+    [
+        output.to_owned(),
+        target.single().to_owned(),
+        target.index(),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .ok_or_else(|| {
+        Error::io(
+            output,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no converted output found"),
+        )
+    })
+}
+
+/// Index files are small; a larger file is never parsed as one.
+const MAX_INDEX_LEN: u64 = 64 << 20;
+
+/// Opens an output file: one safetensors file, or an index with its shards.
+fn open(main: &Path) -> Result<ShardedCheckpoint> {
+    let failed = |e: safeweights::Error| Error::Verify {
+        path: main.to_owned(),
+        message: format!("the output cannot be read back: {e}"),
+    };
+    let single_error = match SafetensorsFile::open(main) {
+        Ok(file) => return ShardedCheckpoint::single(file).map_err(failed),
+        Err(e) => e,
+    };
+    let len = std::fs::metadata(main)
+        .map_err(|e| Error::io(main, e))?
+        .len();
+    if len <= MAX_INDEX_LEN && ShardIndex::read(main).is_ok() {
+        ShardedCheckpoint::open(main, &OpenOptions::default()).map_err(failed)
+    } else {
+        Err(failed(single_error))
+    }
+}
+
+/// Checks that the output at `main` holds exactly the input's tensors:
+/// names, dtypes (after the cast), shapes and bytes, plus the metadata.
+pub(crate) fn verify(
+    input: &Input,
+    cast_to: Option<Dtype>,
+    metadata: &Metadata,
+    main: &Path,
+    progress: &mut Reporter<'_>,
+) -> Result<()> {
+    let out = open(main)?;
+    let fail = |path: &Path, message: String| Error::Verify {
+        path: path.to_owned(),
+        message,
+    };
+    let expected: usize = input.parts.iter().map(|p| p.tensors.len()).sum();
+    if out.names().len() != expected {
+        return Err(fail(
+            main,
+            format!(
+                "it holds {} tensors but the input has {expected}",
+                out.names().len()
+            ),
+        ));
+    }
+    for shard in out.shards() {
+        if shard.header().metadata() != Some(metadata) {
+            return Err(fail(shard.path(), "its metadata differs".into()));
+        }
+    }
+    for part in &input.parts {
+        for i in 0..part.tensors.len() {
+            compare_tensor(part, i, cast_to, &out, progress)
+                .map_err(|(path, message)| fail(&path, message))?;
+        }
+    }
+    Ok(())
+}
+
+/// A mismatch: the output file and what differs.
+type Mismatch = (PathBuf, String);
+
+fn compare_tensor(
+    part: &crate::convert::input::Part,
+    i: usize,
+    cast_to: Option<Dtype>,
+    out: &ShardedCheckpoint,
+    progress: &mut Reporter<'_>,
+) -> Result<(), Mismatch> {
+    let tensor = &part.tensors[i];
+    let name = &tensor.name;
+    let (file, info) = out
+        .get(name)
+        .map_err(|_| (part.path.clone(), format!("tensor `{name}` is missing")))?;
+    let differs = |what: String| (file.path().to_owned(), format!("tensor `{name}`: {what}"));
+    let dtype = cast::output_dtype(tensor.dtype, cast_to);
+    if info.dtype != dtype {
+        return Err(differs(format!("dtype {} instead of {dtype}", info.dtype)));
+    }
+    if !info
+        .shape
+        .iter()
+        .map(|&d| d as u64)
+        .eq(tensor.shape.iter().copied())
+    {
+        return Err(differs(format!(
+            "shape {:?} instead of {:?}",
+            info.shape, tensor.shape
+        )));
+    }
+    let got = file
+        .bytes_of(info)
+        .map_err(|e| differs(format!("cannot be read back: {e}")))?;
+    let want = part
+        .read(i)
+        .map_err(|e| differs(format!("the input cannot be read again: {e}")))?;
+    let mut pos = 0usize;
+    let compared = cast::for_each_chunk(tensor.dtype, dtype, &want, |chunk| {
+        let end = pos + chunk.len();
+        let have = got.get(pos..end).unwrap_or_default();
+        if have != chunk {
+            let first = have.iter().zip(chunk).position(|(a, b)| a != b);
+            let at = pos + first.unwrap_or(have.len());
+            return Err(Error::usage(format!(
+                "bytes differ from the input at byte {at}"
+            )));
+        }
+        pos = end;
+        progress.advance(name, chunk.len() as u64);
+        Ok(())
+    });
+    compared.map_err(|e| differs(e.to_string()))?;
+    if pos != got.len() {
+        return Err(differs(format!("{} bytes instead of {pos}", got.len())));
+    }
+    Ok(())
+}
