@@ -219,6 +219,38 @@ Examples:
   safeweights scan ./downloaded-model/ --json
   safeweights scan model.ckpt --all        # also list the safe globals")]
     Scan(ScanArgs),
+
+    /// Convert a PyTorch or numpy checkpoint to safetensors without running it.
+    #[command(after_help = "\
+Inputs are detected from content: torch.save files (.bin .pt .pth .ckpt, zip
+and legacy formats), a sharded pytorch_model.bin.index.json, .npy and .npz.
+They are read by safeweights' own pickle reader, which never imports or
+calls anything: a file that needs code to load is refused (exit 1) and
+nothing is written.
+
+Nested checkpoints are flattened with dots (model.layer.0.weight,
+optimizer.state.0.exp_avg). Tensors that share exactly the same bytes are
+stored once; the other names are recorded in __metadata__ as
+alias = kept_name, as the reference's convert does. Plain values (epoch,
+step, hyper-parameters) are listed, and kept as JSON under the
+safeweights.values metadata key with --keep-values.
+
+OUT defaults to model.safetensors beside the input for pytorch_model.bin
+(or its index), else to the input's name with .safetensors. A directory OUT
+receives model.safetensors, or shards and model.safetensors.index.json.
+
+After writing, the output is read back and compared with the input tensor by
+tensor, unless --no-verify is given.
+
+Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
+2 usage or I/O error (including an existing output without --force).
+
+Examples:
+  safeweights convert pytorch_model.bin
+  safeweights convert model.ckpt model.safetensors --dtype bf16
+  safeweights convert pytorch_model.bin.index.json out/ --max-shard-size 5GB
+  safeweights convert arrays.npz --force --json")]
+    Convert(ConvertArgs),
 }
 
 /// Arguments of `inspect`.
@@ -372,4 +404,29 @@ pub struct ScanArgs {
     /// Also list safe findings (the globals a checkpoint needs).
     #[arg(long)]
     pub all: bool,
+}
+
+/// Arguments of `convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, or a
+    /// pytorch_model.bin.index.json).
+    pub input: PathBuf,
+    /// Output file or directory (default: derived from the input).
+    pub output: Option<PathBuf>,
+    /// Split the output into shards of at most this size (e.g. 5GB, 500MiB).
+    #[arg(long, value_name = "SIZE")]
+    pub max_shard_size: Option<String>,
+    /// Cast floating tensors to bf16, f16 or f32, rounding as torch does.
+    #[arg(long, value_name = "DTYPE")]
+    pub dtype: Option<String>,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip reading the output back and comparing it with the input.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Keep the checkpoint's plain values as JSON under `safeweights.values`.
+    #[arg(long)]
+    pub keep_values: bool,
 }

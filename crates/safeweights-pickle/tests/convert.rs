@@ -11,7 +11,6 @@ use safeweights::read::SafetensorsFile;
 use safeweights::shards::ShardedCheckpoint;
 use safeweights_pickle::convert::{
     convert, convert_with_progress, verify_conversion, ConvertOptions, InputFormat, Stage,
-    ALIASES_KEY,
 };
 use safeweights_pickle::{Dtype, Error};
 use serde_json::Value as Json;
@@ -48,12 +47,11 @@ fn listing(dir: &Path) -> Vec<String> {
 /// Checks that `out` holds every tensor of `want` (`{name: {dtype, shape,
 /// hex}}`), following tied-weight aliases recorded in the metadata.
 fn check_tensors(out: &ShardedCheckpoint, want: &serde_json::Map<String, Json>, what: &str) {
-    let aliases: Json = out
-        .metadata()
-        .and_then(|m| m.get(ALIASES_KEY))
-        .map_or(Json::Null, |text| serde_json::from_str(text).unwrap());
     for (name, spec) in want {
-        let kept = aliases[name].as_str().unwrap_or(name);
+        let kept = out
+            .metadata()
+            .and_then(|m| m.get(name))
+            .map_or(name.as_str(), String::as_str);
         let (file, info) = out
             .get(kept)
             .unwrap_or_else(|e| panic!("{what}: `{name}`: {e}"));
@@ -140,7 +138,8 @@ fn checkpoint_values_are_kept_on_request() {
     let file = SafetensorsFile::open(&out).unwrap();
     let meta = file.header().metadata().unwrap();
     assert_eq!(meta["format"], "pt");
-    let values: Json = serde_json::from_str(&meta["safeweights.checkpoint"]).unwrap();
+    let values: Json =
+        serde_json::from_str(&meta[safeweights_pickle::convert::CHECKPOINT_METADATA_KEY]).unwrap();
     assert_eq!(values["epoch"], 3);
     assert_eq!(values["hyper_parameters.name"], "tiny");
 }

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 use crate::exit::{CliError, CliResult};
 
 mod checksum;
+mod convert;
 mod copy;
 mod diff;
 mod dump;
@@ -56,6 +57,7 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
         Command::Filter(args) => filter::run(ctx, args, &mut out),
         Command::Scan(args) => scan::run(ctx, args, &mut out),
+        Command::Convert(args) => convert::run(ctx, args, &mut out),
     };
     // Flush even after an error, so partial output is not lost, but
     // report the command's error first.

@@ -38,10 +38,10 @@ use crate::limits::Limits;
 use crate::torch::Skipped;
 use input::Input;
 
-/// Metadata key holding `{alias: kept name}` as JSON.
-pub const ALIASES_KEY: &str = "safeweights.aliases";
 /// Metadata key holding the checkpoint's plain values as a JSON object.
-pub const CHECKPOINT_METADATA_KEY: &str = "safeweights.checkpoint";
+/// Distinct from `safeweights.checkpoint`, which the Python package uses for
+/// the full structure of a checkpoint saved with `save_checkpoint`.
+pub const CHECKPOINT_METADATA_KEY: &str = "safeweights.values";
 
 /// How to convert.
 #[derive(Debug, Clone)]
@@ -125,7 +125,8 @@ pub struct ConvertReport {
     pub cast: usize,
     /// Tensor bytes written.
     pub bytes: u64,
-    /// `(alias, kept)` names stored once; recorded in [`ALIASES_KEY`].
+    /// `(alias, kept)` names stored once; each alias is a metadata key whose
+    /// value is the kept name, as the reference's `convert` records them.
     pub aliases: Vec<(String, String)>,
     /// Values that were not converted, and why.
     pub skipped: Vec<Skipped>,
@@ -287,14 +288,10 @@ fn metadata(input: &Input, keep_values: bool) -> Metadata {
         "format".to_owned(),
         if numpy { "np" } else { "pt" }.to_owned(),
     );
-    let aliases: Map<String, Json> = input
-        .parts
-        .iter()
-        .flat_map(|p| &p.aliases)
-        .map(|(alias, kept)| (alias.clone(), Json::from(kept.clone())))
-        .collect();
-    if !aliases.is_empty() {
-        out.insert(ALIASES_KEY.to_owned(), Json::Object(aliases).to_string());
+    // Recorded as the reference's `convert` does: the alias is a key whose
+    // value is the name the bytes are stored under.
+    for (alias, kept) in input.parts.iter().flat_map(|p| &p.aliases) {
+        out.entry(alias.clone()).or_insert_with(|| kept.clone());
     }
     let mut values = Map::new();
     for part in &input.parts {

@@ -1,0 +1,161 @@
+//! `convert`: PyTorch and numpy checkpoints to safetensors, read by the
+//! safe pickle reader (nothing in the input is ever executed).
+
+use std::io::Write;
+
+use safeweights::shards::parse_size;
+use safeweights::Dtype;
+use safeweights_pickle::convert::{
+    convert_with_progress, default_output, ConvertOptions, ConvertReport, InputFormat, Stage,
+};
+use serde_json::json;
+
+use crate::cli::ConvertArgs;
+use crate::commands::{Context, Out};
+use crate::exit::{CliError, CliResult, Status};
+use crate::output::{human_bytes, progress, write_json, Painter, DIM, GREEN, YELLOW};
+
+/// Runs `convert`: exit 0 when converted, 1 when the input is unsafe or
+/// invalid (nothing is written), 2 for usage and I/O errors.
+pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
+    let options = options(args)?;
+    let output = args
+        .output
+        .clone()
+        .unwrap_or_else(|| default_output(&args.input));
+    let bar = progress(0, "converting");
+    let report = convert_with_progress(&args.input, &output, &options, &mut |p| {
+        if p.stage == Stage::Verify && bar.message() != "verifying" {
+            bar.set_message("verifying");
+            bar.set_position(0);
+        }
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+    });
+    bar.finish_and_clear();
+    let report = report.map_err(|error| {
+        let code = if error.is_unsafe_or_invalid() { 1 } else { 2 };
+        let message = error.to_string();
+        let message = if message.contains(&args.input.display().to_string()) {
+            message
+        } else {
+            format!("{}: {message}", args.input.display())
+        };
+        CliError {
+            code,
+            message,
+            broken_pipe: false,
+        }
+    })?;
+    if ctx.json {
+        write_json(out, &report_json(args, &report))?;
+    } else {
+        print_report(out, args, &report)?;
+    }
+    Ok(Status::Success)
+}
+
+fn options(args: &ConvertArgs) -> CliResult<ConvertOptions> {
+    let max_shard_size = match &args.max_shard_size {
+        Some(text) => Some(parse_size(text).ok_or_else(|| {
+            CliError::usage(format!(
+                "--max-shard-size {text:?} is not a size such as 5GB, 500MB or 2GiB"
+            ))
+        })?),
+        None => None,
+    };
+    let dtype = args.dtype.as_deref().map(parse_dtype).transpose()?;
+    Ok(ConvertOptions {
+        max_shard_size,
+        dtype,
+        force: args.force,
+        verify: !args.no_verify,
+        keep_checkpoint_metadata: args.keep_values,
+        ..ConvertOptions::default()
+    })
+}
+
+fn parse_dtype(text: &str) -> CliResult<Dtype> {
+    match text.to_ascii_lowercase().as_str() {
+        "bf16" | "bfloat16" => Ok(Dtype::BF16),
+        "f16" | "fp16" | "float16" | "half" => Ok(Dtype::F16),
+        "f32" | "fp32" | "float32" | "float" => Ok(Dtype::F32),
+        _ => Err(CliError::usage(format!(
+            "--dtype {text:?}: floating tensors can be cast to bf16, f16 or f32"
+        ))),
+    }
+}
+
+fn format_name(format: InputFormat) -> &'static str {
+    match format {
+        InputFormat::TorchZip => "torch zip checkpoint",
+        InputFormat::TorchLegacy => "legacy torch checkpoint",
+        InputFormat::Npy => "numpy .npy",
+        InputFormat::Npz => "numpy .npz",
+        _ => "checkpoint",
+    }
+}
+
+fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> std::io::Result<()> {
+    let painter = Painter::stdout();
+    let shards = if report.input_files > 1 {
+        format!(", {} shards", report.input_files)
+    } else {
+        String::new()
+    };
+    writeln!(
+        out,
+        "{} {} {}",
+        painter.paint(GREEN, "converted"),
+        args.input.display(),
+        painter.paint(
+            DIM,
+            format!("({}{shards})", format_name(report.input_format))
+        )
+    )?;
+    writeln!(
+        out,
+        "  {} tensors, {}{}",
+        report.tensors,
+        human_bytes(report.bytes),
+        if report.cast > 0 {
+            format!(", {} cast", report.cast)
+        } else {
+            String::new()
+        }
+    )?;
+    for file in &report.files {
+        writeln!(out, "  wrote {}", file.display())?;
+    }
+    for (alias, kept) in &report.aliases {
+        writeln!(out, "  {alias} shares the bytes of {kept} (stored once)")?;
+    }
+    for skipped in &report.skipped {
+        writeln!(
+            out,
+            "  {} {}: {}",
+            painter.paint(YELLOW, "not a tensor:"),
+            skipped.path,
+            skipped.reason
+        )?;
+    }
+    if report.verified {
+        writeln!(out, "  verified: every tensor matches the input")?;
+    }
+    Ok(())
+}
+
+fn report_json(args: &ConvertArgs, report: &ConvertReport) -> serde_json::Value {
+    json!({
+        "input": args.input.display().to_string(),
+        "format": format_name(report.input_format),
+        "input_files": report.input_files,
+        "files": report.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "tensors": report.tensors,
+        "bytes": report.bytes,
+        "cast": report.cast,
+        "aliases": report.aliases.iter().map(|(a, k)| json!({"alias": a, "kept": k})).collect::<Vec<_>>(),
+        "skipped": report.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(),
+        "verified": report.verified,
+    })
+}
