@@ -177,6 +177,18 @@ fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         })
         .map(str::to_owned);
     for entry in archive.entries() {
+        // Tensor storages are raw bytes that torch never interprets, so
+        // there is nothing in them to run; skipping them (and their CRC)
+        // keeps a scan's cost independent of the model's size.
+        let raw_storage = torch_prefix.as_ref().is_some_and(|p| {
+            entry
+                .name
+                .strip_prefix(p.as_str())
+                .is_some_and(|r| r.starts_with("data/"))
+        });
+        if raw_storage {
+            continue;
+        }
         let bytes = match archive.read(data, entry, &limits) {
             Ok(b) => b,
             Err(e) => {
@@ -195,15 +207,6 @@ fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
                 }
             }
         };
-        let raw_storage = torch_prefix.as_ref().is_some_and(|p| {
-            entry
-                .name
-                .strip_prefix(p.as_str())
-                .is_some_and(|r| r.starts_with("data/"))
-        });
-        if raw_storage {
-            continue;
-        }
         if is_torchscript_marker(&entry.name, torch_prefix.as_deref()) {
             sink.nested(&entry.name, |sink| {
                 sink.add(Finding::new(
