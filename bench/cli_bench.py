@@ -121,7 +121,7 @@ http {{ access_log off; client_body_temp_path {directory}/b; proxy_temp_path {di
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-gib", type=float, default=2.0)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target-cli/release/safeweights"))
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/safeweights"))
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if not os.path.exists(args.binary):

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every benchmark, each comparing safeweights with the reference
+# implementation in the same run, and rewrites the tables in BENCHMARKS.md.
+# Takes about 20 minutes on 2 cores and needs about 10 GiB of free disk.
+#
+#   bench/run_all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export SAFEWEIGHTS_PYTHON="$PWD/.venv/bin/python"
+py=.venv/bin/python
+
+echo "==> core library vs the safetensors crate"
+bench/run_core.sh
+echo "==> Python package vs the safetensors package and torch"
+"$py" bench/python_bench.py --gib 1
+echo "==> convert and scan vs torch.load + save_file and picklescan"
+"$py" bench/pickle_bench.py --size-gib 2
+echo "==> CLI stats, diff and remote inspect vs torch and curl"
+"$py" bench/cli_bench.py --size-gib 2
