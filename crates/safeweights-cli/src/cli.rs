@@ -124,11 +124,13 @@ With --write, stores the digests in the file's __metadata__ under the key
 \"safeweights.sha256\", as a compact JSON object {name: hex} (sorted by name).
 Tensor data is not touched: the header is rewritten in place when its
 padding has room, else the file is rewritten through a temporary file and a
-rename. The result stays a valid file for every safetensors reader.
+rename. The result stays a valid file for every safetensors reader. For a
+sharded checkpoint, each shard stores the digests of its own tensors.
 
 Examples:
   safeweights checksum model.safetensors > model.sha256.json
-  safeweights checksum model.safetensors --write")]
+  safeweights checksum model.safetensors --write
+  safeweights checksum model.safetensors.index.json --write")]
     Checksum(ChecksumArgs),
 
     /// Recompute tensor digests and compare with stored ones.
@@ -232,8 +234,9 @@ Nested checkpoints are flattened with dots (model.layer.0.weight,
 optimizer.state.0.exp_avg). Tensors that share exactly the same bytes are
 stored once; the other names are recorded in __metadata__ as
 alias = kept_name, as the reference's convert does. Plain values (epoch,
-step, hyper-parameters) are listed, and kept as JSON under the
-safeweights.values metadata key with --keep-values.
+step, learning rates) are kept as one JSON object under the
+safeweights.values metadata key (unless --drop-values); values that have
+no JSON form are listed as not converted.
 
 OUT defaults to model.safetensors beside the input for pytorch_model.bin
 (or its index), else to the input's name with .safetensors. A directory OUT
@@ -426,7 +429,8 @@ pub struct ConvertArgs {
     /// Skip reading the output back and comparing it with the input.
     #[arg(long)]
     pub no_verify: bool,
-    /// Keep the checkpoint's plain values as JSON under `safeweights.values`.
+    /// Do not keep the checkpoint's plain values (epoch, step, learning
+    /// rates) as JSON under the `safeweights.values` metadata key.
     #[arg(long)]
-    pub keep_values: bool,
+    pub drop_values: bool,
 }

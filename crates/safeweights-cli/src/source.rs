@@ -97,6 +97,14 @@ impl Checkpoint {
         }
     }
 
+    /// The shard files of a local checkpoint (none for a remote file).
+    pub fn local_shards(&self) -> &[SafetensorsFile] {
+        match self {
+            Checkpoint::Local(checkpoint) => checkpoint.shards(),
+            Checkpoint::Remote(_) => &[],
+        }
+    }
+
     /// Number of shards (1 for a single or remote file).
     pub fn shard_count(&self) -> usize {
         match self {

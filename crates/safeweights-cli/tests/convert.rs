@@ -137,6 +137,29 @@ fn json_report_lists_files_aliases_and_verification() {
 }
 
 #[test]
+fn plain_values_are_kept_as_json_metadata() {
+    let dir = make_files();
+    let out = path(dir.path(), "values.safetensors");
+    json(&["convert", &path(dir.path(), "train.pt"), &out], 0);
+    let doc = json(&["inspect", &out], 0);
+    let values: serde_json::Value =
+        serde_json::from_str(doc["metadata"]["safeweights.values"].as_str().unwrap()).unwrap();
+    assert_eq!(values["epoch"], 3, "{values}");
+    let dropped = path(dir.path(), "dropped.safetensors");
+    json(
+        &[
+            "convert",
+            &path(dir.path(), "train.pt"),
+            &dropped,
+            "--drop-values",
+        ],
+        0,
+    );
+    let doc = json(&["inspect", &dropped], 0);
+    assert!(doc["metadata"].get("safeweights.values").is_none(), "{doc}");
+}
+
+#[test]
 fn npz_arrays_become_tensors() {
     let dir = make_files();
     let out = path(dir.path(), "arrays.safetensors");

@@ -60,6 +60,37 @@ fn checksum_write_then_verify_and_detect_corruption() {
 }
 
 #[test]
+fn checksum_write_on_a_sharded_checkpoint_stores_digests_per_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures().join("sharded")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let index = dir.path().join("model.safetensors.index.json");
+    let index = index.display().to_string();
+    let manifest = json(&["checksum", &index], 0);
+    let doc = json(&["checksum", &index, "--write"], 0);
+    assert_eq!(
+        doc["written"],
+        manifest["tensors"].as_object().unwrap().len()
+    );
+    assert_eq!(code(&run(&["verify", &index])), 0);
+    // Every shard holds exactly its own tensors' digests, readable by the reference.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let shard = entry.unwrap().path();
+        if shard.extension().is_some_and(|e| e == "safetensors") {
+            let view = reference_view(&shard.display().to_string());
+            assert!(view.contains("safeweights.sha256"), "{view}");
+            assert_eq!(code(&run(&["verify", &shard.display().to_string()])), 0);
+        }
+    }
+    assert_eq!(
+        code(&run(&["verify", &index, "--manifest", "/dev/null"])),
+        2
+    );
+}
+
+#[test]
 fn verify_against_a_manifest_and_without_checksums() {
     let (dir, path) = copy("numpy.safetensors");
     let output = run(&["checksum", &path]);

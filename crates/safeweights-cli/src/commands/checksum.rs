@@ -4,12 +4,13 @@
 use std::io::Write;
 
 use safeweights::edit::{rewrite_metadata, EditMode, EditOutcome};
+use safeweights::Metadata;
 use serde_json::json;
 
 use crate::cli::ChecksumArgs;
 use crate::commands::{Context, Out};
 use crate::digest::{self, METADATA_KEY};
-use crate::exit::{CliError, CliResult, Status};
+use crate::exit::{CliResult, Status};
 use crate::output::write_json;
 use crate::source::Checkpoint;
 
@@ -21,18 +22,31 @@ pub fn run(ctx: Context, args: &ChecksumArgs, out: &mut Out) -> CliResult {
         write_json(out, &digest::manifest(&digests))?;
         return Ok(Status::Success);
     }
-    if checkpoint.shard_count() != 1 || args.file.is_dir() {
-        return Err(CliError::usage(
-            "--write needs a single .safetensors file; run it on each shard",
-        ));
-    }
-    let mut metadata = checkpoint.metadata().cloned().unwrap_or_default();
-    let stored = serde_json::to_string(&digests).map_err(|e| CliError::usage(e.to_string()))?;
-    metadata.insert(METADATA_KEY.to_owned(), stored);
-    // Release the memory map before the header is rewritten.
+    // Each shard stores the digests of its own tensors, so a shard stays
+    // verifiable on its own and the index file is left untouched.
+    let plans: Vec<(std::path::PathBuf, Metadata)> = checkpoint
+        .local_shards()
+        .iter()
+        .map(|shard| {
+            let own: digest::Digests = shard
+                .header()
+                .tensors()
+                .iter()
+                .filter_map(|t| digests.get(&t.name).map(|d| (t.name.clone(), d.clone())))
+                .collect();
+            let mut metadata = shard.header().metadata().cloned().unwrap_or_default();
+            let stored = serde_json::to_string(&own).unwrap_or_default();
+            metadata.insert(METADATA_KEY.to_owned(), stored);
+            (shard.path().to_owned(), metadata)
+        })
+        .collect();
+    // Release the memory maps before the headers are rewritten.
     drop(checkpoint);
-    let outcome = rewrite_metadata(&args.file, Some(&metadata), EditMode::InPlaceIfFits)?;
-    let in_place = outcome == EditOutcome::InPlace;
+    let mut in_place = true;
+    for (path, metadata) in &plans {
+        let outcome = rewrite_metadata(path, Some(metadata), EditMode::InPlaceIfFits)?;
+        in_place &= outcome == EditOutcome::InPlace;
+    }
     if ctx.json {
         write_json(
             out,
@@ -46,9 +60,10 @@ pub fn run(ctx: Context, args: &ChecksumArgs, out: &mut Out) -> CliResult {
         };
         writeln!(
             out,
-            "stored {} digests under {METADATA_KEY:?} in {} ({how})",
+            "stored {} digests under {METADATA_KEY:?} in {} ({} file(s), {how})",
             digests.len(),
-            args.file.display()
+            args.file.display(),
+            plans.len()
         )?;
     }
     Ok(Status::Success)

@@ -70,7 +70,7 @@ fn options(args: &ConvertArgs) -> CliResult<ConvertOptions> {
         dtype,
         force: args.force,
         verify: !args.no_verify,
-        keep_checkpoint_metadata: args.keep_values,
+        keep_checkpoint_metadata: !args.drop_values,
         ..ConvertOptions::default()
     })
 }

@@ -21,15 +21,12 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
                 .map_err(|e| CliError::from(e).context(path.display()))?;
             digest::parse_manifest(&text).map_err(|e| e.context(path.display()))?
         }
-        None => match checkpoint.metadata().and_then(|m| m.get(METADATA_KEY)) {
-            Some(text) => digest::parse_stored(text)?,
-            None => {
-                return Err(CliError::invalid(format!(
-                    "{}: no checksums stored (no {METADATA_KEY:?} metadata); run `safeweights checksum --write` first or pass --manifest",
-                    args.file.display()
-                )))
-            }
-        },
+        None => stored_digests(&checkpoint)?.ok_or_else(|| {
+            CliError::invalid(format!(
+                "{}: no checksums stored (no {METADATA_KEY:?} metadata); run `safeweights checksum --write` first or pass --manifest",
+                args.file.display()
+            ))
+        })?,
     };
     let actual = digest::compute(&checkpoint)?;
     let mismatched: Vec<&String> = actual
@@ -82,4 +79,18 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
         print_error(&format!("{file}: tensor {name:?} has no checksum"));
     }
     Ok(Status::negative_if(!ok))
+}
+
+/// The digests stored in every shard's metadata, merged; `None` when no
+/// shard has any.
+fn stored_digests(checkpoint: &Checkpoint) -> CliResult<Option<digest::Digests>> {
+    let mut merged: Option<digest::Digests> = None;
+    for shard in checkpoint.local_shards() {
+        if let Some(text) = shard.header().metadata().and_then(|m| m.get(METADATA_KEY)) {
+            merged
+                .get_or_insert_with(Default::default)
+                .extend(digest::parse_stored(text)?);
+        }
+    }
+    Ok(merged)
 }
