@@ -7,7 +7,8 @@ Build the extension in release mode first (see python/pyproject.toml).
 Results go to the `python` section of BENCHMARKS.md.
 
 What is measured (best of `--repeat` runs, warm page cache):
-- save_file of N float32 tensors totalling the size, after os.sync(), with
+- save_file of N float32 tensors totalling the size, after os.sync() (see
+  `fresh` for the order of sync and delete, which matters on a VM), with
   `dd` writing the same number of bytes to the same disk as the raw rate;
 - load_file, then touching one byte in every 4 KiB page of every tensor
   (which faults every page in, the real cost of a mapped load);
@@ -60,6 +61,24 @@ def best_pair(repeat, run_ref, run_ours, before_ref, before_ours):
     return min(ref), min(ours)
 
 
+def fresh(path):
+    """Before a timed write of `path`: flush all dirty data, then delete the
+    old copy of the file just before the write starts.
+
+    On this VM, memory freed by the guest is handed back to the host after
+    about 2 s (virtio-balloon free page reporting), and the next write that
+    needs those pages waits for the host to fault them in again: writes
+    into "cold" memory were 2-10x slower and random. Deleting the file last
+    lets the write reuse its page cache pages while they are still warm.
+    Both libraries get the same treatment."""
+
+    def run():
+        bench_common.sync()
+        path.unlink(missing_ok=True)
+
+    return run
+
+
 def touch(tensors):
     """Reads one byte per page of every tensor."""
     total = 0
@@ -85,7 +104,7 @@ def dd_rate(directory, nbytes):
             capture_output=True,
         )
 
-    seconds = best(3, run, before=lambda: (target.unlink(missing_ok=True), bench_common.sync()))
+    seconds = best(3, run, before=fresh(target))
     target.unlink(missing_ok=True)
     return (mib << 20) / seconds
 
@@ -94,9 +113,6 @@ def bench_files(directory, total_bytes, count, repeat, rows):
     tensors = make_tensors(total_bytes, count)
     nbytes = sum(t.numel() * 4 for t in tensors.values())
     ours, theirs = directory / "ours.safetensors", directory / "theirs.safetensors"
-
-    def fresh(path):
-        return lambda: (path.unlink(missing_ok=True), bench_common.sync())
 
     if "--no-write" not in sys.argv:
         t_ref, t_ours = best_pair(
@@ -149,9 +165,6 @@ def bench_checkpoint(directory, total_bytes, repeat, rows):
     nbytes = sum(t.numel() * t.element_size() for t in all_tensors(state))
     pt, ours = directory / "ckpt.pt", directory / "ckpt.safetensors"
 
-    def fresh(path):
-        return lambda: (path.unlink(missing_ok=True), bench_common.sync())
-
     t_ref, t_ours = best_pair(
         repeat,
         lambda: torch.save(state, pt),
@@ -180,6 +193,7 @@ def main():
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--dir", default=None, help="directory on the disk to test (default: a temporary one)")
     args = parser.parse_args()
+    load = os.getloadavg()[0]
     total = int(args.gib * (1 << 30))
     rows = []
     with tempfile.TemporaryDirectory(dir=args.dir) as name:
@@ -192,7 +206,8 @@ def main():
     lines = [
         f"Machine: {bench_common.machine()}; torch {torch.__version__}, safetensors {safetensors.__version__}, "
         f"safeweights {safeweights.__version__}. {bench_common.gib(total)} of float32 data, best of {args.repeat}, "
-        "warm page cache, `os.sync()` before each timed write.",
+        "warm page cache; before each timed write, `os.sync()` and then the old copy of the file deleted "
+        f"(see `fresh` in bench/python_bench.py); 1-minute load average {load:.2f} at the start.",
         "",
         f"Raw write rate (`dd bs=1M`, same disk, page cache): {dd / 1e9:.2f} GB/s.",
         "",
@@ -204,7 +219,8 @@ def main():
     lines += [
         "",
         "Reference column: safetensors for save_file/load_file, torch for checkpoints. "
-        "Load rows touch one byte per 4 KiB page of every tensor after loading.",
+        "Load rows touch one byte per 4 KiB page of every tensor after loading. "
+        "Write rows move by up to 2x between runs on this shared VM even so; compare several runs.",
     ]
     body = "\n".join(lines)
     print(body)

@@ -13,7 +13,14 @@ state = sw.load_checkpoint("ckpt.safetensors")
 
 Replace `import safetensors` with `import safeweights` (and
 `safetensors.torch` with `safeweights.torch`): names, signatures, return
-values and exception classes match the reference.
+values and exception classes match the reference. Where the reference
+raises a built-in exception, ours derives from it as well as from
+`SafetensorError`: a failed write is a `SafetensorError` and an `OSError`
+(`SafetensorFileNotFoundError` is also a `FileNotFoundError`, ...), a torch
+dtype the format cannot store raises `UnsupportedDtypeError`, also a
+`KeyError` and a `ValueError`, and an index out of range raises
+`InvalidSliceError`, also an `IndexError`. Missing files on read raise
+`FileNotFoundError`, as in the reference.
 """
 
 from ._safeweights_rust import (  # noqa: F401
@@ -24,11 +31,19 @@ from ._safeweights_rust import (  # noqa: F401
     InvalidSliceError,
     InvalidTensorError,
     SafetensorError,
+    SafetensorFileExistsError,
+    SafetensorFileNotFoundError,
+    SafetensorIsADirectoryError,
+    SafetensorNotADirectoryError,
+    SafetensorOSError,
+    SafetensorPermissionError,
+    ShardDirectoryError,
     ShardError,
     TensorSpec,
     TensorNotFoundError,
     UnsafeCheckpointError,
     UnsupportedDtypeError,
+    UnsupportedIndexError,
     __version__,
     deserialize,
     safe_open,

@@ -98,9 +98,15 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
     copy-on-write views of the file; with `mmap=False` they are read into
     memory.
 
-    A plain safetensors file without checkpoint structure loads as a dict
-    of tensors. A legacy `torch.save` file (zip or pre-1.6 format) is read
-    with a safe pickle reader that executes nothing and returns what
+    A plain safetensors file without checkpoint structure (written by
+    `save_file`, the reference, or `safeweights convert`) loads as a flat
+    dict of tensors, as `load_file` returns, plus the tied weights stored
+    once: each metadata entry `alias: kept_name` (as the reference's
+    `convert` and `save_model` record them) whose key is not a tensor and
+    whose value is, gives `alias` the very tensor object of `kept_name`.
+
+    A legacy `torch.save` file (zip or pre-1.6 format) is read with a safe
+    pickle reader that executes nothing and returns what
     `torch.load(weights_only=True)` would; a file that would need code
     execution raises `UnsafeCheckpointError` naming the offending global.
 
@@ -123,8 +129,12 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
     with safe_open(source, framework="pt", backend="mmap" if mmap else "pread") as handle:
         header = handle.metadata() or {}
         tensors = handle.get_tensors()
+        aliases = [] if STRUCTURE_KEY in header else _aliases(handle._all_metadata(), tensors)
     if STRUCTURE_KEY not in header:
-        return {name: _to_device(t, device) for name, t in tensors.items()}
+        flat = {name: _to_device(t, device) for name, t in tensors.items()}
+        for alias, kept in aliases:
+            flat[alias] = flat[kept]
+        return flat
     try:
         document = json.loads(header[STRUCTURE_KEY])
     except ValueError as error:
@@ -135,6 +145,20 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
             f" (this safeweights reads version {FORMAT_VERSION})"
         )
     return _structure.decode(document.get("root"), _Rebuilder(tensors, device).tensor)
+
+
+def _aliases(metadata: List[Dict[str, str]], tensors: Dict[str, Any]) -> List[Tuple[str, str]]:
+    """Tied weights stored once, as the reference's `convert` and
+    `save_model` record them (and `safeweights convert` does): a metadata
+    key that is not a tensor name, whose value is one. `format` and the
+    `safeweights.*` keys are never aliases."""
+    found = []
+    for entries in metadata:
+        for alias, kept in entries.items():
+            if alias in tensors or kept not in tensors or alias == "format" or alias.startswith("safeweights."):
+                continue
+            found.append((alias, kept))
+    return found
 
 
 class _Plan:

@@ -165,7 +165,7 @@ def _parse_torch_device(device: Any) -> Any:
         return torch.device("cpu")
     if isinstance(device, torch.device):
         return device
-    if isinstance(device, int) and not isinstance(device, bool):
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
         return torch.device("cuda", device)
     if isinstance(device, str):
         try:

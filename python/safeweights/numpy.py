@@ -23,15 +23,21 @@ import numpy as np
 from . import TensorSpec, deserialize, safe_open, serialize, serialize_file
 
 
+class _InvalidArraysError(ValueError, AttributeError):
+    """Not a dict of numpy arrays. A ValueError, as `safetensors.torch`
+    raises for the same mistake, and an AttributeError, which the reference
+    `safetensors.numpy` raises (from `.items()` or `.dtype`)."""
+
+
 def _flatten(tensor_dict: Dict[str, np.ndarray], keep_alive_buffer: List) -> Dict[str, TensorSpec]:
     """TensorSpecs pointing at each array's own memory (copies only for
     big-endian or non-contiguous arrays, which are kept alive in the buffer)."""
     if not isinstance(tensor_dict, dict):
-        raise ValueError(f"Expected a dict of [str, np.ndarray] but received {type(tensor_dict)}")
+        raise _InvalidArraysError(f"Expected a dict of [str, np.ndarray] but received {type(tensor_dict)}")
     flattened = {}
     for k, v in tensor_dict.items():
         if not isinstance(v, np.ndarray):
-            raise ValueError(f"Key `{k}` is invalid, expected np.ndarray but received {type(v)}")
+            raise _InvalidArraysError(f"Key `{k}` is invalid, expected np.ndarray but received {type(v)}")
         tensor = v
         if not _is_little_endian(tensor):
             tensor = tensor.byteswap(inplace=False).view(tensor.dtype.newbyteorder("<"))

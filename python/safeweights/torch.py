@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 
-from . import TensorSpec, deserialize, safe_open, serialize, serialize_file
+from . import SafetensorError, TensorSpec, UnsupportedDtypeError, deserialize, safe_open, serialize, serialize_file
 from ._checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 
 
@@ -86,9 +86,15 @@ def _filter_shared_not_shared(tensors: List[Set[str]], state_dict: Dict[str, tor
 def _find_shared_tensors(state_dict: Dict[str, torch.Tensor]) -> List[Set[str]]:
     """Groups of names whose tensors overlap in memory."""
     tensors = defaultdict(set)
+    meta = torch.device("meta")
     for k, v in state_dict.items():
-        if v.device != torch.device("meta") and storage_ptr(v) != 0 and storage_size(v) != 0:
-            tensors[(v.device, storage_ptr(v), storage_size(v))].add(k)
+        device = v.device
+        if device != meta:
+            ptr = storage_ptr(v)
+            if ptr != 0:
+                size = storage_size(v)
+                if size != 0:
+                    tensors[(device, ptr, size)].add(k)
     tensors = list(sorted(tensors.values()))
     return _filter_shared_not_shared(tensors, state_dict)
 
@@ -154,6 +160,10 @@ def save_model(
     try:
         save_file(state_dict, filename, metadata=metadata)
     except ValueError as e:
+        if isinstance(e, SafetensorError):
+            # Ours (e.g. UnsupportedDtypeError, also a KeyError, which the
+            # reference lets through): not about contiguity.
+            raise
         msg = str(e)
         msg += " Or use save_model(..., force_contiguous=True), read the docs for potential caveats."
         raise ValueError(msg)
@@ -210,7 +220,8 @@ def save_file(
 
     The file is written to a temporary name beside `filename` and renamed
     into place, so readers (and maps of the old file) never see a partial
-    file. Tensor bytes are read in place, with no copy, from several threads.
+    file. The file's blocks are allocated up front and the tensors' bytes are
+    written in place, in file order, with no intermediate copy.
 
     Example: `save_file({"embedding": torch.zeros(512, 1024)}, "model.safetensors")`."""
     keep_references_alive = []
@@ -276,6 +287,8 @@ _SIZE = {
 if hasattr(torch, "uint64"):
     _SIZE.update({torch.uint64: 8, torch.uint32: 4, torch.uint16: 2})
 _SIZE.pop(None, None)
+# "float32" for torch.float32: the names TensorSpec takes.
+_DTYPE_NAMES = {dtype: str(dtype).split(".")[-1] for dtype in _SIZE}
 
 _TYPES = {
     "F64": torch.float64,
@@ -367,7 +380,8 @@ def _evaluate_tensors_for_save(tensors: Dict[str, torch.Tensor]) -> None:
 def _tensor_spec(name: str, tensor: torch.Tensor, keep_alive_buffer: List) -> TensorSpec:
     """A TensorSpec pointing at a cpu tensor's own memory (no copy)."""
     if tensor.dtype not in _SIZE:
-        raise ValueError(
+        # Also a KeyError and a ValueError: the reference raises KeyError here.
+        raise UnsupportedDtypeError(
             f"Tensor `{name}` has dtype {tensor.dtype}, which the safetensors format cannot store"
             " (save_checkpoint can, as raw bytes)"
         )
@@ -376,11 +390,12 @@ def _tensor_spec(name: str, tensor: torch.Tensor, keep_alive_buffer: List) -> Te
     if sys.byteorder == "big":
         tensor = torch.from_numpy(tensor.numpy().byteswap(inplace=False))
     keep_alive_buffer.append(tensor)
+    dtype = tensor.dtype
     return TensorSpec(
-        dtype=str(tensor.dtype).split(".")[-1],
+        dtype=_DTYPE_NAMES[dtype],
         shape=tensor.shape,
         data_ptr=tensor.data_ptr(),
-        data_len=tensor.nelement() * _SIZE[tensor.dtype],
+        data_len=tensor.nelement() * _SIZE[dtype],
     )
 
 

@@ -2,7 +2,7 @@
 
 use safeweights::Dtype;
 
-use crate::errors::UnsupportedDtypeError;
+use crate::errors::{new_err, Multi};
 use pyo3::PyErr;
 
 /// Framework dtype names (torch's, which numpy shares where both exist) and
@@ -42,9 +42,12 @@ pub fn parse(name: &str) -> Result<Dtype, PyErr> {
     }
     Dtype::from_name(name).ok_or_else(|| {
         let known: Vec<&str> = FRAMEWORK_NAMES.iter().map(|(n, _)| *n).collect();
-        UnsupportedDtypeError::new_err(format!(
+        new_err(
+            Multi::UnsupportedDtype,
+            format!(
             "Unknown dtype {name:?}. Supported dtypes: {} (or the format's names such as \"F32\")",
             known.join(", ")
-        ))
+        ),
+        )
     })
 }

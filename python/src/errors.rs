@@ -3,17 +3,39 @@
 //!
 //! `SafetensorError` has the reference package's name, so code that catches
 //! `safetensors.SafetensorError` keeps working after switching imports. Each
-//! subclass narrows what went wrong; I/O failures become the built-in
-//! `OSError` subclasses (`FileNotFoundError`, `PermissionError`, ...) with
-//! `errno` and `filename` set, as the reference does for missing files.
+//! subclass narrows what went wrong.
+//!
+//! Where the reference raises a built-in exception instead, our class also
+//! derives from that built-in, so `except` clauses written for either
+//! package catch it:
+//!
+//! - reading: I/O failures are the built-in `OSError` subclasses
+//!   (`FileNotFoundError`, ...) with `errno` and `filename` set, as the
+//!   reference raises for missing files; a directory that holds no sharded
+//!   checkpoint is a `ShardError` and an `IsADirectoryError` (the reference
+//!   raises `OSError`);
+//! - writing: the reference raises `SafetensorError` for I/O failures, so ours
+//!   are both: `SafetensorFileNotFoundError(SafetensorOSError,
+//!   FileNotFoundError)` and so on, with `errno` and `filename` set;
+//! - `UnsupportedDtypeError` is also a `KeyError` (the reference's error for
+//!   a torch dtype it cannot save) and a `ValueError`;
+//! - `InvalidSliceError` is also an `IndexError` (torch's error for an index
+//!   out of range), and `UnsupportedIndexError`, for an index of the wrong
+//!   type, also a `TypeError`.
+//!
+//! Classes with several bases are made at import with `type(...)`, since
+//! `create_exception!` takes one base; [`new_err`] raises them.
 
 use std::io;
 
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIsADirectoryError, PyNotADirectoryError, PyOSError,
-    PyPermissionError,
+    PyBaseException, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
+    PyKeyError, PyNotADirectoryError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::PyErrArguments;
 use safeweights::Error;
 
 pyo3::create_exception!(
@@ -42,21 +64,9 @@ pyo3::create_exception!(
 );
 pyo3::create_exception!(
     safeweights,
-    InvalidSliceError,
-    SafetensorError,
-    "A slice request does not fit the tensor."
-);
-pyo3::create_exception!(
-    safeweights,
     InvalidTensorError,
     SafetensorError,
     "A tensor given to a writer is inconsistent (size, name or dtype)."
-);
-pyo3::create_exception!(
-    safeweights,
-    UnsupportedDtypeError,
-    SafetensorError,
-    "A dtype exists in the file or the framework but cannot be represented on the other side."
 );
 pyo3::create_exception!(
     safeweights,
@@ -83,22 +93,190 @@ pyo3::create_exception!(
     "The safe_open handle was used after its `with` block ended."
 );
 
+/// Exception classes with several bases (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Multi {
+    /// `UnsupportedDtypeError(SafetensorError, KeyError, ValueError)`.
+    UnsupportedDtype,
+    /// `InvalidSliceError(SafetensorError, IndexError)`.
+    InvalidSlice,
+    /// `UnsupportedIndexError(InvalidSliceError, TypeError)`.
+    UnsupportedIndex,
+    /// `ShardDirectoryError(ShardError, IsADirectoryError)`.
+    ShardDirectory,
+    /// `SafetensorOSError(SafetensorError, OSError)`.
+    WriteOs,
+    /// `SafetensorFileNotFoundError(SafetensorOSError, FileNotFoundError)`.
+    WriteNotFound,
+    /// `SafetensorPermissionError(SafetensorOSError, PermissionError)`.
+    WritePermission,
+    /// `SafetensorFileExistsError(SafetensorOSError, FileExistsError)`.
+    WriteExists,
+    /// `SafetensorIsADirectoryError(SafetensorOSError, IsADirectoryError)`.
+    WriteIsADirectory,
+    /// `SafetensorNotADirectoryError(SafetensorOSError, NotADirectoryError)`.
+    WriteNotADirectory,
+}
+
+impl Multi {
+    const ALL: [Multi; 10] = [
+        Multi::UnsupportedDtype,
+        Multi::InvalidSlice,
+        Multi::UnsupportedIndex,
+        Multi::ShardDirectory,
+        Multi::WriteOs,
+        Multi::WriteNotFound,
+        Multi::WritePermission,
+        Multi::WriteExists,
+        Multi::WriteIsADirectory,
+        Multi::WriteNotADirectory,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Multi::UnsupportedDtype => "UnsupportedDtypeError",
+            Multi::InvalidSlice => "InvalidSliceError",
+            Multi::UnsupportedIndex => "UnsupportedIndexError",
+            Multi::ShardDirectory => "ShardDirectoryError",
+            Multi::WriteOs => "SafetensorOSError",
+            Multi::WriteNotFound => "SafetensorFileNotFoundError",
+            Multi::WritePermission => "SafetensorPermissionError",
+            Multi::WriteExists => "SafetensorFileExistsError",
+            Multi::WriteIsADirectory => "SafetensorIsADirectoryError",
+            Multi::WriteNotADirectory => "SafetensorNotADirectoryError",
+        }
+    }
+
+    fn doc(self) -> &'static str {
+        match self {
+            Multi::UnsupportedDtype => {
+                "A dtype exists in the file or the framework but cannot be represented on the other side. \
+                 Also a KeyError (what the reference raises for a torch dtype it cannot save) and a ValueError."
+            }
+            Multi::InvalidSlice => {
+                "A slice request does not fit the tensor. Also an IndexError, as torch raises."
+            }
+            Multi::UnsupportedIndex => {
+                "An index of a type that slicing does not support. Also a TypeError."
+            }
+            Multi::ShardDirectory => {
+                "A directory was opened that holds no valid sharded checkpoint. \
+                 Also an IsADirectoryError (the reference raises OSError for any directory)."
+            }
+            Multi::WriteOs => {
+                "Writing a file failed. Both a SafetensorError (what the reference raises) and an OSError."
+            }
+            _ => "Writing a file failed. Both a SafetensorError (what the reference raises) and the OSError subclass for the failure.",
+        }
+    }
+
+    fn bases<'py>(self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyType>>> {
+        let os_pair = |builtin: Bound<'py, PyType>| -> PyResult<Vec<Bound<'py, PyType>>> {
+            Ok(vec![class(py, Multi::WriteOs)?, builtin])
+        };
+        match self {
+            Multi::UnsupportedDtype => Ok(vec![
+                py.get_type::<SafetensorError>(),
+                py.get_type::<PyKeyError>(),
+                py.get_type::<PyValueError>(),
+            ]),
+            Multi::InvalidSlice => Ok(vec![
+                py.get_type::<SafetensorError>(),
+                py.get_type::<PyIndexError>(),
+            ]),
+            Multi::UnsupportedIndex => Ok(vec![
+                class(py, Multi::InvalidSlice)?,
+                py.get_type::<PyTypeError>(),
+            ]),
+            Multi::ShardDirectory => Ok(vec![
+                py.get_type::<ShardError>(),
+                py.get_type::<PyIsADirectoryError>(),
+            ]),
+            Multi::WriteOs => Ok(vec![
+                py.get_type::<SafetensorError>(),
+                py.get_type::<PyOSError>(),
+            ]),
+            Multi::WriteNotFound => os_pair(py.get_type::<PyFileNotFoundError>()),
+            Multi::WritePermission => os_pair(py.get_type::<PyPermissionError>()),
+            Multi::WriteExists => os_pair(py.get_type::<PyFileExistsError>()),
+            Multi::WriteIsADirectory => os_pair(py.get_type::<PyIsADirectoryError>()),
+            Multi::WriteNotADirectory => os_pair(py.get_type::<PyNotADirectoryError>()),
+        }
+    }
+
+    fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
+        // Indexed by discriminant: the variants are declared in `ALL`'s order.
+        static CELLS: [PyOnceLock<Py<PyType>>; 10] = [const { PyOnceLock::new() }; 10];
+        &CELLS[self as usize]
+    }
+}
+
+/// The class for `which`, made on first use.
+pub fn class(py: Python<'_>, which: Multi) -> PyResult<Bound<'_, PyType>> {
+    let class = which.cell().get_or_try_init(py, || {
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "safeweights")?;
+        namespace.set_item("__doc__", which.doc())?;
+        if which == Multi::UnsupportedDtype {
+            // KeyError quotes its message (`'msg'`); print it as other exceptions do.
+            namespace.set_item(
+                "__str__",
+                py.get_type::<PyBaseException>().getattr("__str__")?,
+            )?;
+        }
+        let bases = PyTuple::new(py, which.bases(py)?)?;
+        let made = py
+            .get_type::<PyType>()
+            .call1((which.name(), bases, namespace))?
+            .cast_into::<PyType>()?;
+        Ok::<_, PyErr>(made.unbind())
+    })?;
+    Ok(class.bind(py).clone())
+}
+
+/// A new exception of class `which` with `args` (a message, or for the
+/// OSError classes `(errno, strerror[, filename])`).
+pub fn new_err<A>(which: Multi, args: A) -> PyErr
+where
+    A: PyErrArguments + Send + Sync + 'static,
+{
+    Python::attach(|py| match class(py, which) {
+        Ok(class) => PyErr::from_type(class, args),
+        Err(error) => error,
+    })
+}
+
 /// Converts a library error into the matching Python exception. The
-/// message keeps the file name and says what is wrong.
+/// message keeps the file name and says what is wrong. I/O errors are the
+/// built-in `OSError` subclasses, as the reference raises when reading.
 pub fn to_py_err(error: Error) -> PyErr {
+    convert(error, false)
+}
+
+/// [`to_py_err`] for errors while writing a file: I/O errors are also
+/// `SafetensorError`s, as the reference raises.
+pub fn to_py_write_err(error: Error) -> PyErr {
+    convert(error, true)
+}
+
+fn convert(error: Error, writing: bool) -> PyErr {
     let path = error.path().map(|p| p.display().to_string());
     if let Error::Io(io_error) = error.kind() {
-        return io_to_py_err(io_error, path);
+        return if writing {
+            io_to_py_write_err(io_error, path)
+        } else {
+            io_to_py_err(io_error, path)
+        };
     }
     let message = error.to_string();
     match error.kind() {
         Error::ForeignFormat(_) => ForeignFormatError::new_err(message),
         Error::TensorNotFound { .. } => TensorNotFoundError::new_err(message),
-        Error::InvalidSlice { .. } => InvalidSliceError::new_err(message),
+        Error::InvalidSlice { .. } => new_err(Multi::InvalidSlice, message),
         Error::InvalidTensor { .. } | Error::BufferSize { .. } => {
             InvalidTensorError::new_err(message)
         }
-        Error::UnknownDtype { .. } => UnsupportedDtypeError::new_err(message),
+        Error::UnknownDtype { .. } => new_err(Multi::UnsupportedDtype, message),
         Error::Shard { .. } => ShardError::new_err(message),
         // Duplicate names given to a writer are the caller's mistake, not a corrupt file.
         Error::DuplicateKey { within, .. } if within.contains("to write") => {
@@ -108,11 +286,10 @@ pub fn to_py_err(error: Error) -> PyErr {
     }
 }
 
-/// An OS error as the built-in exception for its kind, with `errno`,
-/// `strerror` and `filename` filled in.
+/// An OS error while reading, as the built-in exception for its kind, with
+/// `errno`, `strerror` and `filename` filled in.
 pub fn io_to_py_err(error: &io::Error, filename: Option<String>) -> PyErr {
-    let errno = error.raw_os_error().unwrap_or(0);
-    let strerror = strip_os_suffix(&error.to_string());
+    let (errno, strerror) = errno_and_message(error);
     macro_rules! build {
         ($exc:ty) => {
             match filename {
@@ -131,13 +308,38 @@ pub fn io_to_py_err(error: &io::Error, filename: Option<String>) -> PyErr {
     }
 }
 
-/// `"No such file or directory (os error 2)"` -> `"No such file or directory"`:
-/// Python prints errno itself.
-fn strip_os_suffix(message: &str) -> String {
-    match message.rfind(" (os error ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
+/// An OS error while writing: a `SafetensorError` (as the reference raises)
+/// that is also the built-in `OSError` subclass for its kind.
+pub fn io_to_py_write_err(error: &io::Error, filename: Option<String>) -> PyErr {
+    let (errno, strerror) = errno_and_message(error);
+    let which = match error.kind() {
+        io::ErrorKind::NotFound => Multi::WriteNotFound,
+        io::ErrorKind::PermissionDenied => Multi::WritePermission,
+        io::ErrorKind::AlreadyExists => Multi::WriteExists,
+        io::ErrorKind::IsADirectory => Multi::WriteIsADirectory,
+        io::ErrorKind::NotADirectory => Multi::WriteNotADirectory,
+        _ => Multi::WriteOs,
+    };
+    match filename {
+        Some(name) => new_err(which, (errno, strerror, name)),
+        None => new_err(which, (errno, strerror)),
     }
+}
+
+/// `errno` and the message without its `" (os error N)"` suffix (Python
+/// prints errno itself). Errors wrapped by other crates (tempfile adds the
+/// path) lose `raw_os_error`; their message still carries the number.
+fn errno_and_message(error: &io::Error) -> (i32, String) {
+    let text = error.to_string();
+    let Some(at) = text.rfind(" (os error ") else {
+        return (error.raw_os_error().unwrap_or(0), text);
+    };
+    let parsed = text[at + " (os error ".len()..]
+        .split(')')
+        .next()
+        .and_then(|n| n.parse().ok());
+    let errno = error.raw_os_error().or(parsed).unwrap_or(0);
+    (errno, text[..at].to_owned())
 }
 
 /// Registers the exception classes on the module.
@@ -147,12 +349,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidHeaderError", py.get_type::<InvalidHeaderError>())?;
     m.add("ForeignFormatError", py.get_type::<ForeignFormatError>())?;
     m.add("TensorNotFoundError", py.get_type::<TensorNotFoundError>())?;
-    m.add("InvalidSliceError", py.get_type::<InvalidSliceError>())?;
     m.add("InvalidTensorError", py.get_type::<InvalidTensorError>())?;
-    m.add(
-        "UnsupportedDtypeError",
-        py.get_type::<UnsupportedDtypeError>(),
-    )?;
     m.add("ShardError", py.get_type::<ShardError>())?;
     m.add("CheckpointError", py.get_type::<CheckpointError>())?;
     m.add(
@@ -160,5 +357,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         py.get_type::<UnsafeCheckpointError>(),
     )?;
     m.add("ClosedFileError", py.get_type::<ClosedFileError>())?;
+    for which in Multi::ALL {
+        m.add(which.name(), class(py, which)?)?;
+    }
     Ok(())
 }

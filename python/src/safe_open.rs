@@ -11,7 +11,7 @@ use safeweights::read::Backend;
 use safeweights::slice;
 use safeweights::TensorInfo;
 
-use crate::errors::{to_py_err, ClosedFileError, SafetensorError};
+use crate::errors::{new_err, to_py_err, ClosedFileError, Multi, SafetensorError};
 use crate::slicing::{flip_axis, parse_index};
 use crate::source::{Bytes, Opened};
 use crate::storage::{Backing, Storage};
@@ -177,7 +177,15 @@ pub fn open_source(
         let path: PathBuf = os.call_method1("fspath", (source,))?.extract()?;
         let opened = py
             .detach(|| Opened::open_path(&path, backend))
-            .map_err(to_py_err)?;
+            .map_err(|error| {
+                // The reference raises OSError for any directory; ours reads
+                // sharded checkpoints from one, and says why it cannot.
+                if matches!(error.kind(), safeweights::Error::Shard { .. }) && path.is_dir() {
+                    new_err(Multi::ShardDirectory, error.to_string())
+                } else {
+                    to_py_err(error)
+                }
+            })?;
         return Ok(Handle::new(opened));
     }
     let backing = if let Ok(bytes) = source.cast::<PyBytes>() {
@@ -277,6 +285,25 @@ impl SafeOpen {
             dict.set_item(key, value)?;
         }
         Ok(Some(dict))
+    }
+
+    /// The `__metadata__` of every file (one per shard of a sharded
+    /// checkpoint, in shard order; `metadata()` is the first one's), each
+    /// a dict, empty when a file has none.
+    fn _all_metadata<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let handle = self.handle()?;
+        handle
+            .opened
+            .files
+            .iter()
+            .map(|file| {
+                let dict = PyDict::new(py);
+                for (key, value) in file.header.metadata().into_iter().flatten() {
+                    dict.set_item(key, value)?;
+                }
+                Ok(dict)
+            })
+            .collect()
     }
 
     /// One whole tensor, in the framework and on the device of this handle.

@@ -17,7 +17,7 @@ use safeweights::write::{
 use safeweights::{Dtype, Metadata};
 
 use crate::dtype::{self, PACKED_F4};
-use crate::errors::{to_py_err, InvalidTensorError};
+use crate::errors::{io_to_py_write_err, to_py_err, to_py_write_err, InvalidTensorError};
 
 /// Describes one tensor for [`serialize`] / [`serialize_file`]:
 /// `TensorSpec(dtype="float32", shape=[2, 3], data_ptr=ptr, data_len=24)`.
@@ -137,7 +137,8 @@ fn collect_inputs(tensor_dict: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
                 });
             }
             let entry = value.cast::<PyDict>().map_err(|_| {
-                InvalidTensorError::new_err(format!(
+                // The reference raises TypeError for a value that is not a TensorSpec.
+                pyo3::exceptions::PyTypeError::new_err(format!(
                     "tensor {name:?}: expected a TensorSpec, got {}",
                     value.get_type()
                 ))
@@ -241,7 +242,8 @@ pub fn serialize<'py>(
 }
 
 /// Serializes tensors into `filename` through a temporary file and a
-/// rename, writing large files from several threads.
+/// rename. The blocks are allocated up front and the tensors written in
+/// file order straight from their memory, with no intermediate copy.
 #[pyfunction]
 #[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8))]
 pub fn serialize_file(
@@ -263,7 +265,7 @@ pub fn serialize_file(
             &write_options(alignment),
         )
     })
-    .map_err(to_py_err)
+    .map_err(to_py_write_err)
 }
 
 /// Writes tensors into `directory` as `model-0000N-of-0000M.safetensors`
@@ -293,7 +295,7 @@ pub fn serialize_sharded(
     let inputs = collect_inputs(tensor_dict)?;
     check_lengths(&inputs)?;
     std::fs::create_dir_all(&directory)
-        .map_err(|e| crate::errors::io_to_py_err(&e, Some(directory.display().to_string())))?;
+        .map_err(|e| io_to_py_write_err(&e, Some(directory.display().to_string())))?;
     py.detach(|| {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };
@@ -305,7 +307,7 @@ pub fn serialize_sharded(
             &WriteOptions::default(),
         )
     })
-    .map_err(to_py_err)
+    .map_err(to_py_write_err)
 }
 
 /// Parses a whole file held in `bytes` and returns

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyEllipsis, PyNone, PySlice, PyTuple};
 use safeweights::slice::SliceArg;
 
-use crate::errors::InvalidSliceError;
+use crate::errors::{new_err, Multi};
 
 /// What a Python index asks for.
 #[derive(Debug)]
@@ -34,7 +34,12 @@ impl SlicePlan {
 }
 
 fn invalid(message: String) -> PyErr {
-    InvalidSliceError::new_err(message)
+    new_err(Multi::InvalidSlice, message)
+}
+
+/// An index of a type slicing does not take (also a `TypeError`).
+fn unsupported(message: String) -> PyErr {
+    new_err(Multi::UnsupportedIndex, message)
 }
 
 /// Parses `index` for a tensor of `shape`.
@@ -87,13 +92,13 @@ pub fn parse_index(index: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<SliceP
             plan.layout.push(Some(kept));
             kept += 1;
         } else if item.is_instance_of::<PyBool>() {
-            return Err(invalid(format!(
+            return Err(unsupported(format!(
                 "boolean index at position {position} is not supported; use integers and slices"
             )));
         } else if let Ok(value) = item.extract::<i64>() {
             plan.args.push(SliceArg::Index(value));
         } else {
-            return Err(invalid(format!(
+            return Err(unsupported(format!(
                 "unsupported index at position {position} ({}): only integers, slices (`:`), ellipsis (`...`) and None are valid indices",
                 item.get_type().name()?
             )));

@@ -54,3 +54,45 @@ def test_version_and_typing_files_ship():
     assert isinstance(safeweights.__version__, str)
     assert (package / "py.typed").exists()
     assert (package / "__init__.pyi").exists()
+
+
+def run_without(blocked, code):
+    """Runs `code` in a fresh interpreter where importing `blocked` fails."""
+    import subprocess
+    import sys
+
+    prelude = "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in blocked)
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=120)
+
+
+def test_numpy_support_works_without_torch(tmp_path):
+    # As in the reference: only safeweights.torch needs torch.
+    code = f"""
+import safeweights, safeweights.numpy
+import numpy as np
+path = {str(tmp_path / "a.safetensors")!r}
+safeweights.numpy.save_file({{"a": np.arange(4.0)}}, path)
+assert safeweights.numpy.load_file(path)["a"].tolist() == [0.0, 1.0, 2.0, 3.0]
+with safeweights.safe_open(path, "np") as f:
+    assert f.get_slice("a")[1:3].tolist() == [1.0, 2.0]
+try:
+    import safeweights.torch
+except ImportError:
+    pass
+else:
+    raise AssertionError("safeweights.torch imported without torch")
+"""
+    result = run_without(["torch"], code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_importing_the_package_loads_neither_torch_nor_numpy():
+    code = """
+import sys
+import safeweights
+assert "torch" not in sys.modules and "numpy" not in sys.modules, sorted(sys.modules)
+with safeweights.safe_open(b"\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00{}", "np") as f:
+    assert f.keys() == []
+"""
+    result = run_without([], code)
+    assert result.returncode == 0, result.stderr

@@ -7,6 +7,7 @@ from collections import OrderedDict
 
 import pytest
 import safetensors
+import safetensors.torch
 import torch
 
 import safeweights
@@ -175,3 +176,82 @@ def test_corrupt_structure_raises_checkpoint_error(tmp_path):
         safeweights.torch.save_file({"a": torch.ones(1)}, path, metadata={"safeweights.checkpoint": structure})
         with pytest.raises(safeweights.CheckpointError):
             load_checkpoint(path)
+
+
+def converted_file(path, tensors, aliases, values=None):
+    """A file as `safeweights convert` (and the reference's convert) writes
+    it: `format: pt`, tied weights once with `alias: kept` in the metadata,
+    optionally the plain values as JSON."""
+    metadata = {"format": "pt", **aliases}
+    if values is not None:
+        metadata["safeweights.values"] = json.dumps(values)
+    safetensors.torch.save_file(tensors, path, metadata=metadata)
+    return path
+
+
+def test_converted_file_restores_tied_weights_as_one_tensor(tmp_path):
+    embed = torch.randn(10, 4)
+    path = converted_file(
+        tmp_path / "model.safetensors",
+        {"embed.weight": embed, "fc.bias": torch.zeros(3)},
+        {"lm_head.weight": "embed.weight", "note": "not a tensor name"},
+        values={"epoch": 3, "lr": 0.1},
+    )
+    state = load_checkpoint(path)
+    assert list(state) == ["embed.weight", "fc.bias", "lm_head.weight"]
+    assert state["lm_head.weight"] is state["embed.weight"]
+    assert torch.equal(state["embed.weight"], embed)
+    # Same tensors as load_file, which does not restore aliases.
+    plain = load_file(path)
+    assert set(plain) == {"embed.weight", "fc.bias"}
+    assert all(torch.equal(plain[k], state[k]) for k in plain)
+    # Loads into a tied model.
+    model = torch.nn.Module()
+    model.embed = torch.nn.Embedding(10, 4)
+    model.lm_head = torch.nn.Linear(4, 10, bias=False)
+    model.lm_head.weight = model.embed.weight
+    model.load_state_dict({k: v for k, v in state.items() if k != "fc.bias"})
+    assert torch.equal(model.lm_head.weight, embed)
+
+
+def test_alias_rules(tmp_path):
+    # A key that is itself a tensor is never an alias; "format" and the
+    # safeweights.* keys never are either, even when their value names a tensor.
+    path = converted_file(
+        tmp_path / "model.safetensors",
+        {"a": torch.ones(2), "b": torch.zeros(2), "pt": torch.ones(1)},
+        {"b": "a", "safeweights.x": "a", "c": "missing", "d": "a"},
+    )
+    state = load_checkpoint(path, mmap=False)
+    assert set(state) == {"a", "b", "pt", "d"}
+    assert state["d"] is state["a"] and state["b"] is not state["a"]
+    assert torch.equal(state["b"], torch.zeros(2))
+
+
+def test_plain_file_without_metadata_matches_load_file(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    tensors = {"x": torch.randn(3, 3), "y": torch.arange(5)}
+    safetensors.torch.save_file(tensors, path)
+    state = load_checkpoint(path)
+    assert list(state) == list(load_file(path)) and all(torch.equal(state[k], tensors[k]) for k in tensors)
+    with open(path, "rb") as f:
+        assert set(load_checkpoint(f)) == {"x", "y"}
+
+
+def test_sharded_converted_checkpoint_restores_aliases_of_every_shard(tmp_path):
+    first, second = torch.randn(4), torch.randn(6)
+    converted_file(tmp_path / "model-00001-of-00002.safetensors", {"a": first}, {"a_tied": "a"})
+    converted_file(tmp_path / "model-00002-of-00002.safetensors", {"b": second}, {"b_tied": "b"})
+    index = {
+        "metadata": {"total_size": 40},
+        "weight_map": {
+            "a": "model-00001-of-00002.safetensors",
+            "b": "model-00002-of-00002.safetensors",
+        },
+    }
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    for source in (tmp_path, tmp_path / "model.safetensors.index.json"):
+        state = load_checkpoint(source)
+        assert set(state) == {"a", "b", "a_tied", "b_tied"}
+        assert state["a_tied"] is state["a"] and state["b_tied"] is state["b"]
+        assert torch.equal(state["b"], second)
