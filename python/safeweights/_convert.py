@@ -103,6 +103,20 @@ class NumpyConverter:
     def load_all(self, entries: List[Tuple[str, TensorArgs]]) -> Dict[str, Any]:
         return {name: self(*args) for name, args in entries}
 
+    def indexes_whole(self, index: Any) -> bool:
+        """Never: every index the reference takes for numpy is gathered from the file."""
+        return False
+
+
+def _torch_only_index(item: Any) -> bool:
+    """Whether torch reads `item` as an advanced index (a bool, a sequence,
+    an array or tensor of any shape but a 0-d integer one), which only torch
+    itself can apply with torch's semantics."""
+    if isinstance(item, (bool, list, tuple)):
+        return True
+    ndim = getattr(item, "ndim", None)
+    return ndim is not None and (ndim != 0 or str(getattr(item, "dtype", "")) in ("bool", "torch.bool"))
+
 
 class TorchConverter:
     """Builds torch tensors on the cpu (zero-copy) or another device."""
@@ -141,6 +155,27 @@ class TorchConverter:
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
         return tensor
+
+    def indexes_whole(self, index: Any) -> bool:
+        """Whether `index` needs torch's own indexing of the whole tensor.
+
+        The reference applies any torch index to the whole tensor; integers,
+        slices, `...` and `None` select the same elements either way, so only
+        the other kinds (booleans, lists, arrays, tensors) go through torch.
+        """
+        items = index if isinstance(index, tuple) else (index,)
+        return any(_torch_only_index(item) for item in items)
+
+    def index_whole(self, args: TensorArgs, index: Any) -> Any:
+        """`index` applied by torch to the whole tensor (a view of the file
+        where it is mapped), as a new tensor on this converter's device."""
+        whole = self.cpu_tensor(*args)
+        result = whole[index]
+        if result.numel() and result.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr():
+            # A sequence of slices (read by torch as a tuple) gives a view:
+            # sliced results are copies, never aliases of the file's memory.
+            result = result.clone()
+        return result.to(self.device) if self.device.type != "cpu" else result
 
     def load_all(self, entries: List[Tuple[str, TensorArgs]]) -> Dict[str, Any]:
         if self.device.type == "cuda":

@@ -58,7 +58,10 @@ class _Rebuild:
         if record.nbytes == 0:
             tensor = torch.empty(shape, dtype=dtype)
         else:
-            tensor = torch.frombuffer(record.buffer, dtype=torch.uint8, count=record.nbytes).view(dtype).reshape(shape)
+            # A view of the record's buffer: the file's private map (copy on
+            # write, so writes never reach the file) or a copy of its bytes.
+            raw = torch.frombuffer(record.buffer, dtype=torch.uint8, count=record.nbytes, offset=record.offset)
+            tensor = raw.view(dtype).reshape(shape)
         if self.device is not None and tensor.device != self.device:
             tensor = tensor.to(self.device)
         if record.requires_grad:

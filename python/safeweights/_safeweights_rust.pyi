@@ -83,6 +83,7 @@ class _Storage:
 
 class _PickledTensor:
     buffer: Any
+    offset: int
     nbytes: int
     dtype: str
     shape: List[int]

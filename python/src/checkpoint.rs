@@ -6,15 +6,19 @@
 //! [`PickledTensor`] records holding their bytes, which the Python side
 //! (`safeweights._legacy`) turns into torch tensors.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::fs::File;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use safeweights_pickle::pickle::{StorageRef, TensorRef, Value};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
-use safeweights_pickle::Error as PickleError;
+use safeweights_pickle::zip::{Method, ZipArchive};
+use safeweights_pickle::{Error as PickleError, Limits};
 
 use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
 use crate::safe_open::python_buffer;
@@ -24,7 +28,8 @@ use crate::storage::Backing;
 const MAX_NODES: u64 = 50_000_000;
 
 /// A tensor read from a pickle checkpoint: contiguous little-endian bytes
-/// plus what torch needs to rebuild it.
+/// (its own copy, or a range of a private map of the file) plus what torch
+/// needs to rebuild it.
 #[pyclass(
     module = "safeweights._safeweights_rust",
     name = "_PickledTensor",
@@ -35,6 +40,8 @@ const MAX_NODES: u64 = 50_000_000;
 pub struct PickledTensor {
     /// A buffer holding the bytes (see `_convert.make_buffer`).
     buffer: Py<PyAny>,
+    /// Where the bytes start in `buffer`.
+    offset: usize,
     /// Byte length.
     nbytes: usize,
     /// torch dtype name, e.g. `"float32"`.
@@ -276,25 +283,44 @@ pub fn load_torch_pickle<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let checkpoint = if let Ok(bytes) = source.cast::<PyBytes>() {
+    let (checkpoint, mapped) = if let Ok(bytes) = source.cast::<PyBytes>() {
         let owned = bytes.as_bytes().to_vec();
-        py.detach(|| Checkpoint::from_bytes(owned))
+        (py.detach(|| Checkpoint::from_bytes(owned)), None)
     } else {
         let path: PathBuf = source.extract()?;
-        py.detach(|| Checkpoint::open(&path))
-    }
-    .map_err(to_py_err)?;
+        py.detach(|| (Checkpoint::open(&path), MappedZip::open(&path)))
+    };
+    let checkpoint = checkpoint.map_err(to_py_err)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
     let data = py
-        .detach(|| read_all(&checkpoint, &tensors.list))
+        .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
         .map_err(to_py_err)?;
+    let map_buffer = match &mapped {
+        Some(zip) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
+            Some(python_buffer(py, zip.map.clone())?)
+        }
+        _ => None,
+    };
     let mut records = Vec::with_capacity(data.len());
-    for (index, (tensor, backing)) in tensors.list.iter().zip(data).enumerate() {
-        let nbytes = backing.as_slice().len();
-        let buffer = python_buffer(py, Arc::new(backing))?;
+    for (index, (tensor, bytes)) in tensors.list.iter().zip(data).enumerate() {
+        let (buffer, offset, nbytes) = match (bytes, &map_buffer) {
+            (TensorData::Mapped(range), Some(buffer)) => {
+                (buffer.clone_ref(py), range.start, range.len())
+            }
+            (TensorData::Copied(backing), _) => {
+                let nbytes = backing.as_slice().len();
+                (python_buffer(py, Arc::new(backing))?, 0, nbytes)
+            }
+            (TensorData::Mapped(_), None) => {
+                return Err(CheckpointError::new_err(
+                    "internal error: a mapped tensor without a map",
+                ))
+            }
+        };
         let record = PickledTensor {
             buffer,
+            offset,
             nbytes,
             dtype: tensor.scalar.name,
             shape: tensor.shape.clone(),
@@ -312,13 +338,75 @@ pub fn load_torch_pickle<'py>(
     converter.convert(checkpoint.root())
 }
 
-/// Every distinct tensor's bytes, contiguous and little-endian. (Reading
-/// on several threads measured slower: page faults on the source map and
-/// the new buffers contend in the kernel.)
+/// A zip checkpoint's file mapped privately (copy-on-write), with its
+/// directory, so tensors stored as they are loaded can be views of it.
+struct MappedZip {
+    map: Arc<Backing>,
+    archive: ZipArchive,
+    /// The records' folder, as the checkpoint reader finds it: the one
+    /// holding the only top-level `data.pkl`.
+    prefix: String,
+}
+
+impl MappedZip {
+    /// Maps `path` if it holds a zip checkpoint; `None` otherwise or when
+    /// anything fails (the tensors are then copied, as the reader found them).
+    fn open(path: &Path) -> Option<MappedZip> {
+        let map = Backing::map_private(&File::open(path).ok()?).ok()?;
+        let archive = ZipArchive::parse(map.as_slice(), &Limits::default()).ok()?;
+        let mut pickles = archive.entries().iter().filter_map(|e| {
+            let prefix = e.name.strip_suffix("data.pkl")?;
+            (prefix.is_empty() || prefix.strip_suffix('/').is_some_and(|p| !p.contains('/')))
+                .then(|| prefix.to_owned())
+        });
+        let prefix = match (pickles.next(), pickles.next()) {
+            (Some(prefix), None) => prefix,
+            _ => return None,
+        };
+        Some(MappedZip {
+            map: Arc::new(map),
+            archive,
+            prefix,
+        })
+    }
+
+    /// The byte range of `tensor` in the map, if it is stored there exactly
+    /// as loaded: an uncompressed record, the tensor's bytes at its offset,
+    /// aligned for its dtype (`torch.save` aligns records to 64 bytes).
+    fn range(&self, tensor: &TensorRef, loaded: &[u8]) -> Option<Range<usize>> {
+        let entry = self
+            .archive
+            .find(&format!("{}data/{}", self.prefix, tensor.storage.key))?;
+        if entry.method != Method::Stored || tensor.storage.view.is_some() {
+            return None;
+        }
+        let skip = usize::try_from(tensor.offset)
+            .ok()?
+            .checked_mul(tensor.scalar.size)?;
+        let start = entry.data.start.checked_add(skip)?;
+        let end = start.checked_add(loaded.len())?;
+        let aligned = start % tensor.scalar.size.max(1) == 0;
+        (aligned && end <= entry.data.end).then_some(start..end)
+    }
+}
+
+/// One tensor's bytes: a range of the private map, or a copy.
+enum TensorData {
+    Mapped(Range<usize>),
+    Copied(Backing),
+}
+
+/// Every distinct tensor's bytes, contiguous and little-endian: zero-copy
+/// ranges of `mapped` where the reader found them stored that way (it
+/// borrows them from its own map after checking the record's CRC), copies
+/// otherwise (non-contiguous views, big-endian or compressed records).
+/// (Copying on several threads measured slower: page faults on the source
+/// map and the new buffers contend in the kernel.)
 fn read_all(
     checkpoint: &Checkpoint,
     tensors: &[Arc<TensorRef>],
-) -> Result<Vec<Backing>, PickleError> {
+    mapped: Option<&MappedZip>,
+) -> Result<Vec<TensorData>, PickleError> {
     tensors
         .iter()
         .map(|tensor| {
@@ -328,7 +416,15 @@ fn read_all(
                 shape: tensor.shape.clone(),
                 tensor: tensor.clone(),
             };
-            Ok(Backing::copy_of(&checkpoint.read_tensor(&entry)?))
+            let bytes = checkpoint.read_tensor(&entry)?;
+            let range = match (&bytes, mapped) {
+                (Cow::Borrowed(loaded), Some(zip)) => zip.range(tensor, loaded),
+                _ => None,
+            };
+            Ok(match range {
+                Some(range) => TensorData::Mapped(range),
+                None => TensorData::Copied(Backing::copy_of(&bytes)),
+            })
         })
         .collect()
 }

@@ -345,6 +345,9 @@ impl SafeOpen {
 /// Indices follow numpy: integers (negative count from the end), slices
 /// with any step (negative steps included), one `...`, and `None` for a new
 /// axis. Out-of-range slice bounds are clipped; out-of-range integers raise.
+/// As in the reference, booleans count as integers and `[]` selects nothing
+/// for numpy, while torch slices also take torch's advanced indices
+/// (booleans, lists, arrays, tensors), applied by torch to the whole tensor.
 /// The result is a new, writable tensor holding only the selected elements.
 #[pyclass(module = "safeweights._safeweights_rust", name = "PySafeSlice", frozen)]
 #[derive(Debug)]
@@ -372,6 +375,16 @@ impl SafeSlice {
         py: Python<'py>,
         index: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let converter = self.converter.bind(py);
+        if converter
+            .call_method1("indexes_whole", (index,))?
+            .is_truthy()?
+        {
+            // Indices only torch can apply (booleans, lists, tensors): the
+            // reference's torch slices take them, so torch applies them here.
+            let args = self.handle.tensor_args(py, self.file, &self.info)?;
+            return converter.call_method1("index_whole", (args, index));
+        }
         let plan = parse_index(index, &self.info.shape)?;
         let info = &self.info;
         let file = &self.handle.opened.files[self.file];

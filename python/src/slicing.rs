@@ -6,7 +6,7 @@
 //! positive selection and reverse that axis of the gathered bytes.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyEllipsis, PyNone, PySlice, PyTuple};
+use pyo3::types::{PyEllipsis, PyList, PyNone, PySlice, PyTuple};
 use safeweights::slice::SliceArg;
 
 use crate::errors::{new_err, Multi};
@@ -46,6 +46,8 @@ fn unsupported(message: String) -> PyErr {
 pub fn parse_index(index: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<SlicePlan> {
     let items: Vec<Bound<'_, PyAny>> = match index.cast::<PyTuple>() {
         Ok(tuple) => tuple.iter().collect(),
+        // The reference reads a bare `[]` as `[0:0]`: nothing of the first axis.
+        Err(_) if is_empty_list(index) => vec![PySlice::new(index.py(), 0, 0, 1).into_any()],
         Err(_) => vec![index.clone()],
     };
     let ellipses = items
@@ -91,11 +93,8 @@ pub fn parse_index(index: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<SliceP
             plan.args.push(arg);
             plan.layout.push(Some(kept));
             kept += 1;
-        } else if item.is_instance_of::<PyBool>() {
-            return Err(unsupported(format!(
-                "boolean index at position {position} is not supported; use integers and slices"
-            )));
         } else if let Ok(value) = item.extract::<i64>() {
+            // Booleans included: the reference reads them as 0 and 1.
             plan.args.push(SliceArg::Index(value));
         } else {
             return Err(unsupported(format!(
@@ -110,6 +109,11 @@ pub fn parse_index(index: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<SliceP
         kept += 1;
     }
     Ok(plan)
+}
+
+/// Whether `index` is the empty list.
+fn is_empty_list(index: &Bound<'_, PyAny>) -> bool {
+    index.cast::<PyList>().is_ok_and(|list| list.is_empty())
 }
 
 /// A Python slice as a positive-step range, plus whether it runs backwards.

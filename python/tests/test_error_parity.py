@@ -118,10 +118,15 @@ CASES = [
     ("pt slice str index", lambda lib, f: lib.root.safe_open(f.good, "pt").get_slice("a")["x"]),
     ("pt slice zero step", lambda lib, f: lib.root.safe_open(f.good, "pt").get_slice("a")[::0]),
     ("pt slice float bound", lambda lib, f: lib.root.safe_open(f.good, "pt").get_slice("a")[1.5:2]),
+    ("pt slice list index out of range", lambda lib, f: lib.root.safe_open(f.good, "pt").get_slice("a")[[0, 5]]),
+    ("pt slice float tensor index", lambda lib, f: lib.root.safe_open(f.good, "pt").get_slice("a")[torch.tensor([1.0])]),
+    ("pt slice numpy bool index", lambda lib, f: lib.root.safe_open(f.good, "pt").get_slice("a")[np.bool_(True)]),
     ("np slice index out of range", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")[5]),
     ("np slice too many indices", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")[0, 0, 0]),
     ("np slice two ellipses", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")[..., ...]),
     ("np slice str index", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")["x"]),
+    ("np slice numpy bool index", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")[np.bool_(True)]),
+    ("np slice tensor index", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")[torch.tensor([0, 1])]),
     ("np slice list index", lambda lib, f: lib.root.safe_open(f.good, "np").get_slice("a")[[0, 1]]),
     # Saving with torch.
     ("save_file list instead of dict", lambda lib, f: lib.torch.save_file([torch.zeros(1)], f.out)),
@@ -302,13 +307,17 @@ def test_documented_differences(tmp_path):
     data = safeweights.torch.save({"a": torch.arange(4.0)})
     with safeweights.safe_open(data, "pt") as f:
         assert f.get_slice("a")[::-1].tolist() == [3.0, 2.0, 1.0, 0.0]
-    # 3. Boolean and list indices in get_slice: the reference's pt slices
-    #    index a whole torch tensor and accept them; ours gather from the
-    #    file and refuse them (with a TypeError, as torch does for other
-    #    unsupported index types).
-    with safeweights.safe_open(data, "pt") as f:
-        with pytest.raises(TypeError):
-            f.get_slice("a")[[0, 1]]
+    # 3. `None` (a new axis) in numpy get_slice: numpy semantics here; the
+    #    reference's numpy slices raise. (Boolean, list, array and tensor
+    #    indices give what the reference's do: see test_slicing.py.)
+    (tmp_path / "file").mkdir()
+    path = tmp_path / "file" / "a.safetensors"
+    path.write_bytes(data)
+    with safetensors.safe_open(path, "np") as f:
+        with pytest.raises(safetensors.SafetensorError):
+            f.get_slice("a")[None]
+    with safeweights.safe_open(path, "np") as f:
+        assert f.get_slice("a")[None].shape == (1, 4)
     # 4. A directory: the reference fails with OSError(ENODEV); ours reads a
     #    sharded checkpoint from it, so one that holds none is a ShardError
     #    (and an IsADirectoryError, so `except OSError` still works).

@@ -96,3 +96,33 @@ def test_map_location_moves_tensors(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"w": torch.ones(2)}, path)
     assert load_checkpoint(path, map_location="cpu")["w"].device.type == "cpu"
+
+
+def test_zip_tensors_are_writable_views_that_never_reach_the_file(tmp_path):
+    path = tmp_path / "model.pt"
+    base = torch.arange(12.0)
+    strided = torch.arange(6.0).reshape(2, 3).t()
+    state = {"w": base, "tied": base, "part": base[4:8], "strided": strided, "i8": torch.ones(3, dtype=torch.int8)}
+    torch.save(state, path)
+    before = path.read_bytes()
+    loaded = load_checkpoint(path)
+    assert loaded["w"] is loaded["tied"]
+    # A view of the same record shares its memory, as torch.load's does.
+    assert loaded["part"].data_ptr() == loaded["w"].data_ptr() + 4 * 4
+    assert torch.equal(loaded["strided"], state["strided"])
+    for name in ("w", "strided", "i8"):
+        loaded[name] += 1
+    assert loaded["part"].tolist() == [5.0, 6.0, 7.0, 8.0]
+    assert path.read_bytes() == before
+    assert_same(load_checkpoint(path), torch.load(path, weights_only=True))
+
+
+def test_deflated_zip_records_are_read(tmp_path):
+    import zipfile
+
+    stored, deflated = tmp_path / "stored.pt", tmp_path / "deflated.pt"
+    torch.save({"w": torch.arange(100.0), "b": torch.ones(3, dtype=torch.bfloat16)}, stored)
+    with zipfile.ZipFile(stored) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    assert_same(load_checkpoint(deflated), torch.load(stored, weights_only=True))

@@ -86,7 +86,7 @@ def test_empty_and_scalar_tensors_slice_like_numpy(data):
         assert f.get_slice("scalar")[...].shape == ()
 
 
-@pytest.mark.parametrize("index", [10, -5, (0, 0, 0, 0), (Ellipsis, Ellipsis), 1.5, "a", True, [0, 1]], ids=repr)
+@pytest.mark.parametrize("index", [10, -5, (0, 0, 0, 0), (Ellipsis, Ellipsis), 1.5, "a", np.bool_(True), [0, 1]], ids=repr)
 def test_invalid_indices_raise_invalid_slice_error(index, data):
     with safeweights.safe_open(data, "np") as f:
         with pytest.raises(safeweights.InvalidSliceError):
@@ -111,3 +111,86 @@ def test_bf16_and_f4_slices():
         assert torch.equal(f4.view(torch.uint8), packed.view(torch.uint8)[1:3, 1:3])
         with pytest.raises(safeweights.InvalidSliceError):
             f.get_slice("f4")[:, 1:4]
+
+
+# Index kinds beyond integers and slices, checked against the reference:
+# its torch slices apply any torch index (booleans, lists, arrays, tensors),
+# its numpy slices read booleans as integers and a bare `[]` as `[0:0]`.
+REFERENCE_INDICES = [
+    True,
+    False,
+    (True, 0),
+    (0, True),
+    (True, Ellipsis, True),
+    [0, 2],
+    [],
+    [[0, 1]],
+    (slice(None), [1, 3]),
+    ([0, 2], [1, 3]),
+    [True, False, True, False],
+    None,
+    (Ellipsis, 0),
+    np.int64(1),
+    np.int32(-1),
+    (1, np.int64(2)),
+    np.array([0, 2]),
+    np.bool_(True),
+    np.float64(1.0),
+    torch.tensor(1),
+    torch.tensor(True),
+    torch.tensor([0, 2]),
+    torch.tensor([True, False, True, False]),
+    torch.tensor(1.0),
+    (torch.tensor(1), torch.tensor(2)),
+    slice(np.int64(1), torch.tensor(3)),
+    [5],
+    np.int64(5),
+]
+
+
+def _outcome(sliced, index):
+    try:
+        return sliced[index]
+    except Exception as error:  # noqa: BLE001 - the outcome may be any error
+        return error
+
+
+@pytest.fixture(scope="module")
+def reference_file(tmp_path_factory):
+    import safetensors.torch
+
+    path = tmp_path_factory.mktemp("reference") / "r.safetensors"
+    tensors = {"m": torch.arange(20.0).reshape(4, 5), "i": torch.arange(4, dtype=torch.int16), "s": torch.tensor(5.0)}
+    safetensors.torch.save_file(tensors, path)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")
+@pytest.mark.parametrize("framework", ["pt", "np"])
+@pytest.mark.parametrize("index", REFERENCE_INDICES, ids=repr)
+def test_index_kinds_match_the_reference(index, framework, reference_file):
+    import safetensors
+
+    for name in ("m", "i", "s"):
+        with safetensors.safe_open(reference_file, framework) as f:
+            expected = _outcome(f.get_slice(name), index)
+        with safeweights.safe_open(reference_file, framework) as f:
+            got = _outcome(f.get_slice(name), index)
+        if isinstance(expected, Exception):
+            if framework == "np" and index is None:
+                continue  # ours takes None (numpy's new axis); see test_error_parity
+            wanted = safeweights.SafetensorError if isinstance(expected, safetensors.SafetensorError) else type(expected)
+            assert isinstance(got, wanted), (name, expected, got)
+            continue
+        assert not isinstance(got, Exception), (name, expected, got)
+        assert type(got) is type(expected) and got.dtype == expected.dtype and got.shape == expected.shape, name
+        assert got.tolist() == expected.tolist(), name
+
+
+@pytest.mark.filterwarnings("ignore:Using a non-tuple sequence")
+def test_torch_indexed_slices_are_writable_copies(reference_file):
+    with safeweights.safe_open(reference_file, "pt") as f:
+        for index in ([0, 2], True, [slice(0, 2)], (slice(None), [1, 3])):
+            part = f.get_slice("m")[index]
+            part += 100
+        assert torch.equal(f.get_tensor("m"), torch.arange(20.0).reshape(4, 5))
