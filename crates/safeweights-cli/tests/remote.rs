@@ -137,6 +137,21 @@ fn inspect_dump_and_diff_over_nginx() {
         "only the slice's span is fetched"
     );
 
+    // A strided slice over 12 MiB of rows: one small range per run, not
+    // the whole span.
+    let a = ["dump", "w", "--slice", "::1024, 0:4"];
+    let local_file = fixture("remote.safetensors");
+    let remote_file = url(&server, "remote.safetensors");
+    let local = json(&[a[0], &local_file, a[1], a[2], a[3]], 0);
+    let remote = json(&[a[0], &remote_file, a[1], a[2], a[3]], 0);
+    assert_eq!(remote["values"], local["values"]);
+    assert_eq!(remote["http"]["requests"], 1 + 4, "{}", remote["http"]);
+    assert!(
+        remote["http"]["bytes"].as_u64().unwrap() < 64 * 1024 + 4 * 1024,
+        "{}",
+        remote["http"]
+    );
+
     let doc = json(
         &[
             "diff",
