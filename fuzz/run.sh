@@ -20,11 +20,18 @@ cargo fuzz build
 status=0
 for target in "${targets[@]}"; do
     work="target/corpus-work/$target"
+    log="target/fuzz-$target.log"
     mkdir -p "$work"
-    echo "== fuzzing $target for ${seconds}s"
-    if ! cargo fuzz run "$target" "$work" "corpus/$target" -- \
-        -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1; then
-        echo "!! $target found a crash" >&2
+    # libFuzzer reports every new input; keep that in a log and print the
+    # totals, or the end of the log when something is found.
+    if cargo fuzz run "$target" "$work" "corpus/$target" -- \
+        -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        >"$log" 2>&1; then
+        runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+        echo "fuzz $target: ${seconds}s, $runs runs, no crash"
+    else
+        echo "!! fuzz $target found a crash (input saved in fuzz/artifacts/$target/):" >&2
+        tail -n 40 "$log" >&2
         status=1
     fi
 done
