@@ -17,8 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use safeweights_pickle::pickle::{StorageRef, TensorRef, Value};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
-use safeweights_pickle::zip::{Method, ZipArchive};
-use safeweights_pickle::{Error as PickleError, Limits};
+use safeweights_pickle::Error as PickleError;
 
 use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
 use crate::safe_open::python_buffer;
@@ -288,7 +287,7 @@ pub fn load_torch_pickle<'py>(
         (py.detach(|| Checkpoint::from_bytes(owned)), None)
     } else {
         let path: PathBuf = source.extract()?;
-        py.detach(|| (Checkpoint::open(&path), MappedZip::open(&path)))
+        py.detach(|| (Checkpoint::open(&path), map_private(&path)))
     };
     let checkpoint = checkpoint.map_err(to_py_err)?;
     let mut tensors = Tensors::default();
@@ -297,8 +296,8 @@ pub fn load_torch_pickle<'py>(
         .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
         .map_err(to_py_err)?;
     let map_buffer = match &mapped {
-        Some(zip) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
-            Some(python_buffer(py, zip.map.clone())?)
+        Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
+            Some(python_buffer(py, map.clone())?)
         }
         _ => None,
     };
@@ -338,58 +337,6 @@ pub fn load_torch_pickle<'py>(
     converter.convert(checkpoint.root())
 }
 
-/// A zip checkpoint's file mapped privately (copy-on-write), with its
-/// directory, so tensors stored as they are loaded can be views of it.
-struct MappedZip {
-    map: Arc<Backing>,
-    archive: ZipArchive,
-    /// The records' folder, as the checkpoint reader finds it: the one
-    /// holding the only top-level `data.pkl`.
-    prefix: String,
-}
-
-impl MappedZip {
-    /// Maps `path` if it holds a zip checkpoint; `None` otherwise or when
-    /// anything fails (the tensors are then copied, as the reader found them).
-    fn open(path: &Path) -> Option<MappedZip> {
-        let map = Backing::map_private(&File::open(path).ok()?).ok()?;
-        let archive = ZipArchive::parse(map.as_slice(), &Limits::default()).ok()?;
-        let mut pickles = archive.entries().iter().filter_map(|e| {
-            let prefix = e.name.strip_suffix("data.pkl")?;
-            (prefix.is_empty() || prefix.strip_suffix('/').is_some_and(|p| !p.contains('/')))
-                .then(|| prefix.to_owned())
-        });
-        let prefix = match (pickles.next(), pickles.next()) {
-            (Some(prefix), None) => prefix,
-            _ => return None,
-        };
-        Some(MappedZip {
-            map: Arc::new(map),
-            archive,
-            prefix,
-        })
-    }
-
-    /// The byte range of `tensor` in the map, if it is stored there exactly
-    /// as loaded: an uncompressed record, the tensor's bytes at its offset,
-    /// aligned for its dtype (`torch.save` aligns records to 64 bytes).
-    fn range(&self, tensor: &TensorRef, loaded: &[u8]) -> Option<Range<usize>> {
-        let entry = self
-            .archive
-            .find(&format!("{}data/{}", self.prefix, tensor.storage.key))?;
-        if entry.method != Method::Stored || tensor.storage.view.is_some() {
-            return None;
-        }
-        let skip = usize::try_from(tensor.offset)
-            .ok()?
-            .checked_mul(tensor.scalar.size)?;
-        let start = entry.data.start.checked_add(skip)?;
-        let end = start.checked_add(loaded.len())?;
-        let aligned = start % tensor.scalar.size.max(1) == 0;
-        (aligned && end <= entry.data.end).then_some(start..end)
-    }
-}
-
 /// One tensor's bytes: a range of the private map, or a copy.
 enum TensorData {
     Mapped(Range<usize>),
@@ -405,7 +352,7 @@ enum TensorData {
 fn read_all(
     checkpoint: &Checkpoint,
     tensors: &[Arc<TensorRef>],
-    mapped: Option<&MappedZip>,
+    mapped: Option<&Arc<Backing>>,
 ) -> Result<Vec<TensorData>, PickleError> {
     tensors
         .iter()
@@ -417,8 +364,12 @@ fn read_all(
                 tensor: tensor.clone(),
             };
             let bytes = checkpoint.read_tensor(&entry)?;
+            // Bytes the reader borrowed from its own map are stored in the
+            // file exactly as loaded: view them in our private map instead.
             let range = match (&bytes, mapped) {
-                (Cow::Borrowed(loaded), Some(zip)) => zip.range(tensor, loaded),
+                (Cow::Borrowed(loaded), Some(map)) => checkpoint.file_range(loaded).filter(|r| {
+                    r.start % tensor.scalar.size.max(1) == 0 && r.end <= map.as_slice().len()
+                }),
                 _ => None,
             };
             Ok(match range {
@@ -427,4 +378,12 @@ fn read_all(
             })
         })
         .collect()
+}
+
+/// The checkpoint file mapped privately (copy-on-write), so tensors stored
+/// as they load can be writable views whose writes never reach the file;
+/// `None` when it cannot be mapped (the tensors are then copied).
+fn map_private(path: &Path) -> Option<Arc<Backing>> {
+    let map = Backing::map_private(&File::open(path).ok()?).ok()?;
+    Some(Arc::new(map))
 }

@@ -117,6 +117,20 @@ def test_zip_tensors_are_writable_views_that_never_reach_the_file(tmp_path):
     assert_same(load_checkpoint(path), torch.load(path, weights_only=True))
 
 
+def test_pre_zip_format_tensors_are_writable_and_never_reach_the_file(tmp_path):
+    path = tmp_path / "legacy.bin"
+    base = torch.arange(12.0)
+    state = {"w": base, "tied": base, "f64": torch.ones(3, dtype=torch.float64)}
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    before = path.read_bytes()
+    loaded = load_checkpoint(path)
+    assert loaded["w"] is loaded["tied"]
+    for tensor in loaded.values():
+        tensor += 1
+    assert path.read_bytes() == before
+    assert_same(load_checkpoint(path), torch.load(path, weights_only=True))
+
+
 def test_deflated_zip_records_are_read(tmp_path):
     import zipfile
 

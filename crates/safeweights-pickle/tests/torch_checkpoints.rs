@@ -76,6 +76,26 @@ fn small_model_state_dict_matches_torch() {
 }
 
 #[test]
+fn stored_tensors_are_borrowed_from_the_file_at_their_file_range() {
+    let Some(dir) = fixtures() else { return };
+    let path = dir.join("model.pt");
+    let ckpt = Checkpoint::open(&path).unwrap();
+    let file = std::fs::read(&path).unwrap();
+    for entry in ckpt.tensors() {
+        let bytes = ckpt.read_tensor(entry).unwrap();
+        let range = ckpt
+            .file_range(&bytes)
+            .unwrap_or_else(|| panic!("{}: contiguous records are borrowed", entry.name));
+        assert_eq!(&file[range], &*bytes, "{}", entry.name);
+    }
+    assert_eq!(
+        ckpt.file_range(&[1, 2, 3]),
+        None,
+        "a copy is not in the file"
+    );
+}
+
+#[test]
 fn pickle_protocols_4_and_5_match_torch() {
     check("model_p4.pt");
     check("model_p5.pt");

@@ -131,6 +131,17 @@ impl Checkpoint {
         &self.flat.skipped
     }
 
+    /// Where `bytes` lie in the checkpoint's data (the file, for
+    /// [`Checkpoint::open`]) when [`read_tensor`](Self::read_tensor)
+    /// borrowed them from it; `None` for bytes it had to copy. Lets a
+    /// caller map the same file itself and hand out zero-copy views.
+    pub fn file_range(&self, bytes: &[u8]) -> Option<std::ops::Range<usize>> {
+        let data = self.source.bytes();
+        let start = (bytes.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+        let end = start.checked_add(bytes.len())?;
+        (end <= data.len()).then_some(start..end)
+    }
+
     /// The tensor's bytes: contiguous, row-major, little-endian. Borrowed
     /// from the memory map when the stored layout already is that.
     pub fn read_tensor(&self, entry: &TensorEntry) -> Result<Cow<'_, [u8]>> {
