@@ -21,10 +21,12 @@ one JSON document on stdout.
 Examples:
   safeweights inspect model.safetensors
   safeweights validate *.safetensors
+  safeweights scan ./downloaded-model/
+  safeweights convert pytorch_model.bin model.safetensors
   safeweights diff old/ new/ --atol 1e-6
   safeweights stats model.safetensors -t '*.weight' --check-finite";
 
-/// Inspect, validate, compare and edit safetensors checkpoints.
+/// Inspect, validate, convert, scan, compare and edit model checkpoints.
 #[derive(Debug, Parser)]
 #[command(name = "safeweights", version, about, after_help = MAIN_HELP)]
 pub struct Cli {
@@ -67,6 +69,62 @@ Examples:
   safeweights validate model.safetensors
   safeweights validate shards/*.safetensors --json")]
     Validate(ValidateArgs),
+
+    /// Find files that would run code when loaded (pickles, torch checkpoints, numpy).
+    #[command(after_help = "\
+Formats are detected from content, never from the file name: pickles,
+PyTorch checkpoints (zip and legacy), .npy and .npz (object arrays hold
+pickles), nested archives, and .safetensors files (validated). Pickles are
+simulated, never run, with the stack and memo tracked like the real VM.
+
+Verdicts:
+  safe        would load with safeweights' allow-listing reader
+  suspicious  an unknown global or opcode, a malformed or inconsistent
+              container: refused by the safe reader, may hide a payload
+  dangerous   a global that executes code or reaches the OS (os.system,
+              builtins.eval, subprocess, importlib, runpy, socket, ...)
+
+Exit code 0 when every file is safe, 1 when anything is suspicious or
+dangerous, 2 when a file cannot be read.
+
+Examples:
+  safeweights scan pytorch_model.bin
+  safeweights scan ./downloaded-model/ --json
+  safeweights scan model.ckpt --all        # also list the safe globals")]
+    Scan(ScanArgs),
+
+    /// Convert a PyTorch or numpy checkpoint to safetensors without running it.
+    #[command(after_help = "\
+Inputs are detected from content: torch.save files (.bin .pt .pth .ckpt, zip
+and legacy formats), a sharded pytorch_model.bin.index.json, .npy and .npz.
+They are read by safeweights' own pickle reader, which never imports or
+calls anything: a file that needs code to load is refused (exit 1) and
+nothing is written.
+
+Nested checkpoints are flattened with dots (model.layer.0.weight,
+optimizer.state.0.exp_avg). Tensors that share exactly the same bytes are
+stored once; the other names are recorded in __metadata__ as
+alias = kept_name, as the reference's convert does. Plain values (epoch,
+step, learning rates) are kept as one JSON object under the
+safeweights.values metadata key (unless --drop-values); values that have
+no JSON form are listed as not converted.
+
+OUT defaults to model.safetensors beside the input for pytorch_model.bin
+(or its index), else to the input's name with .safetensors. A directory OUT
+receives model.safetensors, or shards and model.safetensors.index.json.
+
+After writing, the output is read back and compared with the input tensor by
+tensor, unless --no-verify is given.
+
+Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
+2 usage or I/O error (including an existing output without --force).
+
+Examples:
+  safeweights convert pytorch_model.bin
+  safeweights convert model.ckpt model.safetensors --dtype bf16
+  safeweights convert pytorch_model.bin.index.json out/ --max-shard-size 5GB
+  safeweights convert arrays.npz --force --json")]
+    Convert(ConvertArgs),
 
     /// Compare two checkpoints tensor by tensor.
     #[command(after_help = "\
@@ -198,62 +256,6 @@ Examples:
   safeweights filter model.safetensors out.safetensors --exclude '*.bias'
   safeweights filter model.safetensors out.safetensors -t 'model.*' --rename model.=")]
     Filter(FilterArgs),
-
-    /// Find files that would run code when loaded (pickles, torch checkpoints, numpy).
-    #[command(after_help = "\
-Formats are detected from content, never from the file name: pickles,
-PyTorch checkpoints (zip and legacy), .npy and .npz (object arrays hold
-pickles), nested archives, and .safetensors files (validated). Pickles are
-simulated, never run, with the stack and memo tracked like the real VM.
-
-Verdicts:
-  safe        would load with safeweights' allow-listing reader
-  suspicious  an unknown global or opcode, a malformed or inconsistent
-              container: refused by the safe reader, may hide a payload
-  dangerous   a global that executes code or reaches the OS (os.system,
-              builtins.eval, subprocess, importlib, runpy, socket, ...)
-
-Exit code 0 when every file is safe, 1 when anything is suspicious or
-dangerous, 2 when a file cannot be read.
-
-Examples:
-  safeweights scan pytorch_model.bin
-  safeweights scan ./downloaded-model/ --json
-  safeweights scan model.ckpt --all        # also list the safe globals")]
-    Scan(ScanArgs),
-
-    /// Convert a PyTorch or numpy checkpoint to safetensors without running it.
-    #[command(after_help = "\
-Inputs are detected from content: torch.save files (.bin .pt .pth .ckpt, zip
-and legacy formats), a sharded pytorch_model.bin.index.json, .npy and .npz.
-They are read by safeweights' own pickle reader, which never imports or
-calls anything: a file that needs code to load is refused (exit 1) and
-nothing is written.
-
-Nested checkpoints are flattened with dots (model.layer.0.weight,
-optimizer.state.0.exp_avg). Tensors that share exactly the same bytes are
-stored once; the other names are recorded in __metadata__ as
-alias = kept_name, as the reference's convert does. Plain values (epoch,
-step, learning rates) are kept as one JSON object under the
-safeweights.values metadata key (unless --drop-values); values that have
-no JSON form are listed as not converted.
-
-OUT defaults to model.safetensors beside the input for pytorch_model.bin
-(or its index), else to the input's name with .safetensors. A directory OUT
-receives model.safetensors, or shards and model.safetensors.index.json.
-
-After writing, the output is read back and compared with the input tensor by
-tensor, unless --no-verify is given.
-
-Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
-2 usage or I/O error (including an existing output without --force).
-
-Examples:
-  safeweights convert pytorch_model.bin
-  safeweights convert model.ckpt model.safetensors --dtype bf16
-  safeweights convert pytorch_model.bin.index.json out/ --max-shard-size 5GB
-  safeweights convert arrays.npz --force --json")]
-    Convert(ConvertArgs),
 }
 
 /// Arguments of `inspect`.

@@ -1,4 +1,4 @@
-//! `safeweights`: inspect, validate, compare and edit safetensors checkpoints.
+//! `safeweights`: inspect, validate, convert, scan, compare and edit model checkpoints.
 //!
 //! A thin layer over the `safeweights` library: parsing arguments, reading
 //! through [`source::Checkpoint`], printing, and mapping errors to exit codes
