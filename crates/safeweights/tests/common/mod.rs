@@ -75,3 +75,20 @@ pub fn run_python(python: &Path, script: &str, args: &[&Path]) -> String {
     );
     stdout
 }
+
+/// `{"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}` and its data.
+pub const ONE_F32: &str = r#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+
+/// A file whose only tensor `t` has the entry `entry`, and `data_len` zero bytes.
+pub fn one_tensor(entry: &str, data_len: usize) -> Vec<u8> {
+    file_bytes(&format!(r#"{{"t":{entry}}}"#), &vec![0u8; data_len])
+}
+
+/// Asserts that the error message names the tensor, quoted.
+pub fn assert_names_tensor(error: &Error, name: &str) {
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("{name:?}")),
+        "message does not name {name:?}: {text}"
+    );
+}
