@@ -31,6 +31,7 @@ pub mod format;
 pub mod read;
 pub mod shards;
 pub mod slice;
+mod split;
 pub mod write;
 
 pub use error::{Error, ForeignFormat, Result};

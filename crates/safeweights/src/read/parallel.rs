@@ -3,6 +3,7 @@
 use std::thread;
 
 use crate::error::Result;
+use crate::split::{group_by_bytes, thread_count};
 
 /// Reads above this size are split so that both disk queues and memory
 /// copies run on several cores.
@@ -26,15 +27,13 @@ pub(crate) fn read_chunks_parallel(
 ) -> Result<()> {
     let pieces = split_pieces(chunks);
     let total: usize = pieces.iter().map(|c| c.buffer.len()).sum();
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = thread_count(8);
     if total < PARALLEL_THRESHOLD || threads < 2 {
         return pieces
             .into_iter()
             .try_for_each(|c| read(c.offset, c.buffer));
     }
-    let groups = group_by_bytes(pieces, total, threads);
+    let groups = group_by_bytes(pieces, |c| c.buffer.len(), total, threads);
     thread::scope(|scope| {
         let handles: Vec<_> = groups
             .into_iter()
@@ -61,21 +60,4 @@ fn split_pieces(chunks: Vec<Chunk<'_>>) -> Vec<Chunk<'_>> {
         }
     }
     pieces
-}
-
-fn group_by_bytes(pieces: Vec<Chunk<'_>>, total: usize, groups: usize) -> Vec<Vec<Chunk<'_>>> {
-    let target = total.div_ceil(groups).max(1);
-    let mut out: Vec<Vec<Chunk<'_>>> = vec![Vec::new()];
-    let mut filled = 0;
-    for piece in pieces {
-        if filled >= target {
-            out.push(Vec::new());
-            filled = 0;
-        }
-        filled += piece.buffer.len();
-        if let Some(last) = out.last_mut() {
-            last.push(piece);
-        }
-    }
-    out
 }

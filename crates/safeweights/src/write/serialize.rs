@@ -5,6 +5,7 @@ use std::thread;
 
 use crate::error::{Error, Result};
 use crate::format::{Dtype, Metadata};
+use crate::split::{group_by_bytes, thread_count};
 use crate::write::atomic::{write_all_at, AtomicFile};
 use crate::write::layout::{Layout, TensorSpec, WriteOptions};
 
@@ -68,9 +69,7 @@ pub fn serialize<S: AsRef<str>>(
         tensor: String::new(),
         reason: "the file would not fit in memory".into(),
     })?;
-    let threads = thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
+    let threads = thread_count(4);
     if file_len < PARALLEL_COPY_THRESHOLD || threads < 2 {
         let mut out = Vec::with_capacity(file_len);
         out.extend_from_slice(&layout.header);
@@ -93,19 +92,8 @@ pub fn serialize<S: AsRef<str>>(
             rest = tail;
         }
     }
-    let per_thread = (file_len - layout.header.len()).div_ceil(threads);
-    let mut groups: Vec<Vec<(&mut [u8], &[u8])>> = vec![Vec::new()];
-    let mut filled = 0;
-    for piece in pieces {
-        if filled >= per_thread {
-            groups.push(Vec::new());
-            filled = 0;
-        }
-        filled += piece.1.len();
-        if let Some(group) = groups.last_mut() {
-            group.push(piece);
-        }
-    }
+    let data_len = file_len - layout.header.len();
+    let groups = group_by_bytes(pieces, |piece| piece.1.len(), data_len, threads);
     thread::scope(|scope| {
         for group in groups {
             scope.spawn(move || {

@@ -1,0 +1,34 @@
+//! Splitting work into per-thread groups of about equal byte counts.
+
+use std::thread;
+
+/// Threads to use: the machine's parallelism, at most `max`.
+pub(crate) fn thread_count(max: usize) -> usize {
+    thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(max)
+}
+
+/// Splits `items` (in order) into contiguous groups of about
+/// `total / groups` bytes each, so every thread works on a sequential region.
+pub(crate) fn group_by_bytes<T>(
+    items: Vec<T>,
+    len: impl Fn(&T) -> usize,
+    total: usize,
+    groups: usize,
+) -> Vec<Vec<T>> {
+    let target = total.div_ceil(groups).max(1);
+    let mut out: Vec<Vec<T>> = vec![Vec::new()];
+    let mut filled = 0;
+    for item in items {
+        if filled >= target {
+            out.push(Vec::new());
+            filled = 0;
+        }
+        filled += len(&item);
+        if let Some(last) = out.last_mut() {
+            last.push(item);
+        }
+    }
+    out
+}
