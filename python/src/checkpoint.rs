@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
-use safeweights_pickle::pickle::{StorageRef, TensorRef, Value};
+use safeweights_pickle::pickle::{StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::Error as PickleError;
 
@@ -77,35 +77,17 @@ fn to_py_err(error: PickleError) -> PyErr {
     }
 }
 
-/// Identity of a view (its exact bytes, and requires_grad), to share
-/// identical views.
-type ViewKey = (
-    Arc<str>,
-    Option<(u64, u64)>,
-    u64,
-    Vec<u64>,
-    Vec<u64>,
-    &'static str,
-    bool,
-);
-
-fn view_key(t: &TensorRef) -> ViewKey {
-    (
-        t.storage.key.clone(),
-        t.storage.view,
-        t.offset,
-        t.shape.clone(),
-        t.stride.clone(),
-        t.scalar.name,
-        t.requires_grad,
-    )
+/// Identity of a view: its exact bytes and requires_grad. Identical
+/// views come back as one tensor.
+fn view_key(t: &TensorRef) -> (ViewKey, bool) {
+    (t.view_key(), t.requires_grad)
 }
 
 /// Every distinct tensor of the tree, in first-seen order.
 #[derive(Default)]
 struct Tensors {
     list: Vec<Arc<TensorRef>>,
-    by_view: HashMap<ViewKey, usize>,
+    by_view: HashMap<(ViewKey, bool), usize>,
     by_ptr: HashMap<*const TensorRef, usize>,
     /// Containers already walked: a shared one is walked once.
     visited: std::collections::HashSet<*const ()>,

@@ -155,7 +155,31 @@ pub struct TensorRef {
     pub requires_grad: bool,
 }
 
+/// Identity of the exact bytes a tensor view covers: storage (and legacy
+/// view), offset, shape, strides and element type. Two tensors with equal
+/// keys read the same bytes as the same values.
+pub type ViewKey = (
+    Arc<str>,
+    Option<(u64, u64)>,
+    u64,
+    Vec<u64>,
+    Vec<u64>,
+    &'static str,
+);
+
 impl TensorRef {
+    /// The [`ViewKey`] of this tensor, to find identical (tied) views.
+    pub fn view_key(&self) -> ViewKey {
+        (
+            self.storage.key.clone(),
+            self.storage.view,
+            self.offset,
+            self.shape.clone(),
+            self.stride.clone(),
+            self.scalar.name,
+        )
+    }
+
     /// Builds a view after checking it stays inside its storage, with
     /// checked arithmetic, so later reads can never go out of bounds.
     pub(crate) fn new(

@@ -9,7 +9,7 @@ use serde_json::{Map, Value as Json};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::pickle::{TensorRef, Value};
+use crate::pickle::{TensorRef, Value, ViewKey};
 
 /// A tensor found in a checkpoint, named by its dotted path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +49,6 @@ pub(crate) struct Flat {
     pub(crate) metadata: Map<String, Json>,
     pub(crate) skipped: Vec<Skipped>,
 }
-
-/// Identity of the exact bytes a tensor covers.
-type ViewKey = (
-    Arc<str>,
-    Option<(u64, u64)>,
-    u64,
-    Vec<u64>,
-    Vec<u64>,
-    &'static str,
-);
 
 pub(crate) fn flatten(root: &Value, limits: &Limits) -> Result<Flat> {
     // Shared references make the tree exponentially larger than the
@@ -192,14 +182,7 @@ impl Walker<'_> {
         if !self.names.insert(name.clone()) {
             return self.skip(path, "duplicate name");
         }
-        let key: ViewKey = (
-            t.storage.key.clone(),
-            t.storage.view,
-            t.offset,
-            t.shape.clone(),
-            t.stride.clone(),
-            t.scalar.name,
-        );
+        let key = t.view_key();
         if let Some(kept) = self.views.get(&key) {
             self.flat.aliases.push((name, kept.clone()));
             return;
