@@ -130,20 +130,9 @@ def bench_files(directory, total_bytes, count, repeat, rows):
     t_ref = best(repeat, lambda: touch(safetensors.torch.load_file(theirs).values()))
     t_ours = best(repeat, lambda: touch(safeweights.torch.load_file(ours).values()))
     rows.append((f"load_file + touch every page, {count} tensors", t_ref, t_ours, nbytes))
-    if torch.cuda.is_available():
-        t_ref = best(repeat, lambda: to_cuda(safetensors.torch.load_file, theirs))
-        t_ours = best(repeat, lambda: to_cuda(safeweights.torch.load_file, ours))
-        rows.append((f'load_file(device="cuda"), {count} tensors', t_ref, t_ours, nbytes))
     ours.unlink()
     theirs.unlink()
     return nbytes
-
-
-def to_cuda(load_file, path):
-    """Loads every tensor onto the GPU and waits until the copies are done."""
-    tensors = load_file(path, device="cuda:0")
-    torch.cuda.synchronize()
-    return tensors
 
 
 def training_checkpoint(total_bytes):
@@ -215,6 +204,8 @@ def main():
             print(rows[-2:] if len(rows) > 1 else rows, flush=True)
         bench_checkpoint(directory, total, args.repeat, rows)
     lines = [
+        "## Python package (`bench/python_bench.py`)",
+        "",
         f"Machine: {bench_common.machine()}; torch {torch.__version__}, safetensors {safetensors.__version__}, "
         f"safeweights {safeweights.__version__}. {bench_common.gib(total)} of float32 data, best of {args.repeat}, "
         "warm page cache; before each timed write, `os.sync()` and then the old copy of the file deleted "
@@ -230,8 +221,7 @@ def main():
     lines += [
         "",
         "Reference column: safetensors for save_file/load_file, torch for checkpoints. "
-        "Load rows touch one byte per 4 KiB page of every tensor after loading; the cuda rows (only when a GPU "
-        "is present) wait for every copy to finish. "
+        "Load rows touch one byte per 4 KiB page of every tensor after loading (GPU loading: the cuda section). "
         "Write rows move by up to 2x between runs on this shared VM even so; compare several runs.",
     ]
     body = "\n".join(lines)

@@ -18,3 +18,9 @@ echo "==> convert and scan vs torch.load + save_file and picklescan"
 "$py" bench/pickle_bench.py --size-gib 2
 echo "==> CLI stats, diff and remote inspect vs torch and curl"
 "$py" bench/cli_bench.py --size-gib 2
+if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
+    echo "==> GPU loading vs the safetensors package and torch"
+    "$py" bench/cuda_bench.py --gib 2
+else
+    echo "==> no GPU: the cuda section of BENCHMARKS.md is left as it is"
+fi

@@ -126,7 +126,9 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
             from ._legacy import load_legacy
 
             return load_legacy(bytes(source), device)
-    with safe_open(source, framework="pt", backend="mmap" if mmap else "pread") as handle:
+    # Onto a GPU, every tensor moves in one pass through pinned buffers.
+    load_device = device if device is not None and device.type == "cuda" else None
+    with safe_open(source, framework="pt", device=load_device, backend="mmap" if mmap else "pread") as handle:
         header = handle.metadata() or {}
         tensors = handle.get_tensors()
         aliases = [] if STRUCTURE_KEY in header else _aliases(handle._all_metadata(), tensors)
@@ -302,8 +304,8 @@ class _Rebuilder:
             start = entry.storage_offset() * entry.element_size()
             if start % dtype.itemsize:
                 raise CheckpointError(f"view of {record['$view']!r} is misaligned for {dtype}")
+            _check_view_inside(record["$view"], entry, dtype, offset, shape, stride)
             base = torch.empty(0, dtype=dtype, device=entry.device)
-            # set_ checks that the view fits inside the storage.
             base.set_(entry.untyped_storage(), start // dtype.itemsize + offset, shape, stride)
         if record.get("parameter"):
             return torch.nn.Parameter(base, requires_grad=bool(record.get("requires_grad")))
@@ -322,6 +324,21 @@ class _Rebuilder:
             target = self.device if self.device is not None else torch.device(record.get("device", "cpu"))
             self.built[key] = _to_device(tensor, target)
         return self.built[key]
+
+
+def _check_view_inside(name: str, entry: Any, dtype: Any, offset: int, shape: List[int], stride: List[int]) -> None:
+    """Refuses a view record that reaches outside its entry's bytes.
+
+    The entry may itself be a view of a larger storage (all tensors of a
+    load onto a GPU share one allocation), so torch's own check against the
+    storage is not enough."""
+    if offset < 0 or any(n < 0 for n in shape) or any(s < 0 for s in stride):
+        raise CheckpointError(f"invalid view record for entry {name!r}: negative offset, size or stride")
+    if 0 in shape:
+        return
+    last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
+    if (last + 1) * dtype.itemsize > entry.numel() * entry.element_size():
+        raise CheckpointError(f"a view of entry {name!r} reaches past the entry's {entry.numel() * entry.element_size()} bytes")
 
 
 def _shape(value: Any) -> List[int]:

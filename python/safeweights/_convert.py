@@ -151,6 +151,11 @@ class TorchConverter:
         return tensor.reshape(shape)
 
     def __call__(self, *args: Any) -> Any:
+        if self.device.type == "cuda":
+            from ._cuda import PINNED_MIN, load_to_cuda
+
+            if args[2] >= PINNED_MIN:
+                return load_to_cuda(self, [("", args)])[""]
         tensor = self.cpu_tensor(*args)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)

@@ -1,67 +1,191 @@
-"""Loading a whole file onto a CUDA device.
+"""Loading tensors onto a CUDA device.
 
-Bytes go from the file map into a ring of two pinned host buffers and from
-there to the device with asynchronous copies on a side stream, so reading
-the next chunk overlaps the transfer of the previous one. All tensors of a
-file live in one device allocation (each tensor is a view of it at a
-256-byte aligned offset), which avoids one allocator call per tensor.
+Copying straight from a file map to the GPU is slow: the driver stages
+pageable memory itself, one tensor at a time, and waits for each copy.
+Instead, bytes go from the file map into a ring of pinned host buffers and
+from there to the device with asynchronous copies on a side stream, so
+filling one buffer overlaps the transfer out of the other.
+
+All tensors of a load live in one device allocation (the "arena"); each is a
+view of it at a 256-byte aligned offset, which saves one allocator call per
+tensor. Tensors that follow each other in the file are placed so that they
+also follow each other in the arena whenever that keeps them aligned, so the
+usual file (every tensor a multiple of 256 bytes) moves as a few large
+copies rather than one per tensor. The arena is freed when the last tensor
+viewing it is.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+# Staging: two pinned buffers of 64 MiB each, reused through torch's caching
+# host allocator. See BENCHMARKS.md (cuda section) for the sizes tried.
 _CHUNK = 64 << 20
+_SLOTS = 2
 _ALIGN = 256
+# A single tensor at least this large goes through the staging buffers too;
+# below it, a plain copy costs less than setting up the ring.
+PINNED_MIN = 8 << 20
+
+
+class _Segment:
+    """Bytes `[start, end)` of a source buffer that go to `arena_start` onwards."""
+
+    __slots__ = ("start", "end", "arena_start")
+
+    def __init__(self, start: int, end: int, arena_start: int) -> None:
+        self.start, self.end, self.arena_start = start, end, arena_start
+
+
+class _Plan:
+    """Where each tensor goes in the arena, and which bytes to copy there."""
+
+    def __init__(self) -> None:
+        self.placements: List[int] = []
+        # (buffer, segments in file order): one source per distinct buffer.
+        self.sources: List[Tuple[Any, List[_Segment]]] = []
+        self.total = 0
+
+    def add(self, buffer: Any, offset: int, nbytes: int) -> None:
+        if nbytes == 0:
+            self.placements.append(0)
+            return
+        last = self.sources[-1] if self.sources else None
+        if last is not None and last[0] is buffer and last[1][-1].end == offset:
+            segment = last[1][-1]
+            follows = segment.arena_start + (offset - segment.start)
+            if follows == self.total and follows % _ALIGN == 0:
+                segment.end = offset + nbytes
+                self.placements.append(follows)
+                self.total += nbytes
+                return
+        start = -(-self.total // _ALIGN) * _ALIGN
+        if last is None or last[0] is not buffer or offset < last[1][-1].end:
+            # Segments of one source must ascend: the copy walks it once.
+            self.sources.append((buffer, []))
+        self.sources[-1][1].append(_Segment(offset, offset + nbytes, start))
+        self.placements.append(start)
+        self.total = start + nbytes
 
 
 def load_to_cuda(converter: Any, entries: List[Tuple[str, Tuple[Any, ...]]]) -> Dict[str, Any]:
-    """Loads every entry `(name, (buffer, offset, nbytes, dtype, shape, writable))`."""
+    """Loads every entry `(name, (buffer, offset, nbytes, dtype, shape, writable))`
+    onto `converter.device` and returns them by name, once every copy is done."""
     import torch
 
-    device = converter.device
-    placements = []
-    total = 0
-    for _, args in entries:
-        if args[3] not in converter._dtypes:
-            converter.cpu_tensor(*args)  # raises the unsupported-dtype error
-        total = -(-total // _ALIGN) * _ALIGN
-        placements.append(total)
-        total += args[2]
-    arena = torch.empty(max(total, 1), dtype=torch.uint8, device=device)
-    stream = torch.cuda.Stream(device=device)
-    # The arena may reuse memory that kernels on the current stream still use.
-    stream.wait_stream(torch.cuda.current_stream(device))
-    staging = [torch.empty(min(_CHUNK, max(total, 1)), dtype=torch.uint8, pin_memory=True) for _ in range(2)]
-    done = [None, None]
-    copies = 0
-    with torch.cuda.stream(stream):
-        for (_, (buffer, offset, nbytes, _dtype, _shape, _writable)), start in zip(entries, placements):
-            if nbytes == 0:
-                continue
-            source = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
-            for position in range(0, nbytes, _CHUNK):
-                size = min(_CHUNK, nbytes - position)
-                slot = copies % 2
-                if done[slot] is not None:
-                    done[slot].synchronize()  # the previous copy out of this buffer finished
-                staging[slot][:size].copy_(source[position : position + size])
-                arena[start + position : start + position + size].copy_(staging[slot][:size], non_blocking=True)
-                event = torch.cuda.Event()
-                event.record(stream)
-                done[slot] = event
-                copies += 1
-    stream.synchronize()
-    torch_dtypes = converter._dtypes
-    result = {}
-    for (name, (_buffer, _offset, nbytes, dtype, shape, _writable)), start in zip(entries, placements):
-        torch_dtype = torch_dtypes[dtype]
+    plan = _Plan()
+    shapes = []
+    for _, (buffer, offset, nbytes, dtype, shape, writable) in entries:
+        if dtype not in converter._dtypes:
+            converter.cpu_tensor(buffer, offset, nbytes, dtype, shape, writable)  # raises the unsupported-dtype error
         if dtype == "F4":
             from ._convert import _packed_f4_shape
 
-            shape = _packed_f4_shape(shape)
+            shape = _packed_f4_shape(shape)  # checked before any byte moves
+        shapes.append(shape)
+        plan.add(buffer, offset, nbytes)
+    device = converter.device
+    arena = torch.empty(max(plan.total, 1), dtype=torch.uint8, device=device)
+    _copy_sources(torch, plan.sources, arena)
+    result = {}
+    for (name, (_, _, nbytes, dtype, _, _)), shape, start in zip(entries, shapes, plan.placements):
+        torch_dtype = converter._dtypes[dtype]
         if nbytes == 0:
             result[name] = torch.empty(shape, dtype=torch_dtype, device=device)
         else:
             result[name] = arena[start : start + nbytes].view(torch_dtype).reshape(shape)
     return result
+
+
+def _copy_sources(torch: Any, sources: List[Tuple[Any, List[_Segment]]], arena: Any) -> None:
+    """Copies every segment into `arena` through pinned staging buffers."""
+    if not sources:
+        return
+    device = arena.device
+    stream = torch.cuda.Stream(device=device)
+    # The arena may reuse memory that kernels on the current stream still use.
+    stream.wait_stream(torch.cuda.current_stream(device))
+    largest = max(segments[-1].end - segments[0].start for _, segments in sources)
+    chunk = min(_CHUNK, largest)
+    staging = [torch.empty(chunk, dtype=torch.uint8, pin_memory=True) for _ in range(_SLOTS)]
+    ring = _Ring(torch, staging, stream)
+    mover = _Mover(torch, arena, chunk)
+    with torch.cuda.stream(stream):
+        for buffer, segments in sources:
+            begin, end = segments[0].start, segments[-1].end
+            source = torch.frombuffer(buffer, dtype=torch.uint8, count=end - begin, offset=begin)
+            pending = iter(segments)
+            segment = next(pending, None)
+            for position in range(begin, end, _CHUNK):
+                size = min(_CHUNK, end - position)
+                slot = ring.next_slot()
+                slot[:size].copy_(source[position - begin : position - begin + size])
+                # Every segment piece inside [position, position + size).
+                pieces = []
+                while segment is not None and segment.start < position + size:
+                    low, high = max(segment.start, position), min(segment.end, position + size)
+                    pieces.append((segment.arena_start + (low - segment.start), low - position, high - low))
+                    if segment.end > position + size:
+                        break
+                    segment = next(pending, None)
+                mover.move(slot, size, pieces)
+                ring.release()
+    stream.synchronize()
+
+
+class _Mover:
+    """Moves the pieces of one staged chunk to their places in the arena.
+
+    A chunk of a few large pieces (the usual file) goes straight to the
+    arena, one copy per piece. A chunk of many pieces (tensors whose sizes
+    break the arena's alignment, so each needs its own place) crosses to
+    the device in one copy and is spread out there with one batched
+    device-to-device copy: issuing a host-to-device copy per small tensor
+    costs more than the transfer itself.
+    """
+
+    DIRECT_PIECES = 4
+
+    def __init__(self, torch: Any, arena: Any, chunk: int) -> None:
+        self._torch, self._arena, self._chunk = torch, arena, chunk
+        self._landing: Any = None
+
+    def move(self, slot: Any, size: int, pieces: List[Tuple[int, int, int]]) -> None:
+        arena = self._arena
+        if len(pieces) <= self.DIRECT_PIECES:
+            for arena_low, at, length in pieces:
+                arena[arena_low : arena_low + length].copy_(slot[at : at + length], non_blocking=True)
+            return
+        if self._landing is None:
+            # One is enough: the side stream orders each landing after the
+            # spreading of the previous one.
+            self._landing = self._torch.empty(self._chunk, dtype=self._torch.uint8, device=arena.device)
+        landing = self._landing
+        landing[:size].copy_(slot[:size], non_blocking=True)
+        targets = [arena[arena_low : arena_low + length] for arena_low, _, length in pieces]
+        sources = [landing[at : at + length] for _, at, length in pieces]
+        self._torch._foreach_copy_(targets, sources)
+
+
+class _Ring:
+    """Pinned staging buffers used in turn; a buffer is handed out again
+    only once the copies out of it have finished."""
+
+    def __init__(self, torch: Any, buffers: List[Any], stream: Any) -> None:
+        self._torch, self._buffers, self._stream = torch, buffers, stream
+        self._done: List[Any] = [None] * len(buffers)
+        self._turn = 0
+
+    def next_slot(self) -> Any:
+        slot = self._turn % len(self._buffers)
+        if self._done[slot] is not None:
+            self._done[slot].synchronize()
+        return self._buffers[slot]
+
+    def release(self) -> None:
+        slot = self._turn % len(self._buffers)
+        event = self._torch.cuda.Event()
+        event.record(self._stream)
+        self._done[slot] = event
+        self._turn += 1

@@ -240,7 +240,12 @@ def load_file(
     On the cpu the tensors are zero-copy views of a private (copy-on-write)
     map of the file: writable, and writes never reach the file.
 
-    Example: `tensors = load_file("model.safetensors")`."""
+    On a CUDA device (`"cuda"`, `"cuda:N"` or an index) the bytes go
+    through pinned host buffers with overlapped asynchronous copies into one
+    device allocation, of which every tensor is a 256-byte aligned view; it
+    is freed when the last of them is. The copies are complete on return.
+
+    Example: `tensors = load_file("model.safetensors", device="cuda")`."""
     with safe_open(filename, framework="pt", device=device, backend=backend) as f:
         return f.get_tensors()
 

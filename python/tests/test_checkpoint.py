@@ -255,3 +255,22 @@ def test_sharded_converted_checkpoint_restores_aliases_of_every_shard(tmp_path):
         assert set(state) == {"a", "b", "a_tied", "b_tied"}
         assert state["a_tied"] is state["a"] and state["b_tied"] is state["b"]
         assert torch.equal(state["b"], second)
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        '"offset":12,"shape":[2,4],"stride":[4,1]',
+        '"offset":0,"shape":[5],"stride":[4]',
+        '"offset":-1,"shape":[1],"stride":[1]',
+        '"offset":0,"shape":[2],"stride":[-1]',
+    ],
+)
+def test_view_records_cannot_reach_outside_their_entry(tmp_path, view):
+    # Checked against the entry, not the storage behind it: on a GPU every
+    # entry of a load is a view of one shared allocation.
+    path = tmp_path / "v.safetensors"
+    structure = '{"version":1,"root":{"$view":"a","dtype":"float32",' + view + "}}"
+    safeweights.torch.save_file({"a": torch.arange(16.0), "b": torch.ones(64)}, path, metadata={"safeweights.checkpoint": structure})
+    with pytest.raises(safeweights.CheckpointError, match="view"):
+        load_checkpoint(path)

@@ -2,6 +2,7 @@
 
 import os
 import struct
+import sys
 
 import pytest
 import safetensors
@@ -11,6 +12,7 @@ import torch
 import safeweights
 import safeweights.numpy
 import safeweights.torch
+from safeweights import _dtypes
 
 
 def header_file(path, header, data=b""):
@@ -84,11 +86,30 @@ def test_unknown_dtype_raises_unsupported_dtype_error(path):
         safeweights.TensorSpec(dtype="F128", shape=[1], data_ptr=0, data_len=16)
 
 
-def test_dtype_without_numpy_equivalent(path):
+@pytest.fixture
+def without_ml_dtypes(monkeypatch):
+    """numpy as it is without the ml_dtypes package (which adds bfloat16)."""
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
+    _dtypes.numpy_dtypes.cache_clear()
+    yield
+    _dtypes.numpy_dtypes.cache_clear()
+
+
+def test_dtype_without_numpy_equivalent(path, without_ml_dtypes):
     safeweights.torch.save_file({"a": torch.ones(2, dtype=torch.bfloat16)}, path)
     with safeweights.safe_open(path, "np") as f:
-        with pytest.raises(safeweights.UnsupportedDtypeError, match="BF16"):
+        with pytest.raises(safeweights.UnsupportedDtypeError, match="BF16.*ml_dtypes"):
             f.get_tensor("a")
+
+
+def test_bfloat16_loads_through_ml_dtypes_when_installed(path):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    values = torch.tensor([1.5, -2.0, 3.25], dtype=torch.bfloat16)
+    safeweights.torch.save_file({"a": values}, path)
+    with safeweights.safe_open(path, "np") as f:
+        loaded = f.get_tensor("a")
+    assert loaded.dtype == ml_dtypes.bfloat16
+    assert loaded.astype("float32").tolist() == values.float().tolist()
 
 
 def test_handle_errors(path):
