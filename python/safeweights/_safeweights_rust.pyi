@@ -80,6 +80,8 @@ class _Storage:
     address: int
     nbytes: int
     writable: bool
+    def prefetch(self, offset: int, len: int) -> None: ...
+    def populate(self, offset: int, len: int) -> None: ...
 
 class _PickledTensor:
     buffer: Any

@@ -13,7 +13,7 @@ import torch
 import safeweights
 import safeweights.torch
 from conftest import TORCH_DTYPES, random_tensor, same_bits
-from safeweights import _cuda
+from safeweights import _convert, _cuda
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with CUDA and a GPU")
 
@@ -223,3 +223,25 @@ def test_checkpoint_views_on_cuda_stay_inside_their_entry(tmp_path):
     safeweights.torch.save_file({"a": torch.arange(16.0), "b": torch.ones(64)}, path, metadata={"safeweights.checkpoint": structure})
     with pytest.raises(safeweights.CheckpointError, match="view"):
         safeweights.torch.load_checkpoint(path, map_location="cuda")
+
+
+def test_prefetch_hints_are_harmless_anywhere(tmp_path, monkeypatch):
+    path = tmp_path / "w.safetensors"
+    safetensors.torch.save_file({"w": torch.arange(3000.0)}, path)
+    captured = []
+    monkeypatch.setattr(_convert.TorchConverter, "load_all", lambda self, entries: captured.extend(entries))
+    with safeweights.safe_open(path, "pt") as f:
+        f.get_tensors()
+    [(_, (buffer, offset, nbytes, *_))] = captured
+    assert "file map" in repr(buffer._safeweights_storage)
+    end = offset + nbytes
+    pages = _cuda._PageCache(buffer, end)
+    for start, length in [(0, 1 << 40), (offset, nbytes), (end - 1, 1), (end, 10), (end + 4096, 1), (7, 0)]:
+        pages.read_ahead(start, length)
+        pages.read_now(start, length)
+    buffer._safeweights_storage.prefetch(1 << 62, 1 << 62)
+    buffer._safeweights_storage.populate(1 << 62, 1 << 62)
+    assert torch.equal(torch.frombuffer(buffer, dtype=torch.float32, count=3000, offset=offset), torch.arange(3000.0))
+    not_a_map = _cuda._PageCache(object(), 10)
+    not_a_map.read_ahead(0, 10)
+    not_a_map.read_now(0, 10)
