@@ -87,3 +87,22 @@ def write_section(name: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS_MD.write_text(text)
+
+
+def ratio_table(rows: list[tuple[str, float, float, int]]) -> list[str]:
+    """Markdown table lines for `(label, reference seconds, our seconds,
+    bytes)` rows: both times, the speedup and our rate."""
+    lines = [
+        "| work | reference | safeweights | speedup | safeweights rate |",
+        "|---|---|---|---|---|",
+    ]
+    for label, t_ref, t_ours, nbytes in rows:
+        lines.append(f"| {label} | {t_ref:.3f} s | {t_ours:.3f} s | {t_ref / t_ours:.2f}x | {nbytes / t_ours / 1e9:.2f} GB/s |")
+    return lines
+
+
+def publish(name: str, lines: list[str]) -> None:
+    """Prints a section and writes it into BENCHMARKS.md."""
+    body = "\n".join(lines)
+    print(body)
+    write_section(name, body)

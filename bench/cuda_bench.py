@@ -224,11 +224,8 @@ def main():
         f"{pageable:.1f} GB/s from pageable memory. Sequential read of the file from the disk (`dd bs=16M`, "
         f"cold page cache): {disk}.",
         "",
-        "| work | reference | safeweights | speedup | safeweights rate |",
-        "|---|---|---|---|---|",
+        *bench_common.ratio_table(rows),
     ]
-    for label, t_ref, t_ours, nbytes in rows:
-        lines.append(f"| {label} | {t_ref:.3f} s | {t_ours:.3f} s | {t_ref / t_ours:.2f}x | {nbytes / t_ours / 1e9:.2f} GB/s |")
     lines += [
         "",
         "Each timed load ends with `torch.cuda.synchronize()`. Reference column: safetensors, or torch for the "
@@ -243,9 +240,7 @@ def main():
         "asks the kernel to read 4 chunks ahead (`MADV_WILLNEED`), which made cold loads 1.1x faster. Cold loads "
         "are bound by the disk for both libraries.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    bench_common.write_section("cuda", body)
+    bench_common.publish("cuda", lines)
 
 
 if __name__ == "__main__":

@@ -213,20 +213,15 @@ def main():
         "",
         f"Raw write rate (`dd bs=1M`, same disk, page cache): {dd / 1e9:.2f} GB/s.",
         "",
-        "| work | reference | safeweights | speedup | safeweights rate |",
-        "|---|---|---|---|---|",
+        *bench_common.ratio_table(rows),
     ]
-    for label, t_ref, t_ours, nbytes in rows:
-        lines.append(f"| {label} | {t_ref:.3f} s | {t_ours:.3f} s | {t_ref / t_ours:.2f}x | {nbytes / t_ours / 1e9:.2f} GB/s |")
     lines += [
         "",
         "Reference column: safetensors for save_file/load_file, torch for checkpoints. "
         "Load rows touch one byte per 4 KiB page of every tensor after loading (GPU loading: the cuda section). "
         "Write rows move by up to 2x between runs on this shared VM even so; compare several runs.",
     ]
-    body = "\n".join(lines)
-    print(body)
-    bench_common.write_section("python", body)
+    bench_common.publish("python", lines)
 
 
 if __name__ == "__main__":
