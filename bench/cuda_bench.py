@@ -13,8 +13,9 @@ timing, every tensor of both loads is compared on the GPU. Rows:
   `.to("cuda")` for each tensor, against our `load_file(device="cuda")`;
 - `safe_open(path, "pt", device="cuda")` and `get_tensor` for every name;
 - a training checkpoint (model + Adam state + scheduler) onto the GPU:
-  `load_checkpoint(map_location="cuda")` against
-  `torch.load(map_location="cuda", weights_only=True)` of a `torch.save` file.
+  `load_checkpoint(map_location="cuda")` of our file, and of the
+  `torch.save` file through the safe pickle reader, against
+  `torch.load(map_location="cuda", weights_only=True)` of the `torch.save` file.
 
 It also measures the ceilings: the host-to-device copy rate from pinned and
 from pageable memory (CUDA events around one 256 MiB copy) and, with root,
@@ -175,6 +176,13 @@ def bench_checkpoint(directory, total, repeat, rows):
         lambda: safeweights.torch.load_checkpoint(ours, map_location=DEVICE),
     )
     rows.append(('load_checkpoint(map_location="cuda") vs torch.load(map_location="cuda")', t_ref, t_ours, nbytes))
+    print(rows[-1], flush=True)
+    t_ref, t_ours = timed_pair(
+        repeat,
+        lambda: torch.load(pt, map_location=DEVICE, weights_only=True),
+        lambda: safeweights.torch.load_checkpoint(pt, map_location=DEVICE),
+    )
+    rows.append(('load_checkpoint(torch.save file, map_location="cuda") vs torch.load(map_location="cuda")', t_ref, t_ours, nbytes))
     print(rows[-1], flush=True)
 
 

@@ -4,12 +4,14 @@ The native module parses the zip or pre-1.6 stream with an allow-listing
 pickle VM (in Rust, no Python pickle involved) and returns the object tree
 with tensor records; this module turns those into torch tensors. Identical
 views come back as one tensor, as `torch.load` would share them. Dicts come
-back as plain `dict` (an `OrderedDict` in the file compares equal).
+back as plain `dict` (an `OrderedDict` in the file compares equal). Onto a
+CUDA device, every record moves in one pass, in file order, through the
+pinned buffers of `safeweights._cuda`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ._safeweights_rust import _PickledDtype, _PickledTensor, load_torch_pickle
 from ._structure import torch_dtype
@@ -18,7 +20,53 @@ from ._structure import torch_dtype
 def load_legacy(source: Any, device: Any) -> Any:
     """Loads a torch.save file (path or bytes); tensors go to `device` (None: cpu)."""
     tree = load_torch_pickle(source)
-    return _Rebuild(device).value(tree)
+    rebuild = _Rebuild(device)
+    if device is not None and device.type == "cuda":
+        rebuild.loaded = _load_records_to_cuda(_records(tree), device)
+    return rebuild.value(tree)
+
+
+def _records(tree: Any) -> List[_PickledTensor]:
+    """Every tensor record in the tree, once each."""
+    records: Dict[int, _PickledTensor] = {}
+    seen = set()
+    stack = [tree]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, _PickledTensor):
+            records.setdefault(value.index, value)
+        elif isinstance(value, (list, tuple, set, dict)) and id(value) not in seen:
+            # Only objects the tree holds go on the stack, so an id is never
+            # that of a freed temporary reused by another.
+            seen.add(id(value))
+            if isinstance(value, dict):
+                stack.extend(value.keys())
+                stack.extend(value.values())
+            else:
+                stack.extend(value)
+    return list(records.values())
+
+
+class _RecordTarget:
+    """What `load_to_cuda` needs to know about the target: the device and
+    the torch dtype of each dtype name (the records carry torch names)."""
+
+    def __init__(self, device: Any, names: Any) -> None:
+        self.device = device
+        self._dtypes = {name: torch_dtype(name) for name in names}
+
+
+def _load_records_to_cuda(records: List[_PickledTensor], device: Any) -> Dict[int, Any]:
+    """All records in one pass through pinned buffers, in file order."""
+    from ._cuda import load_to_cuda
+
+    records.sort(key=lambda record: (id(record.buffer), record.offset))
+    target = _RecordTarget(device, {record.dtype for record in records})
+    entries = [
+        (record.index, (record.buffer, record.offset, record.nbytes, record.dtype, tuple(record.shape), True))
+        for record in records
+    ]
+    return load_to_cuda(target, entries)
 
 
 class _Rebuild:
@@ -26,6 +74,8 @@ class _Rebuild:
         self.device = device
         self.tensors: Dict[int, Any] = {}
         self.containers: Dict[int, Any] = {}
+        # Tensors already on the device, by record index.
+        self.loaded: Dict[int, Any] = {}
 
     def value(self, value: Any) -> Any:
         if isinstance(value, _PickledTensor):
@@ -55,7 +105,9 @@ class _Rebuild:
             return self.tensors[record.index]
         dtype = torch_dtype(record.dtype)
         shape = list(record.shape)
-        if record.nbytes == 0:
+        if record.index in self.loaded:
+            tensor = self.loaded[record.index]
+        elif record.nbytes == 0:
             tensor = torch.empty(shape, dtype=dtype)
         else:
             # A view of the record's buffer: the file's private map (copy on

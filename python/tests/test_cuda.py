@@ -245,3 +245,27 @@ def test_prefetch_hints_are_harmless_anywhere(tmp_path, monkeypatch):
     not_a_map = _cuda._PageCache(object(), 10)
     not_a_map.read_ahead(0, 10)
     not_a_map.read_now(0, 10)
+
+
+@needs_gpu
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_pickle_checkpoints_load_onto_cuda_like_torch_load(tmp_path, zipfile):
+    from test_legacy import assert_same, training_state
+
+    path = tmp_path / "model.pt"
+    torch.save(training_state(), path, _use_new_zipfile_serialization=zipfile)
+    expected = torch.load(path, map_location="cuda", weights_only=True)
+    loaded = safeweights.torch.load_checkpoint(path, map_location="cuda")
+    assert_same(loaded, expected)
+    assert loaded["model"]["0.weight"].device.type == "cuda"
+    assert loaded["tied"][0] is loaded["tied"][1]
+
+
+def test_pickle_records_are_collected_once_each(tmp_path):
+    from safeweights import _legacy
+
+    shared = torch.randn(3)
+    path = tmp_path / "model.pt"
+    torch.save({"a": [shared, shared], "b": {"c": shared, "d": torch.ones(2)}, "e": (torch.zeros(1),)}, path)
+    records = _legacy._records(safeweights._safeweights_rust.load_torch_pickle(str(path)))
+    assert sorted(record.index for record in records) == [0, 1, 2]
