@@ -50,7 +50,8 @@ class _Plan:
 
     def __init__(self) -> None:
         self.placements: List[int] = []
-        # (buffer, segments in file order): one source per distinct buffer.
+        # (buffer, segments in ascending order): a new source starts where
+        # the buffer changes or the offsets go back.
         self.sources: List[Tuple[Any, List[_Segment]]] = []
         self.total = 0
 
@@ -76,9 +77,10 @@ class _Plan:
         self.total = start + nbytes
 
 
-def load_to_cuda(converter: Any, entries: List[Tuple[str, Tuple[Any, ...]]]) -> Dict[str, Any]:
-    """Loads every entry `(name, (buffer, offset, nbytes, dtype, shape, writable))`
-    onto `converter.device` and returns them by name, once every copy is done."""
+def load_to_cuda(converter: Any, entries: List[Tuple[Any, Tuple[Any, ...]]]) -> Dict[Any, Any]:
+    """Loads every entry `(key, (buffer, offset, nbytes, dtype, shape, writable))`
+    onto `converter.device` and returns the tensors by key, once every copy
+    is done. `converter._dtypes` maps each dtype name to a torch dtype."""
     import torch
 
     plan = _Plan()
