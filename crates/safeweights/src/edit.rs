@@ -13,13 +13,14 @@
 //! write within one page is atomic in practice). [`EditMode::Rewrite`]
 //! avoids that risk at the cost of a full copy.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::format::{Header, HeaderLimits, Metadata, TensorInfo, METADATA_KEY, PREFIX_LEN};
-use crate::write::{write_all_at, AtomicFile};
+use crate::format::{HeaderLimits, Metadata, PREFIX_LEN};
+use crate::read::read_header;
+use crate::write::{header_json, pad_header, write_all_at, AtomicFile};
 
 /// How [`rewrite_metadata`] may change the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,32 +41,6 @@ pub enum EditOutcome {
     Rewritten,
 }
 
-/// Header JSON in the reference's compact form (metadata first, then the
-/// tensors in the given order), without padding.
-pub fn header_json(metadata: Option<&Metadata>, tensors: &[TensorInfo]) -> String {
-    let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut entries = Vec::with_capacity(tensors.len() + 1);
-    if let Some(metadata) = metadata {
-        let fields: Vec<String> = metadata
-            .iter()
-            .map(|(k, v)| format!("{}:{}", quote(k), quote(v)))
-            .collect();
-        entries.push(format!("{}:{{{}}}", quote(METADATA_KEY), fields.join(",")));
-    }
-    for t in tensors {
-        let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
-        entries.push(format!(
-            "{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}",
-            quote(&t.name),
-            t.dtype.name(),
-            shape.join(","),
-            t.begin,
-            t.end
-        ));
-    }
-    format!("{{{}}}", entries.join(","))
-}
-
 /// Replaces the `__metadata__` of the file at `path` (`None` removes it),
 /// keeping tensors and their data exactly as they are. The file is
 /// validated first; an invalid file is left alone.
@@ -83,7 +58,7 @@ fn rewrite_inner(path: &Path, metadata: Option<&Metadata>, mode: EditMode) -> Re
         .read(true)
         .write(mode == EditMode::InPlaceIfFits)
         .open(path)?;
-    let header = read_header(&mut file)?;
+    let header = read_header(&file, file.metadata()?.len(), &HeaderLimits::default())?;
     let json = header_json(metadata, header.tensors());
     let old_len = header.header_len() as usize;
     if mode == EditMode::InPlaceIfFits && json.len() <= old_len {
@@ -95,11 +70,7 @@ fn rewrite_inner(path: &Path, metadata: Option<&Metadata>, mode: EditMode) -> Re
         file.sync_data()?;
         return Ok(EditOutcome::InPlace);
     }
-    let padded = (PREFIX_LEN + json.len()).next_multiple_of(8) - PREFIX_LEN;
-    let mut head = Vec::with_capacity(PREFIX_LEN + padded);
-    head.extend_from_slice(&(padded as u64).to_le_bytes());
-    head.extend_from_slice(json.as_bytes());
-    head.resize(PREFIX_LEN + padded, b' ');
+    let head = pad_header(&json, 8);
     let out = AtomicFile::create(path)?;
     write_all_at(out.file(), &head, 0)?;
     let mut target = out.file();
@@ -115,17 +86,6 @@ fn rewrite_inner(path: &Path, metadata: Option<&Metadata>, mode: EditMode) -> Re
     out.file().set_permissions(file.metadata()?.permissions())?;
     out.commit(true)?;
     Ok(EditOutcome::Rewritten)
-}
-
-fn read_header(file: &mut File) -> Result<Header> {
-    let file_len = file.metadata()?.len();
-    let mut prefix = vec![0u8; file_len.min(64) as usize];
-    file.read_exact(&mut prefix)?;
-    let len = Header::read_header_len(&prefix, file_len, &HeaderLimits::default())?;
-    let mut json = vec![0u8; len as usize];
-    file.seek(SeekFrom::Start(PREFIX_LEN as u64))?;
-    file.read_exact(&mut json)?;
-    Header::parse(&json, file_len - PREFIX_LEN as u64 - len)
 }
 
 #[cfg(test)]
@@ -179,15 +139,5 @@ mod tests {
             .header()
             .metadata()
             .is_none());
-    }
-
-    #[test]
-    fn json_matches_the_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = sample(dir.path());
-        let bytes = std::fs::read(&path).unwrap();
-        let (header, _) = Header::parse_file(&bytes, &HeaderLimits::default()).unwrap();
-        let json = header_json(None, header.tensors());
-        assert_eq!(&bytes[8..8 + json.len()], json.as_bytes());
     }
 }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
+use crate::format::header::checked_numel;
 use crate::format::Dtype;
 
 /// One dimension of a slice request, as Python would write it.
@@ -159,9 +160,7 @@ fn plan(tensor: &str, dtype: Dtype, shape: &[usize], dims: &[DimSlice]) -> Resul
     let bits = dtype.bits();
     // Every product below is bounded by the tensor's total bit count, so
     // checking that once rules out overflow in the rest of the plan.
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+    checked_numel(shape)
         .and_then(|numel| numel.checked_mul(bits))
         .ok_or_else(|| invalid(tensor, "shape overflows".into()))?;
     let mut stride_elems = vec![1usize; shape.len()];
@@ -232,12 +231,31 @@ pub fn gather(
     data: &[u8],
     dims: &[DimSlice],
 ) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for_each_run(tensor, dtype, shape, dims, |offset, len| {
+    gather_with(tensor, dtype, shape, dims, |offset, out| {
         let run = data
-            .get(offset..offset + len)
+            .get(offset..offset + out.len())
             .ok_or_else(|| invalid(tensor, "tensor data is shorter than its shape".into()))?;
-        out.extend_from_slice(run);
+        out.copy_from_slice(run);
+        Ok(())
+    })
+}
+
+/// The selected elements of a tensor, row-major, in a new buffer that
+/// `read(offset, out)` fills one contiguous run at a time (`offset` is
+/// relative to the start of the tensor's bytes).
+pub fn gather_with(
+    tensor: &str,
+    dtype: Dtype,
+    shape: &[usize],
+    dims: &[DimSlice],
+    mut read: impl FnMut(usize, &mut [u8]) -> Result<()>,
+) -> Result<Vec<u8>> {
+    let plan = plan(tensor, dtype, shape, dims)?;
+    let mut out = vec![0u8; plan.total];
+    let mut written = 0;
+    visit_runs(&plan, |offset, len| {
+        read(offset, &mut out[written..written + len])?;
+        written += len;
         Ok(())
     })?;
     Ok(out)
@@ -255,9 +273,12 @@ pub fn for_each_run(
     dtype: Dtype,
     shape: &[usize],
     dims: &[DimSlice],
-    mut visit: impl FnMut(usize, usize) -> Result<()>,
+    visit: impl FnMut(usize, usize) -> Result<()>,
 ) -> Result<()> {
-    let plan = plan(tensor, dtype, shape, dims)?;
+    visit_runs(&plan(tensor, dtype, shape, dims)?, visit)
+}
+
+fn visit_runs(plan: &Plan, mut visit: impl FnMut(usize, usize) -> Result<()>) -> Result<()> {
     if plan.total == 0 {
         return Ok(());
     }

@@ -2,6 +2,8 @@
 
 use std::thread;
 
+use crate::error::Result;
+
 /// Threads to use: the machine's parallelism, at most `max`.
 pub(crate) fn thread_count(max: usize) -> usize {
     thread::available_parallelism()
@@ -31,4 +33,29 @@ pub(crate) fn group_by_bytes<T>(
         }
     }
     out
+}
+
+/// Runs `work` on every item, the items split by [`group_by_bytes`] into
+/// one group per thread, each group on its own scoped thread. Returns the
+/// first error; a panic in a thread is passed on to the caller.
+pub(crate) fn run_grouped<T: Send>(
+    items: Vec<T>,
+    len: impl Fn(&T) -> usize,
+    total: usize,
+    threads: usize,
+    work: impl Fn(T) -> Result<()> + Sync,
+) -> Result<()> {
+    let groups = group_by_bytes(items, len, total, threads);
+    let work = &work;
+    thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|group| scope.spawn(move || group.into_iter().try_for_each(work)))
+            .collect();
+        handles.into_iter().try_for_each(|handle| {
+            handle
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })
 }

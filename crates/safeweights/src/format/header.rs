@@ -36,6 +36,11 @@ pub struct TensorInfo {
     pub end: u64,
 }
 
+/// Number of elements of `shape` (1 for a scalar), or `None` on overflow.
+pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
 impl TensorInfo {
     /// Number of elements (1 for a scalar). Validated headers never
     /// overflow; for hand-built entries the count saturates.

@@ -2,7 +2,7 @@
 //! and the tensors tile the data section exactly.
 
 use crate::error::{Error, Result};
-use crate::format::header::TensorInfo;
+use crate::format::header::{checked_numel, TensorInfo};
 
 /// Checks every entry's size and sorts the entries by offset.
 pub(crate) fn check_sizes_and_sort(mut tensors: Vec<TensorInfo>) -> Result<Vec<TensorInfo>> {
@@ -60,11 +60,7 @@ fn check_size(tensor: &TensorInfo) -> Result<()> {
     let overflow = || Error::ShapeOverflow {
         tensor: tensor.name.clone(),
     };
-    let numel = tensor
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &dim| acc.checked_mul(dim))
-        .ok_or_else(overflow)?;
+    let numel = checked_numel(&tensor.shape).ok_or_else(overflow)?;
     let bits = numel
         .checked_mul(tensor.dtype.bits())
         .ok_or_else(overflow)?;

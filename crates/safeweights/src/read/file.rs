@@ -187,15 +187,9 @@ impl SafetensorsFile {
                 slice::gather(name, info.dtype, &info.shape, data, &dims)?
             }
             Source::Pread(_) => {
-                let len = slice::output_len(name, info.dtype, &info.shape, &dims)?;
-                let mut out = vec![0u8; len];
-                let mut written = 0;
-                slice::for_each_run(name, info.dtype, &info.shape, &dims, |offset, run| {
-                    self.read_at(info.begin + offset as u64, &mut out[written..written + run])?;
-                    written += run;
-                    Ok(())
-                })?;
-                out
+                slice::gather_with(name, info.dtype, &info.shape, &dims, |offset, out| {
+                    self.read_at(info.begin + offset as u64, out)
+                })?
             }
         };
         Ok((slice::output_shape(&dims), bytes))
@@ -246,7 +240,7 @@ fn check_buffer(info: &TensorInfo, len: usize) -> Result<()> {
 
 /// Reads the header with positioned reads, allocating only after the
 /// declared length has been checked against the file size and the limit.
-fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> Result<Header> {
+pub(crate) fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> Result<Header> {
     let mut prefix = vec![0u8; file_len.min(64) as usize];
     read_exact_at(file, &mut prefix, 0)?;
     let len = Header::read_header_len(&prefix, file_len, limits)?;

@@ -5,5 +5,6 @@ mod mmap;
 mod parallel;
 mod view;
 
+pub(crate) use file::read_header;
 pub use file::{Backend, OpenOptions, SafetensorsFile};
 pub use view::{SafeTensors, TensorView};

@@ -1,9 +1,7 @@
 //! Splitting large reads across threads.
 
-use std::thread;
-
 use crate::error::Result;
-use crate::split::{group_by_bytes, thread_count};
+use crate::split::{run_grouped, thread_count};
 
 /// Reads above this size are split so that both disk queues and memory
 /// copies run on several cores.
@@ -33,20 +31,13 @@ pub(crate) fn read_chunks_parallel(
             .into_iter()
             .try_for_each(|c| read(c.offset, c.buffer));
     }
-    let groups = group_by_bytes(pieces, |c| c.buffer.len(), total, threads);
-    thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|group| {
-                scope.spawn(move || group.into_iter().try_for_each(|c| read(c.offset, c.buffer)))
-            })
-            .collect();
-        handles.into_iter().try_for_each(|handle| {
-            handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    })
+    run_grouped(
+        pieces,
+        |c| c.buffer.len(),
+        total,
+        threads,
+        |c| read(c.offset, c.buffer),
+    )
 }
 
 fn split_pieces(chunks: Vec<Chunk<'_>>) -> Vec<Chunk<'_>> {

@@ -1,6 +1,7 @@
 //! Decides where each tensor goes and produces the header bytes.
 
 use crate::error::{Error, Result};
+use crate::format::header::checked_numel;
 use crate::format::{Dtype, Header, Metadata, TensorInfo, METADATA_KEY, PREFIX_LEN};
 use crate::write::json::header_json;
 
@@ -53,11 +54,7 @@ impl TensorSpec {
             tensor: self.name.clone(),
             reason: reason.to_owned(),
         };
-        let numel = self
-            .shape
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| invalid("shape overflows"))?;
+        let numel = checked_numel(&self.shape).ok_or_else(|| invalid("shape overflows"))?;
         self.dtype
             .bytes_for(numel)
             .ok_or_else(|| invalid("size overflows or is not a whole number of bytes"))
@@ -114,7 +111,7 @@ impl Layout {
             });
             offset = end;
         }
-        let header = header_bytes(metadata, &tensors, options.alignment);
+        let header = pad_header(&header_json(metadata, &tensors), options.alignment);
         Ok(Layout {
             header,
             tensors,
@@ -171,9 +168,8 @@ fn check_names(specs: &[TensorSpec], order: &[usize]) -> Result<()> {
     Ok(())
 }
 
-/// Prefix plus JSON padded with spaces so the data starts aligned.
-fn header_bytes(metadata: Option<&Metadata>, tensors: &[TensorInfo], alignment: usize) -> Vec<u8> {
-    let json = header_json(metadata, tensors);
+/// Prefix plus `json` padded with spaces so the data starts aligned.
+pub(crate) fn pad_header(json: &str, alignment: usize) -> Vec<u8> {
     let padded_total = (PREFIX_LEN + json.len()).next_multiple_of(alignment);
     let header_len = (padded_total - PREFIX_LEN) as u64;
     let mut out = Vec::with_capacity(padded_total);

@@ -11,3 +11,5 @@ pub use serialize::{serialize, serialize_to_file, TensorRef};
 pub use stream::StreamingWriter;
 
 pub(crate) use atomic::{write_all_at, AtomicFile};
+pub(crate) use json::header_json;
+pub(crate) use layout::pad_header;

@@ -1,11 +1,10 @@
 //! Writing tensors that are already in memory, to a buffer or a file.
 
 use std::path::Path;
-use std::thread;
 
 use crate::error::{Error, Result};
 use crate::format::{Dtype, Metadata};
-use crate::split::{group_by_bytes, thread_count};
+use crate::split::{run_grouped, thread_count};
 use crate::write::atomic::{write_all_at, AtomicFile};
 use crate::write::layout::{Layout, TensorSpec, WriteOptions};
 
@@ -93,16 +92,16 @@ pub fn serialize<S: AsRef<str>>(
         }
     }
     let data_len = file_len - layout.header.len();
-    let groups = group_by_bytes(pieces, |piece| piece.1.len(), data_len, threads);
-    thread::scope(|scope| {
-        for group in groups {
-            scope.spawn(move || {
-                for (target, source) in group {
-                    target.copy_from_slice(source);
-                }
-            });
-        }
-    });
+    run_grouped(
+        pieces,
+        |piece| piece.1.len(),
+        data_len,
+        threads,
+        |(target, source)| {
+            target.copy_from_slice(source);
+            Ok(())
+        },
+    )?;
     Ok(out)
 }
 
