@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use safeweights::shards::{parse_size, write_sharded};
 use safeweights::write::{
-    serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec, WriteOptions,
+    serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec, WriteOptions,
 };
 use safeweights::{Dtype, Metadata};
 
@@ -182,22 +182,27 @@ unsafe fn tensor_refs(inputs: &[Input]) -> Vec<(&str, TensorRef<'_>)> {
         .collect()
 }
 
-fn check_lengths(inputs: &[Input]) -> PyResult<()> {
-    for input in inputs {
-        let spec = CoreSpec::new(
-            input.name.as_str(),
-            input.spec.dtype,
-            input.spec.shape.clone(),
-        );
-        let expected = spec.byte_len().map_err(to_py_err)?;
-        if expected != input.spec.data_len {
-            return Err(InvalidTensorError::new_err(format!(
-                "tensor {:?}: shape {:?} of {} needs {expected} bytes but data_len is {}",
-                input.name, input.spec.shape, input.spec.dtype, input.spec.data_len
-            )));
-        }
-    }
-    Ok(())
+/// The core's spec of every input, once each has been checked to declare
+/// as many bytes as its shape and dtype need.
+fn checked_specs(inputs: &[Input]) -> PyResult<Vec<CoreSpec>> {
+    inputs
+        .iter()
+        .map(|input| {
+            let spec = CoreSpec::new(
+                input.name.as_str(),
+                input.spec.dtype,
+                input.spec.shape.clone(),
+            );
+            let expected = spec.byte_len().map_err(to_py_err)?;
+            if expected != input.spec.data_len {
+                return Err(InvalidTensorError::new_err(format!(
+                    "tensor {:?}: shape {:?} of {} needs {expected} bytes but data_len is {}",
+                    input.name, input.spec.shape, input.spec.dtype, input.spec.data_len
+                )));
+            }
+            Ok(spec)
+        })
+        .collect()
 }
 
 fn write_options(alignment: usize) -> WriteOptions {
@@ -220,24 +225,15 @@ pub fn serialize<'py>(
     alignment: usize,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let inputs = collect_inputs(tensor_dict)?;
-    check_lengths(&inputs)?;
-    let specs: Vec<CoreSpec> = inputs
-        .iter()
-        .map(|i| CoreSpec::new(i.name.as_str(), i.spec.dtype, i.spec.shape.clone()))
-        .collect();
+    let specs = checked_specs(&inputs)?;
     let layout =
         Layout::plan(&specs, metadata.as_ref(), &write_options(alignment)).map_err(to_py_err)?;
+    // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
+    let tensors = unsafe { tensor_refs(&inputs) };
+    // The bytes object starts zeroed; the copy runs without the GIL.
     PyBytes::new_with(py, layout.file_len() as usize, |out| {
-        py.detach(|| {
-            let (header, data) = out.split_at_mut(layout.header.len());
-            header.copy_from_slice(&layout.header);
-            for (info, &i) in layout.tensors.iter().zip(&layout.input_index) {
-                // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
-                let bytes = unsafe { inputs[i].data() };
-                data[info.begin as usize..info.end as usize].copy_from_slice(bytes);
-            }
-        });
-        Ok(())
+        py.detach(|| serialize_into(&layout, &tensors, out))
+            .map_err(to_py_err)
     })
 }
 
@@ -254,7 +250,7 @@ pub fn serialize_file(
     alignment: usize,
 ) -> PyResult<()> {
     let inputs = collect_inputs(tensor_dict)?;
-    check_lengths(&inputs)?;
+    checked_specs(&inputs)?;
     py.detach(|| {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };
@@ -293,7 +289,7 @@ pub fn serialize_sharded(
         }
     };
     let inputs = collect_inputs(tensor_dict)?;
-    check_lengths(&inputs)?;
+    checked_specs(&inputs)?;
     std::fs::create_dir_all(&directory)
         .map_err(|e| io_to_py_write_err(&e, Some(directory.display().to_string())))?;
     py.detach(|| {

@@ -7,7 +7,7 @@ mod serialize;
 mod stream;
 
 pub use layout::{Layout, TensorSpec, WriteOptions};
-pub use serialize::{serialize, serialize_to_file, TensorRef};
+pub use serialize::{serialize, serialize_into, serialize_to_file, TensorRef};
 pub use stream::StreamingWriter;
 
 pub(crate) use atomic::{write_all_at, AtomicFile};

@@ -68,41 +68,62 @@ pub fn serialize<S: AsRef<str>>(
         tensor: String::new(),
         reason: "the file would not fit in memory".into(),
     })?;
-    let threads = thread_count(4);
-    if file_len < PARALLEL_COPY_THRESHOLD || threads < 2 {
-        let mut out = Vec::with_capacity(file_len);
-        out.extend_from_slice(&layout.header);
-        for &i in &layout.input_index {
-            out.extend_from_slice(tensors[i].1.data);
-        }
-        return Ok(out);
-    }
-    // Large outputs: copying is bound by page faults on the new buffer, so
-    // several threads fault and copy disjoint parts of it. A zeroed
-    // allocation this large comes straight from the OS, untouched.
+    // A zeroed allocation this large comes straight from the OS, untouched.
     let mut out = vec![0u8; file_len];
+    serialize_into(&layout, tensors, &mut out)?;
+    Ok(out)
+}
+
+/// Writes the file that `layout` (planned with [`Layout::plan`] from
+/// `tensors`, in the same order) describes into `out`, which must be exactly
+/// `layout.file_len()` bytes long.
+///
+/// Large outputs are copied on several threads: copying into new memory is
+/// bound by its page faults, so several threads fault and copy disjoint
+/// parts of it.
+pub fn serialize_into<S: AsRef<str>>(
+    layout: &Layout,
+    tensors: &[(S, TensorRef<'_>)],
+    out: &mut [u8],
+) -> Result<()> {
+    if out.len() as u64 != layout.file_len() || out.len() < layout.header.len() {
+        return Err(Error::InvalidTensor {
+            tensor: String::new(),
+            reason: format!(
+                "an output buffer of {} bytes for a file of {}",
+                out.len(),
+                layout.file_len()
+            ),
+        });
+    }
     let (header, mut rest) = out.split_at_mut(layout.header.len());
     header.copy_from_slice(&layout.header);
     let mut pieces: Vec<(&mut [u8], &[u8])> = Vec::new();
-    for &i in &layout.input_index {
-        for chunk in tensors[i].1.data.chunks(COPY_CHUNK) {
+    for (info, &i) in layout.tensors.iter().zip(&layout.input_index) {
+        let data = tensors
+            .get(i)
+            .map(|(_, tensor)| tensor.data)
+            .filter(|data| data.len() == info.byte_len() && data.len() <= rest.len())
+            .ok_or_else(|| Error::InvalidTensor {
+                tensor: info.name.clone(),
+                reason: "its data does not match the layout it was planned with".into(),
+            })?;
+        for chunk in data.chunks(COPY_CHUNK) {
             let (target, tail) = std::mem::take(&mut rest).split_at_mut(chunk.len());
             pieces.push((target, chunk));
             rest = tail;
         }
     }
-    let data_len = file_len - layout.header.len();
-    run_grouped(
-        pieces,
-        |piece| piece.1.len(),
-        data_len,
-        threads,
-        |(target, source)| {
-            target.copy_from_slice(source);
-            Ok(())
-        },
-    )?;
-    Ok(out)
+    let data_len = pieces.iter().map(|piece| piece.1.len()).sum();
+    let threads = thread_count(4);
+    let copy = |(target, source): (&mut [u8], &[u8])| {
+        target.copy_from_slice(source);
+        Ok(())
+    };
+    if data_len < PARALLEL_COPY_THRESHOLD || threads < 2 {
+        return pieces.into_iter().try_for_each(copy);
+    }
+    run_grouped(pieces, |piece| piece.1.len(), data_len, threads, copy)
 }
 
 /// Writes tensors to `path` through a temporary file and a rename.
