@@ -28,7 +28,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import _structure
+from . import _dtypes, _structure
 from ._safeweights_rust import CheckpointError, safe_open, serialize, serialize_file, serialize_sharded
 
 STRUCTURE_KEY = "safeweights.checkpoint"
@@ -60,8 +60,6 @@ def save_checkpoint(
                      "scheduler": sched.state_dict(), "step": step}, "ckpt.safetensors")
     ```
     """
-    import torch
-
     from .torch import _tensor_spec
 
     plan = _Plan()
@@ -74,8 +72,6 @@ def save_checkpoint(
     keep_alive: List[Any] = []
     specs = {}
     for name, tensor in entries.items():
-        if tensor.dtype not in _format_dtypes(torch):
-            tensor = tensor.reshape(-1).view(torch.uint8)
         specs[name] = _tensor_spec(name, tensor, keep_alive)
     if max_shard_size is not None:
         if not _is_path(f):
@@ -125,20 +121,19 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
         if _is_pickle(bytes(source[:16])):
             from ._legacy import load_legacy
 
-            return load_legacy(bytes(source), device)
+            return load_legacy(source, device)
     # Onto a GPU, every tensor moves in one pass through pinned buffers.
     load_device = device if device is not None and device.type == "cuda" else None
     with safe_open(source, framework="pt", device=load_device, backend="mmap" if mmap else "pread") as handle:
-        header = handle.metadata() or {}
+        structure = (handle.metadata() or {}).get(STRUCTURE_KEY)
         tensors = handle.get_tensors()
-        aliases = [] if STRUCTURE_KEY in header else _aliases(handle._all_metadata(), tensors)
-    if STRUCTURE_KEY not in header:
-        flat = {name: _to_device(t, device) for name, t in tensors.items()}
-        for alias, kept in aliases:
-            flat[alias] = flat[kept]
-        return flat
+        if structure is None:
+            flat = {name: _to_device(t, device) for name, t in tensors.items()}
+            for alias, kept in _aliases(handle._all_metadata(), tensors):
+                flat[alias] = flat[kept]
+            return flat
     try:
-        document = json.loads(header[STRUCTURE_KEY])
+        document = json.loads(structure)
     except ValueError as error:
         raise CheckpointError(f"the checkpoint structure is not valid JSON: {error}") from None
     if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
@@ -208,11 +203,13 @@ class _Plan:
         tensor, path, _ = members[0]
         name = self._name(path)
         data = tensor.detach().contiguous()
-        self.entries[name] = data
+        storable = data.dtype in _dtypes.torch_to_format()
+        # A dtype the format lacks is stored as its raw bytes.
+        self.entries[name] = data if storable else data.reshape(-1).view(torch.uint8)
         for member, _, record in members:
             record["$tensor"] = name
-            if data.dtype not in _format_dtypes(torch):
-                record.update(dtype=str(data.dtype).split(".")[-1], shape=list(data.shape))
+            if not storable:
+                record.update(dtype=_dtypes.torch_name(data.dtype), shape=list(data.shape))
             _describe(member, record)
 
     def _store_region(self, members: List[Tuple[Any, str, Dict[str, Any]]]) -> None:
@@ -229,7 +226,7 @@ class _Plan:
         region.set_(storage, low, (high - low,), (1,))
         dtypes = {t.dtype for t in tensors}
         dtype = next(iter(dtypes))
-        if len(dtypes) == 1 and dtype in _format_dtypes(torch) and (high - low) % align == 0:
+        if len(dtypes) == 1 and dtype in _dtypes.torch_to_format() and (high - low) % align == 0:
             region = region.view(dtype)
         name = self._name(members[0][1])
         self.entries[name] = region.detach().clone()
@@ -237,7 +234,7 @@ class _Plan:
             record.update(
                 {
                     "$view": name,
-                    "dtype": str(tensor.dtype).split(".")[-1],
+                    "dtype": _dtypes.torch_name(tensor.dtype),
                     "offset": (start - low) // tensor.element_size(),
                     "shape": list(tensor.shape),
                     "stride": list(tensor.stride()),
@@ -269,12 +266,6 @@ def _byte_span(tensor: Any) -> Tuple[int, int]:
         return start, start
     last = sum((n - 1) * s for n, s in zip(tensor.shape, tensor.stride()))
     return start, start + (last + 1) * size
-
-
-def _format_dtypes(torch: Any) -> Any:
-    from . import _dtypes
-
-    return _dtypes.torch_to_format()
 
 
 class _Rebuilder:
@@ -318,12 +309,10 @@ class _Rebuilder:
 
         if name not in self.tensors:
             raise CheckpointError(f"the checkpoint structure names a missing tensor {name!r}")
-        key = name
-        if key not in self.built:
-            tensor = self.tensors[name]
+        if name not in self.built:
             target = self.device if self.device is not None else torch.device(record.get("device", "cpu"))
-            self.built[key] = _to_device(tensor, target)
-        return self.built[key]
+            self.built[name] = _to_device(self.tensors[name], target)
+        return self.built[name]
 
 
 def _check_view_inside(name: str, entry: Any, dtype: Any, offset: int, shape: List[int], stride: List[int]) -> None:

@@ -130,13 +130,17 @@ class TorchConverter:
         self._dtypes = _dtypes.torch_dtypes()
         self.device = _parse_torch_device(device)
 
-    def cpu_tensor(self, buffer: Any, offset: int, nbytes: int, dtype: str, shape: Tuple[int, ...], writable: bool) -> Any:
-        torch = self._torch
+    def resolve(self, dtype: str, shape: Tuple[int, ...]) -> Tuple[Any, Tuple[int, ...]]:
+        """The torch dtype and shape of a tensor of the format's `dtype` and
+        `shape`; raises `UnsupportedDtypeError` if torch cannot hold it."""
         torch_dtype = self._dtypes.get(dtype)
         if torch_dtype is None:
-            raise UnsupportedDtypeError(f"dtype {dtype} has no equivalent in torch {torch.__version__}")
-        if dtype == "F4":
-            shape = _packed_f4_shape(shape)
+            raise UnsupportedDtypeError(f"dtype {dtype} has no equivalent in torch {self._torch.__version__}")
+        return torch_dtype, _packed_f4_shape(shape) if dtype == "F4" else shape
+
+    def cpu_tensor(self, buffer: Any, offset: int, nbytes: int, dtype: str, shape: Tuple[int, ...], writable: bool) -> Any:
+        torch = self._torch
+        torch_dtype, shape = self.resolve(dtype, shape)
         if nbytes == 0:
             return torch.empty(shape, dtype=torch_dtype)
         itemsize = torch_dtype.itemsize
@@ -155,7 +159,7 @@ class TorchConverter:
             from ._cuda import PINNED_MIN, load_to_cuda
 
             if args[2] >= PINNED_MIN:
-                return load_to_cuda(self, [("", args)])[""]
+                return load_to_cuda(self.device, self.resolve, [("", args)])[""]
         tensor = self.cpu_tensor(*args)
         if self.device.type != "cpu":
             tensor = tensor.to(self.device)
@@ -186,7 +190,7 @@ class TorchConverter:
         if self.device.type == "cuda":
             from ._cuda import load_to_cuda
 
-            return load_to_cuda(self, entries)
+            return load_to_cuda(self.device, self.resolve, entries)
         return {name: self(*args) for name, args in entries}
 
 

@@ -77,29 +77,22 @@ class _Plan:
         self.total = start + nbytes
 
 
-def load_to_cuda(converter: Any, entries: List[Tuple[Any, Tuple[Any, ...]]]) -> Dict[Any, Any]:
+def load_to_cuda(device: Any, resolve: Any, entries: List[Tuple[Any, Tuple[Any, ...]]]) -> Dict[Any, Any]:
     """Loads every entry `(key, (buffer, offset, nbytes, dtype, shape, writable))`
-    onto `converter.device` and returns the tensors by key, once every copy
-    is done. `converter._dtypes` maps each dtype name to a torch dtype."""
+    onto `device` and returns the tensors by key, once every copy is done.
+    `resolve(dtype, shape)` gives the torch dtype and shape of an entry, or
+    raises for one torch cannot hold (before any byte moves)."""
     import torch
 
     plan = _Plan()
-    shapes = []
-    for _, (buffer, offset, nbytes, dtype, shape, writable) in entries:
-        if dtype not in converter._dtypes:
-            converter.cpu_tensor(buffer, offset, nbytes, dtype, shape, writable)  # raises the unsupported-dtype error
-        if dtype == "F4":
-            from ._convert import _packed_f4_shape
-
-            shape = _packed_f4_shape(shape)  # checked before any byte moves
-        shapes.append(shape)
+    targets = []
+    for _, (buffer, offset, nbytes, dtype, shape, _) in entries:
+        targets.append(resolve(dtype, shape))
         plan.add(buffer, offset, nbytes)
-    device = converter.device
     arena = torch.empty(max(plan.total, 1), dtype=torch.uint8, device=device)
     _copy_sources(torch, plan.sources, arena)
     result = {}
-    for (name, (_, _, nbytes, dtype, _, _)), shape, start in zip(entries, shapes, plan.placements):
-        torch_dtype = converter._dtypes[dtype]
+    for (name, (_, _, nbytes, _, _, _)), (torch_dtype, shape), start in zip(entries, targets, plan.placements):
         if nbytes == 0:
             result[name] = torch.empty(shape, dtype=torch_dtype, device=device)
         else:

@@ -18,55 +18,26 @@ from ._structure import torch_dtype
 
 
 def load_legacy(source: Any, device: Any) -> Any:
-    """Loads a torch.save file (path or bytes); tensors go to `device` (None: cpu)."""
-    tree = load_torch_pickle(source)
+    """Loads a torch.save file (path, bytes or bytearray); tensors go to
+    `device` (None: cpu)."""
+    tree, records = load_torch_pickle(source)
     rebuild = _Rebuild(device)
     if device is not None and device.type == "cuda":
-        rebuild.loaded = _load_records_to_cuda(_records(tree), device)
+        rebuild.loaded = _load_records_to_cuda(records, device)
     return rebuild.value(tree)
-
-
-def _records(tree: Any) -> List[_PickledTensor]:
-    """Every tensor record in the tree, once each."""
-    records: Dict[int, _PickledTensor] = {}
-    seen = set()
-    stack = [tree]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, _PickledTensor):
-            records.setdefault(value.index, value)
-        elif isinstance(value, (list, tuple, set, dict)) and id(value) not in seen:
-            # Only objects the tree holds go on the stack, so an id is never
-            # that of a freed temporary reused by another.
-            seen.add(id(value))
-            if isinstance(value, dict):
-                stack.extend(value.keys())
-                stack.extend(value.values())
-            else:
-                stack.extend(value)
-    return list(records.values())
-
-
-class _RecordTarget:
-    """What `load_to_cuda` needs to know about the target: the device and
-    the torch dtype of each dtype name (the records carry torch names)."""
-
-    def __init__(self, device: Any, names: Any) -> None:
-        self.device = device
-        self._dtypes = {name: torch_dtype(name) for name in names}
 
 
 def _load_records_to_cuda(records: List[_PickledTensor], device: Any) -> Dict[int, Any]:
     """All records in one pass through pinned buffers, in file order."""
     from ._cuda import load_to_cuda
 
-    records.sort(key=lambda record: (id(record.buffer), record.offset))
-    target = _RecordTarget(device, {record.dtype for record in records})
+    records = sorted(records, key=lambda record: (id(record.buffer), record.offset))
     entries = [
         (record.index, (record.buffer, record.offset, record.nbytes, record.dtype, tuple(record.shape), True))
         for record in records
     ]
-    return load_to_cuda(target, entries)
+    # The records carry torch dtype names, already in torch's own shapes.
+    return load_to_cuda(device, lambda name, shape: (torch_dtype(name), shape), entries)
 
 
 class _Rebuild:

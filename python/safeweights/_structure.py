@@ -26,6 +26,7 @@ import math
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List
 
+from ._dtypes import torch_name
 from ._safeweights_rust import CheckpointError
 
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -46,7 +47,7 @@ def encode(value: Any, path: str, on_tensor: Callable[[Any, str], Dict[str, Any]
     if isinstance(value, torch.Tensor):
         return on_tensor(value, path)
     if isinstance(value, torch.dtype):
-        return {"$dtype": str(value).split(".")[-1]}
+        return {"$dtype": torch_name(value)}
     if isinstance(value, torch.device):
         return {"$device": str(value)}
     if isinstance(value, list):

@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 
-from . import SafetensorError, TensorSpec, UnsupportedDtypeError, deserialize, safe_open, serialize, serialize_file
+from . import SafetensorError, TensorSpec, UnsupportedDtypeError, _dtypes, deserialize, safe_open, serialize, serialize_file
 from ._checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 
 
@@ -270,30 +270,10 @@ _float8_e5m2fnuz = getattr(torch, "float8_e5m2fnuz", None)
 _float8_e8m0 = getattr(torch, "float8_e8m0fnu", None)
 _float4_e2m1_x2 = getattr(torch, "float4_e2m1fn_x2", None)
 
-_SIZE = {
-    torch.int64: 8,
-    torch.float32: 4,
-    torch.int32: 4,
-    torch.bfloat16: 2,
-    torch.float16: 2,
-    torch.int16: 2,
-    torch.uint8: 1,
-    torch.int8: 1,
-    torch.bool: 1,
-    torch.float64: 8,
-    torch.complex64: 8,
-    _float8_e4m3fn: 1,
-    _float8_e4m3fnuz: 1,
-    _float8_e5m2: 1,
-    _float8_e5m2fnuz: 1,
-    _float8_e8m0: 1,
-    _float4_e2m1_x2: 1,
-}
-if hasattr(torch, "uint64"):
-    _SIZE.update({torch.uint64: 8, torch.uint32: 4, torch.uint16: 2})
-_SIZE.pop(None, None)
+# Bytes per element of every dtype the format can store (the reference's name).
+_SIZE = {dtype: dtype.itemsize for dtype in _dtypes.torch_to_format()}
 # "float32" for torch.float32: the names TensorSpec takes.
-_DTYPE_NAMES = {dtype: str(dtype).split(".")[-1] for dtype in _SIZE}
+_DTYPE_NAMES = {dtype: _dtypes.torch_name(dtype) for dtype in _SIZE}
 
 _TYPES = {
     "F64": torch.float64,

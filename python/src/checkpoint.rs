@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use safeweights_pickle::pickle::{StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::Error as PickleError;
@@ -257,15 +257,23 @@ impl<'py> Converter<'_, 'py> {
     }
 }
 
-/// Reads a legacy checkpoint from a path or from `bytes`; returns the object
-/// tree with `_PickledTensor` / `_PickledDtype` records in it.
+/// Reads a legacy checkpoint from a path, `bytes` or `bytearray`; returns
+/// `(tree, records)`: the object tree with `_PickledTensor` /
+/// `_PickledDtype` records in it, and every distinct tensor record, in the
+/// order of their `index`.
 #[pyfunction]
 pub fn load_torch_pickle<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let (checkpoint, mapped) = if let Ok(bytes) = source.cast::<PyBytes>() {
-        let owned = bytes.as_bytes().to_vec();
+) -> PyResult<Bound<'py, PyTuple>> {
+    let in_memory = if let Ok(bytes) = source.cast::<PyBytes>() {
+        Some(bytes.as_bytes().to_vec())
+    } else if let Ok(array) = source.cast::<PyByteArray>() {
+        Some(array.to_vec())
+    } else {
+        None
+    };
+    let (checkpoint, mapped) = if let Some(owned) = in_memory {
         (py.detach(|| Checkpoint::from_bytes(owned)), None)
     } else {
         let path: PathBuf = source.extract()?;
@@ -310,13 +318,15 @@ pub fn load_torch_pickle<'py>(
         };
         records.push(Py::new(py, record)?);
     }
+    let all_records = PyList::new(py, records.iter().map(|r| r.clone_ref(py)))?;
     let mut converter = Converter {
         py,
         tensors: &tensors,
         records,
         memo: HashMap::new(),
     };
-    converter.convert(checkpoint.root())
+    let tree = converter.convert(checkpoint.root())?;
+    PyTuple::new(py, [tree, all_records.into_any()])
 }
 
 /// One tensor's bytes: a range of the private map, or a copy.

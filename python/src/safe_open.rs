@@ -9,7 +9,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use safeweights::read::Backend;
 use safeweights::slice;
-use safeweights::TensorInfo;
+use safeweights::{Metadata, TensorInfo};
 
 use crate::errors::{new_err, to_py_err, ClosedFileError, Multi, SafetensorError};
 use crate::slicing::{flip_axis, parse_index};
@@ -35,6 +35,18 @@ pub fn python_buffer(py: Python<'_>, backing: Arc<Backing>) -> PyResult<Py<PyAny
     Ok(convert_fn(py, &MAKE_BUFFER, "make_buffer")?
         .call1((storage,))?
         .unbind())
+}
+
+/// A file's metadata as a dict (empty for none).
+fn metadata_dict<'py>(
+    py: Python<'py>,
+    metadata: Option<&Metadata>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (key, value) in metadata.into_iter().flatten() {
+        dict.set_item(key, value)?;
+    }
+    Ok(dict)
 }
 
 /// Opened files plus, per file, the Python buffer tensors are views of.
@@ -277,14 +289,11 @@ impl SafeOpen {
     /// The `__metadata__` string map, or `None` when the file has none.
     fn metadata<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let handle = self.handle()?;
-        let Some(metadata) = handle.opened.metadata() else {
-            return Ok(None);
-        };
-        let dict = PyDict::new(py);
-        for (key, value) in metadata {
-            dict.set_item(key, value)?;
-        }
-        Ok(Some(dict))
+        handle
+            .opened
+            .metadata()
+            .map(|metadata| metadata_dict(py, Some(metadata)))
+            .transpose()
     }
 
     /// The `__metadata__` of every file (one per shard of a sharded
@@ -296,13 +305,7 @@ impl SafeOpen {
             .opened
             .files
             .iter()
-            .map(|file| {
-                let dict = PyDict::new(py);
-                for (key, value) in file.header.metadata().into_iter().flatten() {
-                    dict.set_item(key, value)?;
-                }
-                Ok(dict)
-            })
+            .map(|file| metadata_dict(py, file.header.metadata()))
             .collect()
     }
 

@@ -35,6 +35,19 @@ pub struct OpenedFile {
 }
 
 impl OpenedFile {
+    /// Parses a buffer holding a whole file; tensors are views of it.
+    fn from_backing(backing: Arc<Backing>) -> Result<OpenedFile> {
+        let (header, data) = Header::parse_file(backing.as_slice(), &HeaderLimits::default())?;
+        let data_start = backing.as_slice().len() - data.len();
+        Ok(OpenedFile {
+            header,
+            bytes: Bytes::Memory {
+                backing,
+                data_start,
+            },
+        })
+    }
+
     /// A tensor's bytes, when the file is in memory.
     pub fn memory_bytes(&self, info: &TensorInfo) -> Option<&[u8]> {
         match &self.bytes {
@@ -109,16 +122,8 @@ impl Opened {
 
     /// Parses a buffer holding a whole file.
     pub fn from_backing(backing: Arc<Backing>) -> Result<Opened> {
-        let (header, data) = Header::parse_file(backing.as_slice(), &HeaderLimits::default())?;
-        let data_start = backing.as_slice().len() - data.len();
         Ok(Opened {
-            files: vec![OpenedFile {
-                header,
-                bytes: Bytes::Memory {
-                    backing,
-                    data_start,
-                },
-            }],
+            files: vec![OpenedFile::from_backing(backing)?],
             location: None,
         })
     }
@@ -178,14 +183,5 @@ fn open_file(path: &Path, backend: Backend) -> Result<OpenedFile> {
     } else {
         Backing::map_private(&file)?
     };
-    let backing = Arc::new(backing);
-    let (header, data) = Header::parse_file(backing.as_slice(), &HeaderLimits::default())?;
-    let data_start = backing.as_slice().len() - data.len();
-    Ok(OpenedFile {
-        header,
-        bytes: Bytes::Memory {
-            backing,
-            data_start,
-        },
-    })
+    OpenedFile::from_backing(Arc::new(backing))
 }

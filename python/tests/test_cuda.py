@@ -261,11 +261,11 @@ def test_pickle_checkpoints_load_onto_cuda_like_torch_load(tmp_path, zipfile):
     assert loaded["tied"][0] is loaded["tied"][1]
 
 
-def test_pickle_records_are_collected_once_each(tmp_path):
-    from safeweights import _legacy
-
+def test_pickle_records_are_listed_once_each(tmp_path):
     shared = torch.randn(3)
     path = tmp_path / "model.pt"
     torch.save({"a": [shared, shared], "b": {"c": shared, "d": torch.ones(2)}, "e": (torch.zeros(1),)}, path)
-    records = _legacy._records(safeweights._safeweights_rust.load_torch_pickle(str(path)))
-    assert sorted(record.index for record in records) == [0, 1, 2]
+    for source in (str(path), path.read_bytes(), bytearray(path.read_bytes())):
+        tree, records = safeweights._safeweights_rust.load_torch_pickle(source)
+        assert [record.index for record in records] == [0, 1, 2]
+        assert tree["a"][0] is tree["a"][1] is tree["b"]["c"] is records[tree["a"][0].index]
