@@ -78,15 +78,15 @@ def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
-def write_section(name: str, body: str) -> None:
+def write_section(name: str, body: str, markdown: Path = BENCHMARKS_MD) -> None:
     """Replaces the text between `<!-- name:start -->` and `<!-- name:end -->`
-    in BENCHMARKS.md (appending the section when it is missing)."""
+    in `markdown` (appending the section when it is missing)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    text = markdown.read_text() if markdown.exists() else "# Benchmarks\n"
     block = f"{start}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+    markdown.write_text(text)
 
 
 def ratio_table(rows: list[tuple[str, float, float, int]]) -> list[str]:

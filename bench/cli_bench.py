@@ -24,6 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import bench_common  # noqa: E402
 
 
 def best_of(runs, fn):
@@ -164,20 +166,10 @@ def main():
             f"{http['requests']} request(s), {http['bytes']:,} bytes | {t_download:.2f} s, {file_size:,} bytes (curl) | "
             f"{file_size / http['bytes']:,.0f}x fewer bytes |"
         )
-    section = "\n".join(lines) + "\n"
+    section = "\n".join(lines)
     print(section)
     if not args.no_write:
-        path = os.path.join(ROOT, "BENCHMARKS.md")
-        text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-        block = f"<!-- cli:start -->\n{section}<!-- cli:end -->"
-        if "<!-- cli:start -->" in text and "<!-- cli:end -->" in text:
-            head, rest = text.split("<!-- cli:start -->", 1)
-            _, tail = rest.split("<!-- cli:end -->", 1)
-            text = head + block + tail
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        with open(path, "w") as f:
-            f.write(text)
+        bench_common.write_section("cli", section)
 
 
 if __name__ == "__main__":

@@ -109,12 +109,12 @@ def dd_rate(directory, nbytes):
     return (mib << 20) / seconds
 
 
-def bench_files(directory, total_bytes, count, repeat, rows):
+def bench_files(directory, total_bytes, count, repeat, rows, write):
     tensors = make_tensors(total_bytes, count)
     nbytes = sum(t.numel() * 4 for t in tensors.values())
     ours, theirs = directory / "ours.safetensors", directory / "theirs.safetensors"
 
-    if "--no-write" not in sys.argv:
+    if write:
         t_ref, t_ours = best_pair(
             repeat,
             lambda: safetensors.torch.save_file(tensors, theirs),
@@ -174,14 +174,13 @@ def bench_checkpoint(directory, total_bytes, repeat, rows):
     )
     rows.append(("save_checkpoint vs torch.save", t_ref, t_ours, nbytes))
     del state
-    t_ref = best(repeat, lambda: touch(all_tensors(torch.load(pt, weights_only=True))))
+    t_torch_load = best(repeat, lambda: touch(all_tensors(torch.load(pt, weights_only=True))))
     t_ours = best(repeat, lambda: touch(all_tensors(safeweights.torch.load_checkpoint(ours))))
-    rows.append(("load_checkpoint vs torch.load(weights_only=True)", t_ref, t_ours, nbytes))
+    rows.append(("load_checkpoint vs torch.load(weights_only=True)", t_torch_load, t_ours, nbytes))
     t_ref = best(repeat, lambda: touch(all_tensors(torch.load(pt, weights_only=True, mmap=True))))
     rows.append(("load_checkpoint vs torch.load(weights_only=True, mmap=True)", t_ref, t_ours, nbytes))
     t_ours = best(repeat, lambda: touch(all_tensors(safeweights.torch.load_checkpoint(pt))))
-    t_ref = best(repeat, lambda: touch(all_tensors(torch.load(pt, weights_only=True))))
-    rows.append(("load_checkpoint(torch.save file) vs torch.load(weights_only=True)", t_ref, t_ours, nbytes))
+    rows.append(("load_checkpoint(torch.save file) vs torch.load(weights_only=True)", t_torch_load, t_ours, nbytes))
     pt.unlink()
     ours.unlink()
 
@@ -200,7 +199,7 @@ def main():
         directory = Path(name)
         dd = dd_rate(directory, total)
         for count in (200, 2000):
-            bench_files(directory, total, count, args.repeat, rows)
+            bench_files(directory, total, count, args.repeat, rows, not args.no_write)
             print(rows[-2:] if len(rows) > 1 else rows, flush=True)
         bench_checkpoint(directory, total, args.repeat, rows)
     lines = [

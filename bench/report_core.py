@@ -11,9 +11,11 @@ import os
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
-START = "<!-- core-benchmarks:start -->"
-END = "<!-- core-benchmarks:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_common  # noqa: E402
+
 
 ROWS = [
     ("header_parse", "10k", "Header JSON parse, 10k tensors (ours also validates; reference: serde_json only)"),
@@ -88,7 +90,6 @@ def machine():
 def main():
     criterion, markdown = sys.argv[1], sys.argv[2]
     lines = [
-        START,
         "## Core library against the reference `safetensors` crate",
         "",
         f"Measured {datetime.date.today().isoformat()} on {machine()}; the reference is the "
@@ -116,18 +117,9 @@ def main():
         "",
         "Reproduce: `bench/run_core.sh` (about 5 to 10 minutes; `SAFEWEIGHTS_BENCH_MIB=256` for a "
         "smaller model). It runs `cargo bench -p safeweights-bench --bench core` and rewrites this section.",
-        END,
     ]
-    section = "\n".join(lines) + "\n"
-    text = open(markdown).read() if os.path.exists(markdown) else "# Benchmarks\n\n"
-    if START in text and END in text:
-        before = text[: text.index(START)]
-        after = text[text.index(END) + len(END):].lstrip("\n")
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(markdown, "w") as f:
-        f.write(text)
+    section = "\n".join(lines)
+    bench_common.write_section("core-benchmarks", section, Path(markdown))
     print(section)
 
 
