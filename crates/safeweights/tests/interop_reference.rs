@@ -63,8 +63,8 @@ fn every_dtype() -> Vec<Owned> {
     tensors
 }
 
-fn ours(tensors: &[Owned], metadata: Option<&Metadata>) -> Vec<u8> {
-    let refs: Vec<_> = tensors
+fn refs(tensors: &[Owned]) -> Vec<(&str, TensorRef<'_>)> {
+    tensors
         .iter()
         .map(|t| {
             (
@@ -72,8 +72,11 @@ fn ours(tensors: &[Owned], metadata: Option<&Metadata>) -> Vec<u8> {
                 TensorRef::new(t.dtype, t.shape.clone(), &t.data),
             )
         })
-        .collect();
-    serialize(&refs, metadata, &WriteOptions::default()).unwrap()
+        .collect()
+}
+
+fn ours(tensors: &[Owned], metadata: Option<&Metadata>) -> Vec<u8> {
+    serialize(&refs(tensors), metadata, &WriteOptions::default()).unwrap()
 }
 
 fn theirs(tensors: &[Owned], metadata: Option<&Metadata>) -> Vec<u8> {
@@ -202,16 +205,8 @@ fn same_bytes_as_the_reference_for_a_model_large_enough_for_parallel_copies() {
     assert!(bytes == theirs(&tensors, None));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("large.safetensors");
-    let refs: Vec<_> = tensors
-        .iter()
-        .map(|t| {
-            (
-                t.name.as_str(),
-                TensorRef::new(t.dtype, t.shape.clone(), &t.data),
-            )
-        })
-        .collect();
-    safeweights::write::serialize_to_file(&refs, None, &path, &WriteOptions::default()).unwrap();
+    safeweights::write::serialize_to_file(&refs(&tensors), None, &path, &WriteOptions::default())
+        .unwrap();
     assert!(std::fs::read(&path).unwrap() == bytes);
 }
 
@@ -246,20 +241,11 @@ fn reference_writes_broken_json_for_empty_metadata_and_no_tensors() {
 fn reference_reads_our_aligned_files() {
     let tensors = every_dtype();
     for alignment in [64, 4096] {
-        let refs: Vec<_> = tensors
-            .iter()
-            .map(|t| {
-                (
-                    t.name.as_str(),
-                    TensorRef::new(t.dtype, t.shape.clone(), &t.data),
-                )
-            })
-            .collect();
         let options = WriteOptions {
             alignment,
             ..WriteOptions::default()
         };
-        let bytes = serialize(&refs, None, &options).unwrap();
+        let bytes = serialize(&refs(&tensors), None, &options).unwrap();
         let parsed = SafeTensors::parse(&bytes).unwrap();
         assert_eq!(parsed.header().data_start() % alignment as u64, 0);
         assert_reference_reads(&bytes, &tensors, None);
