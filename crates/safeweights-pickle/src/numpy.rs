@@ -3,6 +3,7 @@
 //! are pickles and are refused.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::dtype::Dtype;
@@ -50,14 +51,11 @@ pub(crate) fn parse_raw_header(data: &[u8]) -> Result<RawHeader> {
     let major = *data
         .get(6)
         .ok_or_else(|| Error::numpy("truncated header"))?;
-    let (len, start) = match major {
-        1 => (le(data, 8, 2)?, 10),
-        2 | 3 => (le(data, 8, 4)?, 12),
-        v => return Err(Error::numpy(format!("unsupported format version {v}"))),
-    };
-    let end = start + len;
+    let span = header_span(data, major)?
+        .ok_or_else(|| Error::numpy(format!("unsupported format version {major}")))?;
+    let end = span.end;
     let text = data
-        .get(start..end)
+        .get(span)
         .ok_or_else(|| Error::numpy("header runs past the end of the file"))?;
     let text = std::str::from_utf8(text).map_err(|_| Error::numpy("header is not text"))?;
     let fields = literal::parse_dict(text)
@@ -85,6 +83,18 @@ pub(crate) fn parse_raw_header(data: &[u8]) -> Result<RawHeader> {
         ));
     }
     Ok(header)
+}
+
+/// Where the header text lies, from the length field after the version
+/// bytes: 2 bytes wide in format version 1, 4 in versions 2 and 3. `None`
+/// for any other `major` version.
+fn header_span(data: &[u8], major: u8) -> Result<Option<Range<usize>>> {
+    let (start, len) = match major {
+        1 => (10, le(data, 8, 2)?),
+        2 | 3 => (12, le(data, 8, 4)?),
+        _ => return Ok(None),
+    };
+    Ok(Some(start..start + len))
 }
 
 fn le(data: &[u8], pos: usize, n: usize) -> Result<usize> {
@@ -169,11 +179,14 @@ fn header_from_prefix<'a>(
     mut peek: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
 ) -> Result<NpyHeader> {
     let start = peek(12)?;
-    let len = match start.get(6) {
-        Some(1) => le(&start, 8, 2)? + 10,
-        Some(2 | 3) => le(&start, 8, 4)? + 12,
-        _ => return parse_header(&start),
+    let span = match start.get(6) {
+        Some(&major) => header_span(&start, major)?,
+        None => None,
     };
+    let Some(span) = span else {
+        return parse_header(&start);
+    };
+    let len = span.end;
     if len > MAX_HEADER_LEN {
         return Err(Error::numpy(format!(
             "header of {len} bytes is implausibly large"
@@ -237,6 +250,11 @@ impl Npz {
         Ok(Npz {
             archive: ZipArchive::parse(data, limits)?,
         })
+    }
+
+    /// Wraps an archive already parsed with [`ZipArchive::parse`].
+    pub(crate) fn from_archive(archive: ZipArchive) -> Npz {
+        Npz { archive }
     }
 
     /// Array names: member names without the `.npy` suffix.

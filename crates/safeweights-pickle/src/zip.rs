@@ -7,6 +7,7 @@
 //! reading from a memory map copies nothing.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::Range;
 
 use crate::error::{Error, Result};
@@ -52,6 +53,8 @@ pub struct ZipEntry {
 #[derive(Debug, Clone)]
 pub struct ZipArchive {
     entries: Vec<ZipEntry>,
+    /// Member name to its index in `entries`; names are unique.
+    by_name: HashMap<String, usize>,
 }
 
 /// Whether `data` starts like a zip archive.
@@ -109,8 +112,8 @@ impl ZipArchive {
                 "central directory entries run past its declared size",
             ));
         }
-        check_layout(&mut entries)?;
-        Ok(ZipArchive { entries })
+        let by_name = check_layout(&entries)?;
+        Ok(ZipArchive { entries, by_name })
     }
 
     /// All members in central-directory order.
@@ -120,7 +123,14 @@ impl ZipArchive {
 
     /// The member with exactly this name.
     pub fn find(&self, name: &str) -> Option<&ZipEntry> {
-        self.entries.iter().find(|e| e.name == name)
+        self.find_with_index(name).map(|(_, entry)| entry)
+    }
+
+    /// The member with exactly this name and its position in
+    /// [`entries`](ZipArchive::entries).
+    pub(crate) fn find_with_index(&self, name: &str) -> Option<(usize, &ZipEntry)> {
+        let index = *self.by_name.get(name)?;
+        Some((index, self.entries.get(index)?))
     }
 
     /// Reads a member, inflating if needed, and verifies its CRC-32.
@@ -447,8 +457,9 @@ fn check_name(raw: &[u8]) -> Result<String> {
     Ok(name.to_owned())
 }
 
-/// Refuses duplicate names and overlapping members.
-fn check_layout(entries: &mut [ZipEntry]) -> Result<()> {
+/// Refuses duplicate names and overlapping members; returns each member's
+/// index by name.
+fn check_layout(entries: &[ZipEntry]) -> Result<HashMap<String, usize>> {
     let mut by_offset: Vec<&ZipEntry> = entries.iter().collect();
     by_offset.sort_by_key(|e| e.local_header);
     for pair in by_offset.windows(2) {
@@ -461,15 +472,19 @@ fn check_layout(entries: &mut [ZipEntry]) -> Result<()> {
             }
         }
     }
-    let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    names.sort_unstable();
-    if let Some(pair) = names.windows(2).find(|w| w.first() == w.get(1)) {
-        return Err(Error::zip(format!(
-            "duplicate member name `{}`",
-            pair.first().unwrap_or(&"")
-        )));
+    let mut by_name = HashMap::with_capacity(entries.len());
+    // Of several duplicated names, the error names the smallest.
+    let mut duplicate: Option<&str> = None;
+    for (i, entry) in entries.iter().enumerate() {
+        if by_name.insert(entry.name.clone(), i).is_some() {
+            let name = entry.name.as_str();
+            duplicate = Some(duplicate.map_or(name, |d| d.min(name)));
+        }
     }
-    Ok(())
+    if let Some(name) = duplicate {
+        return Err(Error::zip(format!("duplicate member name `{name}`")));
+    }
+    Ok(by_name)
 }
 
 #[cfg(test)]

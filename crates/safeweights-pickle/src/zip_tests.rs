@@ -106,6 +106,33 @@ fn escaping_and_duplicate_names_are_refused() {
 }
 
 #[test]
+fn find_looks_members_up_by_exact_name_and_duplicates_name_the_smallest() {
+    let zip = build(&[
+        ("a/x", "a/x", b"1", false, None),
+        ("a/xy", "a/xy", b"2", false, None),
+        ("b", "b", b"3", false, None),
+    ]);
+    let archive = ZipArchive::parse(&zip, &Limits::default()).unwrap();
+    assert_eq!(archive.find("a/xy").unwrap().size, 1);
+    assert_eq!(
+        archive.find_with_index("b").map(|(i, e)| (i, e.size)),
+        Some((2, 1))
+    );
+    assert!(archive.find("a/").is_none() && archive.find("x").is_none());
+    let zip = build(&[
+        ("d", "d", b"1", false, None),
+        ("c", "c", b"2", false, None),
+        ("d", "d", b"3", false, None),
+        ("c", "c", b"4", false, None),
+    ]);
+    let err = ZipArchive::parse(&zip, &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("duplicate member name `c`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn deflate_bombs_are_refused_before_inflating() {
     let zip = build(&[("bomb", "bomb", &vec![0u8; 10 << 20], true, None)]);
     let limits = Limits::default();

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use safeweights::shards::ShardIndex;
 
-use crate::convert::input::{open_part, parse_index, Part};
+use crate::convert::input::{detect_file, open_part, parse_index, Part};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::source::Source;
@@ -36,7 +36,8 @@ pub(crate) fn open_shards(path: &Path, source: &Source, limits: &Limits) -> Resu
             );
         }
         let source = Source::open(&shard)?;
-        parts.push(open_part(&shard, source, limits)?);
+        let kind = detect_file(&shard, &source, limits)?;
+        parts.push(open_part(&shard, source, kind, limits)?);
     }
     check_agreement(&index, &files, &parts).map_err(|e| e.within(location))?;
     Ok(parts)

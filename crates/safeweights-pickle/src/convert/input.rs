@@ -68,10 +68,12 @@ pub(crate) struct Input {
     pub(crate) parts: Vec<Part>,
 }
 
-enum Kind {
+/// What an input file is, as [`detect`] recognises it.
+pub(crate) enum Kind {
     Torch,
     Npy,
-    Npz,
+    /// The archive, already parsed.
+    Npz(ZipArchive),
     Index,
 }
 
@@ -79,23 +81,29 @@ enum Kind {
 /// byte of output exists.
 pub(crate) fn open(path: &Path, limits: &Limits) -> Result<Input> {
     let source = Source::open(path)?;
-    if matches!(detect(source.bytes(), limits), Ok(Kind::Index)) {
+    let kind = detect_file(path, &source, limits)?;
+    if let Kind::Index = kind {
         let parts = crate::convert::index::open_shards(path, &source, limits)?;
         return Ok(Input { parts });
     }
     Ok(Input {
-        parts: vec![open_part(path, source, limits)?],
+        parts: vec![open_part(path, source, kind, limits)?],
     })
 }
 
-/// Opens one file that must not be an index (a shard, or a lone file).
-pub(crate) fn open_part(path: &Path, source: Source, limits: &Limits) -> Result<Part> {
+/// Recognises the format of the file at `path`, opened as `source`.
+pub(crate) fn detect_file(path: &Path, source: &Source, limits: &Limits) -> Result<Kind> {
+    detect(source.bytes(), limits).map_err(|e| e.within(path.display().to_string()))
+}
+
+/// Opens one file of the given kind, which must not be an index (a shard,
+/// or a lone file).
+pub(crate) fn open_part(path: &Path, source: Source, kind: Kind, limits: &Limits) -> Result<Part> {
     let within = |e: Error| e.within(path.display().to_string());
-    let kind = detect(source.bytes(), limits).map_err(within)?;
     let mut part = match kind {
         Kind::Torch => torch_part(source, limits).map_err(within)?,
         Kind::Npy => npy_part(path, source).map_err(within)?,
-        Kind::Npz => npz_part(source, limits).map_err(within)?,
+        Kind::Npz(archive) => npz_part(source, archive).map_err(within)?,
         Kind::Index => {
             return Err(within(Error::usage(
                 "a sharded checkpoint index cannot be a shard of another index",
@@ -110,12 +118,10 @@ pub(crate) fn open_part(path: &Path, source: Source, limits: &Limits) -> Result<
 /// Recognises the format from the first bytes and, for zips, the members.
 fn detect(data: &[u8], limits: &Limits) -> Result<Kind> {
     if crate::zip::is_zip(data) {
-        let is_npz = ZipArchive::parse(data, limits).is_ok_and(|zip| {
-            let names = || zip.entries().iter().map(|e| e.name.as_str());
-            !names().any(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
-                && names().any(|n| n.ends_with(".npy"))
+        return Ok(match ZipArchive::parse(data, limits) {
+            Ok(zip) if is_npz(&zip) => Kind::Npz(zip),
+            _ => Kind::Torch,
         });
-        return Ok(if is_npz { Kind::Npz } else { Kind::Torch });
     }
     if data.starts_with(numpy::MAGIC) {
         return Ok(Kind::Npy);
@@ -132,6 +138,13 @@ fn detect(data: &[u8], limits: &Limits) -> Result<Kind> {
     }
     // Torch's reader explains what an unknown file most likely is.
     Ok(Kind::Torch)
+}
+
+/// A zip of `.npy` arrays without a torch `data.pkl`.
+fn is_npz(zip: &ZipArchive) -> bool {
+    let names = || zip.entries().iter().map(|e| e.name.as_str());
+    !names().any(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
+        && names().any(|n| n.ends_with(".npy"))
 }
 
 fn empty_part(format: InputFormat, content: Content) -> Part {
@@ -197,8 +210,8 @@ fn npy_part(path: &Path, source: Source) -> Result<Part> {
 }
 
 /// One tensor per `.npy` member, named like `numpy.load` names them.
-fn npz_part(source: Source, limits: &Limits) -> Result<Part> {
-    let npz = Npz::parse(source.bytes(), limits)?;
+fn npz_part(source: Source, archive: ZipArchive) -> Result<Part> {
+    let npz = Npz::from_archive(archive);
     let headers = npz.headers(source.bytes())?;
     let skipped = npz
         .other_members()

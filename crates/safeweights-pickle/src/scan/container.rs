@@ -240,5 +240,5 @@ fn data_is_not_other_format(bytes: &[u8]) -> bool {
 
 fn is_torchscript_marker(name: &str, prefix: Option<&str>) -> bool {
     let rel = prefix.and_then(|p| name.strip_prefix(p)).unwrap_or(name);
-    rel.starts_with("code/") || rel == "constants.pkl"
+    crate::torch::is_torchscript_member(rel)
 }

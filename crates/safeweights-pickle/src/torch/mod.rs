@@ -23,6 +23,7 @@ use serde_json::{Map, Value as Json};
 
 pub use flatten::{Skipped, TensorEntry};
 pub(crate) use gather::tensor_bytes;
+pub(crate) use zipfmt::is_torchscript_member;
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;

@@ -15,9 +15,9 @@ pub(crate) struct ZipStorages {
     archive: ZipArchive,
     prefix: String,
     pub(crate) big_endian: bool,
-    /// Stored records whose CRC was already checked, so views sharing one
-    /// large storage do not re-hash it on every read.
-    verified: Mutex<HashSet<String>>,
+    /// Stored records (by entry index) whose CRC was already checked, so
+    /// views sharing one large storage do not re-hash it on every read.
+    verified: Mutex<HashSet<usize>>,
 }
 
 pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(ZipStorages, Loaded)> {
@@ -67,14 +67,18 @@ fn find_data_pkl(archive: &ZipArchive) -> Result<&ZipEntry> {
     }
 }
 
+/// Whether a member named `rel`, relative to the checkpoint's prefix,
+/// marks a TorchScript archive: its `code/` or its `constants.pkl`.
+pub(crate) fn is_torchscript_member(rel: &str) -> bool {
+    rel.starts_with("code/") || rel == "constants.pkl"
+}
+
 fn refuse_torchscript(archive: &ZipArchive, prefix: &str) -> Result<()> {
-    let code = format!("{prefix}code/");
-    let constants = format!("{prefix}constants.pkl");
-    if archive
-        .entries()
-        .iter()
-        .any(|e| e.name.starts_with(&code) || e.name == constants)
-    {
+    if archive.entries().iter().any(|e| {
+        e.name
+            .strip_prefix(prefix)
+            .is_some_and(is_torchscript_member)
+    }) {
         return Err(Error::checkpoint(
             "this is a TorchScript archive (it has `code/` or `constants.pkl`): it is a program, \
              not a weights file, and loading it runs that program; export a state_dict with \
@@ -85,15 +89,16 @@ fn refuse_torchscript(archive: &ZipArchive, prefix: &str) -> Result<()> {
 }
 
 impl ZipStorages {
-    fn record(&self, storage: &StorageRef) -> Result<&ZipEntry> {
+    /// The storage's record and its index in the archive.
+    fn record(&self, storage: &StorageRef) -> Result<(usize, &ZipEntry)> {
         let name = format!("{}data/{}", self.prefix, storage.key);
         self.archive
-            .find(&name)
+            .find_with_index(&name)
             .ok_or_else(|| Error::checkpoint(format!("storage record `{name}` is missing")))
     }
 
     pub(crate) fn record_len(&self, storage: &StorageRef) -> Result<u64> {
-        Ok(self.record(storage)?.size)
+        Ok(self.record(storage)?.1.size)
     }
 
     pub(crate) fn storage_bytes<'a>(
@@ -102,11 +107,11 @@ impl ZipStorages {
         storage: &StorageRef,
         limits: &Limits,
     ) -> Result<Cow<'a, [u8]>> {
-        let entry = self.record(storage)?;
+        let (index, entry) = self.record(storage)?;
         let done = self
             .verified
             .lock()
-            .map(|set| set.contains(&entry.name))
+            .map(|set| set.contains(&index))
             .unwrap_or(false);
         if done && entry.method == Method::Stored {
             if let Some(bytes) = data.get(entry.data.clone()) {
@@ -115,7 +120,7 @@ impl ZipStorages {
         }
         let bytes = self.archive.read(data, entry, limits)?;
         if let Ok(mut set) = self.verified.lock() {
-            set.insert(entry.name.clone());
+            set.insert(index);
         }
         Ok(bytes)
     }
