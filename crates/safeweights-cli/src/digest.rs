@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::exit::{CliError, CliResult};
 use crate::output::progress;
-use crate::parallel::{run_indexed, thread_count, PIECE_BYTES};
+use crate::parallel::{run_indexed, thread_count};
 use crate::source::Checkpoint;
 
 /// The `__metadata__` key holding the digests.
@@ -31,14 +31,11 @@ pub fn compute(checkpoint: &Checkpoint) -> CliResult<Digests> {
     let hexes = run_indexed(entries.len(), thread_count(None), |i| {
         let entry = entries[i];
         let mut hasher = Sha256::new();
-        let len = entry.info.end - entry.info.begin;
-        let mut offset = 0;
-        while offset < len {
-            let step = PIECE_BYTES.min(len - offset);
-            hasher.update(&checkpoint.read(entry, offset, step)?);
-            bar.inc(step);
-            offset += step;
-        }
+        checkpoint.for_each_piece(entry, |piece| {
+            hasher.update(piece);
+            bar.inc(piece.len() as u64);
+            Ok(())
+        })?;
         Ok(hex(&hasher.finalize()))
     })?;
     bar.finish_and_clear();

@@ -21,10 +21,15 @@ pub const INITIAL_RANGE: u64 = 64 * 1024;
 /// A remote safetensors file whose header has been fetched and validated.
 #[derive(Debug)]
 pub struct RemoteFile {
+    http: Http,
+    header: Header,
+}
+
+/// The HTTP side of a remote file: where it is, and what fetching it cost.
+#[derive(Debug)]
+struct Http {
     url: String,
     agent: ureq::Agent,
-    header: Header,
-    file_len: u64,
     requests: AtomicU64,
     bytes: AtomicU64,
 }
@@ -45,16 +50,13 @@ impl RemoteFile {
             .timeout_read(timeout)
             .timeout_write(timeout)
             .build();
-        let mut remote = RemoteFile {
+        let http = Http {
             url: url.to_owned(),
             agent,
-            header: Header::parse(b"{}", 0)?,
-            file_len: 0,
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         };
-        let (first, file_len) = remote.fetch(0, INITIAL_RANGE)?;
-        remote.file_len = file_len;
+        let (first, file_len) = http.fetch(0, INITIAL_RANGE)?;
         let limits = HeaderLimits::default();
         let len = Header::read_header_len(&first, file_len, &limits)
             .map_err(|e| CliError::from(e).context(url))?;
@@ -62,14 +64,14 @@ impl RemoteFile {
         let json = if header_end <= first.len() as u64 {
             first[8..header_end as usize].to_vec()
         } else {
-            let (rest, _) = remote.fetch(first.len() as u64, header_end - first.len() as u64)?;
+            let (rest, _) = http.fetch(first.len() as u64, header_end - first.len() as u64)?;
             let mut json = first[8..].to_vec();
             json.extend_from_slice(&rest);
             json
         };
-        remote.header = Header::parse(&json, file_len - header_end)
+        let header = Header::parse(&json, file_len - header_end)
             .map_err(|e| CliError::from(e).context(url))?;
-        Ok(remote)
+        Ok(RemoteFile { http, header })
     }
 
     /// The validated header.
@@ -79,17 +81,17 @@ impl RemoteFile {
 
     /// The URL.
     pub fn url(&self) -> &str {
-        &self.url
+        &self.http.url
     }
 
     /// Number of HTTP requests made so far.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.http.requests.load(Ordering::Relaxed)
     }
 
     /// Body bytes received so far.
     pub fn bytes_received(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.http.bytes.load(Ordering::Relaxed)
     }
 
     /// Reads `len` bytes at `offset` from the start of the data section.
@@ -97,17 +99,19 @@ impl RemoteFile {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let (bytes, _) = self.fetch(self.header.data_start() + offset, len)?;
+        let (bytes, _) = self.http.fetch(self.header.data_start() + offset, len)?;
         if (bytes.len() as u64) < len {
             return Err(CliError::invalid(format!(
                 "{}: the server sent {} bytes where {len} were expected; the file changed or is truncated",
-                self.url,
+                self.http.url,
                 bytes.len()
             )));
         }
         Ok(bytes)
     }
+}
 
+impl Http {
     /// One Range request for `len` bytes at absolute `offset`; returns the
     /// body (shorter at the end of the file) and the total file length.
     fn fetch(&self, offset: u64, len: u64) -> Result<(Vec<u8>, u64), CliError> {

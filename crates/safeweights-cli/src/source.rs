@@ -10,6 +10,7 @@ use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
 use crate::exit::{CliError, CliResult};
+use crate::parallel::PIECE_BYTES;
 use crate::remote::{is_url, RemoteFile};
 
 /// An opened checkpoint.
@@ -163,6 +164,24 @@ impl Checkpoint {
                 .read_data(entry.info.begin + offset, len)
                 .map(Cow::Owned),
         }
+    }
+
+    /// Reads a whole tensor in pieces of at most [`PIECE_BYTES`], in
+    /// order, handing each to `f`; memory stays bounded whatever the
+    /// tensor's size.
+    pub fn for_each_piece(
+        &self,
+        entry: Entry<'_>,
+        mut f: impl FnMut(&[u8]) -> CliResult<()>,
+    ) -> CliResult<()> {
+        let len = entry.info.end - entry.info.begin;
+        let mut offset = 0;
+        while offset < len {
+            let step = PIECE_BYTES.min(len - offset);
+            f(&self.read(entry, offset, step)?)?;
+            offset += step;
+        }
+        Ok(())
     }
 
     /// The remote file, when this is one (for request statistics).

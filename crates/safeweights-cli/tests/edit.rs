@@ -276,6 +276,46 @@ fn shard_and_merge_are_byte_identical_to_the_library() {
     );
 }
 
+/// The index is published like the shards beside it (0666 minus the
+/// umask), not with the 0600 of the temporary file it was written to.
+#[cfg(unix)]
+#[test]
+fn shard_index_gets_the_same_permissions_as_the_shards() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("cli");
+    let doc = json(
+        &[
+            "shard",
+            fixtures().join("all.safetensors").to_str().unwrap(),
+            "--max-shard-size",
+            "300KB",
+            out.to_str().unwrap(),
+        ],
+        0,
+    );
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let written: Vec<&str> = doc["written"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let (index, shards): (Vec<&str>, Vec<&str>) = written
+        .iter()
+        .partition(|p| p.ends_with("model.safetensors.index.json"));
+    assert_eq!((index.len(), shards.len()), (1, 3), "{doc}");
+    let index_mode = mode(Path::new(index[0]));
+    for shard in shards {
+        assert_eq!(
+            index_mode,
+            mode(Path::new(shard)),
+            "index {:o} and shard {shard} differ",
+            index_mode
+        );
+    }
+}
+
 #[test]
 fn filter_selects_excludes_and_renames() {
     let work = tempfile::tempdir().unwrap();

@@ -36,6 +36,24 @@ impl ShardIndex {
         }
     }
 
+    /// Builds an index from the sum of tensor sizes and each shard's file
+    /// name with the names of the tensors it holds, in order (a name listed
+    /// twice ends up in the last shard that lists it).
+    pub fn from_shards<F, T, N>(total_size: u64, shards: impl IntoIterator<Item = (F, T)>) -> Self
+    where
+        F: AsRef<str>,
+        T: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        let mut weight_map = BTreeMap::new();
+        for (file, tensors) in shards {
+            for name in tensors {
+                weight_map.insert(name.as_ref().to_owned(), file.as_ref().to_owned());
+            }
+        }
+        ShardIndex::new(total_size, weight_map)
+    }
+
     /// Parses index JSON.
     pub fn from_json(text: &str) -> Result<Self> {
         let index: ShardIndex = serde_json::from_str(text).map_err(|e| Error::Shard {
@@ -63,6 +81,19 @@ impl ShardIndex {
         let mut text = ascii_escape(&pretty);
         text.push('\n');
         text
+    }
+
+    /// Writes the index to `path` as [`to_json`](ShardIndex::to_json) does,
+    /// through a temporary file and a rename so that no reader ever sees
+    /// half an index. Like any new file, it gets 0666 minus the umask as
+    /// its permissions on Unix (not the 0600 of temporary files), the same
+    /// as shards written by this crate.
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = AtomicFile::create(path)?;
+        write_all_at(file.file(), self.to_json().as_bytes(), 0)
+            .map_err(|e| Error::Io(e).in_file(path))?;
+        file.commit(false)
     }
 
     /// `metadata.total_size`, if present.
@@ -195,29 +226,24 @@ pub fn write_sharded<S: AsRef<str>>(
         serialize_to_file(tensors, metadata, &path, options)?;
         return Ok(vec![path]);
     }
+    let names: Vec<String> = (0..plan.len())
+        .map(|i| shard_file_name("model", i, plan.len()))
+        .collect();
     let mut written = Vec::with_capacity(plan.len() + 1);
-    let mut weight_map = BTreeMap::new();
-    for (i, range) in plan.iter().enumerate() {
-        let name = shard_file_name("model", i, plan.len());
-        let shard = &tensors[range.clone()];
-        for (tensor, _) in shard {
-            weight_map.insert(tensor.as_ref().to_owned(), name.clone());
-        }
-        let path = directory.join(&name);
-        serialize_to_file(shard, metadata, &path, options)?;
+    for (name, range) in names.iter().zip(&plan) {
+        let path = directory.join(name);
+        serialize_to_file(&tensors[range.clone()], metadata, &path, options)?;
         written.push(path);
     }
-    let index = ShardIndex::new(sizes.iter().sum(), weight_map);
+    let shards = names.iter().zip(&plan).map(|(name, range)| {
+        let held = tensors[range.clone()].iter().map(|(tensor, _)| tensor);
+        (name, held)
+    });
+    let index = ShardIndex::from_shards(sizes.iter().sum(), shards);
     let index_path = directory.join(INDEX_FILE_NAME);
-    write_text_atomically(&index_path, &index.to_json())?;
+    index.write(&index_path)?;
     written.push(index_path);
     Ok(written)
-}
-
-fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
-    let file = AtomicFile::create(path)?;
-    write_all_at(file.file(), text.as_bytes(), 0).map_err(|e| Error::Io(e).in_file(path))?;
-    file.commit(false)
 }
 
 /// A sharded checkpoint opened as one collection of tensors.

@@ -7,7 +7,6 @@ use safeweights::write::{StreamingWriter, TensorSpec, WriteOptions};
 use safeweights::Metadata;
 
 use crate::exit::CliResult;
-use crate::parallel::PIECE_BYTES;
 use crate::source::{Checkpoint, Entry};
 
 /// Writes `tensors` (each an entry and its name in the output) to `path`
@@ -26,14 +25,11 @@ pub fn write_file(
         .collect();
     let mut writer = StreamingWriter::create(path, &specs, metadata, &WriteOptions::default())?;
     for (entry, name) in tensors {
-        let len = entry.info.end - entry.info.begin;
-        let mut offset = 0;
-        while offset < len {
-            let step = PIECE_BYTES.min(len - offset);
-            writer.write(name, &checkpoint.read(*entry, offset, step)?)?;
-            bar.inc(step);
-            offset += step;
-        }
+        checkpoint.for_each_piece(*entry, |piece| {
+            writer.write(name, piece)?;
+            bar.inc(piece.len() as u64);
+            Ok(())
+        })?;
     }
     writer.finish()?;
     Ok(())

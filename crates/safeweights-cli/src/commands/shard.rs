@@ -4,7 +4,7 @@
 //! order they appear in the input (shard by shard, by data offset).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use safeweights::shards::{parse_size, plan_shards, shard_file_name, ShardIndex, INDEX_FILE_NAME};
 use serde_json::json;
@@ -38,20 +38,27 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
         write_file(&checkpoint, &named(&entries), metadata, &path, &bar)?;
         written.push(path);
     } else {
-        let mut weight_map = std::collections::BTreeMap::new();
-        for (i, range) in plan.iter().enumerate() {
-            let name = shard_file_name("model", i, plan.len());
-            let shard = named(&entries[range.clone()]);
-            for (_, tensor) in &shard {
-                weight_map.insert(tensor.clone(), name.clone());
-            }
-            let path = args.outdir.join(&name);
-            write_file(&checkpoint, &shard, metadata, &path, &bar)?;
+        let names: Vec<String> = (0..plan.len())
+            .map(|i| shard_file_name("model", i, plan.len()))
+            .collect();
+        for (name, range) in names.iter().zip(&plan) {
+            let path = args.outdir.join(name);
+            write_file(
+                &checkpoint,
+                &named(&entries[range.clone()]),
+                metadata,
+                &path,
+                &bar,
+            )?;
             written.push(path);
         }
-        let index = ShardIndex::new(sizes.iter().sum(), weight_map);
+        let shards = names.iter().zip(&plan).map(|(name, range)| {
+            let held = entries[range.clone()].iter().map(|e| &e.info.name);
+            (name, held)
+        });
+        let index = ShardIndex::from_shards(sizes.iter().sum(), shards);
         let path = args.outdir.join(INDEX_FILE_NAME);
-        write_text(&path, &index.to_json())?;
+        index.write(&path)?;
         written.push(path);
     }
     bar.finish_and_clear();
@@ -79,19 +86,6 @@ pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
 
 fn named<'a>(entries: &[Entry<'a>]) -> Vec<(Entry<'a>, String)> {
     entries.iter().map(|e| (*e, e.info.name.clone())).collect()
-}
-
-/// Writes a small text file through a temporary file and a rename.
-fn write_text(path: &Path, text: &str) -> CliResult<()> {
-    let directory = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let io = |e: std::io::Error| CliError::from(e).context(path.display());
-    let mut temp = tempfile::NamedTempFile::new_in(directory).map_err(io)?;
-    temp.write_all(text.as_bytes()).map_err(io)?;
-    temp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }
 
 fn report(ctx: Context, out: &mut Out, written: &[PathBuf]) -> CliResult {

@@ -1,8 +1,6 @@
 //! Where the output goes, how tensors are grouped into files, and writing
 //! them one tensor at a time.
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -258,7 +256,9 @@ impl Plan {
             writer.finish().map_err(core_err)?;
         }
         if let Some(index) = &self.index {
-            write_text(index, &self.shard_index().to_json())?;
+            self.shard_index()
+                .write(index)
+                .map_err(|e| index_write_err(index, e))?;
         }
         match std::fs::remove_file(&self.counterpart) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -270,17 +270,15 @@ impl Plan {
 
     /// The output index: every written tensor and its shard's file name.
     pub(crate) fn shard_index(&self) -> ShardIndex {
-        let mut weight_map = BTreeMap::new();
-        for (group, path) in self.groups.iter().zip(&self.files) {
+        let shards = self.groups.iter().zip(&self.files).map(|(group, path)| {
             let file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            for item in &self.items[group.clone()] {
-                weight_map.insert(item.name.clone(), file.clone());
-            }
-        }
-        ShardIndex::new(self.items.iter().map(|i| i.nbytes).sum(), weight_map)
+            let held = self.items[group.clone()].iter().map(|i| &i.name);
+            (file, held)
+        });
+        ShardIndex::from_shards(self.total_bytes(), shards)
     }
 
     /// Total bytes of tensor data written.
@@ -307,22 +305,15 @@ fn write_item(
     })
 }
 
-/// Writes a small text file through a temporary file and a rename, so a
-/// reader never sees half an index.
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    let directory = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+/// Reports an I/O failure writing the index as this crate's [`Error::Io`]
+/// naming the index file.
+fn index_write_err(path: &Path, error: safeweights::Error) -> Error {
+    let error = match error {
+        safeweights::Error::File { source, .. } => *source,
+        other => other,
     };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".safeweights-index.").suffix(".tmp");
-    // Temporary files are private (0600); the index must be as readable as
-    // the shards beside it (0666 minus the umask).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-    let io = |e: std::io::Error| Error::io(path, e);
-    let mut temp = builder.tempfile_in(directory).map_err(io)?;
-    temp.write_all(text.as_bytes()).map_err(io)?;
-    temp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    match error {
+        safeweights::Error::Io(io) => Error::io(path, io),
+        other => core_err(other.in_file(path)),
+    }
 }
