@@ -48,6 +48,29 @@ pub enum Value {
     Storage(Arc<StorageRef>),
     /// A tensor or parameter.
     Tensor(Arc<TensorRef>),
+    /// A call or instantiation of an allowed global this crate does not
+    /// interpret itself (`torch.device`, numpy arrays, `collections.Counter`,
+    /// quantized and sparse tensor rebuilds, classes the caller allowed):
+    /// recorded as data for the caller to rebuild.
+    Object(Arc<ObjectValue>),
+}
+
+/// What a pickle did with a recorded global: called it (REDUCE) or
+/// instantiated it (NEWOBJ) with `args`, then BUILD, APPENDS and SETITEMS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectValue {
+    /// The global's dotted name, e.g. `torch.device`.
+    pub global: Arc<str>,
+    /// NEWOBJ (`cls.__new__(cls, *args)`) rather than REDUCE (`global(*args)`).
+    pub new: bool,
+    /// The arguments.
+    pub args: Arc<[Value]>,
+    /// The BUILD state, if any.
+    pub state: Option<Value>,
+    /// Items appended (list subclasses).
+    pub items: Arc<[Value]>,
+    /// Items set (dict subclasses), in order.
+    pub dict_items: Arc<[(Value, Value)]>,
 }
 
 impl Value {
@@ -105,6 +128,7 @@ impl Value {
             Value::Global(_) => "global",
             Value::Storage(_) => "storage",
             Value::Tensor(_) => "tensor",
+            Value::Object(_) => "object",
         }
     }
 }
