@@ -224,7 +224,7 @@ pub(crate) fn call(global: &Global, args: &[Obj], offset: usize) -> Result<Obj> 
         }
         Global::RebuildFromTypeV2 => rebuild_from_type(args, offset),
         Global::OrderedDict => match args {
-            [] => Ok(Obj::new_dict()),
+            [] => Ok(Obj::new_ordered_dict()),
             [pairs] => dict_from_pairs(pairs).ok_or_else(|| bad("expected a list of pairs")),
             _ => Err(bad("expected at most one argument")),
         },
@@ -349,7 +349,7 @@ fn dict_from_pairs(pairs: &Obj) -> Option<Obj> {
         Obj::Tuple(t) => (**t).clone(),
         _ => return None,
     };
-    let mut dict = DictObj::default();
+    let mut dict = DictObj::ordered();
     for item in items {
         let pair: Vec<Obj> = match item {
             Obj::Tuple(t) => (*t).clone(),

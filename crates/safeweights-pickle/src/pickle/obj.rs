@@ -84,6 +84,11 @@ impl Obj {
         Obj::Dict(Rc::new(RefCell::new(DictObj::default())))
     }
 
+    /// An empty `collections.OrderedDict`.
+    pub(crate) fn new_ordered_dict() -> Obj {
+        Obj::Dict(Rc::new(RefCell::new(DictObj::ordered())))
+    }
+
     pub(crate) fn new_list(items: Vec<Obj>) -> Obj {
         Obj::List(Rc::new(RefCell::new(items)))
     }
@@ -119,9 +124,21 @@ fn key_of(obj: &Obj) -> Option<Key> {
 pub(crate) struct DictObj {
     pub(crate) items: Vec<(Obj, Obj)>,
     index: HashMap<Key, usize>,
+    /// A `collections.OrderedDict` (its type is kept, and BUILD's state:
+    /// a state dict's `_metadata`).
+    pub(crate) ordered: bool,
+    pub(crate) state: Option<Obj>,
 }
 
 impl DictObj {
+    /// An empty `collections.OrderedDict`.
+    pub(crate) fn ordered() -> DictObj {
+        DictObj {
+            ordered: true,
+            ..DictObj::default()
+        }
+    }
+
     /// Python `d[key] = value`: an existing key keeps its position.
     pub(crate) fn set(&mut self, key: Obj, value: Obj) {
         match key_of(&key) {
@@ -160,6 +177,7 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
                         work.push(k);
                         work.push(v);
                     }
+                    work.extend(dict.state.take());
                 }
             }
             Obj::Object(cell) => {
@@ -254,7 +272,19 @@ impl<'l> Freezer<'l> {
                     for (k, v) in &dict.items {
                         out.push((f.freeze(k)?, f.freeze(v)?));
                     }
-                    Ok(Value::Dict(out.into()))
+                    let plain = Value::Dict(out.into());
+                    if !dict.ordered {
+                        return Ok(plain);
+                    }
+                    // Its type and `_metadata` kept: see `Value::as_dict`.
+                    Ok(Value::Object(Arc::new(ObjectValue {
+                        global: Arc::from("collections.OrderedDict"),
+                        new: false,
+                        args: vec![plain].into(),
+                        state: dict.state.as_ref().map(|s| f.freeze(s)).transpose()?,
+                        items: Vec::new().into(),
+                        dict_items: Vec::new().into(),
+                    })))
                 })?
             }
         })

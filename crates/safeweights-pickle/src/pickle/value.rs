@@ -99,14 +99,26 @@ impl Value {
         }
     }
 
+    /// The items of a dict, `OrderedDict` included (recorded as an
+    /// [`Value::Object`] to keep its type and `_metadata`).
+    pub fn as_dict(&self) -> Option<&Arc<[(Value, Value)]>> {
+        match self {
+            Value::Dict(items) => Some(items),
+            Value::Object(object) if &*object.global == "collections.OrderedDict" => {
+                object.args.first().and_then(Value::as_dict)
+            }
+            _ => None,
+        }
+    }
+
     /// Looks up a string key in a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Dict(items) => items
+        match self.as_dict() {
+            Some(items) => items
                 .iter()
                 .find(|(k, _)| k.as_str() == Some(key))
                 .map(|(_, v)| v),
-            _ => None,
+            None => None,
         }
     }
 

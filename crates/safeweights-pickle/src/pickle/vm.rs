@@ -189,7 +189,18 @@ impl Vm<'_> {
                         object.state = Some(state);
                         return Ok(());
                     }
-                    Some(Obj::Dict(_) | Obj::Tensor(_)) => {
+                    Some(Obj::Dict(cell)) => {
+                        let mut dict = cell
+                            .try_borrow_mut()
+                            .map_err(|_| Error::pickle(at, "dict in use"))?;
+                        if dict.ordered && dict.state.is_none() {
+                            dict.state = Some(state);
+                        } else {
+                            teardown(vec![state]);
+                        }
+                        return Ok(());
+                    }
+                    Some(Obj::Tensor(_)) => {
                         teardown(vec![state]);
                         return Ok(());
                     }
@@ -327,7 +338,7 @@ impl Vm<'_> {
         if op == ops::NEWOBJ {
             // cls.__new__(cls, *args): only empty containers and sizes.
             return match global {
-                Global::OrderedDict => Ok(Obj::new_dict()),
+                Global::OrderedDict => Ok(Obj::new_ordered_dict()),
                 Global::Set => Ok(Obj::new_set(Vec::new())),
                 Global::Size => globals::call(&global, &args, at),
                 g if g.is_recorded() => Ok(Obj::new_object(g.name(), true, args.to_vec())),
