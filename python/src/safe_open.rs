@@ -192,7 +192,12 @@ pub fn open_source(
             .map_err(|error| {
                 // The reference raises OSError for any directory; ours reads
                 // sharded checkpoints from one, and says why it cannot.
-                if matches!(error.kind(), safeweights::Error::Shard { .. }) && path.is_dir() {
+                if matches!(
+                    error.kind(),
+                    safeweights::Error::Shard { .. }
+                        | safeweights::Error::CheckpointDirectory { .. }
+                ) && path.is_dir()
+                {
                     new_err(Multi::ShardDirectory, error.to_string())
                 } else {
                     to_py_err(error)

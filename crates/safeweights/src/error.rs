@@ -185,6 +185,15 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A directory given as a checkpoint does not hold exactly one: no or
+    /// several `*.safetensors.index.json` files, or, without an index, no
+    /// or several `*.safetensors` files.
+    CheckpointDirectory {
+        /// How many index files the directory holds.
+        index_files: usize,
+        /// How many safetensors files the directory holds.
+        safetensors_files: usize,
+    },
     /// A sharded checkpoint's index and shards disagree.
     Shard {
         /// What was wrong.
@@ -235,6 +244,7 @@ impl Error {
         !matches!(
             self.kind(),
             Error::Io(_)
+                | Error::CheckpointDirectory { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -361,6 +371,13 @@ impl fmt::Display for Error {
                 write!(f, "tensor {tensor:?}: invalid slice: {reason}")
             }
             Error::InvalidTensor { tensor, reason } => write!(f, "tensor {tensor:?}: {reason}"),
+            Error::CheckpointDirectory {
+                index_files,
+                safetensors_files,
+            } => write!(
+                f,
+                "the directory holds {index_files} index files and {safetensors_files} safetensors files; point at one index file or file"
+            ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
             Error::BufferSize {
                 tensor,

@@ -29,6 +29,7 @@ pub mod edit;
 mod error;
 pub mod format;
 pub mod read;
+pub mod resolve;
 pub mod shards;
 pub mod slice;
 mod split;
