@@ -279,9 +279,7 @@ fn convert(error: Error, writing: bool) -> PyErr {
         Error::UnknownDtype { .. } => new_err(Multi::UnsupportedDtype, message),
         Error::Shard { .. } => ShardError::new_err(message),
         // Duplicate names given to a writer are the caller's mistake, not a corrupt file.
-        Error::DuplicateKey { within, .. } if within.contains("to write") => {
-            InvalidTensorError::new_err(message)
-        }
+        Error::DuplicateTensorName { .. } => InvalidTensorError::new_err(message),
         _ => InvalidHeaderError::new_err(message),
     }
 }

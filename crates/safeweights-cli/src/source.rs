@@ -152,7 +152,7 @@ impl Checkpoint {
             Checkpoint::Local(checkpoint) => {
                 let file = &checkpoint.shards()[entry.shard];
                 let Cow::Borrowed(all) = file.bytes_of(entry.info)? else {
-                    return Err(CliError::usage("internal: local files are memory-mapped"));
+                    return Err(CliError::internal("local files are memory-mapped"));
                 };
                 Ok(Cow::Borrowed(
                     &all[offset as usize..(offset + len) as usize],

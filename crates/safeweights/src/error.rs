@@ -71,6 +71,12 @@ pub enum Error {
         /// The repeated key.
         key: String,
     },
+    /// Two tensors given to a writer share a name (the caller's mistake,
+    /// unlike [`Error::DuplicateKey`] in a file's header).
+    DuplicateTensorName {
+        /// The repeated name.
+        name: String,
+    },
     /// A tensor entry lacks a required field.
     MissingField {
         /// Tensor name.
@@ -245,6 +251,7 @@ impl Error {
             self.kind(),
             Error::Io(_)
                 | Error::CheckpointDirectory { .. }
+                | Error::DuplicateTensorName { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -303,6 +310,10 @@ impl fmt::Display for Error {
             Error::DuplicateKey { within, key } => write!(
                 f,
                 "key {key:?} appears twice in {within}; duplicate keys are ambiguous and rejected"
+            ),
+            Error::DuplicateTensorName { name } => write!(
+                f,
+                "two tensors to write are named {name:?}; names must be unique"
             ),
             Error::MissingField { tensor, field } => {
                 write!(f, "tensor {tensor:?}: missing field {field:?}")

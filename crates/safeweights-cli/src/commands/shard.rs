@@ -29,7 +29,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
     let sizes: Vec<u64> = entries.iter().map(|e| e.info.end - e.info.begin).collect();
     let plan = plan_shards(&sizes, max);
     std::fs::create_dir_all(&args.outdir)
-        .map_err(|e| CliError::from(e).context(args.outdir.display()))?;
+        .map_err(|e| CliError::from(e).at(args.outdir.display()))?;
     let bar = progress(sizes.iter().sum(), "shard");
     let metadata = checkpoint.metadata();
     let mut written: Vec<PathBuf> = Vec::new();
