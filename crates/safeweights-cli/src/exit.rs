@@ -176,6 +176,7 @@ fn core_kind(error: &safeweights::Error) -> ErrorKind {
     use safeweights::Error as E;
     match error.kind() {
         E::Io(_) | E::CheckpointDirectory { .. } => ErrorKind::Input,
+        E::WorkerPanicked { .. } => ErrorKind::Internal,
         E::TensorNotFound { .. }
         | E::InvalidSlice { .. }
         | E::InvalidTensor { .. }

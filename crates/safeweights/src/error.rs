@@ -200,6 +200,12 @@ pub enum Error {
         /// How many safetensors files the directory holds.
         safetensors_files: usize,
     },
+    /// A worker thread panicked: a bug in safeweights, reported as an
+    /// internal error instead of unwinding into the caller.
+    WorkerPanicked {
+        /// The panic's message.
+        message: String,
+    },
     /// A sharded checkpoint's index and shards disagree.
     Shard {
         /// What was wrong.
@@ -252,6 +258,7 @@ impl Error {
             Error::Io(_)
                 | Error::CheckpointDirectory { .. }
                 | Error::DuplicateTensorName { .. }
+                | Error::WorkerPanicked { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -388,6 +395,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "the directory holds {index_files} index files and {safetensors_files} safetensors files; point at one index file or file"
+            ),
+            Error::WorkerPanicked { message } => write!(
+                f,
+                "internal error: a worker thread panicked ({message}); this is a bug in safeweights, please report it"
             ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
             Error::BufferSize {
