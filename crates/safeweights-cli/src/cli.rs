@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Largest header to accept (default 100MB); a header over it is refused
+    /// as corrupt. Raise it for files with very many tensors that you trust.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_header_size: Option<String>,
+
     /// Seconds to wait for a remote server to connect or send data.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0)]
     pub timeout: f64,

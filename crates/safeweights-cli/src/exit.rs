@@ -163,9 +163,13 @@ impl From<safeweights::Error> for CliError {
             error.kind(),
             safeweights::Error::Io(io) if io.kind() == io::ErrorKind::BrokenPipe
         );
+        let mut message = error.kind().to_string();
+        if let safeweights::Error::HeaderTooLarge { len, .. } = error.kind() {
+            message.push_str(&format!(" (raise it with --max-header-size {len})"));
+        }
         CliError {
             broken_pipe,
-            ..CliError::new(core_kind(&error), error.kind().to_string())
+            ..CliError::new(core_kind(&error), message)
         }
         .at_opt(error.path())
     }

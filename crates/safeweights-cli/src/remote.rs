@@ -38,7 +38,7 @@ impl RemoteFile {
     /// Fetches and validates the header of the file at `url`. `timeout`
     /// bounds connecting and each read, so a silent server fails instead
     /// of hanging.
-    pub fn open(url: &str, timeout: Duration) -> Result<Self, CliError> {
+    pub fn open(url: &str, timeout: Duration, limits: &HeaderLimits) -> Result<Self, CliError> {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout_read(timeout)
@@ -51,8 +51,7 @@ impl RemoteFile {
             bytes: AtomicU64::new(0),
         };
         let (first, file_len) = http.fetch(0, INITIAL_RANGE)?;
-        let limits = HeaderLimits::default();
-        let len = Header::read_header_len(&first, file_len, &limits)
+        let len = Header::read_header_len(&first, file_len, limits)
             .map_err(|e| CliError::from(e).at(url))?;
         let header_end = 8 + len;
         let json = if header_end <= first.len() as u64 {

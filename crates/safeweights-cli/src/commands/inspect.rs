@@ -15,7 +15,7 @@ use crate::source::Checkpoint;
 
 /// Runs `inspect`.
 pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open(&args.file, ctx.timeout)?;
+    let checkpoint = Checkpoint::open(&args.file, &ctx)?;
     let entries = checkpoint.entries();
     let sharded = checkpoint.shard_count() > 1;
     let parameters: u64 = entries.iter().map(|e| e.info.numel() as u64).sum();

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use safeweights::FileKind;
 use safeweights_pickle::scan::{scan_path, FileFormat, Finding, ScanReport, Verdict};
 use safeweights_pickle::Limits;
 use serde_json::{json, Value};
@@ -108,6 +109,10 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::Pickle => "pickle",
         FileFormat::Npy => "numpy .npy",
         FileFormat::Safetensors => "safetensors",
+        FileFormat::NotAModel(FileKind::GitLfsPointer) => {
+            "not a model file: a git-lfs pointer (fetch the file with `git lfs pull`)"
+        }
+        FileFormat::NotAModel(_) => "not a model file: an HTML page saved in place of the file",
         _ => "unrecognised: nothing to load",
     }
 }

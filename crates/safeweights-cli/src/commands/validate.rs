@@ -18,7 +18,7 @@ pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
     let mut worst: Option<ErrorKind> = None;
     for path in &args.files {
         let shown = path.display().to_string();
-        match Checkpoint::open_local(path) {
+        match Checkpoint::open_local(path, &ctx) {
             Ok(checkpoint) => {
                 let tensors = checkpoint.entries().len();
                 if !ctx.json {

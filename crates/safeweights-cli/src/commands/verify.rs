@@ -14,7 +14,7 @@ use crate::source::Checkpoint;
 /// Runs `verify`. Exit 1 when a digest mismatches, a listed tensor is
 /// missing, a tensor has no digest, or there are no digests at all.
 pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.file)?;
+    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
     let expected = match &args.manifest {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -1,0 +1,62 @@
+//! Output scripts can trust: one JSON document per command, placeholders
+//! named as such, limits that say how to raise them. Files made by hand.
+
+mod common;
+
+use common::{code, json, run, stdout};
+
+const LFS_POINTER: &[u8] = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
+
+#[test]
+fn scan_names_lfs_pointers_and_html_pages_not_a_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), LFS_POINTER).unwrap();
+    std::fs::write(
+        dir.path().join("pytorch_model.bin"),
+        b"<!DOCTYPE html>\n<html><body>Access denied</body></html>",
+    )
+    .unwrap();
+    let target = dir.path().to_str().unwrap();
+    let doc = json(&["scan", target], 0);
+    let formats: Vec<&str> = doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats.len(), 2);
+    assert!(
+        formats[0].starts_with("not a model file: a git-lfs pointer"),
+        "{formats:?}"
+    );
+    assert!(
+        formats[1].starts_with("not a model file: an HTML page"),
+        "{formats:?}"
+    );
+    let output = run(&["scan", target]);
+    assert_eq!(code(&output), 0);
+    assert_eq!(stdout(&output).matches("not a model file").count(), 2);
+}
+
+#[test]
+fn a_header_over_the_limit_names_the_flag_that_raises_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide.safetensors");
+    // A valid file whose header (metadata padding included) is 2048 bytes.
+    let mut header = String::from(r#"{"__metadata__":{"pad":""#);
+    let body = r#""},"t":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}"#;
+    header.push_str(&"x".repeat(2048 - header.len() - body.len()));
+    header.push_str(body);
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.push(7);
+    std::fs::write(&path, &bytes).unwrap();
+    let file = path.to_str().unwrap();
+    let doc = json(&["inspect", file, "--max-header-size", "1000"], 1);
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("--max-header-size 2048"), "{message}");
+    let doc = json(&["inspect", file, "--max-header-size", "4KB"], 0);
+    assert_eq!(doc["tensors"][0]["name"], "t");
+    let doc = json(&["inspect", file, "--max-header-size", "lots"], 2);
+    assert_eq!(doc["error"]["kind"], "usage");
+}
