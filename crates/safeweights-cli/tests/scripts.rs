@@ -60,3 +60,49 @@ fn a_header_over_the_limit_names_the_flag_that_raises_it() {
     let doc = json(&["inspect", file, "--max-header-size", "lots"], 2);
     assert_eq!(doc["error"]["kind"], "usage");
 }
+
+#[test]
+fn diff_compares_a_bf16_copy_with_its_f32_source_reporting_the_casts_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let worst = common::python_run(
+        "import sys, torch; from safetensors.torch import save_file\n\
+         torch.manual_seed(0)\n\
+         w = torch.randn(64, 33)\n\
+         save_file({'w': w, 'n': torch.arange(5)}, sys.argv[1] + '/f32.safetensors')\n\
+         save_file({'w': w.to(torch.bfloat16), 'n': torch.arange(5)}, sys.argv[1] + '/bf16.safetensors')\n\
+         print(repr((w.to(torch.bfloat16).double() - w.double()).abs().max().item()))",
+        &[d],
+    );
+    let worst: f64 = worst.trim().parse().unwrap();
+    let a = format!("{d}/bf16.safetensors");
+    let b = format!("{d}/f32.safetensors");
+    let doc = json(&["diff", &a, &b], 1);
+    assert_eq!(doc["equal"], false);
+    assert_eq!(doc["dtype_changed"][0]["name"], "w");
+    let w = doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "w")
+        .unwrap();
+    assert_eq!(
+        (w["dtype"].as_str(), w["dtype_b"].as_str()),
+        (Some("BF16"), Some("F32"))
+    );
+    assert_eq!(w["values"], 64 * 33);
+    assert_eq!(w["max_abs_diff"].as_f64().unwrap(), worst);
+    // Within bf16's precision the values agree, though the dtype differs.
+    let doc = json(&["diff", &a, &b, "--rtol", "0.01"], 1);
+    let w = doc["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "w")
+        .unwrap();
+    assert_eq!(w["equal"], true);
+    let output = run(&["diff", &a, &b]);
+    let text = stdout(&output);
+    assert!(text.contains("~ w: dtype BF16 -> F32; "), "{text}");
+    assert!(text.contains("values differ (max abs diff"), "{text}");
+}
