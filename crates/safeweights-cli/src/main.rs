@@ -18,6 +18,7 @@ mod parallel;
 mod pattern;
 mod remote;
 mod source;
+mod structure;
 mod values;
 
 fn main() -> ExitCode {

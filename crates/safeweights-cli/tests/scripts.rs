@@ -106,3 +106,49 @@ fn diff_compares_a_bf16_copy_with_its_f32_source_reporting_the_casts_error() {
     assert!(text.contains("~ w: dtype BF16 -> F32; "), "{text}");
     assert!(text.contains("values differ (max abs diff"), "{text}");
 }
+
+#[test]
+fn inspect_summarises_a_training_checkpoint_and_json_keeps_everything() {
+    use safeweights::write::{serialize_to_file, TensorRef, WriteOptions};
+    use safeweights::{Dtype, Metadata};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    // What save_checkpoint writes for {"model": {"w": tensor}, "epoch": 7,
+    // "rng": random.getstate()}: 625 Mersenne Twister integers.
+    let rng: Vec<String> = (0..625u64)
+        .map(|i| (i * 2_654_435_761 % 4_294_967_296).to_string())
+        .collect();
+    let structure = format!(
+        r#"{{"version":1,"root":{{"$dict":[["model",{{"$odict":[["w",{{"$tensor":"model.w"}}]]}}],["epoch",7],["rng",{{"$tuple":[3,{{"$tuple":[{}]}},null]}}]]}}}}"#,
+        rng.join(",")
+    );
+    let metadata = Metadata::from([("safeweights.checkpoint".to_owned(), structure.clone())]);
+    let data = [0u8; 8];
+    serialize_to_file(
+        &[("model.w", TensorRef::new(Dtype::F32, vec![2], &data))],
+        Some(&metadata),
+        &path,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let output = run(&["inspect", file]);
+    assert_eq!(code(&output), 0);
+    let text = stdout(&output);
+    assert!(text.contains("training checkpoint"), "{text}");
+    assert!(text.contains("model  dict of 1 item: 1 tensor"), "{text}");
+    assert!(text.contains("epoch  int 7"), "{text}");
+    assert!(
+        text.contains("rng    tuple of 3 items: 627 values (1 None, 626 int)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&rng[624]),
+        "every RNG integer printed:\n{text}"
+    );
+    let doc = json(&["inspect", file], 0);
+    assert_eq!(
+        doc["metadata"]["safeweights.checkpoint"],
+        structure.as_str()
+    );
+}
