@@ -42,6 +42,7 @@ print("ok")
 
 #[test]
 fn convert_directory_writes_the_matching_safetensors_layout() {
+    let Some(_) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_owned();
     python_run(MAKE_DIRS, &[&d]);
