@@ -46,8 +46,8 @@ from ._safeweights_rust import (  # noqa: F401
     UnsupportedIndexError,
     __version__,
     deserialize,
-    safe_open,
     serialize,
     serialize_file,
 )
 from ._handle import _safe_open_handle  # noqa: F401
+from ._safe_open import PySafeSlice, safe_open  # noqa: F401

@@ -1,4 +1,6 @@
 from ._handle import _safe_open_handle as _safe_open_handle
+from ._safe_open import PySafeSlice as PySafeSlice
+from ._safe_open import safe_open as safe_open
 from ._safeweights_rust import CheckpointError as CheckpointError
 from ._safeweights_rust import ClosedFileError as ClosedFileError
 from ._safeweights_rust import ForeignFormatError as ForeignFormatError
@@ -21,6 +23,5 @@ from ._safeweights_rust import UnsupportedDtypeError as UnsupportedDtypeError
 from ._safeweights_rust import UnsupportedIndexError as UnsupportedIndexError
 from ._safeweights_rust import __version__ as __version__
 from ._safeweights_rust import deserialize as deserialize
-from ._safeweights_rust import safe_open as safe_open
 from ._safeweights_rust import serialize as serialize
 from ._safeweights_rust import serialize_file as serialize_file

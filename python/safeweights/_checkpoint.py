@@ -29,7 +29,9 @@ import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _dtypes, _structure
-from ._safeweights_rust import CheckpointError, safe_open, serialize, serialize_file, serialize_sharded
+from ._convert import parse_device
+from ._safe_open import safe_open
+from ._safeweights_rust import CheckpointError, serialize, serialize_file, serialize_sharded
 
 STRUCTURE_KEY = "safeweights.checkpoint"
 FORMAT_VERSION = 1
@@ -350,13 +352,8 @@ def _to_device(tensor: Any, device: Any) -> Any:
 
 
 def _parse_map_location(map_location: Any) -> Any:
-    if map_location is None:
-        return None
-    import torch
-
-    if isinstance(map_location, (str, torch.device)):
-        return torch.device(map_location)
-    raise TypeError(f"map_location must be None, a device string or a torch.device, not {type(map_location).__name__}")
+    # None keeps each tensor on the device it was saved from.
+    return None if map_location is None else parse_device(map_location)
 
 
 def _is_path(f: Any) -> bool:

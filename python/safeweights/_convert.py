@@ -1,13 +1,19 @@
-"""Turning bytes held by the native module into numpy arrays and torch tensors.
+"""Turning the native module's tensor records into numpy arrays and torch
+tensors, on the device asked for.
 
-The native module hands out `_Storage` objects (a private file map, an owned
-buffer, or a pinned Python buffer). `make_buffer` wraps one in a ctypes array
-that keeps it alive; numpy arrays and torch tensors are then zero-copy views
-built with `np.frombuffer` / `torch.frombuffer`, which keep the ctypes array
-(and so the storage) alive for as long as any view exists.
+Every reader of the native module (`safe_open`, its slices, the legacy
+pickle reader) returns `RawTensor` records: `nbytes` bytes at `offset` in a
+`_Storage` (a private file map, an owned buffer, or a pinned Python
+buffer), with a framework dtype name and shape. `byte_array` wraps those
+bytes in a ctypes array that keeps the storage alive; numpy arrays and
+torch tensors are zero-copy views built with `np.frombuffer` /
+`torch.frombuffer`, which keep the ctypes array (and so the storage) alive
+for as long as any view exists. The ctypes route works under the stable ABI
+of Python 3.9, where a native class cannot export the buffer protocol.
 
-The ctypes route works under the stable ABI of Python 3.9, where a native
-class cannot export the buffer protocol itself.
+This module is the one place that parses a `device` argument
+(`parse_device`) and converts records (`make_converter`); safetensors and
+pickle checkpoints load through the same converters.
 """
 
 from __future__ import annotations
@@ -15,17 +21,17 @@ from __future__ import annotations
 import ctypes
 from typing import Any, Callable, Dict, List, Tuple
 
-from ._safeweights_rust import SafetensorError, UnsupportedDtypeError
-
-# (buffer, offset, nbytes, dtype, shape, writable), as the native module passes them.
-TensorArgs = Tuple[Any, int, int, str, Tuple[int, ...], bool]
+from . import _dtypes
+from ._safeweights_rust import RawTensor, SafetensorError, UnsupportedDtypeError
 
 
-def make_buffer(storage: Any) -> Any:
-    """A writable ctypes byte array over `storage` that keeps it alive."""
-    size = storage.nbytes
-    array_type = ctypes.c_ubyte * size
-    array = array_type.from_address(storage.address) if size else array_type()
+def byte_array(storage: Any, offset: int, nbytes: int) -> Any:
+    """A writable ctypes array over bytes `[offset, offset + nbytes)` of
+    `storage`, which it keeps alive."""
+    if offset < 0 or nbytes < 0 or offset + nbytes > storage.nbytes:
+        raise SafetensorError(f"bytes {offset}..{offset + nbytes} lie outside a storage of {storage.nbytes} bytes")
+    array_type = ctypes.c_ubyte * nbytes
+    array = array_type.from_address(storage.address + offset) if nbytes else array_type()
     array._safeweights_storage = storage
     return array
 
@@ -72,137 +78,10 @@ def pin_buffer(source: Any) -> Tuple[Any, int, int, bool]:
         return data, _bytes_address(data), size, False
 
 
-def _check_cpu(device: Any, framework: str) -> None:
-    if device not in (None, "cpu"):
-        raise SafetensorError(f"device {device} is invalid: {framework} tensors can only be loaded on the cpu")
-
-
-class NumpyConverter:
-    """Builds numpy arrays; read-only when the source memory is (`bytes`)."""
-
-    def __init__(self) -> None:
-        from . import _dtypes
-
-        self._dtypes = _dtypes.numpy_dtypes()
-
-    def __call__(self, buffer: Any, offset: int, nbytes: int, dtype: str, shape: Tuple[int, ...], writable: bool) -> Any:
-        import numpy as np
-
-        np_dtype = self._dtypes.get(dtype)
-        if np_dtype is None:
-            raise UnsupportedDtypeError(
-                f"dtype {dtype} has no numpy equivalent (install ml_dtypes for BF16 and F8 types, or use framework='pt')"
-            )
-        if nbytes == 0:
-            return np.empty(shape, dtype=np_dtype)
-        array = np.frombuffer(buffer, dtype=np_dtype, count=nbytes // np_dtype.itemsize, offset=offset)
-        if not writable:
-            array.flags.writeable = False
-        return array.reshape(shape)
-
-    def load_all(self, entries: List[Tuple[str, TensorArgs]]) -> Dict[str, Any]:
-        return {name: self(*args) for name, args in entries}
-
-    def indexes_whole(self, index: Any) -> bool:
-        """Never: every index the reference takes for numpy is gathered from the file."""
-        return False
-
-
-def _torch_only_index(item: Any) -> bool:
-    """Whether torch reads `item` as an advanced index (a bool, a sequence,
-    an array or tensor of any shape but a 0-d integer one), which only torch
-    itself can apply with torch's semantics."""
-    if isinstance(item, (bool, list, tuple)):
-        return True
-    ndim = getattr(item, "ndim", None)
-    return ndim is not None and (ndim != 0 or str(getattr(item, "dtype", "")) in ("bool", "torch.bool"))
-
-
-class TorchConverter:
-    """Builds torch tensors on the cpu (zero-copy) or another device."""
-
-    def __init__(self, device: Any) -> None:
-        import torch
-
-        from . import _dtypes
-
-        self._torch = torch
-        self._dtypes = _dtypes.torch_dtypes()
-        self.device = _parse_torch_device(device)
-
-    def resolve(self, dtype: str, shape: Tuple[int, ...]) -> Tuple[Any, Tuple[int, ...]]:
-        """The torch dtype and shape of a tensor of the format's `dtype` and
-        `shape`; raises `UnsupportedDtypeError` if torch cannot hold it."""
-        torch_dtype = self._dtypes.get(dtype)
-        if torch_dtype is None:
-            raise UnsupportedDtypeError(f"dtype {dtype} has no equivalent in torch {self._torch.__version__}")
-        return torch_dtype, _packed_f4_shape(shape) if dtype == "F4" else shape
-
-    def cpu_tensor(self, buffer: Any, offset: int, nbytes: int, dtype: str, shape: Tuple[int, ...], writable: bool) -> Any:
-        torch = self._torch
-        torch_dtype, shape = self.resolve(dtype, shape)
-        if nbytes == 0:
-            return torch.empty(shape, dtype=torch_dtype)
-        itemsize = torch_dtype.itemsize
-        if offset % itemsize:
-            # Misaligned in the file (not written by us or the reference):
-            # copy into aligned memory rather than hand out a misaligned tensor.
-            raw = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
-            return raw.clone().view(torch_dtype).reshape(shape)
-        tensor = torch.frombuffer(buffer, dtype=torch_dtype, count=nbytes // itemsize, offset=offset)
-        if not writable:
-            tensor = tensor.clone()
-        return tensor.reshape(shape)
-
-    def __call__(self, *args: Any) -> Any:
-        if self.device.type == "cuda":
-            from ._cuda import PINNED_MIN, load_to_cuda
-
-            if args[2] >= PINNED_MIN:
-                return load_to_cuda(self.device, self.resolve, [("", args)])[""]
-        tensor = self.cpu_tensor(*args)
-        if self.device.type != "cpu":
-            tensor = tensor.to(self.device)
-        return tensor
-
-    def indexes_whole(self, index: Any) -> bool:
-        """Whether `index` needs torch's own indexing of the whole tensor.
-
-        The reference applies any torch index to the whole tensor; integers,
-        slices, `...` and `None` select the same elements either way, so only
-        the other kinds (booleans, lists, arrays, tensors) go through torch.
-        """
-        items = index if isinstance(index, tuple) else (index,)
-        return any(_torch_only_index(item) for item in items)
-
-    def index_whole(self, args: TensorArgs, index: Any) -> Any:
-        """`index` applied by torch to the whole tensor (a view of the file
-        where it is mapped), as a new tensor on this converter's device."""
-        whole = self.cpu_tensor(*args)
-        result = whole[index]
-        if result.numel() and result.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr():
-            # A sequence of slices (read by torch as a tuple) gives a view:
-            # sliced results are copies, never aliases of the file's memory.
-            result = result.clone()
-        return result.to(self.device) if self.device.type != "cpu" else result
-
-    def load_all(self, entries: List[Tuple[str, TensorArgs]]) -> Dict[str, Any]:
-        if self.device.type == "cuda":
-            from ._cuda import load_to_cuda
-
-            return load_to_cuda(self.device, self.resolve, entries)
-        return {name: self(*args) for name, args in entries}
-
-
-def _packed_f4_shape(shape: Tuple[int, ...]) -> Tuple[int, ...]:
-    if not shape or shape[-1] % 2:
-        raise UnsupportedDtypeError(
-            f"an F4 tensor of shape {list(shape)} cannot be loaded as torch.float4_e2m1fn_x2, which packs pairs along the last dimension"
-        )
-    return (*shape[:-1], shape[-1] // 2)
-
-
-def _parse_torch_device(device: Any) -> Any:
+def parse_device(device: Any) -> Any:
+    """The `torch.device` for a `device` argument: None (the cpu), a
+    `torch.device`, a device string (`"cpu"`, `"cuda"`, `"cuda:1"`, ...) or
+    a GPU index. Raises `SafetensorError` for anything else."""
     import torch
 
     if device is None:
@@ -221,11 +100,144 @@ def _parse_torch_device(device: Any) -> Any:
     raise SafetensorError(f"device {device} is invalid")
 
 
+class NumpyConverter:
+    """Builds numpy arrays; read-only when the source memory is (`bytes`)."""
+
+    def tensor(self, record: RawTensor) -> Any:
+        import numpy as np
+
+        np_dtype = _dtypes.numpy_dtype(record.dtype)
+        if np_dtype is None:
+            raise UnsupportedDtypeError(
+                f"tensor {record.name!r} has dtype {record.dtype}, which numpy lacks"
+                " (install ml_dtypes for bfloat16 and the float8 types, or use framework='pt')"
+            )
+        if record.nbytes == 0:
+            return np.empty(record.shape, dtype=np_dtype)
+        array = np.frombuffer(byte_array(record.storage, record.offset, record.nbytes), dtype=np_dtype)
+        if not record.storage.writable:
+            array.flags.writeable = False
+        return array.reshape(record.shape)
+
+    def tensors(self, records: List[RawTensor]) -> List[Any]:
+        return [self.tensor(record) for record in records]
+
+    def indexes_whole(self, index: Any) -> bool:
+        """Never: every index the reference takes for numpy is gathered from the file."""
+        return False
+
+
+def _torch_only_index(item: Any) -> bool:
+    """Whether torch reads `item` as an advanced index (a bool, a sequence,
+    an array or tensor of any shape but a 0-d integer one), which only torch
+    itself can apply with torch's semantics."""
+    if isinstance(item, (bool, list, tuple)):
+        return True
+    ndim = getattr(item, "ndim", None)
+    return ndim is not None and (ndim != 0 or str(getattr(item, "dtype", "")) in ("bool", "torch.bool"))
+
+
+class TorchConverter:
+    """Builds torch tensors on the cpu (zero-copy) or another device.
+
+    `device` is a `torch.device` (see `parse_device`)."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = device
+        self._kind = device.type
+        self._dtypes: Dict[str, Any] = {}
+
+    def resolve(self, record: RawTensor) -> Tuple[Any, Tuple[int, ...]]:
+        """The torch dtype and shape of `record`; raises
+        `UnsupportedDtypeError` if this torch cannot hold it."""
+        name = record.dtype
+        torch_dtype = self._dtypes.get(name)
+        if torch_dtype is None:
+            torch_dtype = self._dtypes[name] = _dtypes.torch_dtype(name)
+        if torch_dtype is None:
+            raise UnsupportedDtypeError(
+                f"tensor {record.name!r} has dtype {record.dtype}, which torch {self._torch.__version__} lacks"
+            )
+        return torch_dtype, record.shape
+
+    def cpu_tensor(self, record: RawTensor) -> Any:
+        """A cpu tensor over the record's bytes: a view where the memory
+        is writable and aligned, a copy otherwise."""
+        torch = self._torch
+        torch_dtype, shape = self.resolve(record)
+        nbytes = record.nbytes
+        if nbytes == 0:
+            return torch.empty(shape, dtype=torch_dtype)
+        storage = record.storage
+        buffer = byte_array(storage, record.offset, nbytes)
+        if (storage.address + record.offset) % torch_dtype.itemsize:
+            # Misaligned (not written by us or the reference): copy into
+            # aligned memory rather than hand out a misaligned tensor.
+            raw = torch.frombuffer(buffer, dtype=torch.uint8)
+            return raw.clone().view(torch_dtype).reshape(shape)
+        tensor = torch.frombuffer(buffer, dtype=torch_dtype)
+        if not storage.writable:
+            tensor = tensor.clone()
+        return tensor if len(shape) == 1 else tensor.reshape(shape)
+
+    def tensor(self, record: RawTensor) -> Any:
+        if self._kind == "cuda":
+            from ._cuda import PINNED_MIN, load_to_cuda
+
+            if record.nbytes >= PINNED_MIN:
+                return load_to_cuda(self.device, self.resolve, [record])[0]
+        tensor = self.cpu_tensor(record)
+        if self._kind != "cpu":
+            tensor = tensor.to(self.device)
+        return tensor
+
+    def tensors(self, records: List[RawTensor]) -> List[Any]:
+        """Tensors for `records`, in order. Onto a CUDA device, all of them
+        move in one pass through pinned buffers: list them in file order."""
+        if self._kind == "cuda":
+            from ._cuda import load_to_cuda
+
+            return load_to_cuda(self.device, self.resolve, records)
+        if self._kind == "cpu":
+            return [self.cpu_tensor(record) for record in records]
+        return [self.tensor(record) for record in records]
+
+    def indexes_whole(self, index: Any) -> bool:
+        """Whether `index` needs torch's own indexing of the whole tensor.
+
+        The reference applies any torch index to the whole tensor; integers,
+        slices, `...` and `None` select the same elements either way, so only
+        the other kinds (booleans, lists, arrays, tensors) go through torch.
+        """
+        items = index if isinstance(index, tuple) else (index,)
+        return any(_torch_only_index(item) for item in items)
+
+    def index_whole(self, record: RawTensor, index: Any) -> Any:
+        """`index` applied by torch to the whole tensor of `record` (a view
+        of the file where it is mapped), as a new tensor on this device."""
+        whole = self.cpu_tensor(record)
+        result = whole[index]
+        if result.numel() and result.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr():
+            # A sequence of slices (read by torch as a tuple) gives a view:
+            # sliced results are copies, never aliases of the file's memory.
+            result = result.clone()
+        return result.to(self.device) if self.device.type != "cpu" else result
+
+
+def _numpy(device: Any) -> NumpyConverter:
+    if device not in (None, "cpu"):
+        raise SafetensorError(f"device {device} is invalid: numpy tensors can only be loaded on the cpu")
+    return NumpyConverter()
+
+
 _FRAMEWORKS: Dict[str, Callable[[Any], Any]] = {
-    "pt": TorchConverter,
-    "torch": TorchConverter,
-    "np": lambda device: (_check_cpu(device, "numpy"), NumpyConverter())[1],
-    "numpy": lambda device: (_check_cpu(device, "numpy"), NumpyConverter())[1],
+    "pt": lambda device: TorchConverter(parse_device(device)),
+    "torch": lambda device: TorchConverter(parse_device(device)),
+    "np": _numpy,
+    "numpy": _numpy,
 }
 
 

@@ -3,8 +3,8 @@
 //! ever executed, and no Python pickle machinery is involved.
 //!
 //! The rebuilt object tree is converted to Python values; tensors become
-//! [`PickledTensor`] records holding their bytes, which the Python side
-//! (`safeweights._legacy`) turns into torch tensors.
+//! [`RawTensor`] records (the same as `safe_open` gives), which the Python
+//! side (`safeweights._legacy`) turns into torch tensors.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -20,38 +20,11 @@ use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::Error as PickleError;
 
 use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
-use crate::safe_open::python_buffer;
-use crate::storage::Backing;
+use crate::record::{Layout, Location, RawTensor};
+use crate::storage::{Backing, Storage};
 
 /// Nodes visited while converting, to stop graphs that expand exponentially.
 const MAX_NODES: u64 = 50_000_000;
-
-/// A tensor read from a pickle checkpoint: contiguous little-endian bytes
-/// (its own copy, or a range of a private map of the file) plus what torch
-/// needs to rebuild it.
-#[pyclass(
-    module = "safeweights._safeweights_rust",
-    name = "_PickledTensor",
-    frozen,
-    get_all
-)]
-#[derive(Debug)]
-pub struct PickledTensor {
-    /// A buffer holding the bytes (see `_convert.make_buffer`).
-    buffer: Py<PyAny>,
-    /// Where the bytes start in `buffer`.
-    offset: usize,
-    /// Byte length.
-    nbytes: usize,
-    /// torch dtype name, e.g. `"float32"`.
-    dtype: &'static str,
-    /// Sizes per dimension.
-    shape: Vec<u64>,
-    /// Whether it was saved requiring grad.
-    requires_grad: bool,
-    /// Index of the distinct tensor; equal indices are the same tensor.
-    index: usize,
-}
 
 /// A `torch.<name>` dtype object found in the pickle.
 #[pyclass(
@@ -169,7 +142,7 @@ fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
 struct Converter<'a, 'py> {
     py: Python<'py>,
     tensors: &'a Tensors,
-    records: Vec<Py<PickledTensor>>,
+    records: Vec<Py<RawTensor>>,
     memo: HashMap<*const (), Py<PyAny>>,
 }
 
@@ -258,9 +231,9 @@ impl<'py> Converter<'_, 'py> {
 }
 
 /// Reads a legacy checkpoint from a path, `bytes` or `bytearray`; returns
-/// `(tree, records)`: the object tree with `_PickledTensor` /
-/// `_PickledDtype` records in it, and every distinct tensor record, in the
-/// order of their `index`.
+/// `(tree, records)`: the object tree with `RawTensor` / `_PickledDtype`
+/// records in it, and every distinct tensor's record once (identical views
+/// are one record, the very object found at each place in the tree).
 #[pyfunction]
 pub fn load_torch_pickle<'py>(
     py: Python<'py>,
@@ -285,38 +258,41 @@ pub fn load_torch_pickle<'py>(
     let data = py
         .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
         .map_err(to_py_err)?;
-    let map_buffer = match &mapped {
+    let map_storage = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
-            Some(python_buffer(py, map.clone())?)
+            Some(Py::new(py, Storage::new(map.clone()))?)
         }
         _ => None,
     };
     let mut records = Vec::with_capacity(data.len());
-    for (index, (tensor, bytes)) in tensors.list.iter().zip(data).enumerate() {
-        let (buffer, offset, nbytes) = match (bytes, &map_buffer) {
-            (TensorData::Mapped(range), Some(buffer)) => {
-                (buffer.clone_ref(py), range.start, range.len())
-            }
-            (TensorData::Copied(backing), _) => {
-                let nbytes = backing.as_slice().len();
-                (python_buffer(py, Arc::new(backing))?, 0, nbytes)
-            }
+    for (tensor, bytes) in tensors.list.iter().zip(data) {
+        let location = match (bytes, &map_storage) {
+            (TensorData::Mapped(range), Some(storage)) => Location {
+                storage: storage.clone_ref(py),
+                offset: range.start,
+                nbytes: range.len(),
+            },
+            (TensorData::Copied(backing), _) => Location::whole(py, backing)?,
             (TensorData::Mapped(_), None) => {
                 return Err(CheckpointError::new_err(
                     "internal error: a mapped tensor without a map",
                 ))
             }
         };
-        let record = PickledTensor {
-            buffer,
-            offset,
-            nbytes,
+        let layout = Layout {
             dtype: tensor.scalar.name,
-            shape: tensor.shape.clone(),
+            shape: tensor
+                .shape
+                .iter()
+                .map(|&n| usize::try_from(n))
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    CheckpointError::new_err("a tensor dimension exceeds the address space")
+                })?,
+            name: entry_name(tensor),
             requires_grad: tensor.requires_grad,
-            index,
         };
-        records.push(Py::new(py, record)?);
+        records.push(Py::new(py, RawTensor::new(location, layout))?);
     }
     let all_records = PyList::new(py, records.iter().map(|r| r.clone_ref(py)))?;
     let mut converter = Converter {
@@ -327,6 +303,11 @@ pub fn load_torch_pickle<'py>(
     };
     let tree = converter.convert(checkpoint.root())?;
     PyTuple::new(py, [tree, all_records.into_any()])
+}
+
+/// How messages and records name a tensor of a pickle checkpoint.
+fn entry_name(tensor: &TensorRef) -> String {
+    format!("tensor of storage {}", tensor.storage.key)
 }
 
 /// One tensor's bytes: a range of the private map, or a copy.
@@ -350,7 +331,7 @@ fn read_all(
         .iter()
         .map(|tensor| {
             let entry = TensorEntry {
-                name: format!("tensor of storage {}", tensor.storage.key),
+                name: entry_name(tensor),
                 dtype: tensor.scalar.dtype.unwrap_or(safeweights::Dtype::U8),
                 shape: tensor.shape.clone(),
                 tensor: tensor.clone(),

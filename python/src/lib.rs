@@ -1,10 +1,15 @@
 //! Python bindings of safeweights: the native module
 //! `safeweights._safeweights_rust`, wrapped by the pure-Python package
 //! `safeweights` (a drop-in for `safetensors` plus safe checkpoints).
+//!
+//! The module is called from Python and never calls back into the
+//! package: readers return tensors as [`record::RawTensor`] records, and
+//! the package converts them to numpy or torch and places them on devices.
 
 mod checkpoint;
 mod dtype;
 mod errors;
+mod record;
 mod safe_open;
 mod serialize;
 mod slicing;
@@ -18,14 +23,14 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     m.add_class::<storage::Storage>()?;
-    m.add_class::<safe_open::SafeOpen>()?;
+    m.add_class::<record::RawTensor>()?;
+    m.add_class::<safe_open::SafeFile>()?;
     m.add_class::<safe_open::SafeSlice>()?;
     m.add_class::<serialize::TensorSpec>()?;
     m.add_function(wrap_pyfunction!(serialize::serialize, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_sharded, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
-    m.add_class::<checkpoint::PickledTensor>()?;
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;
     Ok(())
