@@ -17,7 +17,7 @@ use safeweights::{Metadata, TensorInfo};
 use crate::dtype::{framework_name, framework_shape};
 use crate::errors::{new_err, to_py_err, ClosedFileError, Multi, SafetensorError};
 use crate::record::{Layout, Location, RawTensor};
-use crate::slicing::{flip_axis, parse_index};
+use crate::slicing::parse_index;
 use crate::source::{Bytes, Opened};
 use crate::storage::{Backing, Storage};
 
@@ -165,7 +165,12 @@ impl SafeFile {
             .map_err(|error| {
                 // The reference raises OSError for any directory; ours reads
                 // sharded checkpoints from one, and says why it cannot.
-                if matches!(error.kind(), safeweights::Error::Shard { .. }) && path.is_dir() {
+                if matches!(
+                    error.kind(),
+                    safeweights::Error::Shard { .. }
+                        | safeweights::Error::CheckpointDirectory { .. }
+                ) && path.is_dir()
+                {
                     new_err(Multi::ShardDirectory, error.to_string())
                 } else {
                     to_py_err(error)
@@ -322,47 +327,37 @@ impl SafeSlice {
     /// The record of the elements `index` selects, gathered into a new
     /// buffer (writable, never an alias of the file).
     fn read(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<RawTensor>> {
-        let plan = parse_index(index, &self.info.shape)?;
+        let args = parse_index(index)?;
         let info = &self.info;
         let file = &self.handle.opened.files[self.file];
         let gathered = py.detach(|| -> safeweights::Result<(Vec<usize>, Backing)> {
-            let dims = slice::resolve(&info.name, &info.shape, &plan.args)?;
+            let selection = slice::plan(&info.name, &info.shape, &args)?;
             let mut out = Backing::zeroed(slice::output_len(
                 &info.name,
                 info.dtype,
                 &info.shape,
-                &dims,
+                &selection,
             )?);
             match &file.bytes {
                 Bytes::Memory { .. } => {
                     let data = file.memory_bytes(info).unwrap_or_default();
-                    let target = out.as_mut_slice();
-                    let mut written = 0;
-                    slice::for_each_run(
+                    slice::gather_into(
                         &info.name,
                         info.dtype,
                         &info.shape,
-                        &dims,
-                        |offset, run| {
-                            target[written..written + run]
-                                .copy_from_slice(&data[offset..offset + run]);
-                            written += run;
-                            Ok(())
-                        },
+                        data,
+                        &selection,
+                        out.as_mut_slice(),
                     )?;
                 }
                 Bytes::Pread(reader) => {
-                    let (_, bytes) = reader.read_slice(&info.name, &plan.args)?;
+                    let bytes = reader.read_selection(info, &selection)?;
                     out.as_mut_slice().copy_from_slice(&bytes);
                 }
             }
-            Ok((slice::output_shape(&dims), out))
+            Ok((selection.shape(), out))
         });
-        let (shape, mut out) = gathered.map_err(to_py_err)?;
-        for &axis in &plan.flips {
-            out = Backing::copy_of(&flip_axis(out.as_slice(), &shape, axis, info.dtype.bits())?);
-        }
-        let final_shape = plan.final_shape(&shape);
+        let (final_shape, out) = gathered.map_err(to_py_err)?;
         record(py, Location::whole(py, out)?, info, &final_shape)
     }
 }
