@@ -19,7 +19,7 @@ use safeweights_pickle::pickle::{StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::Error as PickleError;
 
-use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
+use crate::errors::{CheckpointError, CoreError};
 use crate::record::{Layout, Location, RawTensor};
 use crate::storage::{Backing, Storage};
 
@@ -36,18 +36,6 @@ const MAX_NODES: u64 = 50_000_000;
 #[derive(Debug)]
 pub struct PickledDtype {
     name: &'static str,
-}
-
-/// Pickle errors as Python exceptions: refusals (a global or opcode that
-/// could run code) are `UnsafeCheckpointError` naming what was refused.
-fn to_py_err(error: PickleError) -> PyErr {
-    match error.root() {
-        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
-            UnsafeCheckpointError::new_err(error.to_string())
-        }
-        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
-        _ => CheckpointError::new_err(error.to_string()),
-    }
 }
 
 /// Identity of a view: its exact bytes and requires_grad. Identical
@@ -252,12 +240,12 @@ pub fn load_torch_pickle<'py>(
         let path: PathBuf = source.extract()?;
         py.detach(|| (Checkpoint::open(&path), map_private(&path)))
     };
-    let checkpoint = checkpoint.map_err(to_py_err)?;
+    let checkpoint = checkpoint.map_err(CoreError::from)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
     let data = py
         .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
-        .map_err(to_py_err)?;
+        .map_err(CoreError::from)?;
     let map_storage = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
             Some(Py::new(py, Storage::new(map.clone()))?)

@@ -37,6 +37,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::PyErrArguments;
 use safeweights::Error;
+use safeweights_pickle::Error as PickleError;
 
 pyo3::create_exception!(
     safeweights,
@@ -246,19 +247,46 @@ where
     })
 }
 
-/// Converts a library error into the matching Python exception. The
-/// message keeps the file name and says what is wrong. I/O errors are the
-/// built-in `OSError` subclasses, as the reference raises when reading.
-pub fn to_py_err(error: Error) -> PyErr {
-    convert(error, false)
+/// An error of the Rust crates on its way to Python: the one place that
+/// picks its exception class, by the error's kind (its variant), never by
+/// its message. Call sites write `.map_err(CoreError::from)?` (reading,
+/// pickle reader) or `.map_err(CoreError::Write)?` (writing a file).
+#[derive(Debug)]
+pub enum CoreError {
+    /// A safeweights error while reading: I/O errors are the built-in
+    /// `OSError` subclasses, as the reference raises when reading.
+    Read(Error),
+    /// A safeweights error while writing a file: I/O errors are also
+    /// `SafetensorError`s, as the reference raises.
+    Write(Error),
+    /// An error of the pickle reader: refusals (a global or opcode that
+    /// could run code) are `UnsafeCheckpointError` naming what was refused.
+    Pickle(PickleError),
 }
 
-/// [`to_py_err`] for errors while writing a file: I/O errors are also
-/// `SafetensorError`s, as the reference raises.
-pub fn to_py_write_err(error: Error) -> PyErr {
-    convert(error, true)
+impl From<Error> for CoreError {
+    fn from(error: Error) -> Self {
+        CoreError::Read(error)
+    }
 }
 
+impl From<PickleError> for CoreError {
+    fn from(error: PickleError) -> Self {
+        CoreError::Pickle(error)
+    }
+}
+
+impl From<CoreError> for PyErr {
+    fn from(error: CoreError) -> PyErr {
+        match error {
+            CoreError::Read(error) => convert(error, false),
+            CoreError::Write(error) => convert(error, true),
+            CoreError::Pickle(error) => convert_pickle(error),
+        }
+    }
+}
+
+/// The message keeps the file name and says what is wrong.
 fn convert(error: Error, writing: bool) -> PyErr {
     let path = error.path().map(|p| p.display().to_string());
     if let Error::Io(io_error) = error.kind() {
@@ -283,6 +311,16 @@ fn convert(error: Error, writing: bool) -> PyErr {
             InvalidTensorError::new_err(message)
         }
         _ => InvalidHeaderError::new_err(message),
+    }
+}
+
+fn convert_pickle(error: PickleError) -> PyErr {
+    match error.root() {
+        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
+            UnsafeCheckpointError::new_err(error.to_string())
+        }
+        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
+        _ => CheckpointError::new_err(error.to_string()),
     }
 }
 

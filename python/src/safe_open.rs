@@ -15,7 +15,7 @@ use safeweights::slice;
 use safeweights::{Metadata, TensorInfo};
 
 use crate::dtype::{framework_name, framework_shape};
-use crate::errors::{new_err, to_py_err, ClosedFileError, Multi, SafetensorError};
+use crate::errors::{new_err, ClosedFileError, CoreError, Multi, SafetensorError};
 use crate::record::{Layout, Location, RawTensor};
 use crate::slicing::parse_index;
 use crate::source::{Bytes, Opened};
@@ -96,7 +96,7 @@ impl Handle {
                         .read_into(&info.name, backing.as_mut_slice())
                         .map(|_| backing)
                 });
-                Location::whole(py, backing.map_err(to_py_err)?)?
+                Location::whole(py, backing.map_err(CoreError::from)?)?
             }
         };
         record(py, location, info, &info.shape)
@@ -147,7 +147,7 @@ fn open_backing(py: Python<'_>, backing: Backing) -> PyResult<SafeFile> {
     let backing = Arc::new(backing);
     let opened = py
         .detach(|| Opened::from_backing(backing))
-        .map_err(to_py_err)?;
+        .map_err(CoreError::from)?;
     Ok(SafeFile::new(Handle::new(opened)))
 }
 
@@ -173,7 +173,7 @@ impl SafeFile {
                 {
                     new_err(Multi::ShardDirectory, error.to_string())
                 } else {
-                    to_py_err(error)
+                    CoreError::from(error).into()
                 }
             })?;
         Ok(SafeFile::new(Handle::new(opened)))
@@ -269,7 +269,7 @@ impl SafeFile {
     /// The record of one whole tensor.
     fn tensor(&self, py: Python<'_>, name: &str) -> PyResult<Py<RawTensor>> {
         let handle = self.handle()?;
-        let (file, info) = handle.opened.lookup(name).map_err(to_py_err)?;
+        let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
         handle.raw_tensor(py, file, info)
     }
 
@@ -286,7 +286,7 @@ impl SafeFile {
     /// A lazy slice of one tensor.
     fn slice(&self, name: &str) -> PyResult<SafeSlice> {
         let handle = self.handle()?;
-        let (file, info) = handle.opened.lookup(name).map_err(to_py_err)?;
+        let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
         let info = info.clone();
         Ok(SafeSlice { handle, file, info })
     }
@@ -357,7 +357,7 @@ impl SafeSlice {
             }
             Ok((selection.shape(), out))
         });
-        let (final_shape, out) = gathered.map_err(to_py_err)?;
+        let (final_shape, out) = gathered.map_err(CoreError::from)?;
         record(py, Location::whole(py, out)?, info, &final_shape)
     }
 }
