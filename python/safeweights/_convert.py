@@ -149,6 +149,7 @@ class TorchConverter:
         self.device = device
         self._kind = device.type
         self._dtypes: Dict[str, Any] = {}
+        self._cuda_checked = False
 
     def resolve(self, record: RawTensor) -> Tuple[Any, Tuple[int, ...]]:
         """The torch dtype and shape of `record`; raises
@@ -183,10 +184,23 @@ class TorchConverter:
             tensor = tensor.clone()
         return tensor if len(shape) == 1 else tensor.reshape(shape)
 
+    def _check_device(self) -> None:
+        """Refuses, with a clear message, a CUDA device this torch cannot
+        reach (torch itself raises an AssertionError from its lazy init)."""
+        if self._kind != "cuda" or self._cuda_checked:
+            return
+        if not self._torch.cuda.is_available():
+            raise SafetensorError(
+                f"device {self.device} is not available: this torch has no CUDA support or sees no GPU"
+                " (torch.cuda.is_available() is False); load on the cpu with device='cpu'"
+            )
+        self._cuda_checked = True
+
     def tensor(self, record: RawTensor) -> Any:
         if self._kind == "cuda":
             from ._cuda import PINNED_MIN, load_to_cuda
 
+            self._check_device()
             if record.nbytes >= PINNED_MIN:
                 return load_to_cuda(self.device, self.resolve, [record])[0]
         tensor = self.cpu_tensor(record)
@@ -200,6 +214,7 @@ class TorchConverter:
         if self._kind == "cuda":
             from ._cuda import load_to_cuda
 
+            self._check_device()
             return load_to_cuda(self.device, self.resolve, records)
         if self._kind == "cpu":
             return [self.cpu_tensor(record) for record in records]
@@ -218,6 +233,7 @@ class TorchConverter:
     def index_whole(self, record: RawTensor, index: Any) -> Any:
         """`index` applied by torch to the whole tensor of `record` (a view
         of the file where it is mapped), as a new tensor on this device."""
+        self._check_device()
         whole = self.cpu_tensor(record)
         result = whole[index]
         if result.numel() and result.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr():
