@@ -29,6 +29,15 @@ class UnsafeCheckpointError(CheckpointError): ...
 class ClosedFileError(SafetensorError): ...
 
 class TensorSpec:
+    """One tensor for `serialize`/`serialize_file`.
+
+    `data_ptr` is trusted, as the reference trusts it: `data_len` bytes are
+    read from that address with no check. A wrong address or length reads
+    other memory or crashes the interpreter. Pass only the address of a
+    live, contiguous CPU tensor or array (`tensor.data_ptr()`,
+    `array.ctypes.data`) and keep it alive and unchanged during the call.
+    """
+
     def __init__(self, *, dtype: str, shape: Sequence[int], data_ptr: int, data_len: int) -> None: ...
     @property
     def dtype(self) -> str: ...

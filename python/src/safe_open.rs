@@ -36,6 +36,7 @@ fn metadata_dict<'py>(
 /// Opened files plus, per file held in memory, the one `_Storage` its
 /// records share.
 pub struct Handle {
+    /// The files, validated.
     pub opened: Opened,
     storages: Vec<PyOnceLock<Py<Storage>>>,
 }
@@ -65,6 +66,7 @@ fn record(
 }
 
 impl Handle {
+    /// A handle over `opened`, with no storage handed out yet.
     pub fn new(opened: Opened) -> Self {
         let storages = opened.files.iter().map(|_| PyOnceLock::new()).collect();
         Handle { opened, storages }

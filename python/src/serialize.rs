@@ -28,8 +28,13 @@ use crate::errors::{io_to_py_write_err, CoreError, InvalidTensorError};
 /// shape: the last dimension is doubled to the logical F4 shape, as the
 /// reference does.
 ///
-/// Safety: `data_ptr` is a raw address. The caller keeps the memory alive
-/// and unchanged during every `serialize`/`serialize_file` call using it.
+/// `data_ptr` is trusted, as the reference trusts it: the writers read
+/// `data_len` bytes from that address with no check at all. A wrong
+/// address or length reads other memory or crashes the interpreter. Pass
+/// only the address of a live, contiguous CPU tensor or array of at least
+/// `data_len` bytes (`tensor.data_ptr()`, `array.ctypes.data`), and keep it
+/// alive and unchanged during every `serialize`/`serialize_file` call using
+/// it. `safeweights.torch` and `safeweights.numpy` do this for you.
 #[pyclass(module = "safeweights._safeweights_rust", name = "TensorSpec", frozen)]
 #[derive(Debug, Clone)]
 pub struct TensorSpec {

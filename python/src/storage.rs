@@ -113,10 +113,12 @@ fn bytemuck_bytes(words: &[u64]) -> &[u8] {
 #[pyclass(module = "safeweights._safeweights_rust", name = "_Storage", frozen)]
 #[derive(Debug)]
 pub struct Storage {
+    /// The memory, shared with the reader that produced it.
     pub backing: Arc<Backing>,
 }
 
 impl Storage {
+    /// A storage handing `backing` to Python.
     pub fn new(backing: Arc<Backing>) -> Self {
         Storage { backing }
     }
