@@ -6,9 +6,15 @@ use clap::{Args, Parser, Subcommand};
 
 const MAIN_HELP: &str = "\
 Exit codes:
-  0  success: valid, equal, all finite
-  1  the answer is no: invalid or corrupt file, differences, non-finite values
-  2  usage error, file that cannot be opened, network error
+  0  ok: valid, equal, safe, all finite
+  1  the answer is no: invalid or corrupt file, unsafe file, differences,
+     non-finite values
+  2  usage error, or an input that cannot be read (missing file, I/O or
+     network error, a directory that holds no checkpoint)
+  3  internal error (a bug in safeweights; please report it)
+With --json, a failure also prints one JSON document on stdout:
+  {\"error\": {\"kind\": \"invalid\" | \"unsafe\" | \"usage\" | \"input\" | \"internal\",
+             \"message\": ..., \"path\": ... or null}}
 
 Checkpoints: every command that reads accepts a .safetensors file, a sharded
 checkpoint's index (*.safetensors.index.json) or a directory holding one.
@@ -33,6 +39,11 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Largest header to accept (default 100MB); a header over it is refused
+    /// as corrupt. Raise it for files with very many tensors that you trust.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_header_size: Option<String>,
 
     /// Seconds to wait for a remote server to connect or send data.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0)]

@@ -16,7 +16,8 @@ use crate::exit::{CliError, CliResult, Status};
 use crate::output::{human_bytes, progress, write_json, Painter, DIM, GREEN, YELLOW};
 
 /// Runs `convert`: exit 0 when converted, 1 when the input is unsafe or
-/// invalid (nothing is written), 2 for usage and I/O errors.
+/// invalid (nothing is written), 2 for usage and I/O errors, 3 when the
+/// output fails its verification.
 pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
     let options = options(args)?;
     let output = args
@@ -33,20 +34,7 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
         bar.set_position(p.bytes_done);
     });
     bar.finish_and_clear();
-    let report = report.map_err(|error| {
-        let code = if error.is_unsafe_or_invalid() { 1 } else { 2 };
-        let message = error.to_string();
-        let message = if message.contains(&args.input.display().to_string()) {
-            message
-        } else {
-            format!("{}: {message}", args.input.display())
-        };
-        CliError {
-            code,
-            message,
-            broken_pipe: false,
-        }
-    })?;
+    let report = report.map_err(|error| CliError::from(error).at(args.input.display()))?;
     if ctx.json {
         write_json(out, &report_json(args, &report))?;
     } else {
