@@ -47,7 +47,7 @@ class _Segment:
         self.start, self.end, self.arena_start = start, end, arena_start
 
 
-class _Plan:
+class _ArenaPlan:
     """Where each tensor goes in the arena, and which bytes to copy there."""
 
     def __init__(self) -> None:
@@ -86,7 +86,7 @@ def load_to_cuda(device: Any, resolve: Any, records: List[Any]) -> List[Any]:
     (before any byte moves)."""
     import torch
 
-    plan = _Plan()
+    plan = _ArenaPlan()
     targets = []
     for record in records:
         targets.append(resolve(record))

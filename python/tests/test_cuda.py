@@ -19,7 +19,7 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torc
 
 
 def plan_of(sizes, buffer="file"):
-    plan = _cuda._Plan()
+    plan = _cuda._ArenaPlan()
     offset = 0
     for size in sizes:
         plan.add(buffer, offset, size)
@@ -43,7 +43,7 @@ def test_plan_realigns_after_an_odd_sized_tensor():
 
 
 def test_plan_starts_a_source_per_buffer_and_when_offsets_go_back():
-    plan = _cuda._Plan()
+    plan = _cuda._ArenaPlan()
     plan.add("a", 0, 256)
     plan.add("b", 0, 256)
     plan.add("b", 0, 256)
