@@ -31,7 +31,14 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 from . import _dtypes, _structure
 from ._convert import parse_device
 from ._safe_open import safe_open
-from ._safeweights_rust import SNIFF_LEN, CheckpointError, serialize, serialize_file, serialize_sharded, sniff_format
+from ._safeweights_rust import (
+    SNIFF_LEN,
+    CheckpointError,
+    serialize,
+    serialize_file,
+    serialize_sharded,
+    sniff_format,
+)
 
 STRUCTURE_KEY = "safeweights.checkpoint"
 FORMAT_VERSION = 1
