@@ -155,3 +155,18 @@ def test_framework_tables_come_from_the_one_dtype_table():
         assert _dtypes.torch_dtype(_dtypes.torch_name(dtype)) is dtype, name
     assert _dtypes.torch_dtype("complex128") is torch.complex128
     assert _dtypes.torch_dtype("Tensor") is None and _dtypes.torch_dtype("__name__") is None
+
+
+@pytest.mark.filterwarnings("ignore:ComplexHalf support is experimental")
+def test_pickle_dtypes_beyond_the_format_load_through_the_shared_converter(tmp_path):
+    path = tmp_path / "wide.pt"
+    state = {
+        "c128": torch.randn(3, dtype=torch.complex128),
+        "c32": torch.randn(2, dtype=torch.complex64).to(torch.complex32),
+        "f4": random_tensor((2, 3), torch.float4_e2m1fn_x2),
+        "scalar": torch.tensor(7, dtype=torch.int64),
+    }
+    torch.save(state, path)
+    loaded = safeweights.torch.load_checkpoint(path)
+    for name, tensor in state.items():
+        assert same_bits(loaded[name], tensor), name
