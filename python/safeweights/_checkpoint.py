@@ -359,8 +359,15 @@ def _to_device(tensor: Any, device: Any) -> Any:
 
 
 def _parse_map_location(map_location: Any) -> Any:
-    # None keeps each tensor on the device it was saved from.
-    return None if map_location is None else parse_device(map_location)
+    # None keeps each tensor on the device it was saved from; a device is
+    # read by the one device parser, as load_file's `device` is.
+    if map_location is None:
+        return None
+    import torch
+
+    if isinstance(map_location, bool) or not isinstance(map_location, (str, int, torch.device)):
+        raise TypeError(f"map_location must be None, a device string or a torch.device, not {type(map_location).__name__}")
+    return parse_device(map_location)
 
 
 def _is_path(f: Any) -> bool:

@@ -120,13 +120,24 @@ def test_one_device_parser_for_load_file_and_load_checkpoint(device, expected):
         assert _checkpoint._parse_map_location(device) == torch.device(expected)
 
 
-@pytest.mark.parametrize("device", ["nonsense", -1, "meta", 1.5, True], ids=str)
+@pytest.mark.parametrize("device", ["nonsense", -1, "meta", "cuda:x"], ids=str)
 def test_invalid_devices_are_refused_alike(tmp_path, device):
     path = tmp_path / "m.safetensors"
     safeweights.torch.save_file({"w": torch.ones(2)}, path)
     with pytest.raises(safeweights.SafetensorError, match="device .* is invalid"):
         safeweights.torch.load_file(path, device=device)
     with pytest.raises(safeweights.SafetensorError, match="device .* is invalid"):
+        safeweights.torch.load_checkpoint(path, map_location=device)
+
+
+@pytest.mark.parametrize("device", [1.5, True, [0]], ids=str)
+def test_values_that_are_no_device_at_all(tmp_path, device):
+    # load_file says so as the reference does; map_location as before, a TypeError.
+    path = tmp_path / "m.safetensors"
+    safeweights.torch.save_file({"w": torch.ones(2)}, path)
+    with pytest.raises(safeweights.SafetensorError, match="device .* is invalid"):
+        safeweights.torch.load_file(path, device=device)
+    with pytest.raises(TypeError, match="map_location must be"):
         safeweights.torch.load_checkpoint(path, map_location=device)
 
 
