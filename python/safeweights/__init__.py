@@ -25,6 +25,7 @@ dtype the format cannot store raises `UnsupportedDtypeError`, also a
 
 from ._safeweights_rust import (  # noqa: F401
     CheckpointError,
+    DeviceUnavailableError,
     ClosedFileError,
     ForeignFormatError,
     InvalidHeaderError,

@@ -3,6 +3,7 @@ from ._safe_open import PySafeSlice as PySafeSlice
 from ._safe_open import safe_open as safe_open
 from ._safeweights_rust import CheckpointError as CheckpointError
 from ._safeweights_rust import ClosedFileError as ClosedFileError
+from ._safeweights_rust import DeviceUnavailableError as DeviceUnavailableError
 from ._safeweights_rust import ForeignFormatError as ForeignFormatError
 from ._safeweights_rust import InvalidHeaderError as InvalidHeaderError
 from ._safeweights_rust import InvalidSliceError as InvalidSliceError

@@ -22,7 +22,7 @@ import ctypes
 from typing import Any, Callable, Dict, List, Tuple
 
 from . import _dtypes
-from ._safeweights_rust import RawTensor, SafetensorError, UnsupportedDtypeError
+from ._safeweights_rust import DeviceUnavailableError, RawTensor, SafetensorError, UnsupportedDtypeError
 
 
 def byte_array(storage: Any, offset: int, nbytes: int) -> Any:
@@ -186,11 +186,12 @@ class TorchConverter:
 
     def _check_device(self) -> None:
         """Refuses, with a clear message, a CUDA device this torch cannot
-        reach (torch itself raises an AssertionError from its lazy init)."""
+        reach: a `DeviceUnavailableError`, also the RuntimeError torch raises
+        (a torch built without CUDA raises an AssertionError instead)."""
         if self._kind != "cuda" or self._cuda_checked:
             return
         if not self._torch.cuda.is_available():
-            raise SafetensorError(
+            raise DeviceUnavailableError(
                 f"device {self.device} is not available: this torch has no CUDA support or sees no GPU"
                 " (torch.cuda.is_available() is False); load on the cpu with device='cpu'"
             )

@@ -19,6 +19,8 @@
 //!   FileNotFoundError)` and so on, with `errno` and `filename` set;
 //! - `UnsupportedDtypeError` is also a `KeyError` (the reference's error for
 //!   a torch dtype it cannot save) and a `ValueError`;
+//! - `DeviceUnavailableError`, for a CUDA device torch cannot reach, is also
+//!   a `RuntimeError` (what torch raises there);
 //! - `InvalidSliceError` is also an `IndexError` (torch's error for an index
 //!   out of range), and `UnsupportedIndexError`, for an index of the wrong
 //!   type, also a `TypeError`.
@@ -30,7 +32,8 @@ use std::io;
 
 use pyo3::exceptions::{
     PyBaseException, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
-    PyKeyError, PyNotADirectoryError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
+    PyKeyError, PyNotADirectoryError, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -105,6 +108,8 @@ pub enum Multi {
     UnsupportedIndex,
     /// `ShardDirectoryError(ShardError, IsADirectoryError)`.
     ShardDirectory,
+    /// `DeviceUnavailableError(SafetensorError, RuntimeError)`.
+    DeviceUnavailable,
     /// `SafetensorOSError(SafetensorError, OSError)`.
     WriteOs,
     /// `SafetensorFileNotFoundError(SafetensorOSError, FileNotFoundError)`.
@@ -120,11 +125,12 @@ pub enum Multi {
 }
 
 impl Multi {
-    const ALL: [Multi; 10] = [
+    const ALL: [Multi; 11] = [
         Multi::UnsupportedDtype,
         Multi::InvalidSlice,
         Multi::UnsupportedIndex,
         Multi::ShardDirectory,
+        Multi::DeviceUnavailable,
         Multi::WriteOs,
         Multi::WriteNotFound,
         Multi::WritePermission,
@@ -139,6 +145,7 @@ impl Multi {
             Multi::InvalidSlice => "InvalidSliceError",
             Multi::UnsupportedIndex => "UnsupportedIndexError",
             Multi::ShardDirectory => "ShardDirectoryError",
+            Multi::DeviceUnavailable => "DeviceUnavailableError",
             Multi::WriteOs => "SafetensorOSError",
             Multi::WriteNotFound => "SafetensorFileNotFoundError",
             Multi::WritePermission => "SafetensorPermissionError",
@@ -163,6 +170,10 @@ impl Multi {
             Multi::ShardDirectory => {
                 "A directory was opened that holds no valid sharded checkpoint. \
                  Also an IsADirectoryError (the reference raises OSError for any directory)."
+            }
+            Multi::DeviceUnavailable => {
+                "The device asked for cannot be reached (CUDA without a GPU or without CUDA support in torch). \
+                 Also a RuntimeError, as torch raises."
             }
             Multi::WriteOs => {
                 "Writing a file failed. Both a SafetensorError (what the reference raises) and an OSError."
@@ -193,6 +204,10 @@ impl Multi {
                 py.get_type::<ShardError>(),
                 py.get_type::<PyIsADirectoryError>(),
             ]),
+            Multi::DeviceUnavailable => Ok(vec![
+                py.get_type::<SafetensorError>(),
+                py.get_type::<PyRuntimeError>(),
+            ]),
             Multi::WriteOs => Ok(vec![
                 py.get_type::<SafetensorError>(),
                 py.get_type::<PyOSError>(),
@@ -207,7 +222,7 @@ impl Multi {
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
         // Indexed by discriminant: the variants are declared in `ALL`'s order.
-        static CELLS: [PyOnceLock<Py<PyType>>; 10] = [const { PyOnceLock::new() }; 10];
+        static CELLS: [PyOnceLock<Py<PyType>>; 11] = [const { PyOnceLock::new() }; 11];
         &CELLS[self as usize]
     }
 }

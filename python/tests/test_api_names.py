@@ -35,6 +35,7 @@ def test_error_class_has_the_reference_name():
         safeweights.CheckpointError,
         safeweights.UnsafeCheckpointError,
         safeweights.ClosedFileError,
+        safeweights.DeviceUnavailableError,
     ]:
         assert issubclass(subclass, safeweights.SafetensorError)
 

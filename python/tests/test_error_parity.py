@@ -283,6 +283,7 @@ def test_a_directory_without_shards_is_a_shard_error_and_an_os_error(tmp_path):
         lambda: safeweights.UnsupportedIndexError("index"),
         lambda: safeweights.SafetensorFileNotFoundError(2, "No such file or directory", "/x"),
         lambda: safeweights.ShardDirectoryError("directory"),
+        lambda: safeweights.DeviceUnavailableError("device"),
     ],
 )
 def test_new_classes_pickle_and_print(make):
