@@ -29,7 +29,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _dtypes, _structure
-from ._convert import parse_device
+from ._frameworks import parse_device
 from ._safe_open import safe_open
 from ._safeweights_rust import (
     SNIFF_LEN,

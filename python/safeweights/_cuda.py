@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
-from ._convert import byte_array
+from ._frameworks import byte_array
 
 # Staging: two pinned buffers of 64 MiB each, reused through torch's caching
 # host allocator. On an H100 this was the fastest of 8 to 128 MiB times 2 to

@@ -3,7 +3,7 @@
 The native module parses the zip or pre-1.6 stream with an allow-listing
 pickle VM (in Rust, no Python pickle involved) and returns the object tree
 with `RawTensor` records, the same records `safe_open` returns; they become
-torch tensors through the same converter (`_convert.TorchConverter`).
+torch tensors through the same converter (`_frameworks.TorchConverter`).
 Identical views come back as one tensor, as `torch.load` would share them.
 Dicts come back as plain `dict` (an `OrderedDict` in the file compares
 equal). Onto a CUDA device, every record moves in one pass, in file order,
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from ._convert import TorchConverter, parse_device
+from ._frameworks import TorchConverter, parse_device
 from ._safeweights_rust import RawTensor, _PickledDtype, load_torch_pickle
 from ._structure import torch_dtype
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional
 
-from . import _convert
+from . import _frameworks
 from ._safeweights_rust import _SafeFile, _SafeSlice
 
 
@@ -16,7 +16,7 @@ def _open_native(source: Any, backend: str) -> _SafeFile:
     if isinstance(source, bytes):
         return _SafeFile.from_bytes(source)
     # bytearray, memoryview, file objects: pinned (or read) here.
-    owner, address, length, writable = _convert.pin_buffer(source)
+    owner, address, length, writable = _frameworks.pin_buffer(source)
     return _SafeFile.from_memory(owner, address, length, writable)
 
 
@@ -55,7 +55,7 @@ class safe_open:
     """
 
     def __init__(self, filename: Any, framework: str, device: Any = "cpu", *, backend: str = "mmap") -> None:
-        self._converter = _convert.make_converter(framework, device)
+        self._converter = _frameworks.make_converter(framework, device)
         self._file = _open_native(filename, backend)
 
     def __enter__(self) -> "safe_open":

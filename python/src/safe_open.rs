@@ -198,7 +198,7 @@ impl SafeFile {
     /// `owner` keeps alive and in place (a pinned `bytearray`, say).
     ///
     /// Like `TensorSpec(data_ptr=...)`, this trusts its pointer: the
-    /// caller (`safeweights.safe_open`, through `_convert.pin_buffer`)
+    /// caller (`safeweights.safe_open`, through `_frameworks.pin_buffer`)
     /// guarantees the memory is valid while `owner` lives.
     #[staticmethod]
     fn from_memory(

@@ -108,7 +108,7 @@ fn bytemuck_bytes(words: &[u64]) -> &[u8] {
 /// A region of memory that tensors handed to Python point into.
 ///
 /// Python only sees its address, length and writability; the wrappers in
-/// `safeweights._convert` build a `ctypes` array over it that holds a
+/// `safeweights._frameworks` build a `ctypes` array over it that holds a
 /// reference to this object.
 #[pyclass(module = "safeweights._safeweights_rust", name = "_Storage", frozen)]
 #[derive(Debug)]

@@ -13,7 +13,7 @@ import torch
 import safeweights
 import safeweights.torch
 from conftest import TORCH_DTYPES, random_tensor, same_bits
-from safeweights import _convert, _cuda
+from safeweights import _cuda, _frameworks
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with CUDA and a GPU")
 
@@ -229,7 +229,7 @@ def test_prefetch_hints_are_harmless_anywhere(tmp_path, monkeypatch):
     path = tmp_path / "w.safetensors"
     safetensors.torch.save_file({"w": torch.arange(3000.0)}, path)
     captured = []
-    monkeypatch.setattr(_convert.TorchConverter, "tensors", lambda self, records: captured.extend(records) or [])
+    monkeypatch.setattr(_frameworks.TorchConverter, "tensors", lambda self, records: captured.extend(records) or [])
     with safeweights.safe_open(path, "pt") as f:
         f.get_tensors()
     [record] = captured
@@ -242,7 +242,7 @@ def test_prefetch_hints_are_harmless_anywhere(tmp_path, monkeypatch):
         pages.read_now(start, length)
     storage.prefetch(1 << 62, 1 << 62)
     storage.populate(1 << 62, 1 << 62)
-    buffer = _convert.byte_array(storage, record.offset, record.nbytes)
+    buffer = _frameworks.byte_array(storage, record.offset, record.nbytes)
     assert torch.equal(torch.frombuffer(buffer, dtype=torch.float32), torch.arange(3000.0))
     not_a_map = _cuda._PageCache(object(), 10)
     not_a_map.read_ahead(0, 10)

@@ -16,14 +16,14 @@ import safeweights
 import safeweights.numpy
 import safeweights.torch
 from conftest import random_tensor, same_bits
-from safeweights import _checkpoint, _convert, _dtypes
+from safeweights import _checkpoint, _dtypes, _frameworks
 from safeweights._safeweights_rust import RawTensor, _SafeFile, load_torch_pickle
 
 NATIVE_SOURCES = pathlib.Path(__file__).resolve().parents[1] / "src"
 
 
 def record_bytes(record):
-    return bytes(_convert.byte_array(record.storage, record.offset, record.nbytes))
+    return bytes(_frameworks.byte_array(record.storage, record.offset, record.nbytes))
 
 
 def test_safe_open_slices_and_pickles_return_the_same_record_class(tmp_path):
@@ -115,7 +115,7 @@ def test_no_native_source_imports_the_package():
     ids=str,
 )
 def test_one_device_parser_for_load_file_and_load_checkpoint(device, expected):
-    assert _convert.parse_device(device) == torch.device(expected)
+    assert _frameworks.parse_device(device) == torch.device(expected)
     if device is not None:
         assert _checkpoint._parse_map_location(device) == torch.device(expected)
 
@@ -143,13 +143,13 @@ def test_values_that_are_no_device_at_all(tmp_path, device):
 
 def test_legacy_and_safetensors_loads_share_one_converter(tmp_path, monkeypatch):
     seen = []
-    original = _convert.TorchConverter.tensors
+    original = _frameworks.TorchConverter.tensors
 
     def spy(self, records):
         seen.append([record.name for record in records])
         return original(self, records)
 
-    monkeypatch.setattr(_convert.TorchConverter, "tensors", spy)
+    monkeypatch.setattr(_frameworks.TorchConverter, "tensors", spy)
     path, pickled = tmp_path / "m.safetensors", tmp_path / "m.pt"
     safeweights.torch.save_file({"w": torch.ones(2)}, path)
     torch.save({"w": torch.ones(2)}, pickled)
