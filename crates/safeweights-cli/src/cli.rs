@@ -124,16 +124,23 @@ OUT defaults to model.safetensors beside the input for pytorch_model.bin
 (or its index), else to the input's name with .safetensors. A directory OUT
 receives model.safetensors, or shards and model.safetensors.index.json.
 
+A Hugging Face model directory as input converts pytorch_model.bin.index.json
+and its shards, else pytorch_model.bin, else every .pt and .pth file, into
+the matching safetensors names beside them (or in OUT, a directory); --json
+then prints {\"input\", \"conversions\": [...]}.
+
 After writing, the output is read back and compared with the input tensor by
 tensor, unless --no-verify is given.
 
 Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
-2 usage or I/O error (including an existing output without --force).
+2 usage or I/O error (including an existing output without --force),
+3 the output fails its verification (a bug; please report it).
 
 Examples:
   safeweights convert pytorch_model.bin
   safeweights convert model.ckpt model.safetensors --dtype bf16
   safeweights convert pytorch_model.bin.index.json out/ --max-shard-size 5GB
+  safeweights convert ./bert-base-uncased/            # the whole model directory
   safeweights convert arrays.npz --force --json")]
     Convert(ConvertArgs),
 
@@ -426,10 +433,11 @@ pub struct ScanArgs {
 /// Arguments of `convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, or a
-    /// pytorch_model.bin.index.json).
+    /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, a
+    /// pytorch_model.bin.index.json), or a Hugging Face model directory.
     pub input: PathBuf,
-    /// Output file or directory (default: derived from the input).
+    /// Output file or directory (default: derived from the input; for a
+    /// directory input, an output directory).
     pub output: Option<PathBuf>,
     /// Split the output into shards of at most this size (e.g. 5GB, 500MiB).
     #[arg(long, value_name = "SIZE")]

@@ -4,6 +4,7 @@
 //! through [`source::Checkpoint`], printing, and mapping errors to exit codes
 //! (see [`exit`]).
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
