@@ -5,35 +5,54 @@ pickle VM (in Rust, no Python pickle involved) and returns the object tree
 with `RawTensor` records, the same records `safe_open` returns; they become
 torch tensors through the same converter (`_frameworks.TorchConverter`).
 Identical views come back as one tensor, as `torch.load` would share them.
-Dicts come back as plain `dict` (an `OrderedDict` in the file compares
-equal). Onto a CUDA device, every record moves in one pass, in file order,
-through the pinned buffers of `safeweights._cuda`.
+Globals the reader records as data (`torch.device`, `OrderedDict` with its
+`_metadata`, numpy arrays, allowed classes...) are rebuilt by
+`safeweights._legacy_objects`. Onto a CUDA device, every record moves in one
+pass, in file order, through the pinned buffers of `safeweights._cuda`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict
 
-from ._frameworks import TorchConverter, parse_device
-from ._safeweights_rust import RawTensor, _PickledDtype, load_torch_pickle
+from ._frameworks import TorchConverter, byte_array, parse_device
+from ._safeweights_rust import RawTensor, _PickledDtype, _PickledObject, load_torch_pickle
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any) -> Any:
+def load_legacy(source: Any, device: Any, allowed: Any = None) -> Any:
     """Loads a torch.save file (path, bytes or bytearray); tensors go to
-    `device` (None: cpu)."""
-    tree, records = load_torch_pickle(source)
+    `device` (None: cpu). `allowed` maps `module.qualname` to the classes
+    the caller allows (see `safeweights.add_safe_types`)."""
+    allowed = dict(allowed or {})
+    tree, records = load_torch_pickle(source, list(allowed))
+    quantized = _quantized()
+    tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
     converter = TorchConverter(device if device is not None else parse_device(None))
     # In file order, so that onto a GPU every record moves in one pass.
-    ordered = sorted(records, key=lambda record: (id(record.storage), record.offset))
-    tensors = {id(record): tensor for record, tensor in zip(ordered, converter.tensors(ordered))}
-    return _Rebuild(tensors).value(tree)
+    ordered = sorted((r for r in records if id(r) not in tensors), key=lambda r: (id(r.storage), r.offset))
+    tensors.update(zip(map(id, ordered), converter.tensors(ordered)))
+    return _Rebuild(tensors, allowed).value(tree)
+
+
+def _quantized_storage(record: RawTensor) -> Any:
+    """A quantized storage's integer representation (uint8, on the cpu),
+    for `_legacy_objects`' `_rebuild_qtensor`."""
+    import torch
+
+    if record.nbytes == 0:
+        raw = torch.empty(0, dtype=torch.uint8)
+    else:
+        raw = torch.frombuffer(byte_array(record.storage, record.offset, record.nbytes), dtype=torch.uint8)
+    raw._safeweights_qdtype = torch_dtype(record.dtype)
+    return raw
 
 
 class _Rebuild:
-    def __init__(self, tensors: Dict[int, Any]) -> None:
+    def __init__(self, tensors: Dict[int, Any], allowed: Dict[str, Any]) -> None:
         # Converted tensors by record identity; equal records are one object.
         self.tensors = tensors
+        self.allowed = allowed
         self.containers: Dict[int, Any] = {}
 
     def value(self, value: Any) -> Any:
@@ -41,6 +60,13 @@ class _Rebuild:
             return self.tensor(value)
         if isinstance(value, _PickledDtype):
             return torch_dtype(value.name)
+        if isinstance(value, _PickledObject):
+            key = id(value)
+            if key not in self.containers:
+                from ._legacy_objects import build
+
+                self.containers[key] = build(value, self.value, self.allowed)
+            return self.containers[key]
         if isinstance(value, (list, dict, tuple, set)):
             key = id(value)
             if key not in self.containers:
@@ -61,7 +87,12 @@ class _Rebuild:
         import torch
 
         tensor = self.tensors[id(record)]
-        if record.requires_grad and not isinstance(tensor, torch.nn.Parameter):
+        quantized = hasattr(tensor, "_safeweights_qdtype")
+        if record.requires_grad and not quantized and not isinstance(tensor, torch.nn.Parameter):
             tensor = torch.nn.Parameter(tensor, requires_grad=True)
             self.tensors[id(record)] = tensor
         return tensor
+
+
+def _quantized() -> Any:
+    return ("qint8", "quint8", "qint32", "quint4x2", "quint2x4")

@@ -119,7 +119,19 @@ def deserialize(bytes: Union[bytes, bytearray]) -> List[Tuple[str, Dict[str, Any
 class _PickledDtype:
     name: str
 
-def load_torch_pickle(source: Union[PathLike, bytes, bytearray]) -> Tuple[Any, List[RawTensor]]: ...
+class _PickledObject:
+    global_name: str
+    called: bool
+    new: bool
+    args: Tuple[Any, ...]
+    state: Any
+    has_state: bool
+    items: List[Any]
+    dict_items: List[Tuple[Any, Any]]
+
+def load_torch_pickle(
+    source: Union[PathLike, bytes, bytearray], allowed_classes: List[str] = ...
+) -> Tuple[Any, List[RawTensor]]: ...
 
 def sniff_format(prefix: bytes) -> str:
     """What a file is from its first `SNIFF_LEN` bytes ("safetensors", "zip", "pickle", ...)."""

@@ -16,7 +16,7 @@ import safeweights
 import safeweights.numpy
 import safeweights.torch
 from conftest import random_tensor, same_bits
-from safeweights import _checkpoint, _dtypes, _frameworks
+from safeweights import _dtypes, _frameworks, _location
 from safeweights._safeweights_rust import RawTensor, _SafeFile, load_torch_pickle
 
 NATIVE_SOURCES = pathlib.Path(__file__).resolve().parents[1] / "src"
@@ -116,11 +116,11 @@ def test_no_native_source_imports_the_package():
 )
 def test_one_device_parser_for_load_file_and_load_checkpoint(device, expected):
     assert _frameworks.parse_device(device) == torch.device(expected)
-    if device is not None:
-        assert _checkpoint._parse_map_location(device) == torch.device(expected)
+    if isinstance(device, (str, torch.device)):
+        assert _location.Placement(device).fixed_device == torch.device(expected)
 
 
-@pytest.mark.parametrize("device", ["nonsense", -1, "meta", "cuda:x"], ids=str)
+@pytest.mark.parametrize("device", ["nonsense", "meta", "cuda:x"], ids=str)
 def test_invalid_devices_are_refused_alike(tmp_path, device):
     path = tmp_path / "m.safetensors"
     safeweights.torch.save_file({"w": torch.ones(2)}, path)
@@ -130,7 +130,7 @@ def test_invalid_devices_are_refused_alike(tmp_path, device):
         safeweights.torch.load_checkpoint(path, map_location=device)
 
 
-@pytest.mark.parametrize("device", [1.5, True, [0]], ids=str)
+@pytest.mark.parametrize("device", [1.5, True, [0], -1], ids=str)
 def test_values_that_are_no_device_at_all(tmp_path, device):
     # load_file says so as the reference does; map_location as before, a TypeError.
     path = tmp_path / "m.safetensors"
