@@ -1,4 +1,5 @@
 //! The one error type of this crate.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 
@@ -183,6 +184,15 @@ pub enum Error {
         /// The file's length.
         file_len: u64,
     },
+    /// The file cannot be opened or mapped.
+    Io {
+        /// The path.
+        path: String,
+        /// What went wrong, as the operating system says.
+        kind: std::io::ErrorKind,
+        /// The operating system's message.
+        message: String,
+    },
     /// [`crate::Gguf::tensor_bytes`] was asked for a name the file lacks.
     TensorNotFound {
         /// The name asked for.
@@ -219,6 +229,7 @@ impl fmt::Display for Error {
             Error::MisalignedTensor { tensor, offset, alignment } => write!(f, "tensor {tensor:?} starts at data offset {offset}, not a multiple of the alignment {alignment}"),
             Error::OverlappingTensors { first, second } => write!(f, "tensors {first:?} and {second:?} overlap"),
             Error::DataBeyondEnd { tensor, end, file_len } => write!(f, "tensor {tensor:?} ends at byte {end}, past the end of the {file_len}-byte file (truncated download?)"),
+            Error::Io { path, message, .. } => write!(f, "cannot read {path}: {message}"),
             Error::TensorNotFound { name } => write!(f, "no tensor named {name:?}"),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! The table is `gguf`'s `GGML_QUANT_SIZES` (gguf-py 0.19): every type it
 //! lists, and no other. Ids that ggml retired (4, 5, 31-33) are unknown.
+#![forbid(unsafe_code)]
 
 /// A ggml tensor type, as stored in a tensor info.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -4,6 +4,7 @@
 //! Every count and length is compared with the bytes left *before* anything
 //! is allocated or read, so a crafted count cannot make us allocate more
 //! than a small multiple of the file's own size.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 

@@ -1,4 +1,5 @@
 //! Metadata values, borrowed from the file's bytes.
+#![forbid(unsafe_code)]
 
 /// The type of a metadata value, with GGUF's ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -362,3 +362,26 @@ fn errors_name_the_key_or_tensor() {
         "{text}"
     );
 }
+
+#[test]
+fn files_are_mapped_and_missing_files_are_io_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    std::fs::write(&path, valid().build()).unwrap();
+    let file = safeweights_gguf::GgufFile::open(&path).unwrap();
+    assert_eq!(file.parse().unwrap().tensor_bytes("a").unwrap().len(), 16);
+    let missing = safeweights_gguf::GgufFile::open(dir.path().join("nope")).unwrap_err();
+    assert!(matches!(
+        missing,
+        Error::Io {
+            kind: std::io::ErrorKind::NotFound,
+            ..
+        }
+    ));
+    std::fs::write(&path, b"").unwrap();
+    let empty = safeweights_gguf::GgufFile::open(&path).unwrap();
+    assert_eq!(
+        empty.parse().unwrap_err(),
+        Error::BadMagic { found: vec![] }
+    );
+}

@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use safeweights_gguf::{Gguf, Value};
+use safeweights_gguf::{GgufFile, Value};
 use serde_json::{json, Value as Json};
 
 /// The value as the oracle prints it: nested arrays flattened (GGUFReader's
@@ -80,8 +80,9 @@ fn we_see_what_gguf_py_sees() {
     );
     let oracle: Json = serde_json::from_slice(&run.stdout).unwrap();
 
-    let bytes = std::fs::read(&path).unwrap();
-    let gguf = Gguf::parse(&bytes).unwrap();
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.bytes(), std::fs::read(&path).unwrap());
+    let gguf = file.parse().unwrap();
 
     let theirs = oracle["metadata"].as_object().unwrap();
     assert_eq!(gguf.metadata().len(), theirs.len());
