@@ -51,3 +51,5 @@ from ._safeweights_rust import (  # noqa: F401
     serialize_file,
 )
 from ._handle import _safe_open_handle  # noqa: F401
+from ._alias import SAFETENSORS_API_VERSION, install_as_safetensors  # noqa: F401
+from ._patch import TorchPatch, patch_torch  # noqa: F401
