@@ -14,14 +14,15 @@ PICKLE_FORMATS = {"torch zip checkpoint", "legacy torch checkpoint", "pickle", "
 
 
 def cli() -> str:
-    """The `safeweights` binary: $SAFEWEIGHTS_CLI, else the one `cargo test`
-    or `cargo build` left in target/. Missing, the test fails."""
+    """The `safeweights` binary: $SAFEWEIGHTS_CLI, else the newest that
+    `scripts/setup.sh` (release) or `cargo test` (debug) left in target/.
+    Missing, the test fails."""
     if os.environ.get("SAFEWEIGHTS_CLI"):
         return os.environ["SAFEWEIGHTS_CLI"]
-    for profile in ("debug", "release"):
-        candidate = REPO / "target" / profile / "safeweights"
-        if candidate.is_file():
-            return str(candidate)
+    built = [REPO / "target" / profile / "safeweights" for profile in ("release", "debug")]
+    built = [path for path in built if path.is_file()]
+    if built:
+        return str(max(built, key=lambda path: path.stat().st_mtime))
     raise AssertionError("no safeweights binary: run `cargo build -p safeweights-cli` or set SAFEWEIGHTS_CLI")
 
 
