@@ -34,5 +34,6 @@ pub mod slice;
 mod split;
 pub mod write;
 
-pub use error::{Error, ForeignFormat, Result};
+pub use error::{Error, Result};
+pub use format::sniff::{sniff, FileKind};
 pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};

@@ -8,6 +8,7 @@ use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 use crate::format::header::foreign_or;
+use crate::format::sniff::SNIFF_LEN;
 use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
 use crate::read::mmap::map_file;
 use crate::read::parallel::{read_chunks_parallel, Chunk};
@@ -241,7 +242,7 @@ fn check_buffer(info: &TensorInfo, len: usize) -> Result<()> {
 /// Reads the header with positioned reads, allocating only after the
 /// declared length has been checked against the file size and the limit.
 pub(crate) fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> Result<Header> {
-    let mut prefix = vec![0u8; file_len.min(64) as usize];
+    let mut prefix = vec![0u8; file_len.min(SNIFF_LEN as u64) as usize];
     read_exact_at(file, &mut prefix, 0)?;
     let len = Header::read_header_len(&prefix, file_len, limits)?;
     let mut json = vec![0u8; len as usize];
