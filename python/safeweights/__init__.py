@@ -19,6 +19,13 @@ are refused when saving), other classes once allowed with
 also reads `torch.save` files safely. `safeweights.torch.save/load` keep
 the `safetensors.torch` meaning (a dict of tensors to and from bytes).
 
+In frameworks: `with safeweights.patch_torch():` sends torch.save and
+torch.load themselves through save/load (Hugging Face Trainer,
+accelerate, Lightning's load_from_checkpoint);
+`safeweights.integrations.lightning.SafeweightsCheckpointIO` is a
+Lightning plug-in; `safeweights.install_as_safetensors()` makes
+`import safetensors` resolve to safeweights.
+
 Replace `import safetensors` with `import safeweights` (and
 `safetensors.torch` with `safeweights.torch`): names, signatures, return
 values and exception classes match the reference. Where the reference

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import threading
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -37,8 +38,9 @@ class TorchPatch:
     """The handle `patch_torch()` returns: a context manager, and an undo
     handle for plain calls (`undo()`). Undoing twice is harmless."""
 
-    def __init__(self, safe_types: Sequence[type]) -> None:
+    def __init__(self, safe_types: Sequence[type], framework_types: bool) -> None:
         self.safe_types = tuple(safe_types)
+        self.framework_types = framework_types
         self._done = False
         with _lock:
             if not _active:
@@ -72,7 +74,7 @@ class TorchPatch:
         return f"<safeweights.TorchPatch {state}>"
 
 
-def patch_torch(*, safe_types: Optional[Iterable[type]] = None) -> TorchPatch:
+def patch_torch(*, safe_types: Optional[Iterable[type]] = None, framework_types: bool = True) -> TorchPatch:
     """Makes `torch.save` write safetensors checkpoints (`safeweights.save`)
     and `torch.load` read through `safeweights.load`, until undone.
 
@@ -83,7 +85,11 @@ def patch_torch(*, safe_types: Optional[Iterable[type]] = None) -> TorchPatch:
     safe reader, and one that needs code is refused with
     `UnsafeCheckpointError`. `safe_types` are classes allowed while this
     patch is active, on save and on load, beside those allowed through
-    `safeweights.add_safe_types` or torch's `add_safe_globals`.
+    `safeweights.add_safe_types` or torch's `add_safe_globals`. With
+    `framework_types` (default), so are the classes that transformers,
+    accelerate and Lightning save themselves (`TrainingArguments` and the
+    enums and configs it holds, `PartialState`, `AttributeDict`: see
+    `FRAMEWORK_TYPES`), when their module is imported.
 
     Use it as a context manager:
 
@@ -102,16 +108,21 @@ def patch_torch(*, safe_types: Optional[Iterable[type]] = None) -> TorchPatch:
         patch.undo()
     ```
     """
-    return TorchPatch(tuple(safe_types or ()))
+    return TorchPatch(tuple(safe_types or ()), framework_types)
 
 
 def _active_safe_types() -> Tuple[type, ...]:
+    """The classes the active patches allow, in order, each once."""
     with _lock:
-        seen: dict = {}
-        for patch in _active:
-            for cls in patch.safe_types:
-                seen.setdefault(cls, None)
-        return tuple(seen)
+        patches = list(_active)
+    seen: dict = {}
+    for patch in patches:
+        for cls in patch.safe_types:
+            seen.setdefault(cls, None)
+    if any(patch.framework_types for patch in patches):
+        for cls in _framework_types():
+            seen.setdefault(cls, None)
+    return tuple(seen)
 
 
 def _install() -> None:
@@ -171,13 +182,46 @@ def _make_load(original: Callable[..., Any]) -> Callable[..., Any]:
     return load
 
 
-def _save(obj: Any, f: Any, safe_types: Tuple[type, ...]) -> None:
-    from ._checkpoint import save_checkpoint
+# Classes the frameworks themselves hand to torch.save (transformers'
+# `training_args.bin` is `torch.save(self.args)`), allowed while a patch
+# with `framework_types=True` is active. Only classes whose module is already
+# imported are looked up: nothing is imported for them.
+FRAMEWORK_TYPES = (
+    "transformers.training_args.TrainingArguments",
+    "transformers.training_args.OptimizerNames",
+    "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
+    "transformers.trainer_utils.IntervalStrategy",
+    "transformers.trainer_utils.SaveStrategy",
+    "transformers.trainer_utils.HubStrategy",
+    "transformers.trainer_utils.SchedulerType",
+    "transformers.trainer_utils.FSDPOption",
+    "transformers.debug_utils.DebugOption",
+    "transformers.trainer_pt_utils.AcceleratorConfig",
+    "accelerate.state.PartialState",
+    "accelerate.utils.dataclasses.DistributedType",
+    "lightning.fabric.utilities.data.AttributeDict",
+)
 
-    save_checkpoint(obj, f)
+
+def _framework_types() -> Tuple[type, ...]:
+    found = []
+    for dotted in FRAMEWORK_TYPES:
+        module_name, _, name = dotted.rpartition(".")
+        module = sys.modules.get(module_name)
+        cls = getattr(module, name, None) if module is not None else None
+        if isinstance(cls, type) and f"{cls.__module__}.{cls.__qualname__}" == dotted:
+            found.append(cls)
+    return tuple(found)
+
+
+def _save(obj: Any, f: Any, safe_types: Tuple[type, ...]) -> None:
+    from . import _api, _safe_types
+
+    with _safe_types.safe_types(safe_types):
+        _api.save(obj, f)
 
 
 def _load(f: Any, map_location: Any, weights_only: Optional[bool], mmap: Optional[bool], safe_types: Tuple[type, ...]) -> Any:
-    from ._checkpoint import load_checkpoint
+    from . import _api
 
-    return load_checkpoint(f, map_location=map_location, mmap=True if mmap is None else mmap)
+    return _api.load(f, map_location, weights_only=True if weights_only is None else weights_only, mmap=mmap, safe_types=safe_types)

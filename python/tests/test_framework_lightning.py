@@ -1,8 +1,14 @@
 """Lightning with SafeweightsCheckpointIO: fit, resume bit-identical,
 load_from_checkpoint, hyperparameters with their types, no pickle."""
 
+import argparse
+import dataclasses
+import datetime
+import enum
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +19,20 @@ import safeweights  # noqa: E402
 from frameworks import assert_no_pickle, assert_same_state  # noqa: E402
 from safeweights.integrations.lightning import SafeweightsCheckpointIO  # noqa: E402
 
+class Mode(enum.Enum):
+    FAST = "fast"
+    SLOW = "slow"
+
+
+@dataclasses.dataclass
+class Schedule:
+    warmup: int
+    decay: float
+
+
+# The classes a checkpoint holds beyond the built-in types.
+SAFE_TYPES = [Mode, Schedule, argparse.Namespace]
+
 HPARAMS = dict(
     lr=0.05,
     hidden=8,
@@ -22,11 +42,18 @@ HPARAMS = dict(
     nesterov=False,
     note=None,
     table={1: "one", "two": 2.5},
+    data_dir=Path("data/train"),
+    dtype=torch.bfloat16,
+    budget=datetime.timedelta(hours=1),
+    best=np.float64(0.25),
+    mode=Mode.FAST,
+    schedule=Schedule(warmup=10, decay=0.5),
+    extra=argparse.Namespace(seed=3, tags=("a", "b")),
 )
 
 
 class Tiny(lightning.LightningModule):
-    def __init__(self, lr, hidden, name, betas, layers, nesterov, note, table):
+    def __init__(self, lr, hidden, name, betas, layers, nesterov, note, table, **rest):
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
@@ -64,7 +91,7 @@ def fit(tmp_path, max_epochs, ckpt_path=None):
         max_epochs=max_epochs,
         accelerator="cpu",
         devices=1,
-        plugins=[SafeweightsCheckpointIO()],
+        plugins=[SafeweightsCheckpointIO(safe_types=SAFE_TYPES)],
         callbacks=[checkpoints],
         logger=False,
         enable_progress_bar=False,
@@ -86,7 +113,7 @@ def test_fit_resume_bit_identical_and_no_pickle(tmp_path):
     assert_same_state(straight.state_dict(), resumed.state_dict())
     assert torch.equal(torch.stack(straight.losses), torch.stack(first.losses + resumed.losses))
     # The optimizer state written after resuming matches the uninterrupted run's.
-    io = SafeweightsCheckpointIO()
+    io = SafeweightsCheckpointIO(safe_types=SAFE_TYPES)
     a = io.load_checkpoint(tmp_path / "straight" / "ckpts" / "epoch=2-step=6.ckpt")
     b = io.load_checkpoint(ckpts / "epoch=2-step=6.ckpt")
     assert a["optimizer_states"][0]["param_groups"] == b["optimizer_states"][0]["param_groups"]
@@ -97,7 +124,7 @@ def test_fit_resume_bit_identical_and_no_pickle(tmp_path):
 
 def test_checkpoint_holds_hyperparameters_with_their_types(tmp_path):
     fit(tmp_path, 1)
-    checkpoint = SafeweightsCheckpointIO().load_checkpoint(tmp_path / "ckpts" / "last.ckpt")
+    checkpoint = SafeweightsCheckpointIO(safe_types=SAFE_TYPES).load_checkpoint(tmp_path / "ckpts" / "last.ckpt")
     hparams = checkpoint["hyper_parameters"]
     assert hparams == HPARAMS
     assert {k: type(v) for k, v in hparams.items()} == {k: type(v) for k, v in HPARAMS.items()}
@@ -106,11 +133,20 @@ def test_checkpoint_holds_hyperparameters_with_their_types(tmp_path):
 
 def test_load_from_checkpoint_under_patch_torch(tmp_path):
     trained, _ = fit(tmp_path, 1)
-    with safeweights.patch_torch():
+    with safeweights.patch_torch(safe_types=SAFE_TYPES):
         loaded = Tiny.load_from_checkpoint(tmp_path / "ckpts" / "last.ckpt")
     assert_same_state(trained.state_dict(), loaded.state_dict())
     assert dict(loaded.hparams) == HPARAMS
-    assert type(loaded.hparams.betas) is tuple and type(loaded.hparams.table) is dict
+    assert {k: type(v) for k, v in loaded.hparams.items()} == {k: type(v) for k, v in HPARAMS.items()}
+
+
+def test_unallowed_hyperparameter_types_are_refused_with_the_fix(tmp_path):
+    with pytest.raises(safeweights.UnsafeTypeError, match=r"hyper_parameters\.mode.*add_safe_types"):
+        SafeweightsCheckpointIO().save_checkpoint({"hyper_parameters": {"mode": Mode.SLOW}}, tmp_path / "x.ckpt")
+    assert not (tmp_path / "x.ckpt").exists()
+    SafeweightsCheckpointIO(safe_types=[Mode]).save_checkpoint({"hyper_parameters": {"mode": Mode.SLOW}}, tmp_path / "x.ckpt")
+    with pytest.raises(safeweights.UnsafeTypeError, match="Mode"):
+        SafeweightsCheckpointIO().load_checkpoint(tmp_path / "x.ckpt")
 
 
 def test_remove_checkpoint_and_missing_file(tmp_path):

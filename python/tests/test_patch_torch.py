@@ -193,3 +193,42 @@ def test_unsupported_objects_are_refused_at_save_time_without_pickle(tmp_path):
         with pytest.raises(TypeError, match="Opaque"):
             torch.save({"cfg": Opaque()}, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+class Colour:
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):
+        return type(other) is Colour and other.name == self.name
+
+
+def test_safe_types_apply_while_the_patch_is_active(tmp_path):
+    path = tmp_path / "c.pt"
+    with safeweights.patch_torch():
+        with pytest.raises(safeweights.UnsafeTypeError, match="add_safe_types"):
+            torch.save({"c": Colour("red")}, path)
+    with safeweights.patch_torch(safe_types=[Colour]):
+        torch.save({"c": Colour("red")}, path)
+        assert torch.load(path) == {"c": Colour("red")}
+    with safeweights.patch_torch():
+        with pytest.raises(safeweights.UnsafeTypeError, match="Colour"):
+            torch.load(path)
+        # torch's own allow-list is honoured, as torch.load would.
+        with torch.serialization.safe_globals([Colour]):
+            assert torch.load(path)["c"] == Colour("red")
+
+
+def test_framework_types_only_when_asked_and_never_imported():
+    import sys
+
+    from safeweights import _patch
+
+    with safeweights.patch_torch():
+        allowed = _patch._active_safe_types()
+    with safeweights.patch_torch(framework_types=False):
+        assert _patch._active_safe_types() == ()
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls in allowed}
+    assert names <= set(_patch.FRAMEWORK_TYPES)
+    imported = {name for name in _patch.FRAMEWORK_TYPES if name.rpartition(".")[0] in sys.modules}
+    assert names == imported
