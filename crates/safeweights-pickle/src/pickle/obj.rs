@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::globals::Global;
-use super::value::{StorageRef, TensorRef, Value};
+use super::value::{OrderedDictValue, StorageRef, TensorRef, Value};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 
@@ -27,7 +27,10 @@ pub(crate) enum Obj {
     Complex(f64, f64),
     Str(Rc<str>),
     Bytes(Rc<[u8]>),
+    ByteArray(Rc<[u8]>),
     Tuple(Rc<Vec<Obj>>),
+    /// `torch.Size`: a tuple that comes back as one.
+    Size(Rc<Vec<Obj>>),
     List(Rc<RefCell<Vec<Obj>>>),
     Dict(Rc<RefCell<DictObj>>),
     Set(Rc<RefCell<Vec<Obj>>>),
@@ -46,7 +49,9 @@ impl Obj {
             Obj::Complex(..) => "complex",
             Obj::Str(_) => "str",
             Obj::Bytes(_) => "bytes",
+            Obj::ByteArray(_) => "bytearray",
             Obj::Tuple(_) => "tuple",
+            Obj::Size(_) => "torch.Size",
             Obj::List(_) => "list",
             Obj::Dict(_) => "dict",
             Obj::Set(_) => "set",
@@ -58,6 +63,10 @@ impl Obj {
 
     pub(crate) fn new_dict() -> Obj {
         Obj::Dict(Rc::new(RefCell::new(DictObj::default())))
+    }
+
+    pub(crate) fn new_ordered_dict() -> Obj {
+        Obj::Dict(Rc::new(RefCell::new(DictObj::ordered())))
     }
 
     pub(crate) fn new_list(items: Vec<Obj>) -> Obj {
@@ -95,9 +104,22 @@ fn key_of(obj: &Obj) -> Option<Key> {
 pub(crate) struct DictObj {
     pub(crate) items: Vec<(Obj, Obj)>,
     index: HashMap<Key, usize>,
+    /// A `collections.OrderedDict`, not a `dict`.
+    pub(crate) ordered: bool,
+    /// An OrderedDict's attributes, as BUILD set them (a state dict's
+    /// `_metadata`).
+    pub(crate) attributes: Option<Obj>,
 }
 
 impl DictObj {
+    /// An empty `collections.OrderedDict`.
+    pub(crate) fn ordered() -> DictObj {
+        DictObj {
+            ordered: true,
+            ..DictObj::default()
+        }
+    }
+
     /// Python `d[key] = value`: an existing key keeps its position.
     pub(crate) fn set(&mut self, key: Obj, value: Obj) {
         match key_of(&key) {
@@ -120,7 +142,7 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
     let mut work = roots;
     while let Some(obj) = work.pop() {
         match obj {
-            Obj::Tuple(mut rc) => {
+            Obj::Tuple(mut rc) | Obj::Size(mut rc) => {
                 if let Some(items) = Rc::get_mut(&mut rc) {
                     work.append(items);
                 }
@@ -136,6 +158,7 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
                         work.push(k);
                         work.push(v);
                     }
+                    work.extend(dict.attributes.take());
                 }
             }
             _ => {}
@@ -175,6 +198,7 @@ impl<'l> Freezer<'l> {
             Obj::Complex(re, im) => Value::Complex(*re, *im),
             Obj::Str(s) => Value::Str(Arc::from(&**s)),
             Obj::Bytes(b) => Value::Bytes(Arc::from(&**b)),
+            Obj::ByteArray(b) => Value::ByteArray(Arc::from(&**b)),
             Obj::Global(g) => match g {
                 Global::Dtype(s) => Value::Dtype(*s),
                 other => Value::Global(Arc::from(other.name())),
@@ -184,6 +208,10 @@ impl<'l> Freezer<'l> {
             Obj::Tuple(rc) => {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
                 self.shared(id, |f| Ok(Value::Tuple(f.seq(rc)?.into())))?
+            }
+            Obj::Size(rc) => {
+                let id = Rc::as_ptr(rc) as *const u8 as usize;
+                self.shared(id, |f| Ok(Value::Size(f.seq(rc)?.into())))?
             }
             Obj::List(rc) => {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
@@ -201,7 +229,17 @@ impl<'l> Freezer<'l> {
                     for (k, v) in &dict.items {
                         out.push((f.freeze(k)?, f.freeze(v)?));
                     }
-                    Ok(Value::Dict(out.into()))
+                    if !dict.ordered {
+                        return Ok(Value::Dict(out.into()));
+                    }
+                    let attributes = match &dict.attributes {
+                        Some(state) => Some(Arc::new(f.freeze(state)?)),
+                        None => None,
+                    };
+                    Ok(Value::OrderedDict(Arc::new(OrderedDictValue {
+                        items: out.into(),
+                        attributes,
+                    })))
                 })?
             }
         })

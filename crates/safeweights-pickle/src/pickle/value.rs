@@ -29,14 +29,21 @@ pub enum Value {
     Complex(f64, f64),
     /// A string.
     Str(Arc<str>),
-    /// A bytes or bytearray object.
+    /// A bytes object.
     Bytes(Arc<[u8]>),
-    /// A tuple (also `torch.Size`).
+    /// A bytearray object.
+    ByteArray(Arc<[u8]>),
+    /// A tuple.
     Tuple(Arc<[Value]>),
+    /// A `torch.Size`.
+    Size(Arc<[Value]>),
     /// A list.
     List(Arc<[Value]>),
-    /// A dict or `OrderedDict`, in insertion order, keys unique.
+    /// A dict, in insertion order, keys unique.
     Dict(Arc<[(Value, Value)]>),
+    /// A `collections.OrderedDict` (a module's state dict), with the
+    /// attributes pickled beside its items.
+    OrderedDict(Arc<OrderedDictValue>),
     /// A set, in insertion order.
     Set(Arc<[Value]>),
     /// A torch dtype object such as `torch.float32`.
@@ -76,15 +83,31 @@ impl Value {
         }
     }
 
-    /// Looks up a string key in a dict.
-    pub fn get(&self, key: &str) -> Option<&Value> {
+    /// The items of a dict or an OrderedDict, in insertion order.
+    pub fn dict_items(&self) -> Option<&Arc<[(Value, Value)]>> {
         match self {
-            Value::Dict(items) => items
-                .iter()
-                .find(|(k, _)| k.as_str() == Some(key))
-                .map(|(_, v)| v),
+            Value::Dict(items) => Some(items),
+            Value::OrderedDict(dict) => Some(&dict.items),
             _ => None,
         }
+    }
+
+    /// The items of a list, a tuple, a `torch.Size` or a set.
+    pub fn sequence_items(&self) -> Option<&Arc<[Value]>> {
+        match self {
+            Value::List(items) | Value::Tuple(items) | Value::Size(items) | Value::Set(items) => {
+                Some(items)
+            }
+            _ => None,
+        }
+    }
+
+    /// Looks up a string key in a dict or an OrderedDict.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.dict_items()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// A short type name for messages.
@@ -97,9 +120,12 @@ impl Value {
             Value::Complex(..) => "complex",
             Value::Str(_) => "str",
             Value::Bytes(_) => "bytes",
+            Value::ByteArray(_) => "bytearray",
             Value::Tuple(_) => "tuple",
+            Value::Size(_) => "torch.Size",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
+            Value::OrderedDict(_) => "collections.OrderedDict",
             Value::Set(_) => "set",
             Value::Dtype(_) => "torch.dtype",
             Value::Global(_) => "global",
@@ -107,6 +133,16 @@ impl Value {
             Value::Tensor(_) => "tensor",
         }
     }
+}
+
+/// A `collections.OrderedDict`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedDictValue {
+    /// The items, in order, keys unique.
+    pub items: Arc<[(Value, Value)]>,
+    /// The instance attributes BUILD set (a dict, e.g. a state dict's
+    /// `{"_metadata": OrderedDict(...)}`), if any.
+    pub attributes: Option<Arc<Value>>,
 }
 
 /// A storage referenced through a pickle persistent id.
@@ -153,6 +189,8 @@ pub struct TensorRef {
     pub stride: Vec<u64>,
     /// Whether it was saved as requiring grad (a parameter, usually).
     pub requires_grad: bool,
+    /// Whether it was saved as an `nn.Parameter`.
+    pub parameter: bool,
 }
 
 /// Identity of the exact bytes a tensor view covers: storage (and legacy
@@ -203,6 +241,7 @@ impl TensorRef {
             shape,
             stride,
             requires_grad: false,
+            parameter: false,
         };
         let needed = t.storage_bytes_needed().ok_or_else(overflow)?;
         let have = t.storage.nbytes().ok_or_else(overflow)?;

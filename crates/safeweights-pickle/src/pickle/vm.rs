@@ -174,11 +174,22 @@ impl Vm<'_> {
                 self.call(ins.op.byte, callable, args, at)?
             }
             (ops::BUILD, _) => {
-                let _state = self.pop(at)?;
+                let state = self.pop(at)?;
                 // BUILD only sets attributes (an OrderedDict's `_metadata`,
                 // a parameter's python state); none of them is tensor data.
+                // An OrderedDict keeps them, to come back as torch.load
+                // returns it; a parameter's python state is not kept.
                 match self.stack.last() {
-                    Some(Obj::Dict(_) | Obj::Tensor(_)) => return Ok(()),
+                    Some(Obj::Dict(cell)) => {
+                        let mut dict = cell
+                            .try_borrow_mut()
+                            .map_err(|_| Error::pickle(at, "container in use"))?;
+                        if dict.ordered && !matches!(state, Obj::None) {
+                            dict.attributes = Some(state);
+                        }
+                        return Ok(());
+                    }
+                    Some(Obj::Tensor(_)) => return Ok(()),
                     Some(other) => {
                         return Err(Error::pickle(
                             at,
@@ -313,7 +324,7 @@ impl Vm<'_> {
         if op == ops::NEWOBJ {
             // cls.__new__(cls, *args): only empty containers and sizes.
             return match global {
-                Global::OrderedDict => Ok(Obj::new_dict()),
+                Global::OrderedDict => Ok(Obj::new_ordered_dict()),
                 Global::Set => Ok(Obj::new_set(Vec::new())),
                 Global::Size => globals::call(global, &args, at),
                 _ => Err(Error::pickle(at, format!("NEWOBJ on {}", global.name()))),
