@@ -131,11 +131,15 @@ fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> st
         writeln!(out, "  {alias} shares the bytes of {kept} (stored once)")?;
     }
     for skipped in &report.skipped {
+        // An empty path is the checkpoint as a whole (its structure).
+        let (label, path) = match skipped.path.as_str() {
+            "" => ("not kept:", "structure"),
+            path => ("not a tensor:", path),
+        };
         writeln!(
             out,
-            "  {} {}: {}",
-            painter.paint(YELLOW, "not a tensor:"),
-            skipped.path,
+            "  {} {path}: {}",
+            painter.paint(YELLOW, label),
             skipped.reason
         )?;
     }

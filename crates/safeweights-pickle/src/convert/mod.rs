@@ -30,6 +30,7 @@ use safeweights::write::WriteOptions;
 use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
+pub use crate::torch::STRUCTURE_KEY;
 pub use input::InputFormat;
 
 use crate::dtype::Dtype;
@@ -38,9 +39,8 @@ use crate::limits::Limits;
 use crate::torch::Skipped;
 use input::Input;
 
-/// Metadata key holding the checkpoint's plain values as a JSON object.
-/// Distinct from `safeweights.checkpoint`, which the Python package uses for
-/// the full structure of a checkpoint saved with `save_checkpoint`.
+/// Metadata key holding the checkpoint's plain values as a JSON object, by
+/// dotted path. The whole structure is under [`STRUCTURE_KEY`].
 pub const CHECKPOINT_METADATA_KEY: &str = "safeweights.values";
 
 /// How to convert.
@@ -51,7 +51,10 @@ pub struct ConvertOptions {
     /// Output layout options.
     pub write: WriteOptions,
     /// Also store the checkpoint's plain values (epoch, hyper-parameters)
-    /// under [`CHECKPOINT_METADATA_KEY`].
+    /// under [`CHECKPOINT_METADATA_KEY`] and, for a single torch
+    /// checkpoint, its whole structure under [`STRUCTURE_KEY`], so that
+    /// `safeweights.load` of the output returns what
+    /// `torch.load(weights_only=True)` returns for the input.
     pub keep_checkpoint_metadata: bool,
     /// Split the output into shards of at most this many bytes of tensor
     /// data (a larger tensor gets a shard of its own), named
@@ -304,6 +307,13 @@ fn metadata(input: &Input, keep_values: bool) -> Metadata {
             CHECKPOINT_METADATA_KEY.to_owned(),
             Json::Object(values).to_string(),
         );
+    }
+    // One structure names the tensors of one file; shards of a sharded
+    // input each have their own, so those are written flat.
+    if let (true, [part]) = (keep_values, input.parts.as_slice()) {
+        if let Some(structure) = &part.structure {
+            out.insert(STRUCTURE_KEY.to_owned(), structure.to_string());
+        }
     }
     out
 }
