@@ -17,9 +17,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 
 from ._checkpoint import PathOrFile, _is_path, load_checkpoint, save_checkpoint
 from ._safe_types import SafeType
-
-NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK\x03\x04"
+from ._safeweights_rust import SNIFF_LEN, sniff_format
 
 
 def save(
@@ -103,18 +101,19 @@ def load(
         path = os.fspath(f)
         if os.path.isfile(path):
             with open(path, "rb") as file:
-                head = file.read(8)
-            if head.startswith(NPY_MAGIC):
+                kind = sniff_format(file.read(SNIFF_LEN))
+            if kind == "numpy":
                 return _load_npy(path, use_mmap)
-            if head.startswith(ZIP_MAGIC) and _is_npz(path):
+            if kind == "zip" and _is_npz(path):
                 return _load_npz(path)
     else:
         f = _peekable(f)
-        head = f.read(8)
+        head = f.read(SNIFF_LEN)
         f.seek(-len(head), io.SEEK_CUR)
-        if head.startswith(NPY_MAGIC):
+        kind = sniff_format(head)
+        if kind == "numpy":
             return _load_npy(f, False)
-        if head.startswith(ZIP_MAGIC) and _is_npz(f):
+        if kind == "zip" and _is_npz(f):
             return _load_npz(f)
     return load_checkpoint(f, map_location=map_location, mmap=use_mmap, safe_types=list(safe_types or []))
 

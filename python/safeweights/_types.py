@@ -354,6 +354,9 @@ class Decoder:
         if not isinstance(value, dict) or not value:
             raise _invalid(path, f"unexpected {type(value).__name__}")
         tag = next(iter(value))
+        if tag in ("$tensor", "$view"):
+            # Outside the try below: a map_location callable's own errors pass through.
+            return self.tensors.tensor(value)
         method = _DECODERS.get(tag)
         if method is None:
             raise _invalid(path, f"unknown tag {tag!r} (written by a newer safeweights?)")

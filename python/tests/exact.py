@@ -1,6 +1,7 @@
 """`assert_exact(a, b)`: same type and value all the way down (tensors
 and numpy arrays compared by dtype, shape and bits)."""
 
+import decimal
 import math
 
 import numpy as np
@@ -16,6 +17,8 @@ def assert_exact(got, want, path="root"):
         assert np.ascontiguousarray(got).tobytes() == np.ascontiguousarray(want).tobytes(), path
     elif isinstance(want, np.generic):
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes(), path
+    elif isinstance(want, decimal.Decimal):
+        assert str(got) == str(want), path
     elif isinstance(want, float):
         assert got == want or (math.isnan(got) and math.isnan(want)), path
         assert math.copysign(1, got) == math.copysign(1, want), path

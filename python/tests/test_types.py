@@ -185,7 +185,7 @@ def test_quantized_tensors_keep_scale_and_zero_point(dtype, tmp_path):
         scales = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
         per_channel = torch.quantize_per_channel(torch.randn(4, 6), scales, torch.tensor([0, 1, 2, 3]), 0, dtype)
         check(per_channel, tmp_path)
-        check(per_channel[1:].transpose(0, 1), tmp_path)
+        check(per_tensor[1:].transpose(0, 1), tmp_path)
 
 
 def test_state_dict_of_a_quantized_model(tmp_path):
@@ -337,7 +337,7 @@ REFUSED = {
     "memmap_subclass": (np.ma.masked_array([1, 2]), r"numpy.asarray"),
     "tensor_subclass": (torch.ones(1).as_subclass(type("T", (torch.Tensor,), {})), r"as_subclass"),
     "defaultdict_lambda": (collections.defaultdict(lambda: 0), r"cfg.x.default_factory"),
-    "self_containing": (None, r"cfg.x: it contains itself"),
+    "self_containing": (None, r"cfg.x.0: it contains itself"),
 }
 
 
@@ -380,7 +380,8 @@ def test_version_1_files_written_by_the_first_format_still_load():
     got = safeweights.load(os.path.join(os.path.dirname(__file__), "data", "checkpoint-v1.safetensors"))
     assert type(got["model"]) is collections.OrderedDict
     assert got["model"]._metadata == collections.OrderedDict([("", {"version": 1}), ("fc", {"version": 1})])
-    assert got["model"]["tied"] is got["model"]["fc.weight"]
+    assert got["model"]["tied"].data_ptr() == got["model"]["fc.weight"].data_ptr()
+    assert got["opt"]["state"][0]["exp_avg"].data_ptr() == got["model"]["fc.weight"].data_ptr()
     assert torch.equal(got["model"]["fc.weight"], torch.arange(6.0).reshape(2, 3))
     assert got["opt"]["param_groups"][0]["betas"] == (0.9, 0.999)
     assert list(got["opt"]["state"]) == [0]
