@@ -48,8 +48,11 @@ def training_state():
 
 
 def convert(source, output):
-    done = subprocess.run([cli(), "convert", str(source), str(output)], capture_output=True, text=True, check=False)
+    done = subprocess.run([cli(), "--json", "convert", str(source), str(output)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    # Values the flat metadata cannot hold (NaN, bytes...) are in the structure.
+    assert report["structure"] is True and report["skipped"] == [], report
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
@@ -95,6 +98,8 @@ def test_values_the_structure_cannot_hold_leave_a_flat_file_and_say_so(tmp_path)
     done = subprocess.run([cli(), "--json", "convert", str(source), str(output)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
+    assert report["structure"] is False
     assert any(item["path"] == "c128" for item in report["skipped"]), report
+    assert any(item["path"] == "" and "structure" in item["reason"] for item in report["skipped"]), report
     with safeweights.safe_open(output, "pt") as f:
         assert "safeweights.checkpoint" not in f.metadata()

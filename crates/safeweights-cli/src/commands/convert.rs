@@ -143,6 +143,12 @@ fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> st
             skipped.reason
         )?;
     }
+    if report.structure {
+        writeln!(
+            out,
+            "  structure kept: safeweights.load returns what torch.load returned"
+        )?;
+    }
     if report.verified {
         writeln!(out, "  verified: every tensor matches the input")?;
     }
@@ -160,6 +166,7 @@ fn report_json(args: &ConvertArgs, report: &ConvertReport) -> serde_json::Value 
         "cast": report.cast,
         "aliases": report.aliases.iter().map(|(a, k)| json!({"alias": a, "kept": k})).collect::<Vec<_>>(),
         "skipped": report.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(),
+        "structure": report.structure,
         "verified": report.verified,
     })
 }

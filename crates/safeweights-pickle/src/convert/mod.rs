@@ -131,8 +131,13 @@ pub struct ConvertReport {
     /// `(alias, kept)` names stored once; each alias is a metadata key whose
     /// value is the kept name, as the reference's `convert` records them.
     pub aliases: Vec<(String, String)>,
-    /// Values that were not converted, and why.
+    /// Values that were not converted, and why (none when the structure
+    /// was kept: it holds every value).
     pub skipped: Vec<Skipped>,
+    /// Whether the output holds the checkpoint's whole structure under
+    /// [`STRUCTURE_KEY`] (`safeweights.load` returns what
+    /// `torch.load(weights_only=True)` returned).
+    pub structure: bool,
     /// Files written: the single file, or every shard then the index.
     pub files: Vec<PathBuf>,
     /// Whether the output was read back and matched the input.
@@ -223,7 +228,11 @@ pub fn convert_with_progress(
         cast: count_cast(&input, options.dtype),
         bytes: total,
         aliases: input.parts.iter().flat_map(|p| p.aliases.clone()).collect(),
-        skipped: input.parts.iter().flat_map(|p| p.skipped.clone()).collect(),
+        skipped: match kept_structure(&input, options.keep_checkpoint_metadata) {
+            Some(_) => Vec::new(),
+            None => input.parts.iter().flat_map(|p| p.skipped.clone()).collect(),
+        },
+        structure: kept_structure(&input, options.keep_checkpoint_metadata).is_some(),
         files,
         verified: options.verify,
     })
@@ -308,14 +317,20 @@ fn metadata(input: &Input, keep_values: bool) -> Metadata {
             Json::Object(values).to_string(),
         );
     }
-    // One structure names the tensors of one file; shards of a sharded
-    // input each have their own, so those are written flat.
-    if let (true, [part]) = (keep_values, input.parts.as_slice()) {
-        if let Some(structure) = &part.structure {
-            out.insert(STRUCTURE_KEY.to_owned(), structure.to_string());
-        }
+    if let Some(structure) = kept_structure(input, keep_values) {
+        out.insert(STRUCTURE_KEY.to_owned(), structure.to_string());
     }
     out
+}
+
+/// The structure the output keeps, if any. One structure names the
+/// tensors of one file; shards of a sharded input each have their own, so
+/// those convert by tensor name only.
+fn kept_structure(input: &Input, keep_values: bool) -> Option<&Json> {
+    match (keep_values, input.parts.as_slice()) {
+        (true, [part]) => part.structure.as_ref(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
