@@ -1,10 +1,9 @@
 """accelerate's save_state/load_state under patch_torch(): no pickle in
 the output, resume bit-identical to an uninterrupted run."""
 
-import pytest
 import torch
 
-accelerate = pytest.importorskip("accelerate", reason="accelerate is a test dependency (requirements-dev.txt)")
+import accelerate  # noqa: E402  (requirements-dev.txt: a missing framework fails, never skips)
 
 import safeweights  # noqa: E402
 from frameworks import assert_no_pickle, assert_same_state  # noqa: E402

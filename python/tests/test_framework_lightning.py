@@ -13,7 +13,7 @@ import pytest
 import torch
 
 os.environ.setdefault("PL_DISABLE_FORK", "1")
-lightning = pytest.importorskip("lightning", reason="lightning is a test dependency (requirements-dev.txt)")
+import lightning  # noqa: E402  (requirements-dev.txt: a missing framework fails, never skips)
 
 import safeweights  # noqa: E402
 from frameworks import assert_no_pickle, assert_same_state  # noqa: E402
@@ -71,6 +71,14 @@ class Tiny(lightning.LightningModule):
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
 
+@pytest.fixture(autouse=True)
+def torch_settings_restored():
+    """Lightning sets process-wide torch flags; the tests after these must not see them."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+
+
 def loader():
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(8, 4, generator=generator)
@@ -96,7 +104,6 @@ def fit(tmp_path, max_epochs, ckpt_path=None):
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        deterministic=True,
         default_root_dir=tmp_path,
     )
     trainer.fit(model, loader(), ckpt_path=ckpt_path)

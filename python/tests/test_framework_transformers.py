@@ -3,12 +3,11 @@ resume bit-identical to an uninterrupted run."""
 
 import os
 
-import pytest
 import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (requirements-dev.txt)")
+import transformers  # noqa: E402  (requirements-dev.txt: a missing framework fails, never skips)
 
 import safeweights  # noqa: E402
 from frameworks import assert_no_pickle, assert_same_state  # noqa: E402
