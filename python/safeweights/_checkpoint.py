@@ -127,14 +127,14 @@ def load_checkpoint(
         if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
             from ._legacy import load_legacy
 
-            return _place_tree(load_legacy(path, device), placement)
+            return _place_tree(load_legacy(path, device, _allowed(safe_types)), placement)
         source: Any = path
     else:
         source = _read_all(f)
         if _is_pickle(bytes(source[:SNIFF_LEN])):
             from ._legacy import load_legacy
 
-            return _place_tree(load_legacy(source, device), placement)
+            return _place_tree(load_legacy(source, device, _allowed(safe_types)), placement)
     # Onto a GPU, every tensor moves in one pass through pinned buffers.
     load_device = device if device is not None and device.type == "cuda" else None
     with safe_open(source, framework="pt", device=load_device, backend="mmap" if mmap else "pread") as handle:
@@ -155,6 +155,14 @@ def load_checkpoint(
             f" (this safeweights reads versions {', '.join(map(str, _types.READS))}): upgrade safeweights"
         )
     return _types.decode(document.get("root"), _Rebuilder(tensors, placement), safe_types)
+
+
+def _allowed(safe_types: Any) -> Dict[str, Any]:
+    from . import _safe_types
+
+    allowed = _safe_types.get_safe_types()
+    allowed.update(_safe_types._named(safe_types or []))
+    return allowed
 
 
 def _place_tree(value: Any, placement: Placement) -> Any:

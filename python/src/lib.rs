@@ -30,6 +30,7 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SNIFF_LEN", sniff::SNIFF_LEN)?;
     m.add_class::<checkpoint::PickledTensor>()?;
     m.add_class::<checkpoint::PickledDtype>()?;
+    m.add_class::<checkpoint::PickledObject>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;
     Ok(())
 }

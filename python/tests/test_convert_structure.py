@@ -5,7 +5,7 @@ the input, nesting, container, key and scalar types included."""
 import json
 import math
 import subprocess
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import pytest
 import torch
@@ -44,6 +44,7 @@ def training_state():
         "tied_a": weight, "tied_b": weight,
         "transposed": weight.t(), "row": weight[1],
         "empty": OrderedDict(), "nested": [[], {}, ()],
+        "device": torch.device("cpu"), "cuda": torch.device("cuda", 1), "counts": Counter({"a": 2, 3: 1}),
     }  # fmt: skip
 
 
@@ -92,9 +93,13 @@ def test_drop_values_writes_flat_tensors_only(tmp_path):
     assert list(safeweights.load(output)) == ["model.w"]
 
 
-def test_values_the_structure_cannot_hold_leave_a_flat_file_and_say_so(tmp_path):
+@pytest.mark.parametrize("outside", ["complex128", "numpy"])
+def test_values_the_structure_cannot_hold_leave_a_flat_file_and_say_so(tmp_path, outside):
+    import numpy as np
+
     source, output = tmp_path / "c.pt", tmp_path / "c.safetensors"
-    torch.save({"w": torch.ones(2), "c128": torch.ones(2, dtype=torch.complex128)}, source)
+    value = torch.ones(2, dtype=torch.complex128) if outside == "complex128" else np.arange(3)
+    torch.save({"w": torch.ones(2), "c128": value}, source)
     done = subprocess.run([cli(), "--json", "convert", str(source), str(output)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::globals::Global;
-use super::value::{OrderedDictValue, StorageRef, TensorRef, Value};
+use super::value::{ObjectValue, OrderedDictValue, StorageRef, TensorRef, Value};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 
@@ -29,14 +29,26 @@ pub(crate) enum Obj {
     Bytes(Rc<[u8]>),
     ByteArray(Rc<[u8]>),
     Tuple(Rc<Vec<Obj>>),
-    /// `torch.Size`: a tuple that comes back as one.
-    Size(Rc<Vec<Obj>>),
     List(Rc<RefCell<Vec<Obj>>>),
     Dict(Rc<RefCell<DictObj>>),
     Set(Rc<RefCell<Vec<Obj>>>),
     Global(Global),
     Storage(Arc<StorageRef>),
     Tensor(Arc<TensorRef>),
+    /// A call or instantiation of a recorded or allowed global.
+    Object(Rc<RefCell<ObjectObj>>),
+}
+
+/// A recorded call (REDUCE) or instantiation (NEWOBJ) of a global, with
+/// what BUILD, APPENDS and SETITEMS later gave it.
+#[derive(Debug, Default)]
+pub(crate) struct ObjectObj {
+    pub(crate) global: String,
+    pub(crate) new: bool,
+    pub(crate) args: Vec<Obj>,
+    pub(crate) state: Option<Obj>,
+    pub(crate) items: Vec<Obj>,
+    pub(crate) dict_items: Vec<(Obj, Obj)>,
 }
 
 impl Obj {
@@ -51,14 +63,23 @@ impl Obj {
             Obj::Bytes(_) => "bytes",
             Obj::ByteArray(_) => "bytearray",
             Obj::Tuple(_) => "tuple",
-            Obj::Size(_) => "torch.Size",
             Obj::List(_) => "list",
             Obj::Dict(_) => "dict",
             Obj::Set(_) => "set",
             Obj::Global(_) => "global",
             Obj::Storage(_) => "storage",
             Obj::Tensor(_) => "tensor",
+            Obj::Object(_) => "object",
         }
+    }
+
+    pub(crate) fn new_object(global: String, new: bool, args: Vec<Obj>) -> Obj {
+        Obj::Object(Rc::new(RefCell::new(ObjectObj {
+            global,
+            new,
+            args,
+            ..ObjectObj::default()
+        })))
     }
 
     pub(crate) fn new_dict() -> Obj {
@@ -142,7 +163,7 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
     let mut work = roots;
     while let Some(obj) = work.pop() {
         match obj {
-            Obj::Tuple(mut rc) | Obj::Size(mut rc) => {
+            Obj::Tuple(mut rc) => {
                 if let Some(items) = Rc::get_mut(&mut rc) {
                     work.append(items);
                 }
@@ -159,6 +180,17 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
                         work.push(v);
                     }
                     work.extend(dict.attributes.take());
+                }
+            }
+            Obj::Object(cell) => {
+                if let Ok(mut object) = cell.try_borrow_mut() {
+                    work.append(&mut object.args);
+                    work.append(&mut object.items);
+                    work.extend(object.state.take());
+                    for (k, v) in object.dict_items.drain(..) {
+                        work.push(k);
+                        work.push(v);
+                    }
                 }
             }
             _ => {}
@@ -209,10 +241,6 @@ impl<'l> Freezer<'l> {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
                 self.shared(id, |f| Ok(Value::Tuple(f.seq(rc)?.into())))?
             }
-            Obj::Size(rc) => {
-                let id = Rc::as_ptr(rc) as *const u8 as usize;
-                self.shared(id, |f| Ok(Value::Size(f.seq(rc)?.into())))?
-            }
             Obj::List(rc) => {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
                 self.shared(id, |f| Ok(Value::List(f.seq(&rc.borrow())?.into())))?
@@ -220,6 +248,24 @@ impl<'l> Freezer<'l> {
             Obj::Set(rc) => {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
                 self.shared(id, |f| Ok(Value::Set(f.seq(&rc.borrow())?.into())))?
+            }
+            Obj::Object(rc) => {
+                let id = Rc::as_ptr(rc) as *const u8 as usize;
+                self.shared(id, |f| {
+                    let object = rc.borrow();
+                    let mut dict_items = Vec::with_capacity(object.dict_items.len());
+                    for (k, v) in &object.dict_items {
+                        dict_items.push((f.freeze(k)?, f.freeze(v)?));
+                    }
+                    Ok(Value::Object(Arc::new(ObjectValue {
+                        global: Arc::from(object.global.as_str()),
+                        new: object.new,
+                        args: f.seq(&object.args)?.into(),
+                        state: object.state.as_ref().map(|s| f.freeze(s)).transpose()?,
+                        items: f.seq(&object.items)?.into(),
+                        dict_items: dict_items.into(),
+                    })))
+                })?
             }
             Obj::Dict(rc) => {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;

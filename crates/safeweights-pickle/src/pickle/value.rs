@@ -35,8 +35,6 @@ pub enum Value {
     ByteArray(Arc<[u8]>),
     /// A tuple.
     Tuple(Arc<[Value]>),
-    /// A `torch.Size`.
-    Size(Arc<[Value]>),
     /// A list.
     List(Arc<[Value]>),
     /// A dict, in insertion order, keys unique.
@@ -55,6 +53,29 @@ pub enum Value {
     Storage(Arc<StorageRef>),
     /// A tensor or parameter.
     Tensor(Arc<TensorRef>),
+    /// A call or instantiation of an allowed global this crate does not
+    /// interpret itself (`torch.device`, numpy arrays, `collections.Counter`,
+    /// quantized and sparse tensor rebuilds, classes the caller allowed):
+    /// recorded as data for the caller to rebuild.
+    Object(Arc<ObjectValue>),
+}
+
+/// What a pickle did with a recorded global: called it (REDUCE) or
+/// instantiated it (NEWOBJ) with `args`, then BUILD, APPENDS and SETITEMS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectValue {
+    /// The global's dotted name, e.g. `torch.device`.
+    pub global: Arc<str>,
+    /// NEWOBJ (`cls.__new__(cls, *args)`) rather than REDUCE (`global(*args)`).
+    pub new: bool,
+    /// The arguments.
+    pub args: Arc<[Value]>,
+    /// The BUILD state, if any.
+    pub state: Option<Value>,
+    /// Items appended (list subclasses).
+    pub items: Arc<[Value]>,
+    /// Items set (dict subclasses), in order.
+    pub dict_items: Arc<[(Value, Value)]>,
 }
 
 impl Value {
@@ -92,12 +113,10 @@ impl Value {
         }
     }
 
-    /// The items of a list, a tuple, a `torch.Size` or a set.
+    /// The items of a list, a tuple or a set.
     pub fn sequence_items(&self) -> Option<&Arc<[Value]>> {
         match self {
-            Value::List(items) | Value::Tuple(items) | Value::Size(items) | Value::Set(items) => {
-                Some(items)
-            }
+            Value::List(items) | Value::Tuple(items) | Value::Set(items) => Some(items),
             _ => None,
         }
     }
@@ -122,7 +141,6 @@ impl Value {
             Value::Bytes(_) => "bytes",
             Value::ByteArray(_) => "bytearray",
             Value::Tuple(_) => "tuple",
-            Value::Size(_) => "torch.Size",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
             Value::OrderedDict(_) => "collections.OrderedDict",
@@ -131,6 +149,7 @@ impl Value {
             Value::Global(_) => "global",
             Value::Storage(_) => "storage",
             Value::Tensor(_) => "tensor",
+            Value::Object(_) => "object",
         }
     }
 }

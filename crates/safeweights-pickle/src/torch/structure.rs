@@ -5,11 +5,12 @@
 //! returned it: nesting, container types, key types and order, and scalar
 //! types included.
 //!
-//! This writer covers what a `weights_only` pickle can hold: None, bool,
-//! int, float, complex, str, bytes, bytearray, list, tuple, set, dict,
-//! OrderedDict (with a state dict's `_metadata`), torch.Size, torch dtypes
-//! and tensors (with `requires_grad` and `nn.Parameter`). Each tensor
-//! record names the entry [`super::flatten`] stored its bytes under.
+//! This writer covers the plain part of what a `weights_only` pickle can
+//! hold: None, bool, int, float, complex, str, bytes, bytearray, list,
+//! tuple, set, dict, OrderedDict (with a state dict's `_metadata`),
+//! Counter, torch.Size, torch.device, torch dtypes and tensors (with
+//! `requires_grad` and `nn.Parameter`). Each tensor record names the entry
+//! [`super::flatten`] stored its bytes under.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,7 @@ use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::pickle::{TensorRef, Value, ViewKey};
+use crate::pickle::{ObjectValue, TensorRef, Value, ViewKey};
 
 /// The metadata key holding the structure.
 pub const STRUCTURE_KEY: &str = "safeweights.checkpoint";
@@ -121,9 +122,6 @@ impl Encoder<'_> {
             Value::Set(items) => {
                 tagged("$set", Json::Array(self.sequence(items, path, depth)?), [])
             }
-            Value::Size(items) => {
-                tagged("$size", Json::Array(self.sequence(items, path, depth)?), [])
-            }
             Value::Dict(items) => tagged("$dict", self.items(items, path, depth)?, []),
             Value::OrderedDict(dict) => {
                 let items = self.items(&dict.items, path, depth)?;
@@ -135,6 +133,7 @@ impl Encoder<'_> {
             }
             Value::Dtype(scalar) => tagged("$dtype", Json::from(scalar.name), []),
             Value::Tensor(t) => self.tensor(t, path)?,
+            Value::Object(object) => self.object(object, path, depth)?,
             Value::Storage(_) => {
                 return Err(unsupported(path, "a bare storage that no tensor uses"))
             }
@@ -192,6 +191,40 @@ impl Encoder<'_> {
             }
         }
         Ok(meta)
+    }
+
+    /// The recorded calls of torch's allow-list that are plain values:
+    /// `torch.Size`, `torch.device`, `collections.Counter`. Anything else
+    /// recorded (numpy arrays, quantized or sparse rebuilds, allowed
+    /// classes) is outside this writer's subset.
+    fn object(&mut self, object: &ObjectValue, path: &str, depth: usize) -> Result<Json> {
+        let plain = !object.new
+            && object.state.is_none()
+            && object.items.is_empty()
+            && object.dict_items.is_empty();
+        let refused = || unsupported(path, &format!("a {}", object.global));
+        if !plain {
+            return Err(refused());
+        }
+        Ok(match (&*object.global, &*object.args) {
+            ("torch.Size", [Value::Tuple(items) | Value::List(items)]) => {
+                if !items.iter().all(|v| matches!(v, Value::Int(_))) {
+                    return Err(refused());
+                }
+                tagged("$size", Json::Array(self.sequence(items, path, depth)?), [])
+            }
+            ("torch.device", [Value::Str(kind)]) => {
+                tagged("$device", Json::from(kind.to_string()), [])
+            }
+            ("torch.device", [Value::Str(kind), Value::Int(index)]) => {
+                tagged("$device", Json::from(format!("{kind}:{index}")), [])
+            }
+            ("collections.Counter", []) => tagged("$counter", Json::Array(Vec::new()), []),
+            ("collections.Counter", [Value::Dict(items)]) => {
+                tagged("$counter", self.items(items, path, depth)?, [])
+            }
+            _ => return Err(refused()),
+        })
     }
 
     fn tensor(&self, t: &TensorRef, path: &str) -> Result<Json> {
