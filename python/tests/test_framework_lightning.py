@@ -147,6 +147,15 @@ def test_load_from_checkpoint_under_patch_torch(tmp_path):
     assert {k: type(v) for k, v in loaded.hparams.items()} == {k: type(v) for k, v in HPARAMS.items()}
 
 
+def test_lightning_attribute_dicts_are_allowed(tmp_path):
+    from lightning.fabric.utilities.data import AttributeDict
+
+    io = SafeweightsCheckpointIO()
+    io.save_checkpoint({"hyper_parameters": AttributeDict(lr=0.1, sizes=(2, 3))}, tmp_path / "a.ckpt")
+    hparams = io.load_checkpoint(tmp_path / "a.ckpt")["hyper_parameters"]
+    assert type(hparams) is AttributeDict and hparams == {"lr": 0.1, "sizes": (2, 3)} and hparams.lr == 0.1
+
+
 def test_unallowed_hyperparameter_types_are_refused_with_the_fix(tmp_path):
     with pytest.raises(safeweights.UnsafeTypeError, match=r"hyper_parameters\.mode.*add_safe_types"):
         SafeweightsCheckpointIO().save_checkpoint({"hyper_parameters": {"mode": Mode.SLOW}}, tmp_path / "x.ckpt")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Optional, Union
 from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 
-from .._patch import _load, _save
+from .._patch import _framework_types, _load, _save
 
 __all__ = ["SafeweightsCheckpointIO"]
 
@@ -48,12 +48,19 @@ class SafeweightsCheckpointIO(CheckpointIO):
 
     `safe_types`: classes (dataclasses, enums, named tuples...) held in the
     checkpoint, typically in the hyperparameters, allowed on save and load
-    beside those allowed through `safeweights.add_safe_types`.
+    beside those allowed through `safeweights.add_safe_types`, and
+    Lightning's own `AttributeDict` (see `safeweights._patch.FRAMEWORK_TYPES`).
     """
 
     def __init__(self, *, safe_types: Optional[list] = None) -> None:
         super().__init__()
-        self.safe_types = tuple(safe_types or ())
+        self._given_types = tuple(safe_types or ())
+
+    @property
+    def safe_types(self) -> tuple:
+        """The classes this plug-in allows: those given, then the
+        frameworks' own."""
+        return self._given_types + _framework_types()
 
     def save_checkpoint(self, checkpoint: Dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
         """Writes `checkpoint` to `path` as a safetensors file."""
