@@ -232,3 +232,27 @@ def test_framework_types_only_when_asked_and_never_imported():
     assert names <= set(_patch.FRAMEWORK_TYPES)
     imported = {name for name in _patch.FRAMEWORK_TYPES if name.rpartition(".")[0] in sys.modules}
     assert names == imported
+
+
+class SavesWhileSaved:
+    """Its state is taken with torch.save itself: a re-entrant call."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __getstate__(self):
+        buffer = io.BytesIO()
+        torch.save({"inner": torch.tensor([self.value])}, buffer)
+        return {"value": self.value, "inner": buffer.getvalue()}
+
+
+def test_reentrant_save_and_load_go_through_safeweights_too():
+    buffer = io.BytesIO()
+    with safeweights.patch_torch(safe_types=[SavesWhileSaved]):
+        torch.save({"obj": SavesWhileSaved(5)}, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer)["obj"]
+        assert type(loaded) is SavesWhileSaved and loaded.value == 5
+        # The nested torch.save wrote safetensors, read back by the nested load.
+        assert loaded.inner[8:9] == b"{"
+        assert torch.load(io.BytesIO(loaded.inner))["inner"].tolist() == [5]
