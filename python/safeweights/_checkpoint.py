@@ -147,7 +147,7 @@ def load_checkpoint(
             return flat
     try:
         document = json.loads(structure)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise CheckpointError(f"the checkpoint structure is not valid JSON: {error}") from None
     if not isinstance(document, dict) or document.get("version") not in _types.READS:
         raise CheckpointError(
@@ -174,10 +174,15 @@ def _place_tree(value: Any, placement: Placement) -> Any:
         return value
     if isinstance(value, torch.Tensor):
         return placement.place(value, "cpu")
+    # The containers were just built by the loader: updated in place, so
+    # their types and attributes (a state dict's `_metadata`) stay.
     if isinstance(value, dict):
-        return type(value)((k, _place_tree(v, placement)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return type(value)(_place_tree(v, placement) for v in value)
+        for key, item in value.items():
+            value[key] = _place_tree(item, placement)
+    elif isinstance(value, list):
+        value[:] = [_place_tree(v, placement) for v in value]
+    elif type(value) is tuple:
+        return tuple(_place_tree(v, placement) for v in value)
     return value
 
 

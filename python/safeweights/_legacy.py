@@ -3,8 +3,10 @@
 The native module parses the zip or pre-1.6 stream with an allow-listing
 pickle VM (in Rust, no Python pickle involved) and returns the object tree
 with tensor records; this module turns those into torch tensors. Identical
-views come back as one tensor, as `torch.load` would share them. Dicts come
-back as plain `dict` (an `OrderedDict` in the file compares equal). Onto a
+views come back as one tensor, as `torch.load` would share them. Globals
+the reader records as data (`torch.device`, `OrderedDict` with its
+`_metadata`, numpy arrays, allowed classes...) are rebuilt by
+`safeweights._legacy_objects`. Onto a
 CUDA device, every record moves in one pass, in file order, through the
 pinned buffers of `safeweights._cuda`.
 """

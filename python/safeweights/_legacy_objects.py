@@ -122,6 +122,18 @@ def _counter(obj: Any, value: Callable[[Any], Any]) -> Any:
     return collections.Counter(*args)
 
 
+def _ordered_dict(obj: Any, value: Callable[[Any], Any]) -> Any:
+    """An OrderedDict, with BUILD's attributes (a state dict's `_metadata`)."""
+    (items,) = _args(obj, value, range(1, 2))
+    result = collections.OrderedDict(items)
+    if obj.has_state:
+        state = value(obj.state)
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise CheckpointError("an OrderedDict's state must be a dict of attributes")
+        result.__dict__.update(state)
+    return result
+
+
 def _size(obj: Any, value: Callable[[Any], Any]) -> Any:
     import torch
 
@@ -309,6 +321,7 @@ def _refused(what: str) -> Builder:
 
 _BUILDERS: Dict[str, Builder] = {
     "collections.Counter": _counter,
+    "collections.OrderedDict": _ordered_dict,
     "torch.Size": _size,
     "torch.device": _device,
     "torch.serialization._get_layout": _layout,

@@ -569,4 +569,7 @@ _DECODERS: Dict[str, Callable[[Decoder, Any, Any, str], Any]] = {
 
 def decode(root: Any, tensors: Any, extra_types: Any = None) -> Any:
     """Rebuilds the object from its structure (version 1 or 2)."""
-    return Decoder(tensors, extra_types).decode(root, "")
+    try:
+        return Decoder(tensors, extra_types).decode(root, "")
+    except RecursionError:
+        raise CheckpointError("invalid checkpoint structure: nested too deeply") from None

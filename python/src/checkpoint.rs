@@ -134,22 +134,18 @@ impl Tensors {
         let first_visit = |visited: &mut std::collections::HashSet<*const ()>, ptr: *const ()| {
             visited.insert(ptr)
         };
-        if let Some(items) = value.sequence_items() {
-            if !first_visit(&mut self.visited, items.as_ptr().cast()) {
-                return Ok(());
+        match value {
+            Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
+                if !first_visit(&mut self.visited, items.as_ptr().cast()) {
+                    return Ok(());
+                }
+                items.iter().try_for_each(|v| self.collect(v))
             }
-            return items.iter().try_for_each(|v| self.collect(v));
-        }
-        if let Some(items) = value.dict_items() {
-            if !first_visit(&mut self.visited, items.as_ptr().cast()) {
-                return Ok(());
-            }
-            return items.iter().try_for_each(|(k, v)| {
+            Value::Dict(items) if !first_visit(&mut self.visited, items.as_ptr().cast()) => Ok(()),
+            Value::Dict(items) => items.iter().try_for_each(|(k, v)| {
                 self.collect(k)?;
                 self.collect(v)
-            });
-        }
-        match value {
+            }),
             Value::Tensor(t) => {
                 self.add(t.clone());
                 Ok(())
@@ -226,11 +222,12 @@ impl<'py> Converter<'_, 'py> {
     fn convert(&mut self, value: &Value) -> PyResult<Bound<'py, PyAny>> {
         let py = self.py;
         let shared = match value {
+            Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
+                Some(items.as_ptr().cast::<()>())
+            }
+            Value::Dict(items) => Some(items.as_ptr().cast::<()>()),
             Value::Object(object) => Some(Arc::as_ptr(object).cast::<()>()),
-            _ => value
-                .sequence_items()
-                .map(|items| items.as_ptr().cast::<()>())
-                .or_else(|| value.dict_items().map(|items| items.as_ptr().cast::<()>())),
+            _ => None,
         };
         if let Some(object) = shared.and_then(|ptr| self.memo.get(&ptr)) {
             return Ok(object.bind(py).clone());
@@ -252,6 +249,7 @@ impl<'py> Converter<'_, 'py> {
             Value::Complex(re, im) => pyo3::types::PyComplex::from_doubles(py, *re, *im).into_any(),
             Value::Str(s) => PyString::new(py, s).into_any(),
             Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+            Value::ByteArray(b) => PyByteArray::new(py, b).into_any(),
             Value::Tuple(items) => {
                 let converted = items
                     .iter()
@@ -273,9 +271,7 @@ impl<'py> Converter<'_, 'py> {
                     .collect::<PyResult<Vec<_>>>()?;
                 PySet::new(py, converted)?.into_any()
             }
-            Value::ByteArray(b) => PyByteArray::new(py, b).into_any(),
-            Value::Dict(_) | Value::OrderedDict(_) => {
-                let items = value.dict_items().expect("a dict");
+            Value::Dict(items) => {
                 let dict = PyDict::new(py);
                 for (k, v) in items.iter() {
                     dict.set_item(self.convert(k)?, self.convert(v)?)?;

@@ -214,3 +214,26 @@ def test_malicious_pickles_are_refused_and_never_run(kind, malicious):
         with open(path, "rb") as f, pytest.raises(safeweights.UnsafeCheckpointError):
             safeweights.load(f, weights_only=weights_only)
     assert not os.path.exists(marker)
+
+
+def test_map_location_dict_on_a_torch_save_file_keeps_container_types(tmp_path):
+    import collections
+
+    path = tmp_path / "sd.pt"
+    state = {"model": torch.nn.BatchNorm1d(2).state_dict(), "counts": collections.Counter(a=1), "t": (torch.ones(1),)}
+    torch.save(state, path)
+    got = safeweights.load(path, {"cpu": "cpu"})
+    assert type(got["model"]) is collections.OrderedDict and got["model"]._metadata == state["model"]._metadata
+    assert got["counts"] == state["counts"] and torch.equal(got["t"][0], torch.ones(1))
+    seen = []
+    safeweights.load(path, lambda storage, location: seen.append(location))
+    assert seen and set(seen) == {"cpu"}
+
+
+def test_deeply_nested_structures_are_refused_cleanly(tmp_path):
+    path = tmp_path / "deep.safetensors"
+    depth = 100_000
+    structure = '{"version": 2, "root": ' + '{"$tuple": [' * depth + "1" + "]}" * depth + "}"
+    safeweights.torch.save_file({"a": torch.ones(1)}, path, metadata={"safeweights.checkpoint": structure})
+    with pytest.raises(safeweights.CheckpointError):
+        safeweights.load(path)

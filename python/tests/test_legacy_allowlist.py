@@ -107,6 +107,7 @@ def torch_allowed_values():
             "meta": torch.empty(2, 3, device="meta"),
             "parameter": torch.nn.Parameter(torch.ones(2)),
             "size": torch.Size([3, 4]),
+            "state_dict": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)).state_dict(),
         }
 
 
@@ -122,6 +123,8 @@ def test_torch_allowed_values_rebuild_as_torch_load(legacy, tmp_path):
             assert got[key].device.type == "meta" and got[key].shape == want[key].shape
         else:
             assert_exact(got[key], want[key], key)
+    assert type(got["state_dict"]) is collections.OrderedDict
+    assert got["state_dict"]._metadata == want["state_dict"]._metadata
 
 
 NUMPY_VALUES = {

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::globals::Global;
-use super::value::{ObjectValue, OrderedDictValue, StorageRef, TensorRef, Value};
+use super::value::{ObjectValue, StorageRef, TensorRef, Value};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 
@@ -86,6 +86,7 @@ impl Obj {
         Obj::Dict(Rc::new(RefCell::new(DictObj::default())))
     }
 
+    /// An empty `collections.OrderedDict`.
     pub(crate) fn new_ordered_dict() -> Obj {
         Obj::Dict(Rc::new(RefCell::new(DictObj::ordered())))
     }
@@ -125,11 +126,10 @@ fn key_of(obj: &Obj) -> Option<Key> {
 pub(crate) struct DictObj {
     pub(crate) items: Vec<(Obj, Obj)>,
     index: HashMap<Key, usize>,
-    /// A `collections.OrderedDict`, not a `dict`.
+    /// A `collections.OrderedDict` (its type is kept, and BUILD's state:
+    /// a state dict's `_metadata`).
     pub(crate) ordered: bool,
-    /// An OrderedDict's attributes, as BUILD set them (a state dict's
-    /// `_metadata`).
-    pub(crate) attributes: Option<Obj>,
+    pub(crate) state: Option<Obj>,
 }
 
 impl DictObj {
@@ -179,7 +179,7 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
                         work.push(k);
                         work.push(v);
                     }
-                    work.extend(dict.attributes.take());
+                    work.extend(dict.state.take());
                 }
             }
             Obj::Object(cell) => {
@@ -275,16 +275,18 @@ impl<'l> Freezer<'l> {
                     for (k, v) in &dict.items {
                         out.push((f.freeze(k)?, f.freeze(v)?));
                     }
+                    let plain = Value::Dict(out.into());
                     if !dict.ordered {
-                        return Ok(Value::Dict(out.into()));
+                        return Ok(plain);
                     }
-                    let attributes = match &dict.attributes {
-                        Some(state) => Some(Arc::new(f.freeze(state)?)),
-                        None => None,
-                    };
-                    Ok(Value::OrderedDict(Arc::new(OrderedDictValue {
-                        items: out.into(),
-                        attributes,
+                    // Its type and `_metadata` kept: see `Value::as_dict`.
+                    Ok(Value::Object(Arc::new(ObjectValue {
+                        global: Arc::from("collections.OrderedDict"),
+                        new: false,
+                        args: vec![plain].into(),
+                        state: dict.state.as_ref().map(|s| f.freeze(s)).transpose()?,
+                        items: Vec::new().into(),
+                        dict_items: Vec::new().into(),
                     })))
                 })?
             }

@@ -33,15 +33,12 @@ pub enum Value {
     Bytes(Arc<[u8]>),
     /// A bytearray object.
     ByteArray(Arc<[u8]>),
-    /// A tuple.
+    /// A tuple (also `torch.Size`).
     Tuple(Arc<[Value]>),
     /// A list.
     List(Arc<[Value]>),
-    /// A dict, in insertion order, keys unique.
+    /// A dict or `OrderedDict`, in insertion order, keys unique.
     Dict(Arc<[(Value, Value)]>),
-    /// A `collections.OrderedDict` (a module's state dict), with the
-    /// attributes pickled beside its items.
-    OrderedDict(Arc<OrderedDictValue>),
     /// A set, in insertion order.
     Set(Arc<[Value]>),
     /// A torch dtype object such as `torch.float32`.
@@ -104,29 +101,27 @@ impl Value {
         }
     }
 
-    /// The items of a dict or an OrderedDict, in insertion order.
-    pub fn dict_items(&self) -> Option<&Arc<[(Value, Value)]>> {
+    /// The items of a dict, `OrderedDict` included (recorded as an
+    /// [`Value::Object`] to keep its type and `_metadata`).
+    pub fn as_dict(&self) -> Option<&Arc<[(Value, Value)]>> {
         match self {
             Value::Dict(items) => Some(items),
-            Value::OrderedDict(dict) => Some(&dict.items),
+            Value::Object(object) if &*object.global == "collections.OrderedDict" => {
+                object.args.first().and_then(Value::as_dict)
+            }
             _ => None,
         }
     }
 
-    /// The items of a list, a tuple or a set.
-    pub fn sequence_items(&self) -> Option<&Arc<[Value]>> {
-        match self {
-            Value::List(items) | Value::Tuple(items) | Value::Set(items) => Some(items),
-            _ => None,
-        }
-    }
-
-    /// Looks up a string key in a dict or an OrderedDict.
+    /// Looks up a string key in a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.dict_items()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        match self.as_dict() {
+            Some(items) => items
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
+            None => None,
+        }
     }
 
     /// A short type name for messages.
@@ -143,7 +138,6 @@ impl Value {
             Value::Tuple(_) => "tuple",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
-            Value::OrderedDict(_) => "collections.OrderedDict",
             Value::Set(_) => "set",
             Value::Dtype(_) => "torch.dtype",
             Value::Global(_) => "global",
@@ -152,16 +146,6 @@ impl Value {
             Value::Object(_) => "object",
         }
     }
-}
-
-/// A `collections.OrderedDict`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderedDictValue {
-    /// The items, in order, keys unique.
-    pub items: Arc<[(Value, Value)]>,
-    /// The instance attributes BUILD set (a dict, e.g. a state dict's
-    /// `{"_metadata": OrderedDict(...)}`), if any.
-    pub attributes: Option<Arc<Value>>,
 }
 
 /// A storage referenced through a pickle persistent id.

@@ -177,9 +177,7 @@ impl Vm<'_> {
                 let state = self.pop(at)?;
                 // BUILD only sets attributes (an OrderedDict's `_metadata`,
                 // a parameter's python state); none of them is tensor data.
-                // A recorded object keeps its state for the caller; so does an
-                // OrderedDict, to come back as torch.load returns it. A
-                // parameter's python state is not kept.
+                // A recorded object keeps its state for the caller.
                 match self.stack.last() {
                     Some(Obj::Object(cell)) => {
                         let mut object = cell
@@ -194,11 +192,9 @@ impl Vm<'_> {
                     Some(Obj::Dict(cell)) => {
                         let mut dict = cell
                             .try_borrow_mut()
-                            .map_err(|_| Error::pickle(at, "container in use"))?;
-                        if dict.ordered && !matches!(state, Obj::None) {
-                            if let Some(old) = dict.attributes.replace(state) {
-                                teardown(vec![old]);
-                            }
+                            .map_err(|_| Error::pickle(at, "dict in use"))?;
+                        if dict.ordered && dict.state.is_none() {
+                            dict.state = Some(state);
                         } else {
                             teardown(vec![state]);
                         }

@@ -83,15 +83,18 @@ fn tree_size(
     if depth > limits.max_depth {
         return Err(Error::limit("max_depth", limits.max_depth as u64, 0));
     }
-    let (id, children): (usize, Vec<&Value>) = if let Some(items) = v.sequence_items() {
-        (items.as_ptr() as usize, items.iter().collect())
-    } else if let Some(items) = v.dict_items() {
-        (
+    if let (Value::Object(_), Some(items)) = (v, v.as_dict()) {
+        return tree_size(&Value::Dict(items.clone()), memo, depth, limits);
+    }
+    let (id, children): (usize, Vec<&Value>) = match v {
+        Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
+            (items.as_ptr() as usize, items.iter().collect())
+        }
+        Value::Dict(items) => (
             items.as_ptr() as usize,
             items.iter().flat_map(|(k, v)| [k, v]).collect(),
-        )
-    } else {
-        return Ok(1);
+        ),
+        _ => return Ok(1),
     };
     if let Some(&n) = memo.get(&id) {
         return Ok(n);
@@ -136,33 +139,38 @@ impl Walker<'_> {
         if depth > self.limits.max_depth {
             return Err(Error::limit("max_depth", self.limits.max_depth as u64, 0));
         }
-        if let Value::Tensor(t) = v {
-            self.tensor(t, path);
-        } else if let Some(items) = v.dict_items() {
-            if items.is_empty() && !path.is_empty() {
+        if let (Value::Object(_), Some(items)) = (v, v.as_dict()) {
+            // An OrderedDict: walked as the dict it is.
+            return self.walk(&Value::Dict(items.clone()), path, depth);
+        }
+        match v {
+            Value::Tensor(t) => self.tensor(t, path),
+            Value::Dict(items) if items.is_empty() && !path.is_empty() => {
                 self.leaf(path, Json::Object(Map::new()));
             }
-            for (k, child) in items.iter() {
-                match key_text(k) {
-                    Some(key) => self.walk(child, &join(path, &key), depth + 1)?,
-                    None => self.skip(path, format!("dict key of type {}", k.type_name())),
+            Value::Dict(items) => {
+                for (k, child) in items.iter() {
+                    match key_text(k) {
+                        Some(key) => self.walk(child, &join(path, &key), depth + 1)?,
+                        None => self.skip(path, format!("dict key of type {}", k.type_name())),
+                    }
                 }
             }
-        } else if let Some(items) = v.sequence_items() {
-            if let Some(json) = scalar_list(items) {
-                self.leaf(path, json);
-            } else if matches!(v, Value::Set(_)) {
-                self.skip(path, "set of non-scalar values");
-            } else {
-                for (i, child) in items.iter().enumerate() {
-                    self.walk(child, &join(path, &i.to_string()), depth + 1)?;
+            Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
+                if let Some(json) = scalar_list(items) {
+                    self.leaf(path, json);
+                } else if matches!(v, Value::Set(_)) {
+                    self.skip(path, "set of non-scalar values");
+                } else {
+                    for (i, child) in items.iter().enumerate() {
+                        self.walk(child, &join(path, &i.to_string()), depth + 1)?;
+                    }
                 }
             }
-        } else {
-            match scalar(v) {
+            other => match scalar(other) {
                 Ok(json) => self.leaf(path, json),
                 Err(reason) => self.skip(path, reason),
-            }
+            },
         }
         Ok(())
     }

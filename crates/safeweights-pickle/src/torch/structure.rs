@@ -123,14 +123,6 @@ impl Encoder<'_> {
                 tagged("$set", Json::Array(self.sequence(items, path, depth)?), [])
             }
             Value::Dict(items) => tagged("$dict", self.items(items, path, depth)?, []),
-            Value::OrderedDict(dict) => {
-                let items = self.items(&dict.items, path, depth)?;
-                let meta = match dict.attributes.as_deref() {
-                    None => None,
-                    Some(attributes) => self.metadata_attribute(attributes, path, depth)?,
-                };
-                tagged("$odict", items, meta.map(|m| ("meta", m)))
-            }
             Value::Dtype(scalar) => tagged("$dtype", Json::from(scalar.name), []),
             Value::Tensor(t) => self.tensor(t, path)?,
             Value::Object(object) => self.object(object, path, depth)?,
@@ -162,15 +154,33 @@ impl Encoder<'_> {
         Ok(Json::Array(out))
     }
 
-    /// An OrderedDict's attributes: a state dict's `_metadata` is kept;
-    /// any other attribute cannot be (Python's writer refuses it too).
+    /// An OrderedDict, recorded with its items as a dict and its BUILD
+    /// state: a state dict's `_metadata` is kept; any other attribute
+    /// cannot be (Python's writer refuses it too).
+    fn ordered_dict(&mut self, object: &ObjectValue, path: &str, depth: usize) -> Result<Json> {
+        let (Some(items), false, true, true) = (
+            object.args.first().and_then(Value::as_dict),
+            object.new,
+            object.items.is_empty(),
+            object.dict_items.is_empty(),
+        ) else {
+            return Err(unsupported(path, "an OrderedDict built in an unusual way"));
+        };
+        let items = self.items(items, path, depth)?;
+        let meta = match &object.state {
+            None | Some(Value::None) => None,
+            Some(state) => self.metadata_attribute(state, path, depth)?,
+        };
+        Ok(tagged("$odict", items, meta.map(|m| ("meta", m))))
+    }
+
     fn metadata_attribute(
         &mut self,
-        attributes: &Value,
+        state: &Value,
         path: &str,
         depth: usize,
     ) -> Result<Option<Json>> {
-        let Some(items) = attributes.dict_items() else {
+        let Some(items) = state.as_dict() else {
             return Err(unsupported(path, "an OrderedDict with a non-dict state"));
         };
         let mut meta = None;
@@ -198,6 +208,9 @@ impl Encoder<'_> {
     /// recorded (numpy arrays, quantized or sparse rebuilds, allowed
     /// classes) is outside this writer's subset.
     fn object(&mut self, object: &ObjectValue, path: &str, depth: usize) -> Result<Json> {
+        if &*object.global == "collections.OrderedDict" {
+            return self.ordered_dict(object, path, depth);
+        }
         let plain = !object.new
             && object.state.is_none()
             && object.items.is_empty()
