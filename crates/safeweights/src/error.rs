@@ -71,6 +71,12 @@ pub enum Error {
         /// The repeated key.
         key: String,
     },
+    /// Two tensors given to a writer share a name (the caller's mistake,
+    /// unlike [`Error::DuplicateKey`] in a file's header).
+    DuplicateTensorName {
+        /// The repeated name.
+        name: String,
+    },
     /// A tensor entry lacks a required field.
     MissingField {
         /// Tensor name.
@@ -185,6 +191,21 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A directory given as a checkpoint does not hold exactly one: no or
+    /// several `*.safetensors.index.json` files, or, without an index, no
+    /// or several `*.safetensors` files.
+    CheckpointDirectory {
+        /// How many index files the directory holds.
+        index_files: usize,
+        /// How many safetensors files the directory holds.
+        safetensors_files: usize,
+    },
+    /// A worker thread panicked: a bug in safeweights, reported as an
+    /// internal error instead of unwinding into the caller.
+    WorkerPanicked {
+        /// The panic's message.
+        message: String,
+    },
     /// A sharded checkpoint's index and shards disagree.
     Shard {
         /// What was wrong.
@@ -235,6 +256,9 @@ impl Error {
         !matches!(
             self.kind(),
             Error::Io(_)
+                | Error::CheckpointDirectory { .. }
+                | Error::DuplicateTensorName { .. }
+                | Error::WorkerPanicked { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -293,6 +317,10 @@ impl fmt::Display for Error {
             Error::DuplicateKey { within, key } => write!(
                 f,
                 "key {key:?} appears twice in {within}; duplicate keys are ambiguous and rejected"
+            ),
+            Error::DuplicateTensorName { name } => write!(
+                f,
+                "two tensors to write are named {name:?}; names must be unique"
             ),
             Error::MissingField { tensor, field } => {
                 write!(f, "tensor {tensor:?}: missing field {field:?}")
@@ -361,6 +389,17 @@ impl fmt::Display for Error {
                 write!(f, "tensor {tensor:?}: invalid slice: {reason}")
             }
             Error::InvalidTensor { tensor, reason } => write!(f, "tensor {tensor:?}: {reason}"),
+            Error::CheckpointDirectory {
+                index_files,
+                safetensors_files,
+            } => write!(
+                f,
+                "the directory holds {index_files} index files and {safetensors_files} safetensors files; point at one index file or file"
+            ),
+            Error::WorkerPanicked { message } => write!(
+                f,
+                "internal error: a worker thread panicked ({message}); this is a bug in safeweights, please report it"
+            ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
             Error::BufferSize {
                 tensor,

@@ -18,6 +18,7 @@
 //! ```
 
 mod cast;
+mod directory;
 mod index;
 mod input;
 mod output;
@@ -31,6 +32,7 @@ use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
 pub use crate::torch::STRUCTURE_KEY;
+pub use directory::directory_inputs;
 pub use input::InputFormat;
 
 use crate::dtype::Dtype;

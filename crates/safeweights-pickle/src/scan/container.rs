@@ -41,6 +41,7 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         FileKind::Unknown if data.first().is_some_and(|b| PROTOCOL0_STARTS.contains(b)) => {
             scan_protocol0_guess(data, sink)
         }
+        kind if kind.is_placeholder() => FileFormat::NotAModel(kind),
         _ => FileFormat::Unknown,
     }
 }
