@@ -108,3 +108,29 @@ def test_values_the_structure_cannot_hold_leave_a_flat_file_and_say_so(tmp_path,
     assert any(item["path"] == "" and "structure" in item["reason"] for item in report["skipped"]), report
     with safeweights.safe_open(output, "pt") as f:
         assert "safeweights.checkpoint" not in f.metadata()
+
+
+def test_a_lightning_checkpoint_written_by_torch_save_converts_exactly(tmp_path):
+    """A real training checkpoint: Lightning's default TorchCheckpointIO
+    (torch.save) with weights, optimizer and scheduler states, loops,
+    callbacks and hyperparameters."""
+    import lightning
+    from test_framework_lightning import Tiny, loader
+
+    lightning.seed_everything(0, verbose=False)
+    hparams = dict(lr=0.05, hidden=8, name="tiny", betas=(0.9, 0.99), layers=[8, 4], nesterov=False, note=None, table={1: "one"})
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[lightning.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpts", save_last=True)],
+    )
+    trainer.fit(Tiny(**hparams), loader())
+    source, output = tmp_path / "ckpts" / "last.ckpt", tmp_path / "last.safetensors"
+    convert(source, output)
+    got, want = safeweights.load(output), torch.load(source, weights_only=True)
+    assert_exact(got, want)
+    assert got["hyper_parameters"] == hparams and got["optimizer_states"][0]["state"]
