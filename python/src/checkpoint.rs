@@ -3,8 +3,8 @@
 //! ever executed, and no Python pickle machinery is involved.
 //!
 //! The rebuilt object tree is converted to Python values; tensors become
-//! [`PickledTensor`] records holding their bytes, which the Python side
-//! (`safeweights._legacy`) turns into torch tensors.
+//! [`RawTensor`] records (the same as `safe_open` gives), which the Python
+//! side (`safeweights._legacy`) turns into torch tensors.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,39 +19,12 @@ use safeweights_pickle::pickle::{ObjectValue, StorageRef, TensorRef, Value, View
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::{Error as PickleError, Limits};
 
-use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
-use crate::safe_open::python_buffer;
-use crate::storage::Backing;
+use crate::errors::{CheckpointError, CoreError};
+use crate::record::{Layout, Location, RawTensor};
+use crate::storage::{Backing, Storage};
 
 /// Nodes visited while converting, to stop graphs that expand exponentially.
 const MAX_NODES: u64 = 50_000_000;
-
-/// A tensor read from a pickle checkpoint: contiguous little-endian bytes
-/// (its own copy, or a range of a private map of the file) plus what torch
-/// needs to rebuild it.
-#[pyclass(
-    module = "safeweights._safeweights_rust",
-    name = "_PickledTensor",
-    frozen,
-    get_all
-)]
-#[derive(Debug)]
-pub struct PickledTensor {
-    /// A buffer holding the bytes (see `_convert.make_buffer`).
-    buffer: Py<PyAny>,
-    /// Where the bytes start in `buffer`.
-    offset: usize,
-    /// Byte length.
-    nbytes: usize,
-    /// torch dtype name, e.g. `"float32"`.
-    dtype: &'static str,
-    /// Sizes per dimension.
-    shape: Vec<u64>,
-    /// Whether it was saved requiring grad.
-    requires_grad: bool,
-    /// Index of the distinct tensor; equal indices are the same tensor.
-    index: usize,
-}
 
 /// A `torch.<name>` dtype object found in the pickle.
 #[pyclass(
@@ -92,18 +65,6 @@ pub struct PickledObject {
     items: Py<PyList>,
     /// `(key, value)` pairs set.
     dict_items: Py<PyList>,
-}
-
-/// Pickle errors as Python exceptions: refusals (a global or opcode that
-/// could run code) are `UnsafeCheckpointError` naming what was refused.
-fn to_py_err(error: PickleError) -> PyErr {
-    match error.root() {
-        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
-            UnsafeCheckpointError::new_err(error.to_string())
-        }
-        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
-        _ => CheckpointError::new_err(error.to_string()),
-    }
 }
 
 /// Identity of a view: its exact bytes and requires_grad. Identical
@@ -214,7 +175,7 @@ fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
 struct Converter<'a, 'py> {
     py: Python<'py>,
     tensors: &'a Tensors,
-    records: Vec<Py<PickledTensor>>,
+    records: Vec<Py<RawTensor>>,
     memo: HashMap<*const (), Py<PyAny>>,
 }
 
@@ -352,11 +313,12 @@ impl<'py> Converter<'_, 'py> {
 }
 
 /// Reads a legacy checkpoint from a path, `bytes` or `bytearray`; returns
-/// `(tree, records)`: the object tree with `_PickledTensor`,
-/// `_PickledDtype` and `_PickledObject` records in it, and every distinct
-/// tensor record, in the order of their `index`. `allowed_classes` are
-/// `module.qualname` names the caller allows beyond the built-in
-/// allow-list (recorded as `_PickledObject`s, never built here).
+/// `(tree, records)`: the object tree with `RawTensor`, `_PickledDtype`
+/// and `_PickledObject` records in it, and every distinct tensor's record
+/// once (identical views are one record, the very object found at each
+/// place in the tree). `allowed_classes` are `module.qualname` names the
+/// caller allows beyond the built-in allow-list (recorded as
+/// `_PickledObject`s, never built here).
 #[pyfunction]
 #[pyo3(signature = (source, allowed_classes = Vec::new()))]
 pub fn load_torch_pickle<'py>(
@@ -389,44 +351,47 @@ pub fn load_torch_pickle<'py>(
             )
         })
     };
-    let checkpoint = checkpoint.map_err(to_py_err)?;
+    let checkpoint = checkpoint.map_err(CoreError::from)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
     let data = py
         .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
-        .map_err(to_py_err)?;
-    let map_buffer = match &mapped {
+        .map_err(CoreError::from)?;
+    let map_storage = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
-            Some(python_buffer(py, map.clone())?)
+            Some(Py::new(py, Storage::new(map.clone()))?)
         }
         _ => None,
     };
     let mut records = Vec::with_capacity(data.len());
-    for (index, (tensor, bytes)) in tensors.list.iter().zip(data).enumerate() {
-        let (buffer, offset, nbytes) = match (bytes, &map_buffer) {
-            (TensorData::Mapped(range), Some(buffer)) => {
-                (buffer.clone_ref(py), range.start, range.len())
-            }
-            (TensorData::Copied(backing), _) => {
-                let nbytes = backing.as_slice().len();
-                (python_buffer(py, Arc::new(backing))?, 0, nbytes)
-            }
+    for (tensor, bytes) in tensors.list.iter().zip(data) {
+        let location = match (bytes, &map_storage) {
+            (TensorData::Mapped(range), Some(storage)) => Location {
+                storage: storage.clone_ref(py),
+                offset: range.start,
+                nbytes: range.len(),
+            },
+            (TensorData::Copied(backing), _) => Location::whole(py, backing)?,
             (TensorData::Mapped(_), None) => {
                 return Err(CheckpointError::new_err(
                     "internal error: a mapped tensor without a map",
                 ))
             }
         };
-        let record = PickledTensor {
-            buffer,
-            offset,
-            nbytes,
+        let layout = Layout {
             dtype: tensor.scalar.name,
-            shape: tensor.shape.clone(),
+            shape: tensor
+                .shape
+                .iter()
+                .map(|&n| usize::try_from(n))
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    CheckpointError::new_err("a tensor dimension exceeds the address space")
+                })?,
+            name: entry_name(tensor),
             requires_grad: tensor.requires_grad,
-            index,
         };
-        records.push(Py::new(py, record)?);
+        records.push(Py::new(py, RawTensor::new(location, layout))?);
     }
     let all_records = PyList::new(py, records.iter().map(|r| r.clone_ref(py)))?;
     let mut converter = Converter {
@@ -437,6 +402,11 @@ pub fn load_torch_pickle<'py>(
     };
     let tree = converter.convert(checkpoint.root())?;
     PyTuple::new(py, [tree, all_records.into_any()])
+}
+
+/// How messages and records name a tensor of a pickle checkpoint.
+fn entry_name(tensor: &TensorRef) -> String {
+    format!("tensor of storage {}", tensor.storage.key)
 }
 
 /// One tensor's bytes: a range of the private map, or a copy.
@@ -460,7 +430,7 @@ fn read_all(
         .iter()
         .map(|tensor| {
             let entry = TensorEntry {
-                name: format!("tensor of storage {}", tensor.storage.key),
+                name: entry_name(tensor),
                 dtype: tensor.scalar.dtype.unwrap_or(safeweights::Dtype::U8),
                 shape: tensor.shape.clone(),
                 tensor: tensor.clone(),
