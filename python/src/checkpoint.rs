@@ -66,12 +66,13 @@ pub struct PickledDtype {
 }
 
 /// Pickle errors as Python exceptions: refusals (a global or opcode that
-/// could run code) are `UnsafeCheckpointError` naming what was refused.
+/// could run code, an ambiguous archive) are `UnsafeCheckpointError` naming
+/// what was refused.
 fn to_py_err(error: PickleError) -> PyErr {
     match error.root() {
-        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
-            UnsafeCheckpointError::new_err(error.to_string())
-        }
+        PickleError::RefusedGlobal { .. }
+        | PickleError::RefusedOpcode { .. }
+        | PickleError::AmbiguousArchive { .. } => UnsafeCheckpointError::new_err(error.to_string()),
         PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
         _ => CheckpointError::new_err(error.to_string()),
     }

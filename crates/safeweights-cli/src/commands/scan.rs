@@ -109,6 +109,8 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::Pickle => "pickle",
         FileFormat::Npy => "numpy .npy",
         FileFormat::Safetensors => "safetensors",
+        FileFormat::Compressed => "compressed stream (gzip, bzip2 or xz)",
+        FileFormat::SevenZip => "7z archive",
         _ => "unrecognised: nothing to load",
     }
 }

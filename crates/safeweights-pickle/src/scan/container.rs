@@ -1,23 +1,33 @@
 //! Format detection and the containers: zip archives, legacy torch
 //! streams, `.npy` files and safetensors files.
 
+use super::archive;
 use super::pickle::scan_pickles;
 use super::{FileFormat, Finding, Sink, Verdict};
+use crate::decompress::Wrapper;
 use crate::numpy;
 use crate::pickle::ops;
-use crate::zip::{self, ZipArchive};
+use crate::zip;
 
 /// Pickles in a legacy torch file before the raw storages begin.
 const LEGACY_PICKLES: usize = 5;
 /// Bare pickle files may hold a few pickles back to back.
-const MAX_STREAM_PICKLES: usize = 64;
+pub(super) const MAX_STREAM_PICKLES: usize = 64;
 /// First bytes of protocol 0/1 pickles, used only when nothing else matches.
 const PROTOCOL0_STARTS: &[u8] = b"(}])cdlNIFSVLipgtKJMUGTXBC";
 
 /// Detects the format of `data` by content and scans it.
 pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
     if zip::is_zip(data) {
-        return scan_zip(data, sink);
+        return archive::scan_zip(data, sink);
+    }
+    if let Some(wrapper) = Wrapper::sniff(data) {
+        archive::scan_compressed(data, wrapper, sink);
+        return FileFormat::Compressed;
+    }
+    if data.starts_with(archive::SEVEN_ZIP_MAGIC) {
+        archive::report_seven_zip(sink);
+        return FileFormat::SevenZip;
     }
     if data.starts_with(numpy::MAGIC) {
         scan_npy(data, sink);
@@ -54,6 +64,7 @@ fn scan_protocol0_guess(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         depth: sink.depth,
         findings: Vec::new(),
         omitted: 0,
+        decompressed: sink.decompressed,
     };
     scan_pickles(data, 0, 1, &mut trial);
     let malformed = trial
@@ -78,7 +89,7 @@ fn scan_protocol0_guess(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
 /// Reports that the safe reader refuses the data, so resource bombs that
 /// contain no import at all are still flagged. For bare pickles only limit
 /// errors count: other refusals are already reported opcode by opcode.
-fn safe_reader_check(result: crate::Result<()>, sink: &mut Sink<'_>, limits_only: bool) {
+pub(super) fn safe_reader_check(result: crate::Result<()>, sink: &mut Sink<'_>, limits_only: bool) {
     let Err(e) = result else { return };
     if limits_only && !matches!(e.root(), crate::Error::LimitExceeded { .. }) {
         return;
@@ -141,104 +152,4 @@ fn scan_npy(data: &[u8], sink: &mut Sink<'_>) {
         }
         Ok(_) => {}
     }
-}
-
-fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
-    let limits = sink.limits.clone();
-    let archive = match ZipArchive::parse_lenient(data, &limits) {
-        Ok((archive, issues)) => {
-            for issue in issues {
-                sink.add(Finding::new(
-                    "inconsistent zip archive",
-                    0,
-                    Verdict::Suspicious,
-                    issue,
-                ));
-            }
-            archive
-        }
-        Err(e) => {
-            sink.add(Finding::new(
-                "invalid zip archive",
-                0,
-                Verdict::Suspicious,
-                e.to_string(),
-            ));
-            return FileFormat::Zip;
-        }
-    };
-    let torch_prefix = archive
-        .entries()
-        .iter()
-        .find_map(|e| {
-            e.name
-                .strip_suffix("data.pkl")
-                .filter(|p| p.is_empty() || p.ends_with('/'))
-        })
-        .map(str::to_owned);
-    for entry in archive.entries() {
-        // Tensor storages are raw bytes that torch never interprets, so
-        // there is nothing in them to run; skipping them (and their CRC)
-        // keeps a scan's cost independent of the model's size.
-        let raw_storage = torch_prefix.as_ref().is_some_and(|p| {
-            entry
-                .name
-                .strip_prefix(p.as_str())
-                .is_some_and(|r| r.starts_with("data/"))
-        });
-        if raw_storage {
-            continue;
-        }
-        let bytes = match archive.read(data, entry, &limits) {
-            Ok(b) => b,
-            Err(e) => {
-                sink.nested(&entry.name, |sink| {
-                    sink.add(Finding::new(
-                        "unreadable member",
-                        0,
-                        Verdict::Suspicious,
-                        e.to_string(),
-                    ));
-                });
-                // Lenient loaders skip the CRC check: look at what they load.
-                match archive.read_unverified(data, entry, &limits) {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                }
-            }
-        };
-        if is_torchscript_marker(&entry.name, torch_prefix.as_deref()) {
-            sink.nested(&entry.name, |sink| {
-                sink.add(Finding::new(
-                    "TorchScript archive",
-                    0,
-                    Verdict::Suspicious,
-                    "contains code/ or constants.pkl: torch.jit.load runs its program; the safe reader refuses it",
-                ));
-            });
-        }
-        let is_pickle_name = entry.name.ends_with(".pkl") || entry.name.ends_with(".pickle");
-        sink.nested(&entry.name, |sink| {
-            if is_pickle_name && data_is_not_other_format(&bytes) {
-                scan_pickles(&bytes, 0, MAX_STREAM_PICKLES, sink);
-            } else {
-                scan_any(&bytes, sink);
-            }
-        });
-    }
-    if torch_prefix.is_some() {
-        safe_reader_check(crate::torch::validate(data, &limits), sink, false);
-        FileFormat::TorchZip
-    } else {
-        FileFormat::Zip
-    }
-}
-
-fn data_is_not_other_format(bytes: &[u8]) -> bool {
-    !zip::is_zip(bytes) && !bytes.starts_with(numpy::MAGIC)
-}
-
-fn is_torchscript_marker(name: &str, prefix: Option<&str>) -> bool {
-    let rel = prefix.and_then(|p| name.strip_prefix(p)).unwrap_or(name);
-    crate::torch::is_torchscript_member(rel)
 }
