@@ -57,6 +57,16 @@ pub(super) fn parse_central(
     let extra = data
         .get(extra_start..extra_start + extra_len)
         .ok_or_else(|| Error::zip("truncated central directory extra field"))?;
+    // Python's zipfile refuses archives that need a newer zip version
+    // than 6.3; what it cannot open, we do not read either.
+    let needs = le(data, pos + 6, 1)?;
+    if needs > 63 {
+        return Err(Error::zip(format!(
+            "member needs zip version {}.{}, newer than any reader of model files supports",
+            needs / 10,
+            needs % 10
+        )));
+    }
     if le(data, pos + 34, 2)? != 0 {
         return Err(Error::zip("multi-disk archives are not supported"));
     }
@@ -70,7 +80,7 @@ pub(super) fn parse_central(
         name,
         zip64: false,
     };
-    c.zip64 = apply_zip64(extra, [&mut c.size, &mut c.csize, &mut c.local])?;
+    c.zip64 = apply_zip64(extra, [&mut c.size, &mut c.csize, &mut c.local], check)?;
     let entry = to_entry(data, &c, dir_start, check)?;
     Ok((entry, next))
 }
@@ -126,8 +136,11 @@ fn to_entry(
 
 /// Replaces 0xFFFFFFFF fields by the zip64 extra field's values, in the
 /// order the format (and both miniz and zipfile) read them. Returns
-/// whether a zip64 field was used.
-fn apply_zip64(mut extra: &[u8], fields: [&mut u64; 3]) -> Result<bool> {
+/// whether a zip64 field was used. Like Python's zipfile, refuses an extra
+/// area whose fields run past its end; a second zip64 field is ambiguous
+/// (miniz reads the first, zipfile each in turn).
+fn apply_zip64(mut extra: &[u8], fields: [&mut u64; 3], check: &mut Checker<'_>) -> Result<bool> {
+    let mut zip64: Option<&[u8]> = None;
     while extra.len() >= 4 {
         let id = le(extra, 0, 2)?;
         let len = le(extra, 2, 2)? as usize;
@@ -135,18 +148,25 @@ fn apply_zip64(mut extra: &[u8], fields: [&mut u64; 3]) -> Result<bool> {
             .get(4..4 + len)
             .ok_or_else(|| Error::zip("truncated extra field"))?;
         if id == 1 {
-            let mut at = 0;
-            for field in fields {
-                if *field == 0xffff_ffff {
-                    *field = le(body, at, 8)?;
-                    at += 8;
-                }
+            if zip64.is_some() {
+                check.ambiguous("two zip64 extra fields in one header")?;
+            } else {
+                zip64 = Some(body);
             }
-            return Ok(at > 0);
         }
         extra = extra.get(4 + len..).unwrap_or_default();
     }
-    Ok(false)
+    let Some(body) = zip64 else {
+        return Ok(false);
+    };
+    let mut at = 0;
+    for field in fields {
+        if *field == 0xffff_ffff {
+            *field = le(body, at, 8)?;
+            at += 8;
+        }
+    }
+    Ok(at > 0)
 }
 
 /// Validates the local header against the central one and returns where
@@ -188,7 +208,7 @@ fn check_local(
     let mut size = le(data, pos + 22, 4)?;
     let mut csize = le(data, pos + 18, 4)?;
     let mut no_offset = 0;
-    apply_zip64(extra, [&mut size, &mut csize, &mut no_offset])?;
+    apply_zip64(extra, [&mut size, &mut csize, &mut no_offset], check)?;
     let crc = le(data, pos + 14, 4)?;
     // With a data descriptor (flag bit 3) the local values may be zero.
     let deferred = c.flags & DATA_DESCRIPTOR != 0;
