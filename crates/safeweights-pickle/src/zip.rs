@@ -52,6 +52,17 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method's code in zip headers.
+    pub fn code(self) -> u16 {
+        match self {
+            Method::Stored => 0,
+            Method::Deflated => 8,
+            Method::Bzip2 => 12,
+            Method::Lzma => 14,
+            Method::Unsupported(code) => code,
+        }
+    }
+
     fn from_code(code: u16) -> Method {
         match code {
             0 => Method::Stored,
