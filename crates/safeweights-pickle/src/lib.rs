@@ -17,6 +17,7 @@ pub mod pickle;
 pub mod scalar;
 pub mod scan;
 mod source;
+mod tar;
 pub mod torch;
 pub mod zip;
 

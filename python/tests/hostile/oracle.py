@@ -19,6 +19,7 @@ The API (all a test needs):
   it exists) and asserts the rules: when any real loader ran the payload,
   scan says dangerous and every one of ours refuses; when none did, every
   value we return equals the real loader's. Returns an `Ours` record.
+- `reference_value(results)`: the value our loaders must match.
 - `plain(value)`: the comparable form of a loaded value (containers,
   scalars, tensors and arrays by dtype, shape and bytes).
 - `touch_payload()`: the command payloads run (`touch MARKER`).
@@ -47,7 +48,7 @@ MARKER = "MARKER"
 """The file a test payload creates in its working directory."""
 
 LOADERS = ("pickle", "pickle_stream", "torch", "numpy", "gzip_pickle")
-"""Real loaders, in the order their values are preferred as the reference."""
+"""The real loaders run on every file."""
 
 TIMEOUT_S = 60.0
 """Seconds one loader may take on one file (torch's import included)."""
@@ -269,11 +270,16 @@ def payload_ran(results: Dict[str, LoaderResult]) -> List[str]:
     return [name for name, r in results.items() if r.ran_payload]
 
 
+REFERENCE_ORDER = ("torch", "numpy", "pickle", "gzip_pickle")
+"""Whose value counts when several loaders load a file: a legacy torch
+stream's first pickle is only its magic number to `pickle.load`."""
+
+
 def reference_value(results: Dict[str, LoaderResult]) -> Optional[LoaderResult]:
-    """The first loader (in LOADERS order) that loaded the file cleanly."""
-    for name in LOADERS:
+    """The first loader (in REFERENCE_ORDER) that loaded the file cleanly."""
+    for name in REFERENCE_ORDER:
         r = results.get(name)
-        if r is not None and r.loaded and not r.ran_payload and name != "pickle_stream":
+        if r is not None and r.loaded and not r.ran_payload:
             return r
     return None
 

@@ -106,6 +106,8 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::TorchZip => "torch zip checkpoint",
         FileFormat::TorchLegacy => "legacy torch checkpoint",
         FileFormat::Zip => "zip archive",
+        FileFormat::TorchTar => "torch tar checkpoint (pre-0.4)",
+        FileFormat::Tar => "tar archive",
         FileFormat::Pickle => "pickle",
         FileFormat::Npy => "numpy .npy",
         FileFormat::Safetensors => "safetensors",

@@ -1,8 +1,8 @@
 //! Archives and compressed wrappers: zip (torch checkpoints, `.npz`,
 //! nested zips), gzip/bzip2/xz streams, and 7z, which is only reported.
 
-use super::container::{safe_reader_check, scan_any, MAX_STREAM_PICKLES};
-use super::pickle::scan_pickles;
+use super::container::{safe_reader_check, scan_any};
+use super::pickle::{scan_pickles, Start};
 use super::{FileFormat, Finding, Sink, Verdict};
 use crate::decompress::{Failure, Wrapper};
 use crate::numpy;
@@ -193,7 +193,7 @@ fn scan_member(
     let is_pickle_name = entry.name.ends_with(".pkl") || entry.name.ends_with(".pickle");
     sink.nested(&entry.name, |sink| {
         if is_pickle_name && !zip::is_zip(&bytes) && !bytes.starts_with(numpy::MAGIC) {
-            scan_pickles(&bytes, 0, MAX_STREAM_PICKLES, sink);
+            scan_pickles(&bytes, 0, (Start::Pickle, Start::Guess), usize::MAX, sink);
         } else {
             scan_any(&bytes, sink);
         }

@@ -2,7 +2,7 @@
 //! streams, `.npy` files and safetensors files.
 
 use super::archive;
-use super::pickle::scan_pickles;
+use super::pickle::{scan_pickles, Scanned, Start};
 use super::{FileFormat, Finding, Sink, Verdict};
 use crate::decompress::Wrapper;
 use crate::numpy;
@@ -11,10 +11,6 @@ use crate::zip;
 
 /// Pickles in a legacy torch file before the raw storages begin.
 const LEGACY_PICKLES: usize = 5;
-/// Bare pickle files may hold a few pickles back to back.
-pub(super) const MAX_STREAM_PICKLES: usize = 64;
-/// First bytes of protocol 0/1 pickles, used only when nothing else matches.
-const PROTOCOL0_STARTS: &[u8] = b"(}])cdlNIFSVLipgtKJMUGTXBC";
 
 /// Detects the format of `data` by content and scans it.
 pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
@@ -37,53 +33,35 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         check_safetensors(data, sink);
         return FileFormat::Safetensors;
     }
-    if data.first() == Some(&ops::PROTO) && data.get(1).is_some_and(|&p| p <= 5) {
-        if crate::torch::is_legacy(data) {
-            scan_pickles(data, 0, LEGACY_PICKLES, sink);
-            safe_reader_check(crate::torch::validate(data, sink.limits), sink, false);
-            return FileFormat::TorchLegacy;
-        }
-        scan_pickles(data, 0, MAX_STREAM_PICKLES, sink);
-        safe_reader_check(crate::torch::validate_pickle(data, sink.limits), sink, true);
-        return FileFormat::Pickle;
+    if let Some(format) = super::tar::scan_tar(data, sink) {
+        return format;
     }
-    if data.first().is_some_and(|b| PROTOCOL0_STARTS.contains(b)) {
-        return scan_protocol0_guess(data, sink);
-    }
-    FileFormat::Unknown
+    scan_pickle_file(data, sink)
 }
 
-/// A file that merely starts with a protocol 0 opcode byte counts as a
-/// pickle only if simulating it finds something (text files often start
-/// with such a byte).
-fn scan_protocol0_guess(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
-    let mut trial = Sink {
-        limits: sink.limits,
-        file: sink.file,
-        member: sink.member.clone(),
-        depth: sink.depth,
-        findings: Vec::new(),
-        omitted: 0,
-        decompressed: sink.decompressed,
+/// Everything that is clearly no other format is what `pickle.load`
+/// would read: it needs no magic number, so a stream starting with FRAME,
+/// MARK or a string is simulated too. It counts as no pickle only when
+/// it breaks, where CPython would too, before importing anything.
+fn scan_pickle_file(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
+    if crate::torch::is_legacy(data) {
+        let known = (Start::Pickle, Start::Pickle);
+        scan_pickles(data, 0, known, LEGACY_PICKLES, sink);
+        safe_reader_check(crate::torch::validate(data, sink.limits), sink, false);
+        return FileFormat::TorchLegacy;
+    }
+    let first = if data.first() == Some(&ops::PROTO) {
+        Start::Pickle
+    } else {
+        Start::Guess
     };
-    scan_pickles(data, 0, 1, &mut trial);
-    let malformed = trial
-        .findings
-        .iter()
-        .any(|f| f.subject == "malformed pickle");
-    let imports = trial
-        .findings
-        .iter()
-        .any(|f| f.subject != "malformed pickle" && !f.subject.starts_with("opcode "));
-    // Without a single import a broken "pickle" can run nothing: treat it
-    // as the text or binary file it most likely is.
-    if malformed && !imports {
-        return FileFormat::Unknown;
+    match scan_pickles(data, 0, (first, Start::Guess), usize::MAX, sink) {
+        Scanned::NotPickle => FileFormat::Unknown,
+        Scanned::Complete(_) | Scanned::Broken => {
+            safe_reader_check(crate::torch::validate_pickle(data, sink.limits), sink, true);
+            FileFormat::Pickle
+        }
     }
-    for f in trial.findings {
-        sink.add(f);
-    }
-    FileFormat::Pickle
 }
 
 /// Reports that the safe reader refuses the data, so resource bombs that
@@ -124,32 +102,36 @@ fn check_safetensors(data: &[u8], sink: &mut Sink<'_>) {
 }
 
 fn scan_npy(data: &[u8], sink: &mut Sink<'_>) {
-    match numpy::parse_raw_header(data) {
-        Err(e) => sink.add(Finding::new(
-            "invalid npy header",
-            0,
-            Verdict::Suspicious,
-            e.to_string(),
-        )),
-        Ok(h)
-            if h.descr
-                .trim_start_matches(['<', '>', '|', '='])
-                .starts_with('O') =>
-        {
+    // np.load unpickles the data of object arrays, structured dtypes with
+    // object fields included. A body that cannot be ruled out is scanned
+    // as a possible pickle (reported only if it imports something).
+    let (body_at, start) = match numpy::parse_raw_header(data) {
+        Ok(h) if numpy::descr_has_objects(&h.descr) => {
             sink.add(Finding::new(
                 "npy object array",
                 h.data_offset,
                 Verdict::Suspicious,
                 "object arrays are pickles; np.load(allow_pickle=True) would run the pickle below",
             ));
-            let body = data.get(h.data_offset..).unwrap_or_default();
-            sink.nested(
-                &format!("object array pickle at offset {}", h.data_offset),
-                |sink| {
-                    scan_pickles(body, 0, MAX_STREAM_PICKLES, sink);
-                },
-            );
+            (h.data_offset, Start::Pickle)
         }
-        Ok(_) => {}
-    }
+        Ok(h) if numpy::map_descr(&h.descr).is_ok() => return,
+        Ok(h) => (h.data_offset, Start::Guess),
+        Err(e) => {
+            sink.add(Finding::new(
+                "invalid npy header",
+                0,
+                Verdict::Suspicious,
+                e.to_string(),
+            ));
+            match numpy::header_end(data) {
+                Some(end) => (end, Start::Guess),
+                None => return,
+            }
+        }
+    };
+    let body = data.get(body_at..).unwrap_or_default();
+    sink.nested(&format!("array data at offset {body_at}"), |sink| {
+        scan_pickles(body, 0, (start, Start::Guess), usize::MAX, sink);
+    });
 }

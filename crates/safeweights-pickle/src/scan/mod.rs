@@ -14,9 +14,12 @@
 //! ```
 
 mod archive;
+mod compat;
 mod container;
 mod danger;
 mod pickle;
+mod tar;
+mod text;
 
 use std::fmt;
 use std::path::Path;
@@ -104,6 +107,11 @@ pub enum FileFormat {
     Zip,
     /// A bare pickle.
     Pickle,
+    /// torch's pre-0.4 checkpoint: a tar with `storages`, `tensors` and
+    /// `pickle` members.
+    TorchTar,
+    /// Any other tar archive.
+    Tar,
     /// A numpy `.npy` array.
     Npy,
     /// A safetensors file.
@@ -169,7 +177,7 @@ pub(crate) struct Sink<'f> {
     decompressed: u64,
 }
 
-impl Sink<'_> {
+impl<'f> Sink<'f> {
     /// Takes `bytes` from the decompression budget; false (and a finding)
     /// when the budget cannot cover them.
     pub(crate) fn spend(&mut self, bytes: u64, what: &str) -> bool {
@@ -199,6 +207,34 @@ impl Sink<'_> {
         finding.file = self.file.to_owned();
         finding.member = self.member.clone();
         self.findings.push(finding);
+    }
+
+    /// An empty sink at the same place, whose findings are kept only if
+    /// `commit` is called (for data that may turn out not to be a pickle).
+    pub(crate) fn trial(&self) -> Sink<'f> {
+        Sink {
+            limits: self.limits,
+            file: self.file,
+            member: self.member.clone(),
+            depth: self.depth,
+            findings: Vec::new(),
+            omitted: 0,
+            decompressed: self.decompressed,
+        }
+    }
+
+    /// Keeps a trial's findings.
+    pub(crate) fn commit(&mut self, trial: Sink<'f>) {
+        self.omitted += trial.omitted;
+        self.decompressed = self.decompressed.max(trial.decompressed);
+        for finding in trial.findings {
+            // Already located (member paths included) by the trial sink.
+            if self.findings.len() >= MAX_FINDINGS {
+                self.omitted += 1;
+            } else {
+                self.findings.push(finding);
+            }
+        }
     }
 
     /// Runs `scan` with `label` appended to the member path, one level

@@ -153,10 +153,8 @@ impl Checkpoint {
                 s.storage_bytes(data, &t.storage, &self.limits)?,
                 s.big_endian,
             ),
-            Storages::Legacy(s) => (
-                Cow::Borrowed(s.storage_bytes(data, &t.storage)?),
-                s.big_endian,
-            ),
+            // Legacy storages are little-endian whatever sys_info says.
+            Storages::Legacy(s) => (Cow::Borrowed(s.storage_bytes(data, &t.storage)?), false),
         };
         let within = |e: Error| e.within(format!("tensor `{}`", entry.name));
         match storage {
@@ -255,6 +253,11 @@ fn describe_unknown(data: &[u8]) -> String {
         || text.trim_start().starts_with("<html")
     {
         "this is an HTML page (probably a download error page), not a checkpoint".into()
+    } else if crate::tar::is_tar(data) && crate::tar::is_torch_tar(&crate::tar::members(data).0) {
+        "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, pickle), which \
+         the safe reader does not read: check it with `safeweights scan`, then load it with torch \
+         in a sandbox and save it again with a current torch"
+            .into()
     } else if data.starts_with(&[0x80]) {
         "a bare pickle, not a torch checkpoint (torch.save writes a zip or a legacy stream); \
          use `safeweights scan` to inspect it"
