@@ -133,7 +133,8 @@ pub(crate) fn zip_lzma(
     sink.finish(result, at_cap)
 }
 
-/// A whole-file compression wrapper that loaders open transparently.
+/// A whole-file compression wrapper that loaders open transparently
+/// (recognised by the core's sniffer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wrapper {
     /// gzip (`\x1f\x8b`): joblib, pandas, `gzip.open` + `pickle.load`.
@@ -145,20 +146,6 @@ pub(crate) enum Wrapper {
 }
 
 impl Wrapper {
-    /// Recognises a wrapper by its magic number.
-    pub(crate) fn sniff(data: &[u8]) -> Option<Wrapper> {
-        if data.starts_with(b"\x1f\x8b") {
-            Some(Wrapper::Gzip)
-        } else if data.starts_with(b"BZh") && data.get(3).is_some_and(|d| (b'1'..=b'9').contains(d))
-        {
-            Some(Wrapper::Bzip2)
-        } else if data.starts_with(b"\xfd7zXZ\x00") {
-            Some(Wrapper::Xz)
-        } else {
-            None
-        }
-    }
-
     /// The wrapper's usual name.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -203,14 +190,5 @@ mod tests {
             deflate(b"\xff\xff\xff", 10, AtCap::Fail),
             Err(Failure::Corrupt(..))
         ));
-    }
-
-    #[test]
-    fn wrappers_are_sniffed_by_magic() {
-        assert_eq!(Wrapper::sniff(b"\x1f\x8b\x08"), Some(Wrapper::Gzip));
-        assert_eq!(Wrapper::sniff(b"BZh9"), Some(Wrapper::Bzip2));
-        assert_eq!(Wrapper::sniff(b"BZhx"), None);
-        assert_eq!(Wrapper::sniff(b"\xfd7zXZ\x00\x00"), Some(Wrapper::Xz));
-        assert_eq!(Wrapper::sniff(b"\x80\x02"), None);
     }
 }

@@ -7,15 +7,13 @@ use super::{FileFormat, Finding, Sink, Verdict};
 use crate::decompress::{Failure, Wrapper};
 use crate::numpy;
 use crate::zip::{self, CrcCheck, ZipArchive, ZipEntry};
-
-/// The 7z signature.
-pub(super) const SEVEN_ZIP_MAGIC: &[u8] = b"7z\xbc\xaf\x27\x1c";
+use safeweights::{sniff, FileKind};
 
 /// Largest `.npy` header peeked at before deciding whether a member can
 /// hold a pickle.
 const NPY_PEEK: usize = 1 << 20;
 
-pub(super) fn report_seven_zip(sink: &mut Sink<'_>) {
+pub(super) fn report_seven_zip(sink: &mut Sink<'_>) -> FileFormat {
     sink.add(Finding::new(
         "7z archive: cannot be checked",
         0,
@@ -23,11 +21,12 @@ pub(super) fn report_seven_zip(sink: &mut Sink<'_>) {
         "safeweights does not open 7z archives; models packed in 7z have hidden payloads from \
          scanners (\"nullifAI\"); unpack it in a sandbox and scan every file inside",
     ));
+    FileFormat::SevenZip
 }
 
 /// Scans what a gzip, bzip2 or xz stream holds, as joblib, pandas and
 /// `gzip.open` + `pickle.load` would read it.
-pub(super) fn scan_compressed(data: &[u8], wrapper: Wrapper, sink: &mut Sink<'_>) {
+pub(super) fn scan_compressed(data: &[u8], wrapper: Wrapper, sink: &mut Sink<'_>) -> FileFormat {
     let cap = sink.limits.max_decompressed.min(
         sink.limits
             .max_total_decompressed
@@ -68,6 +67,7 @@ pub(super) fn scan_compressed(data: &[u8], wrapper: Wrapper, sink: &mut Sink<'_>
     sink.nested(&label, |sink| {
         scan_any(&inner, sink);
     });
+    FileFormat::Compressed
 }
 
 pub(super) fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
@@ -192,7 +192,7 @@ fn scan_member(
     }
     let is_pickle_name = entry.name.ends_with(".pkl") || entry.name.ends_with(".pickle");
     sink.nested(&entry.name, |sink| {
-        if is_pickle_name && !zip::is_zip(&bytes) && !bytes.starts_with(numpy::MAGIC) {
+        if is_pickle_name && !matches!(sniff(&bytes), FileKind::Zip | FileKind::Numpy) {
             scan_pickles(&bytes, 0, (Start::Pickle, Start::Guess), usize::MAX, sink);
         } else {
             scan_any(&bytes, sink);

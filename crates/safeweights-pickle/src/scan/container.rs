@@ -7,36 +7,34 @@ use super::{FileFormat, Finding, Sink, Verdict};
 use crate::decompress::Wrapper;
 use crate::numpy;
 use crate::pickle::ops;
-use crate::zip;
+use safeweights::{sniff, FileKind};
 
 /// Pickles in a legacy torch file before the raw storages begin.
 const LEGACY_PICKLES: usize = 5;
 
-/// Detects the format of `data` by content and scans it.
+/// Detects the format of `data` with the core's sniffer and scans it.
 pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
-    if zip::is_zip(data) {
-        return archive::scan_zip(data, sink);
+    match sniff(data) {
+        FileKind::Zip => archive::scan_zip(data, sink),
+        FileKind::Gzip => archive::scan_compressed(data, Wrapper::Gzip, sink),
+        FileKind::Bzip2 => archive::scan_compressed(data, Wrapper::Bzip2, sink),
+        FileKind::Xz => archive::scan_compressed(data, Wrapper::Xz, sink),
+        FileKind::SevenZip => archive::report_seven_zip(sink),
+        FileKind::Numpy => {
+            scan_npy(data, sink);
+            FileFormat::Npy
+        }
+        FileKind::Safetensors => {
+            check_safetensors(data, sink);
+            FileFormat::Safetensors
+        }
+        // pickle.load needs no magic number: whatever is no archive,
+        // array or safetensors file is simulated as a pickle.
+        _ => match super::tar::scan_tar(data, sink) {
+            Some(format) => format,
+            None => scan_pickle_file(data, sink),
+        },
     }
-    if let Some(wrapper) = Wrapper::sniff(data) {
-        archive::scan_compressed(data, wrapper, sink);
-        return FileFormat::Compressed;
-    }
-    if data.starts_with(archive::SEVEN_ZIP_MAGIC) {
-        archive::report_seven_zip(sink);
-        return FileFormat::SevenZip;
-    }
-    if data.starts_with(numpy::MAGIC) {
-        scan_npy(data, sink);
-        return FileFormat::Npy;
-    }
-    if looks_like_safetensors(data) {
-        check_safetensors(data, sink);
-        return FileFormat::Safetensors;
-    }
-    if let Some(format) = super::tar::scan_tar(data, sink) {
-        return format;
-    }
-    scan_pickle_file(data, sink)
 }
 
 /// Everything that is clearly no other format is what `pickle.load`
@@ -78,16 +76,6 @@ pub(super) fn safe_reader_check(result: crate::Result<()>, sink: &mut Sink<'_>, 
         Verdict::Suspicious,
         e.to_string(),
     ));
-}
-
-fn looks_like_safetensors(data: &[u8]) -> bool {
-    let Some(len) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-        return false;
-    };
-    let n = u64::from_le_bytes(len);
-    let fits = n.checked_add(8).is_some_and(|end| end <= data.len() as u64);
-    let body = data.get(8..).unwrap_or_default();
-    fits && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn check_safetensors(data: &[u8], sink: &mut Sink<'_>) {
