@@ -401,12 +401,18 @@ fn check_tiling(entries: &[ZipEntry], dir_start: usize, check: &mut Checker<'_>)
 /// unless asked not to).
 fn index_names(entries: &[ZipEntry], check: &mut Checker<'_>) -> Result<HashMap<String, usize>> {
     let mut by_name = HashMap::with_capacity(entries.len());
-    let mut folded = HashMap::with_capacity(entries.len());
+    let mut folded = std::collections::HashSet::with_capacity(entries.len());
     // Of several duplicated names, the message names the smallest.
     let mut duplicate: Option<&str> = None;
     for (i, entry) in entries.iter().enumerate() {
         let name = entry.name.as_str();
-        let clash = folded.insert(name.to_ascii_lowercase(), i).is_some();
+        // Most names are lowercase already: fold (and allocate) only the rest.
+        let key: Cow<'_, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        let clash = !folded.insert(key);
         if by_name.insert(entry.name.clone(), i).is_some() || clash {
             duplicate = Some(duplicate.map_or(name, |d| d.min(name)));
         }
