@@ -69,7 +69,8 @@ fn variants(base: &[u8], seed: u64, out: &mut Vec<Vec<u8>>) {
 
 fn real_zipfile(dir: &Path) -> BTreeMap<String, Option<Vec<serde_json::Value>>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zipfile_infolist.py");
-    let run = Command::new(common::python())
+    let python = common::python_with(&[]).expect("the generator ran, so Python is there");
+    let run = Command::new(python)
         .arg(script)
         .arg(dir)
         .output()

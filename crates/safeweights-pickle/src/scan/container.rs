@@ -28,6 +28,7 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
             check_safetensors(data, sink);
             FileFormat::Safetensors
         }
+        kind if kind.is_placeholder() => FileFormat::NotAModel(kind),
         // pickle.load needs no magic number: whatever is no archive,
         // array or safetensors file is simulated as a pickle.
         _ => match super::tar::scan_tar(data, sink) {

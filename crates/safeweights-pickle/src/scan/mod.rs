@@ -122,6 +122,9 @@ pub enum FileFormat {
     /// A 7z archive: no loader opens it directly, and safeweights cannot
     /// look inside, so it is never reported safe.
     SevenZip,
+    /// Not a model file at all but what stands in for one: a git-lfs
+    /// pointer or a web page ([`safeweights::FileKind::is_placeholder`]).
+    NotAModel(safeweights::FileKind),
     /// Not recognized; nothing to scan.
     Unknown,
 }
