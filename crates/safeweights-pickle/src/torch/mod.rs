@@ -166,10 +166,8 @@ impl Checkpoint {
                 s.storage_bytes(data, &t.storage, &self.limits)?,
                 s.big_endian,
             ),
-            Storages::Legacy(s) => (
-                Cow::Borrowed(s.storage_bytes(data, &t.storage)?),
-                s.big_endian,
-            ),
+            // Legacy storages are little-endian whatever sys_info says.
+            Storages::Legacy(s) => (Cow::Borrowed(s.storage_bytes(data, &t.storage)?), false),
         };
         let within = |e: Error| e.within(format!("tensor `{}`", entry.name));
         match storage {
@@ -273,6 +271,12 @@ fn describe_unknown(data: &[u8]) -> String {
                 .into()
         }
         FileKind::Numpy => "a numpy .npy file: use the numpy reader".into(),
+        FileKind::Tar if crate::tar::is_torch_tar(&crate::tar::members(data).0) => {
+            "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, pickle), \
+             which the safe reader does not read: check it with `safeweights scan`, then load it \
+             with torch in a sandbox and save it again with a current torch"
+                .into()
+        }
         FileKind::Safetensors => "a safetensors file, not a PyTorch checkpoint".into(),
         FileKind::Unknown => {
             "not a PyTorch checkpoint (neither a zip archive nor a legacy torch file)".into()
