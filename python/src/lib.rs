@@ -3,6 +3,7 @@
 //! `safeweights` (a drop-in for `safetensors` plus safe checkpoints).
 
 mod checkpoint;
+mod cli;
 mod dtype;
 mod errors;
 mod safe_open;
@@ -28,5 +29,6 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<checkpoint::PickledTensor>()?;
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     Ok(())
 }

@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::io;
-use std::process::ExitCode;
 
 /// The answer a command gives when it runs to completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,15 +110,15 @@ pub type CliResult<T = Status> = Result<T, CliError>;
 
 /// Turns a command's result into the process exit code, printing the
 /// error (one line on stderr) unless stdout was closed under us.
-pub fn finish(result: CliResult) -> ExitCode {
+pub fn finish(result: CliResult) -> u8 {
     match result {
-        Ok(Status::Success) => ExitCode::SUCCESS,
-        Ok(Status::Negative) => ExitCode::from(1),
-        Err(error) if error.broken_pipe => ExitCode::SUCCESS,
-        Err(error) if error.message.is_empty() => ExitCode::from(error.code),
+        Ok(Status::Success) => 0,
+        Ok(Status::Negative) => 1,
+        Err(error) if error.broken_pipe => 0,
+        Err(error) if error.message.is_empty() => error.code,
         Err(error) => {
             crate::output::print_error(&error.message);
-            ExitCode::from(error.code)
+            error.code
         }
     }
 }
