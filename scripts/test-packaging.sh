@@ -2,7 +2,9 @@
 # Checks what users install, the way they install it (called by scripts/test.sh):
 #   1. `cargo package --list` of each publishable crate: no warning, the
 #      README and licence files in, no tests, fixtures, venvs or build output;
-#   2. `cargo install --path crates/safeweights-cli` gives a working binary;
+#   2. the CLI's build.rs records the git commit in a checkout and nothing
+#      elsewhere; `cargo install --path crates/safeweights-cli` gives a
+#      working binary;
 #   3. `maturin sdist` holds the sources the wheel needs and nothing else;
 #   4. the abi3 wheel from `maturin build --release`, installed into a fresh
 #      virtual environment with no Rust toolchain on PATH and none of the
@@ -14,7 +16,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 start=$SECONDS
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+untracked="$root/target/packaging-untracked-crate"
+trap 'rm -rf "$work" "$untracked"' EXIT
 fail() { echo "test-packaging: $*" >&2; exit 1; }
 
 echo "==> cargo package --list (publishable crates)"
@@ -37,6 +40,21 @@ for crate in $crates; do
     fi
     echo "    $crate: $(wc -l <"$work/list") files"
 done
+
+echo "==> the CLI's build.rs: the commit from a checkout, nothing (and no failure) elsewhere"
+rustc --edition 2021 --crate-type bin -o "$work/build-script" crates/safeweights-cli/build.rs
+run_build_script() { (cd "$work" && CARGO_MANIFEST_DIR="$1" TARGET=test-target "$work/build-script"); }
+mkdir -p "$work/no-git" "$untracked"
+run_build_script "$work/no-git" >"$work/out" || fail "build.rs fails outside git"
+if grep GIT "$work/out"; then fail "build.rs outside git reports a commit (above)"; fi
+# Like `cargo package`'s copy: inside the repository, but not tracked there.
+run_build_script "$untracked" >"$work/out" || fail "build.rs fails"
+if grep GIT "$work/out"; then fail "build.rs reports a commit for untracked files (above)"; fi
+if git ls-files --error-unmatch crates/safeweights-cli/build.rs >/dev/null 2>&1; then
+    run_build_script "$root/crates/safeweights-cli" >"$work/out" || fail "build.rs fails in the checkout"
+    grep -qx "cargo:rustc-env=SAFEWEIGHTS_GIT_COMMIT=$(git rev-parse --short=9 HEAD)" "$work/out" ||
+        fail "build.rs in the checkout: $(cat "$work/out")"
+fi
 
 echo "==> cargo install --path crates/safeweights-cli"
 cargo install --quiet --locked --path crates/safeweights-cli --root "$work/cargo" --target-dir target
