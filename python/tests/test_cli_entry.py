@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 import safeweights
 
@@ -32,6 +31,11 @@ SCRIPT = [str(Path(sys.executable).parent / "safeweights")]
 def model(tmp_path_factory):
     """A file with enough tensors that `inspect` prints well over a pipe's
     64 KiB buffer."""
+    # Imported here, not at collection: importing safetensors.numpy adds a
+    # `numpy` attribute to `safetensors`, which test_api_names would then
+    # expect on `safeweights` too.
+    from safetensors.numpy import save_file
+
     path = tmp_path_factory.mktemp("cli") / "model.safetensors"
     tensors = {f"layer.{i}.weight": np.full((2, 3), i, dtype=np.float32) for i in range(4000)}
     save_file(tensors, str(path), metadata={"format": "np"})
