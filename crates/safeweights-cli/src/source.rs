@@ -3,15 +3,16 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::Duration;
 
-use safeweights::read::SafetensorsFile;
+use safeweights::read::{OpenOptions, SafetensorsFile};
+use safeweights::resolve::{resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
+use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
 use crate::parallel::PIECE_BYTES;
-use crate::remote::{is_url, RemoteFile};
+use crate::remote::RemoteFile;
 
 /// An opened checkpoint.
 #[derive(Debug)]
@@ -31,26 +32,32 @@ pub struct Entry<'a> {
     pub shard: usize,
 }
 
+fn open_options(ctx: &Context) -> OpenOptions {
+    OpenOptions {
+        limits: ctx.limits,
+        ..OpenOptions::default()
+    }
+}
+
 impl Checkpoint {
-    /// Opens a URL, a directory, an index file (`*.json`) or a single file.
-    pub fn open(arg: &str, timeout: Duration) -> CliResult<Self> {
-        if is_url(arg) {
-            return RemoteFile::open(arg, timeout).map(Checkpoint::Remote);
+    /// Opens a URL, a directory, an index file or a single file, as the
+    /// core's resolver tells them apart.
+    pub fn open(arg: &str, ctx: &Context) -> CliResult<Self> {
+        match resolve(arg)? {
+            Target::Url(url) => {
+                RemoteFile::open(&url, ctx.timeout, &ctx.limits).map(Checkpoint::Remote)
+            }
+            local => ShardedCheckpoint::open_target(local, &open_options(ctx))
+                .map(Checkpoint::Local)
+                .map_err(CliError::from),
         }
-        Self::open_local(Path::new(arg))
     }
 
-    /// Opens a directory, an index file (`*.json`) or a single file.
-    pub fn open_local(path: &Path) -> CliResult<Self> {
-        let options = Default::default();
-        let opened = if path.is_dir() {
-            ShardedCheckpoint::open_dir(path, &options)
-        } else if path.extension().is_some_and(|e| e == "json") {
-            ShardedCheckpoint::open(path, &options)
-        } else {
-            SafetensorsFile::open(path).and_then(ShardedCheckpoint::single)
-        };
-        opened.map(Checkpoint::Local).map_err(CliError::from)
+    /// Opens a directory, an index file or a single file (never a URL).
+    pub fn open_local(path: &Path, ctx: &Context) -> CliResult<Self> {
+        ShardedCheckpoint::open_path(path, &open_options(ctx))
+            .map(Checkpoint::Local)
+            .map_err(CliError::from)
     }
 
     /// Every tensor, shard by shard, each shard in data-offset order.
@@ -154,7 +161,7 @@ impl Checkpoint {
             Checkpoint::Local(checkpoint) => {
                 let file = &checkpoint.shards()[entry.shard];
                 let Cow::Borrowed(all) = file.bytes_of(entry.info)? else {
-                    return Err(CliError::usage("internal: local files are memory-mapped"));
+                    return Err(CliError::internal("local files are memory-mapped"));
                 };
                 Ok(Cow::Borrowed(
                     &all[offset as usize..(offset + len) as usize],

@@ -47,7 +47,7 @@ pub fn man(ctx: Context, args: &ManArgs, out: &mut Out) -> CliResult {
         clap_mangen::Man::new(definitions()).render(out)?;
         return Ok(Status::Success);
     };
-    fs::create_dir_all(dir).map_err(|e| CliError::from(e).context(dir.display()))?;
+    fs::create_dir_all(dir).map_err(|e| CliError::from(e).at(dir.display()))?;
     let mut command = definitions().disable_help_subcommand(true);
     command.build();
     let mut written = Vec::new();
@@ -70,7 +70,7 @@ fn write_pages(command: clap::Command, dir: &Path, written: &mut Vec<PathBuf>) -
     let mut page = Vec::new();
     man.render(&mut page)?;
     let path = dir.join(man.get_filename());
-    write_replacing(&path, &page).map_err(|e| CliError::from(e).context(path.display()))?;
+    write_replacing(&path, &page).map_err(|e| CliError::from(e).at(path.display()))?;
     written.push(path);
     for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
         write_pages(sub.clone(), dir, written)?;
