@@ -7,8 +7,8 @@
 #                `fish -n`; bash is always there)
 #   groff-base   renders the generated man page (CLI tests/packaging.rs)
 #   cargo-fuzz   runs the fuzz targets (fuzz/run.sh), from crates.io
-# The CLI tests that need nginx or `script` print a notice and skip when
-# they are missing; CI always has them through this script.
+# Tests that need one of these and do not find it skip with a SKIPPED notice,
+# or fail under SAFEWEIGHTS_REQUIRE_ALL=1 (scripts/test.sh, so in CI).
 set -euo pipefail
 missing=0
 for tool in nginx script zsh fish groff; do

@@ -72,10 +72,9 @@ for needed in pyproject.toml Cargo.lock python/README.md safeweights/__main__.py
     crates/safeweights-cli/src/lib.rs crates/safeweights-cli/build.rs crates/safeweights/src/lib.rs; do
     grep -qx "$needed" "$work/sdist-list" || fail "sdist: $needed missing"
 done
-# The Python tests ship (they make their own fixtures); build output,
-# environments and data files must not.
-if grep -E '(^|/)(target|\.venv|__pycache__)/|\.(so|pyc|pt|bin|safetensors|npz?)$' "$work/sdist-list"; then
-    fail "sdist: holds build output or data files (above)"
+# Only what building needs: no tests or their data, build output, environments.
+if grep -E '(^|/)(target|\.venv|__pycache__|tests)/|\.(so|pyc|pt|bin|safetensors|npz?)$' "$work/sdist-list"; then
+    fail "sdist: holds tests, build output or data files (above)"
 fi
 
 echo "==> maturin build --release (abi3 wheel)"
