@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod convert;
+mod decompress;
 pub mod dtype;
 pub mod error;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod pickle;
 pub mod scalar;
 pub mod scan;
 mod source;
+mod tar;
 pub mod torch;
 pub mod zip;
 

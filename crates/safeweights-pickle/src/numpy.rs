@@ -85,6 +85,22 @@ pub(crate) fn parse_raw_header(data: &[u8]) -> Result<RawHeader> {
     Ok(header)
 }
 
+/// Whether a `descr` names an object dtype (`|O`, `O8`, `object`...):
+/// such arrays are stored as a pickle that `np.load(allow_pickle=True)`
+/// runs. Over-inclusive on purpose: any spelling numpy could read as
+/// object counts.
+pub(crate) fn descr_has_objects(descr: &str) -> bool {
+    let bare = descr.trim().trim_start_matches(['<', '>', '|', '=']);
+    bare.starts_with(['O', 'o'])
+}
+
+/// The offset of the data after an `.npy` header, from the length field
+/// alone (usable when the header text itself does not parse).
+pub(crate) fn header_end(data: &[u8]) -> Option<usize> {
+    let major = *data.get(6)?;
+    header_span(data, major).ok().flatten().map(|span| span.end)
+}
+
 /// Where the header text lies, from the length field after the version
 /// bytes: 2 bytes wide in format version 1, 4 in versions 2 and 3. `None`
 /// for any other `major` version.

@@ -106,9 +106,13 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::TorchZip => "torch zip checkpoint",
         FileFormat::TorchLegacy => "legacy torch checkpoint",
         FileFormat::Zip => "zip archive",
+        FileFormat::TorchTar => "torch tar checkpoint (pre-0.4)",
+        FileFormat::Tar => "tar archive",
         FileFormat::Pickle => "pickle",
         FileFormat::Npy => "numpy .npy",
         FileFormat::Safetensors => "safetensors",
+        FileFormat::Compressed => "compressed stream (gzip, bzip2 or xz)",
+        FileFormat::SevenZip => "7z archive",
         FileFormat::NotAModel(FileKind::GitLfsPointer) => {
             "not a model file: a git-lfs pointer (fetch the file with `git lfs pull`)"
         }

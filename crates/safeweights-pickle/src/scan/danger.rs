@@ -2,6 +2,7 @@
 //! (dangerous), or anything else (suspicious). The allow-list decides
 //! safety; the deny-list below only sharpens the verdict for the report.
 
+use super::compat::fix_import;
 use super::Verdict;
 use crate::pickle::is_allowed_global;
 
@@ -95,6 +96,58 @@ const DANGEROUS_MODULES: &[&str] = &[
     "torch._inductor",
     "numpy.testing",
     "builtins.__loader__",
+    // Execution gadgets found outside the first list (2024-2026 bypasses).
+    "numpy.f2py",
+    "numpy.distutils",
+    "torch.utils.collect_env",
+    "torch.utils.cpp_extension",
+    "torch.utils.model_zoo",
+    "torch.package",
+    "_xxsubinterpreters",
+    "_interpreters",
+    "_xxinterpchannels",
+    "_interpchannels",
+    "concurrent",
+    "doctest",
+    "idlelib",
+    "imp",
+    "tkinter",
+    "_tkinter",
+    "sqlite3",
+    "_sqlite3",
+    "xmlrpc",
+    "socketserver",
+    "wsgiref",
+    "tarfile",
+    "zipfile",
+    "fileinput",
+    "_winapi",
+    "msvcrt",
+    "winreg",
+    "_winreg",
+];
+
+/// Attribute names that, in many standard modules, are a re-exported
+/// module (`shlex.os`, `tempfile._os`, `gzip.builtins`): importing one
+/// hands the pickle that module, whose functions a `methodcaller` or
+/// `getattr` gadget then calls.
+const MODULE_ALIASES: &[&str] = &[
+    "os",
+    "sys",
+    "subprocess",
+    "builtins",
+    "__builtins__",
+    "importlib",
+    "shutil",
+    "socket",
+    "posix",
+    "nt",
+    "io",
+    "pickle",
+    "marshal",
+    "ctypes",
+    "runpy",
+    "pty",
 ];
 
 /// Single dangerous attributes in otherwise harmless modules.
@@ -121,8 +174,13 @@ const DANGEROUS_GLOBALS: &[&str] = &[
     "operator.methodcaller",
     "operator.attrgetter",
     "operator.itemgetter",
+    "_operator.methodcaller",
+    "_operator.attrgetter",
+    "_operator.itemgetter",
     "functools.partial",
     "functools.reduce",
+    "_functools.partial",
+    "_functools.reduce",
     "torch.storage._load_from_bytes",
     "torch.load",
     "torch.save",
@@ -151,16 +209,23 @@ const LOADS_LIKE: &[&str] = &[
 ];
 
 fn normalize(module: &str) -> &str {
-    if module == "__builtin__" {
-        "builtins"
+    fix_import(module, "").0
+}
+
+/// The verdict for `module.name`, and why. A Python 2 name is judged both
+/// as written and as CPython's unpickler renames it; the worse one counts.
+pub(crate) fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
+    let (fixed_module, fixed_name) = fix_import(module, name);
+    let as_written = classify_one(module, name);
+    let fixed = classify_one(fixed_module, fixed_name);
+    if fixed.0 > as_written.0 || (fixed.0 == Verdict::Safe && as_written.0 != Verdict::Dangerous) {
+        fixed
     } else {
-        module
+        as_written
     }
 }
 
-/// The verdict for `module.name`, and why.
-pub(crate) fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
-    let module = normalize(module);
+fn classify_one(module: &str, name: &str) -> (Verdict, &'static str) {
     if is_allowed_global(module, name) {
         return (Verdict::Safe, "allowed: needed to rebuild tensors");
     }
@@ -171,6 +236,15 @@ pub(crate) fn classify(module: &str, name: &str) -> (Verdict, &'static str) {
         return (
             Verdict::Dangerous,
             "can execute code or reach the operating system when loaded",
+        );
+    }
+    let is_alias = |part: &str| {
+        MODULE_ALIASES.contains(&part) || MODULE_ALIASES.contains(&part.trim_start_matches('_'))
+    };
+    if is_alias(name) || module.split('.').skip(1).any(is_alias) {
+        return (
+            Verdict::Dangerous,
+            "a module re-exported as an attribute (like shlex.os): its functions are one call away",
         );
     }
     if name.starts_with("__") || name.contains('.') {
@@ -215,6 +289,16 @@ mod tests {
             ("operator", "methodcaller"),
             ("numpy.testing._private.utils", "runstring"),
             ("builtins", "__import__"),
+            ("numpy.f2py.crackfortran", "myeval"),
+            ("_operator", "methodcaller"),
+            ("shlex", "os"),
+            ("tempfile", "_os"),
+            ("torch.utils.collect_env", "run"),
+            ("_xxsubinterpreters", "run_string"),
+            ("commands", "getoutput"),
+            ("__builtin__", "reduce"),
+            ("shlex.os", "system"),
+            ("shlex", "os.system"),
         ] {
             assert_eq!(classify(m, n).0, Verdict::Dangerous, "{m}.{n}");
         }

@@ -13,9 +13,13 @@
 //! # Ok::<(), safeweights_pickle::Error>(())
 //! ```
 
+mod archive;
+mod compat;
 mod container;
 mod danger;
 mod pickle;
+mod tar;
+mod text;
 
 use std::fmt;
 use std::path::Path;
@@ -103,10 +107,21 @@ pub enum FileFormat {
     Zip,
     /// A bare pickle.
     Pickle,
+    /// torch's pre-0.4 checkpoint: a tar with `storages`, `tensors` and
+    /// `pickle` members.
+    TorchTar,
+    /// Any other tar archive.
+    Tar,
     /// A numpy `.npy` array.
     Npy,
     /// A safetensors file.
     Safetensors,
+    /// A gzip, bzip2 or xz stream (joblib, pandas and `gzip.open` read
+    /// through it); its content is scanned.
+    Compressed,
+    /// A 7z archive: no loader opens it directly, and safeweights cannot
+    /// look inside, so it is never reported safe.
+    SevenZip,
     /// Not a model file at all but what stands in for one: a git-lfs
     /// pointer or a web page ([`safeweights::FileKind::is_placeholder`]).
     NotAModel(safeweights::FileKind),
@@ -160,9 +175,33 @@ pub(crate) struct Sink<'f> {
     depth: usize,
     findings: Vec<Finding>,
     omitted: u64,
+    /// Bytes decompressed so far, over all nesting levels; bounded by
+    /// `max_total_decompressed` so nested bombs cannot multiply.
+    decompressed: u64,
 }
 
-impl Sink<'_> {
+impl<'f> Sink<'f> {
+    /// Takes `bytes` from the decompression budget; false (and a finding)
+    /// when the budget cannot cover them.
+    pub(crate) fn spend(&mut self, bytes: u64, what: &str) -> bool {
+        let total = self.decompressed.saturating_add(bytes);
+        if total > self.limits.max_total_decompressed {
+            self.add(Finding::new(
+                what,
+                0,
+                Verdict::Suspicious,
+                format!(
+                    "not scanned: decompressing it would pass max_total_decompressed ({} bytes \
+                     for the whole file), a decompression bomb or an implausibly large model",
+                    self.limits.max_total_decompressed
+                ),
+            ));
+            return false;
+        }
+        self.decompressed = total;
+        true
+    }
+
     pub(crate) fn add(&mut self, mut finding: Finding) {
         if self.findings.len() >= MAX_FINDINGS {
             self.omitted += 1;
@@ -171,6 +210,34 @@ impl Sink<'_> {
         finding.file = self.file.to_owned();
         finding.member = self.member.clone();
         self.findings.push(finding);
+    }
+
+    /// An empty sink at the same place, whose findings are kept only if
+    /// `commit` is called (for data that may turn out not to be a pickle).
+    pub(crate) fn trial(&self) -> Sink<'f> {
+        Sink {
+            limits: self.limits,
+            file: self.file,
+            member: self.member.clone(),
+            depth: self.depth,
+            findings: Vec::new(),
+            omitted: 0,
+            decompressed: self.decompressed,
+        }
+    }
+
+    /// Keeps a trial's findings.
+    pub(crate) fn commit(&mut self, trial: Sink<'f>) {
+        self.omitted += trial.omitted;
+        self.decompressed = self.decompressed.max(trial.decompressed);
+        for finding in trial.findings {
+            // Already located (member paths included) by the trial sink.
+            if self.findings.len() >= MAX_FINDINGS {
+                self.omitted += 1;
+            } else {
+                self.findings.push(finding);
+            }
+        }
     }
 
     /// Runs `scan` with `label` appended to the member path, one level
@@ -209,6 +276,7 @@ pub fn scan_bytes(file: &str, data: &[u8], limits: &Limits) -> ScanReport {
         depth: 0,
         findings: Vec::new(),
         omitted: 0,
+        decompressed: 0,
     };
     let format = container::scan_any(data, &mut sink);
     ScanReport {

@@ -4,11 +4,19 @@
 //! Unlike the VM it steps over refused opcodes (reporting them), so code
 //! hidden behind INST, OBJ or POP is still seen, and it keeps what it found
 //! when the stream later breaks (the "break after payload" trick).
+//!
+//! When the simulation stops early, the verdict only gets worse: a stop
+//! where CPython's unpickler would raise too (an unknown opcode, truncated
+//! data, a memo miss, a stack underflow) ends the pickle as "malformed";
+//! a stop where CPython could go on (a limit of ours, a global whose name
+//! is computed at load time) is *dangerous*, because the unseen rest may
+//! run code.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::danger::{classify, is_loads_like};
+use super::text::{py_int, raw_unicode_escape, string_operand};
 use super::{Finding, Sink, Verdict};
 use crate::pickle::ops::{self, Arg, Instr};
 
@@ -22,6 +30,10 @@ enum SVal {
     /// A tuple's elements, flattened one level (nested tuples become
     /// `Other`) so a hostile nesting depth costs nothing to drop.
     Tuple(Rc<[SVal]>),
+    /// What a call, a persistent id or an extension code returned: the
+    /// scanner cannot know it (it may even be a string).
+    Computed,
+    /// A literal or container whose content the scanner does not need.
     Other,
 }
 
@@ -71,43 +83,106 @@ const VM_OPCODES: &[u8] = &[
     ops::MEMOIZE,
 ];
 
-/// Why simulation of one pickle stopped early.
+/// Why simulation of one pickle stopped before its STOP opcode.
 struct Broken {
     offset: usize,
     why: String,
+    /// CPython's unpickler would raise at the same point, so nothing after
+    /// it runs. Otherwise the unpickler might go on where we could not.
+    definite: bool,
 }
 
-/// Scans consecutive pickles starting at `start`: at most `max_pickles`,
-/// continuing while the next byte is a PROTO opcode. Returns the offset
-/// after the last complete pickle.
+/// What the data is known to be before it is simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// A pickle for sure (PROTO opcode, a `.pkl` member, a legacy header):
+    /// any failure is reported.
+    Pickle,
+    /// Only perhaps a pickle (`pickle.load` needs no magic number): if it
+    /// breaks where CPython would too before importing anything, no loader
+    /// could run code from it and it is not reported.
+    Guess,
+}
+
+/// Scans up to `count` consecutive pickles from `start` (stopping at the
+/// end of the data or at the first that breaks), as repeated `pickle.load`
+/// calls on one file read them: `first` says what the first is known to
+/// be, `later` the others (`Start::Guess` for bare streams, so trailing
+/// bytes that are no pickle are not reported). One operation budget
+/// covers them all.
 pub(crate) fn scan_pickles(
     data: &[u8],
     start: usize,
-    max_pickles: usize,
+    (first, later): (Start, Start),
+    count: usize,
     sink: &mut Sink<'_>,
-) -> usize {
+) -> Scanned {
     let mut pos = start;
-    for i in 0..max_pickles {
-        if i > 0 && data.get(pos) != Some(&ops::PROTO) {
+    let mut budget = sink.limits.max_ops;
+    for i in 0..count {
+        if i > 0 && pos >= data.len() {
             break;
         }
-        match Sim::new(data, sink).run(pos) {
-            Ok(end) => pos = end,
+        let kind = if i == 0 { first } else { later };
+        let mut trial = sink.trial();
+        let mut sim = Sim::new(data, &mut trial);
+        let result = sim.run(pos, &mut budget);
+        let imported = sim.imported;
+        match result {
+            Ok(end) => {
+                sink.commit(trial);
+                pos = end;
+            }
+            Err(b) if b.definite && !imported && kind == Start::Guess => {
+                return if i == 0 {
+                    Scanned::NotPickle
+                } else {
+                    Scanned::Complete(pos)
+                };
+            }
             Err(b) => {
-                sink.add(Finding::new(
-                    "malformed pickle",
-                    b.offset,
-                    Verdict::Suspicious,
-                    format!(
-                        "{}; an unpickler would fail here only after running everything before it",
-                        b.why
-                    ),
-                ));
-                return data.len();
+                sink.commit(trial);
+                report_stop(b, sink);
+                return Scanned::Broken;
             }
         }
     }
-    pos
+    Scanned::Complete(pos)
+}
+
+/// How a run of [`scan_pickles`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scanned {
+    /// The first pickle was a guess, and no pickle.
+    NotPickle,
+    /// Every pickle ended with STOP; the offset after the last one.
+    Complete(usize),
+    /// A pickle broke (reported).
+    Broken,
+}
+
+fn report_stop(b: Broken, sink: &mut Sink<'_>) {
+    if b.definite {
+        sink.add(Finding::new(
+            "malformed pickle",
+            b.offset,
+            Verdict::Suspicious,
+            format!(
+                "{}; an unpickler would fail here only after running everything before it",
+                b.why
+            ),
+        ));
+    } else {
+        sink.add(Finding::new(
+            "pickle not fully simulated",
+            b.offset,
+            Verdict::Dangerous,
+            format!(
+                "{}; an unpickler would go on, and what follows may run code",
+                b.why
+            ),
+        ));
+    }
 }
 
 struct Sim<'d, 's, 'f> {
@@ -116,6 +191,9 @@ struct Sim<'d, 's, 'f> {
     stack: Vec<SVal>,
     marks: Vec<usize>,
     memo: HashMap<u64, SVal>,
+    /// Whether an opcode that imports (GLOBAL, STACK_GLOBAL, INST, EXT*)
+    /// was seen: from then on a broken stream may already have run code.
+    imported: bool,
 }
 
 impl<'d, 's, 'f> Sim<'d, 's, 'f> {
@@ -126,15 +204,28 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
             stack: Vec::new(),
             marks: Vec::new(),
             memo: HashMap::new(),
+            imported: false,
         }
     }
 
-    fn run(&mut self, start: usize) -> Result<usize, Broken> {
+    /// Simulates one pickle from `start`; returns the offset after STOP.
+    /// Each opcode costs one unit of the caller's `budget`.
+    fn run(&mut self, start: usize, budget: &mut u64) -> Result<usize, Broken> {
         let limits = self.sink.limits.clone();
         let mut pos = start;
-        for _ in 0..limits.max_ops {
+        loop {
+            if *budget == 0 {
+                return Err(Broken {
+                    offset: pos,
+                    why: format!("stopped after {} opcodes (max_ops)", limits.max_ops),
+                    definite: false,
+                });
+            }
+            *budget -= 1;
             let ins = ops::decode(self.data, pos, limits.max_string_len).map_err(|e| Broken {
                 offset: pos,
+                // Our string-length cap is not CPython's.
+                definite: !matches!(e, crate::Error::LimitExceeded { .. }),
                 why: e.to_string(),
             })?;
             pos = ins.end;
@@ -154,13 +245,12 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
             if self.stack.len() + self.marks.len() > limits.max_stack
                 || self.memo.len() > limits.max_memo
             {
-                return Err(broken(&ins, "stack or memo limit exceeded"));
+                return Err(Broken {
+                    definite: false,
+                    ..broken(&ins, "stack or memo limit exceeded")
+                });
             }
         }
-        Err(Broken {
-            offset: pos,
-            why: format!("stopped after {} opcodes (max_ops)", limits.max_ops),
-        })
     }
 
     fn floor(&self) -> usize {
@@ -225,6 +315,7 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 top
             }
             (ops::GLOBAL | ops::INST, Arg::TwoLines(m, n)) => {
+                self.imported = true;
                 let g = self.global(
                     &String::from_utf8_lossy(m),
                     &String::from_utf8_lossy(n),
@@ -232,16 +323,26 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 );
                 if ins.op.byte == ops::INST {
                     self.pop_mark(ins)?;
-                    SVal::Other
+                    SVal::Computed
                 } else {
                     g
                 }
             }
             (ops::STACK_GLOBAL, _) => {
+                self.imported = true;
                 let name = self.pop(ins)?;
                 let module = self.pop(ins)?;
                 match (module, name) {
                     (SVal::Str(m), SVal::Str(n)) => self.global(&m, &n, ins),
+                    (SVal::Computed, _) | (_, SVal::Computed) => {
+                        self.sink.add(Finding::new(
+                            "global with a computed name",
+                            ins.offset,
+                            Verdict::Dangerous,
+                            "STACK_GLOBAL imports a module or name returned by a call made while loading; it can be anything",
+                        ));
+                        SVal::Computed
+                    }
                     _ => return Err(broken(ins, "STACK_GLOBAL operands are not strings")),
                 }
             }
@@ -249,21 +350,29 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 let args = self.pop(ins)?;
                 let callable = self.pop(ins)?;
                 self.maybe_nested(&callable, &args, ins);
-                SVal::Other
+                SVal::Computed
             }
             (ops::NEWOBJ_EX, _) => {
                 self.pop_n(ins, 3)?;
-                SVal::Other
+                SVal::Computed
             }
             (ops::OBJ, _) => {
                 self.pop_mark(ins)?;
-                SVal::Other
+                SVal::Computed
+            }
+            (ops::EXT1 | ops::EXT2 | ops::EXT4, _) => {
+                // The copyreg extension registry maps the code to a global.
+                self.imported = true;
+                SVal::Computed
             }
             (ops::BUILD | ops::APPEND, _) => return self.pop(ins).map(drop),
             (ops::BINPERSID, _) => {
+                // torch's legacy persistent_load returns part of the id
+                // itself (a string, even), so the result is unknown.
                 self.pop(ins)?;
-                SVal::Other
+                SVal::Computed
             }
+            (ops::PERSID, _) => SVal::Computed,
             (ops::SETITEM, _) => return self.pop_n(ins, 2).map(drop),
             (ops::APPENDS | ops::SETITEMS | ops::ADDITEMS, _) => {
                 return self.pop_mark(ins).map(drop)
@@ -278,6 +387,7 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
             }
             (ops::GET | ops::BINGET | ops::LONG_BINGET, arg) => {
                 let key = memo_key(arg).ok_or_else(|| broken(ins, "bad memo index"))?;
+                let key = u64::try_from(key).map_err(|_| broken(ins, "memo entry never stored"))?;
                 self.memo
                     .get(&key)
                     .cloned()
@@ -286,7 +396,9 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
             (ops::PUT | ops::BINPUT | ops::LONG_BINPUT | ops::MEMOIZE, arg) => {
                 let key = match ins.op.byte {
                     ops::MEMOIZE => self.memo.len() as u64,
-                    _ => memo_key(arg).ok_or_else(|| broken(ins, "bad memo index"))?,
+                    _ => memo_key(arg)
+                        .and_then(|k| u64::try_from(k).ok())
+                        .ok_or_else(|| broken(ins, "bad or negative memo index"))?,
                 };
                 let top = self
                     .stack
@@ -304,8 +416,16 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 | ops::BINSTRING,
                 Arg::Bytes(b),
             ) => SVal::Str(String::from_utf8_lossy(b).into()),
-            (ops::STRING, Arg::Line(l)) => SVal::Str(unquote(l).into()),
-            (ops::UNICODE, Arg::Line(l)) => SVal::Str(String::from_utf8_lossy(l).into()),
+            (ops::STRING, Arg::Line(l)) => {
+                let bytes = string_operand(l)
+                    .ok_or_else(|| broken(ins, "STRING operand badly quoted or escaped"))?;
+                SVal::Str(String::from_utf8_lossy(&bytes).into())
+            }
+            (ops::UNICODE, Arg::Line(l)) => SVal::Str(
+                raw_unicode_escape(l)
+                    .ok_or_else(|| broken(ins, "bad escape in UNICODE operand"))?
+                    .into(),
+            ),
             (
                 ops::BINBYTES | ops::SHORT_BINBYTES | ops::BINBYTES8 | ops::BYTEARRAY8,
                 Arg::Bytes(b),
@@ -333,7 +453,7 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
             );
             let inner = inner.clone();
             self.sink.nested(&label, |sink| {
-                scan_pickles(&inner, 0, 1, sink);
+                scan_pickles(&inner, 0, (Start::Pickle, Start::Guess), 1, sink);
             });
         }
     }
@@ -343,6 +463,7 @@ fn broken(ins: &Instr<'_>, why: &str) -> Broken {
     Broken {
         offset: ins.offset,
         why: format!("{why} at {}", ins.op.name),
+        definite: true,
     }
 }
 
@@ -360,22 +481,11 @@ fn tuple(items: Vec<SVal>) -> SVal {
     SVal::Tuple(flat.into())
 }
 
-fn memo_key(arg: Arg<'_>) -> Option<u64> {
+/// A memo index as CPython reads it (text keys through `int()` rules).
+fn memo_key(arg: Arg<'_>) -> Option<i64> {
     match arg {
-        Arg::Int(i) => u64::try_from(i).ok(),
-        Arg::Line(l) => std::str::from_utf8(l).ok()?.trim().parse().ok(),
+        Arg::Int(i) => Some(i),
+        Arg::Line(l) => py_int(l),
         _ => None,
     }
-}
-
-/// Protocol 0 STRING arguments are quoted reprs.
-fn unquote(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    let t = text.trim();
-    let inner = t
-        .strip_prefix('\'')
-        .and_then(|s| s.strip_suffix('\''))
-        .or_else(|| t.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
-        .unwrap_or(t);
-    inner.to_owned()
 }

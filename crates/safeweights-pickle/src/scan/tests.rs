@@ -114,3 +114,95 @@ fn floods_of_findings_are_capped() {
     assert_eq!(r.findings.len(), MAX_FINDINGS);
     assert!(r.omitted > 0);
 }
+
+/// `pickle.load` needs no PROTO opcode; each of these runs `os.system`.
+#[test]
+fn pickles_without_proto_are_simulated() {
+    let body = b"\x8c\x02os\x8c\x06system\x93\x8c\x01x\x85R.";
+    let mut framed = b"\x95".to_vec();
+    framed.extend((body.len() as u64).to_le_bytes());
+    framed.extend(body);
+    for p in [
+        &framed[..],
+        body,
+        b"(cos\nsystem\nS'x'\ntR.",
+        b"X\x02\x00\x00\x00osX\x06\x00\x00\x00system\x93N\x85R.",
+        b"N0cos\nsystem\n.",
+    ] {
+        let r = scan(p);
+        assert_eq!(r.format, FileFormat::Pickle, "{p:?}");
+        assert_eq!(r.verdict(), Verdict::Dangerous, "{p:?}: {:?}", r.findings);
+    }
+}
+
+#[test]
+fn memo_keys_cpython_accepts_resolve() {
+    // PUT/GET with `1_0` (CPython's int() reads 10) around STACK_GLOBAL operands.
+    let p = b"Vos\np1_0\n0Vsystem\np 11 \n0g10\ng11\n\x93.";
+    let r = scan(p);
+    assert!(has(&r, "os.system", Verdict::Dangerous), "{:?}", r.findings);
+}
+
+#[test]
+fn a_stopped_simulation_makes_the_verdict_worse() {
+    let limits = Limits {
+        max_ops: 3,
+        ..Limits::default()
+    };
+    let r = scan_bytes("t", b"\x80\x02N0N0N0cos\nsystem\n.", &limits);
+    assert!(
+        has(&r, "pickle not fully simulated", Verdict::Dangerous),
+        "{:?}",
+        r.findings
+    );
+    // A guessed stream cut short by the budget is still a pickle.
+    let r = scan_bytes("t", b"N0N0N0N0cos\nsystem\n.", &limits);
+    assert_eq!(r.verdict(), Verdict::Dangerous);
+    // A global whose name a call computed can be anything.
+    let p = b"\x80\x04cbuiltins\nstr\n)R\x8c\x06system\x93.";
+    let r = scan(p);
+    assert!(has(&r, "global with a computed name", Verdict::Dangerous));
+}
+
+#[test]
+fn escaped_names_are_decoded_before_they_are_judged() {
+    for p in [
+        &b"S'o\\x73'\nS'sys\\164em'\n\x93."[..],
+        b"V\\u006fs\nVsystem\n\x93.",
+        b"\x80\x02U\x02osU\x06system\x93.",
+    ] {
+        let r = scan(p);
+        assert!(
+            has(&r, "os.system", Verdict::Dangerous),
+            "{p:?}: {:?}",
+            r.findings
+        );
+    }
+}
+
+#[test]
+fn every_pickle_of_a_stream_is_scanned() {
+    // A harmless pickle, then one without PROTO that runs a command.
+    let r = scan(b"\x80\x02K\x01.cos\nsystem\n(S'x'\ntR.");
+    assert!(has(&r, "os.system", Verdict::Dangerous), "{:?}", r.findings);
+    // Trailing bytes that are no pickle are not reported.
+    let r = scan(b"\x80\x02K\x01.\x00\x01\x02");
+    assert_eq!(r.issues().count(), 0, "{:?}", r.findings);
+}
+
+#[test]
+fn npy_descr_spelled_object_is_an_object_array() {
+    for descr in ["'object'", "'|O'", "'O8'"] {
+        let header = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': (1,), }}");
+        let mut p = b"\x93NUMPY\x01\x00".to_vec();
+        p.extend((header.len() as u16).to_le_bytes());
+        p.extend(header.as_bytes());
+        p.extend(b"\x80\x02cos\nsystem\n.");
+        let r = scan(&p);
+        assert!(
+            has(&r, "os.system", Verdict::Dangerous),
+            "{descr}: {:?}",
+            r.findings
+        );
+    }
+}

@@ -21,17 +21,17 @@ pub(crate) fn is_legacy(data: &[u8]) -> bool {
         max_ops: 16,
         ..Limits::default()
     };
-    data.first() == Some(&0x80)
-        && matches!(
-            load_pickle(data, 0, &limits, Policy::Literals),
-            Ok(Loaded { value: Value::BigInt(b), .. }) if *b == MAGIC
-        )
+    // No PROTO opcode needed: torch.load reads the magic number with
+    // pickle.load, which takes any pickle.
+    matches!(
+        load_pickle(data, 0, &limits, Policy::Literals),
+        Ok(Loaded { value: Value::BigInt(b), .. }) if *b == MAGIC
+    )
 }
 
 #[derive(Debug)]
 pub(crate) struct LegacyStorages {
     ranges: HashMap<String, Range<usize>>,
-    pub(crate) big_endian: bool,
 }
 
 fn header(data: &[u8], pos: usize, limits: &Limits, what: &str) -> Result<Loaded> {
@@ -56,11 +56,10 @@ pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(LegacyStorages, Load
             proto.value
         )));
     }
+    // sys_info's `little_endian` describes the machine that saved the
+    // file, not the data: torch writes and reads legacy storages
+    // little-endian everywhere (`_set_from_file`), so it is not consulted.
     let sys_info = header(data, proto.end, limits, "sys_info")?;
-    let big_endian = matches!(
-        sys_info.value.get("little_endian"),
-        Some(Value::Bool(false))
-    );
     let main = load_pickle(data, sys_info.end, limits, Policy::TorchLegacy)
         .map_err(|e| e.within("legacy checkpoint main pickle"))?;
     let keys = header(data, main.end, limits, "storage key list")?;
@@ -68,7 +67,7 @@ pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(LegacyStorages, Load
         return Err(Error::checkpoint("legacy storage key list is not a list"));
     };
     let ranges = storage_ranges(data, keys.end, keys_list, &main.storages)?;
-    Ok((LegacyStorages { ranges, big_endian }, main))
+    Ok((LegacyStorages { ranges }, main))
 }
 
 /// Walks the storage section: per key an int64 LE element count, then the

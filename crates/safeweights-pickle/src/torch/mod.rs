@@ -14,6 +14,7 @@
 mod flatten;
 mod gather;
 mod legacy;
+mod structure;
 mod zipfmt;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use serde_json::{Map, Value as Json};
 
 pub use flatten::{Skipped, TensorEntry};
 pub(crate) use gather::tensor_bytes;
+pub use structure::{STRUCTURE_KEY, STRUCTURE_VERSION};
 pub(crate) use zipfmt::is_torchscript_member;
 
 use crate::error::{Error, Result};
@@ -133,6 +135,16 @@ impl Checkpoint {
         &self.flat.skipped
     }
 
+    /// The whole object tree as the `safeweights.checkpoint` document
+    /// (docs/checkpoint-format.md): what `safeweights.load` needs to
+    /// rebuild what `torch.load(weights_only=True)` returns, tensors named
+    /// as in [`tensors`](Self::tensors). Values that [`metadata`](Self::metadata)
+    /// skips (NaN, bytes, complex...) are kept; `Err` names the first value
+    /// it cannot hold (a tensor that was not converted, a bare storage...).
+    pub fn structure(&self) -> Result<Json> {
+        structure::document(&self.root, &self.flat.names, &self.limits)
+    }
+
     /// Where `bytes` lie in the checkpoint's data (the file, for
     /// [`Checkpoint::open`]) when [`read_tensor`](Self::read_tensor)
     /// borrowed them from it; `None` for bytes it had to copy. Lets a
@@ -154,10 +166,8 @@ impl Checkpoint {
                 s.storage_bytes(data, &t.storage, &self.limits)?,
                 s.big_endian,
             ),
-            Storages::Legacy(s) => (
-                Cow::Borrowed(s.storage_bytes(data, &t.storage)?),
-                s.big_endian,
-            ),
+            // Legacy storages are little-endian whatever sys_info says.
+            Storages::Legacy(s) => (Cow::Borrowed(s.storage_bytes(data, &t.storage)?), false),
         };
         let within = |e: Error| e.within(format!("tensor `{}`", entry.name));
         match storage {
@@ -261,6 +271,12 @@ fn describe_unknown(data: &[u8]) -> String {
                 .into()
         }
         FileKind::Numpy => "a numpy .npy file: use the numpy reader".into(),
+        FileKind::Tar if crate::tar::is_torch_tar(&crate::tar::members(data).0) => {
+            "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, pickle), \
+             which the safe reader does not read: check it with `safeweights scan`, then load it \
+             with torch in a sandbox and save it again with a current torch"
+                .into()
+        }
         FileKind::Safetensors => "a safetensors file, not a PyTorch checkpoint".into(),
         FileKind::Unknown => {
             "not a PyTorch checkpoint (neither a zip archive nor a legacy torch file)".into()
