@@ -190,6 +190,16 @@ fn core_kind(error: &safeweights::Error) -> ErrorKind {
     }
 }
 
+impl From<safeweights_gguf::Error> for CliError {
+    fn from(error: safeweights_gguf::Error) -> Self {
+        match error {
+            // The message names the path already.
+            safeweights_gguf::Error::Io { .. } => CliError::input(error.to_string()),
+            _ => CliError::invalid(error.to_string()),
+        }
+    }
+}
+
 impl From<safeweights_pickle::Error> for CliError {
     fn from(error: safeweights_pickle::Error) -> Self {
         use safeweights_pickle::Error as E;

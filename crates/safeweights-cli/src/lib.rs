@@ -16,6 +16,7 @@ mod cli;
 mod commands;
 mod digest;
 mod exit;
+mod gguf;
 mod output;
 mod parallel;
 mod pattern;

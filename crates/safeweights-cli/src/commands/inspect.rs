@@ -16,6 +16,10 @@ use crate::structure::{self, STRUCTURE_KEY};
 
 /// Runs `inspect`.
 pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
+    let local = std::path::Path::new(&args.file);
+    if crate::gguf::is_gguf(local) {
+        return crate::gguf::inspect(ctx, local, out);
+    }
     let checkpoint = Checkpoint::open(&args.file, &ctx)?;
     let entries = checkpoint.entries();
     let sharded = checkpoint.shard_count() > 1;

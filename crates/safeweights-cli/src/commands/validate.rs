@@ -18,9 +18,14 @@ pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
     let mut worst: Option<ErrorKind> = None;
     for path in &args.files {
         let shown = path.display().to_string();
-        match Checkpoint::open_local(path, &ctx) {
-            Ok(checkpoint) => {
-                let tensors = checkpoint.entries().len();
+        // GGUF by content, whatever the name; everything else as safetensors.
+        let opened = if crate::gguf::is_gguf(path) {
+            crate::gguf::validate(path)
+        } else {
+            Checkpoint::open_local(path, &ctx).map(|checkpoint| checkpoint.entries().len())
+        };
+        match opened {
+            Ok(tensors) => {
                 if !ctx.json {
                     writeln!(
                         out,
