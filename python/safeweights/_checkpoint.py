@@ -43,6 +43,7 @@ def save_checkpoint(
     *,
     metadata: Optional[Dict[str, str]] = None,
     max_shard_size: Union[int, str, None] = None,
+    overwrite: bool = False,
 ) -> None:
     """Saves `obj` (a nesting of dict, list, tuple, set, tensors, None,
     bool, int, float, str, torch.dtype, torch.device) to `f`, a path or a
@@ -51,7 +52,10 @@ def save_checkpoint(
     With `max_shard_size` (bytes, or a string such as `"5GB"`), `f` is a
     directory that receives `model-0000N-of-0000M.safetensors` shards and a
     Hugging Face compatible `model.safetensors.index.json` (or a single
-    `model.safetensors` when everything fits in one shard).
+    `model.safetensors` when everything fits in one shard). A checkpoint
+    already in that directory raises `FileExistsError` unless
+    `overwrite=True`; it is then replaced atomically as a set: a crash
+    leaves the old checkpoint or the new one, never a mix that loads.
 
     Example:
 
@@ -76,7 +80,7 @@ def save_checkpoint(
     if max_shard_size is not None:
         if not _is_path(f):
             raise TypeError("max_shard_size needs a directory path, not a file object")
-        serialize_sharded(specs, os.fspath(f), max_shard_size, header)
+        serialize_sharded(specs, os.fspath(f), max_shard_size, header, overwrite=overwrite)
     elif _is_path(f):
         serialize_file(specs, os.fspath(f), header)
     else:

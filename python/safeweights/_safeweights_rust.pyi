@@ -73,6 +73,8 @@ def serialize_sharded(
     directory: PathLike,
     max_shard_size: Union[int, str],
     metadata: Optional[Dict[str, str]] = None,
+    *,
+    overwrite: bool = True,
 ) -> List[str]: ...
 def deserialize(bytes: Union[bytes, bytearray]) -> List[Tuple[str, Dict[str, Any]]]: ...
 

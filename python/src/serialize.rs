@@ -268,14 +268,20 @@ pub fn serialize_file(
 /// shards of at most `max_shard_size` (bytes or a string such as `"5GB"`)
 /// plus `model.safetensors.index.json`, or as one `model.safetensors` when
 /// everything fits in one shard. Returns the paths written.
+///
+/// A checkpoint already in `directory` raises `FileExistsError` unless
+/// `overwrite`; it is then replaced atomically as a set (the old one stays
+/// loadable until the new one is complete), and every shard and the index
+/// carry one checkpoint id that loaders check.
 #[pyfunction]
-#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None))]
+#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None, *, overwrite = true))]
 pub fn serialize_sharded(
     py: Python<'_>,
     tensor_dict: &Bound<'_, PyAny>,
     directory: PathBuf,
     max_shard_size: &Bound<'_, PyAny>,
     metadata: Option<Metadata>,
+    overwrite: bool,
 ) -> PyResult<Vec<PathBuf>> {
     let limit = match max_shard_size.extract::<u64>() {
         Ok(bytes) if bytes > 0 => bytes,
@@ -300,7 +306,10 @@ pub fn serialize_sharded(
             &refs,
             metadata.as_ref(),
             limit,
-            &WriteOptions::default(),
+            &WriteOptions {
+                overwrite,
+                ..WriteOptions::default()
+            },
         )
     })
     .map_err(to_py_write_err)

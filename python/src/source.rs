@@ -69,6 +69,8 @@ pub struct Opened {
     pub files: Vec<OpenedFile>,
     /// Which file holds each tensor; `None` for a single file.
     location: Option<HashMap<String, usize>>,
+    /// The user's metadata: the first file's, less a sharded checkpoint's id.
+    metadata: Option<Metadata>,
 }
 
 impl Opened {
@@ -82,6 +84,7 @@ impl Opened {
         }
         let file = open_file(path, backend).map_err(|e| e.in_file(path))?;
         Ok(Opened {
+            metadata: file.header.metadata().cloned(),
             files: vec![file],
             location: None,
         })
@@ -104,6 +107,7 @@ impl Opened {
             .iter()
             .map(|s| s.path().to_owned())
             .collect();
+        let metadata = checkpoint.metadata().cloned();
         drop(checkpoint);
         let mut files = Vec::with_capacity(paths.len());
         let mut location = HashMap::new();
@@ -117,13 +121,16 @@ impl Opened {
         Ok(Opened {
             files,
             location: Some(location),
+            metadata,
         })
     }
 
     /// Parses a buffer holding a whole file.
     pub fn from_backing(backing: Arc<Backing>) -> Result<Opened> {
+        let file = OpenedFile::from_backing(backing)?;
         Ok(Opened {
-            files: vec![OpenedFile::from_backing(backing)?],
+            metadata: file.header.metadata().cloned(),
+            files: vec![file],
             location: None,
         })
     }
@@ -154,9 +161,10 @@ impl Opened {
             .flat_map(|(i, f)| f.header.tensors().iter().map(move |t| (i, t)))
     }
 
-    /// Metadata of the first file (shards carry the same metadata).
+    /// Metadata of the first file (shards carry the same metadata),
+    /// without the checkpoint id that stamps a sharded checkpoint's files.
     pub fn metadata(&self) -> Option<&Metadata> {
-        self.files.first().and_then(|f| f.header.metadata())
+        self.metadata.as_ref()
     }
 }
 

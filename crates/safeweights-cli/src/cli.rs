@@ -222,14 +222,20 @@ Examples:
     #[command(after_help = "\
 Writes model-0000K-of-0000N.safetensors files and model.safetensors.index.json
 into OUTDIR, or one model.safetensors when everything fits in one shard,
-byte-identical to the library's sharded writer. Tensors are streamed: memory
-stays bounded whatever the checkpoint size.
+as the library's sharded writer does. Tensors are streamed: memory stays
+bounded whatever the checkpoint size.
+
+A checkpoint already in OUTDIR is replaced only with --force, and atomically
+as a set: the new shards are written beside the old ones, the index switches
+from one set to the other, then the old shards are removed. Every shard and
+the index carry one checkpoint id, so a mix of two saves is refused on load.
 
 Sizes: 5GB (powers of 1000), 2GiB (powers of 1024), or bytes.
 
 Examples:
   safeweights shard model.safetensors --max-shard-size 5GB out/
-  safeweights shard old-shards/ --max-shard-size 2GiB resharded/")]
+  safeweights shard old-shards/ --max-shard-size 2GiB resharded/
+  safeweights shard ckpt/ --max-shard-size 1GB ckpt/ --force")]
     Shard(ShardArgs),
 
     /// Merge a sharded checkpoint into one file.
@@ -371,6 +377,9 @@ pub struct ShardArgs {
     pub max_shard_size: String,
     /// Output directory (created if missing).
     pub outdir: PathBuf,
+    /// Replace a checkpoint already in OUTDIR.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `merge`.

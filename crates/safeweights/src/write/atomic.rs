@@ -21,10 +21,7 @@ pub(crate) struct AtomicFile {
 
 impl AtomicFile {
     pub(crate) fn create(destination: &Path) -> Result<Self> {
-        let directory = match destination.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let directory = parent_directory(destination);
         let file_name = destination
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -71,6 +68,11 @@ impl AtomicFile {
 
     /// Renames the file into place. Replacing a file that is memory-mapped
     /// elsewhere is safe: the old inode lives on until it is unmapped.
+    ///
+    /// With `sync`, the file's data reach the disk before the rename and
+    /// the rename itself after it, so that after a power cut the
+    /// destination holds the old file or the complete new one (on ext4 with
+    /// `data=ordered` an unsynced rename can otherwise expose an empty file).
     pub(crate) fn commit(self, sync: bool) -> Result<()> {
         let destination = self.destination;
         if sync {
@@ -82,8 +84,39 @@ impl AtomicFile {
         self.temp
             .persist(&destination)
             .map_err(|e| Error::Io(e.error).in_file(&destination))?;
+        if sync {
+            sync_directory(parent_directory(&destination))?;
+        }
         Ok(())
     }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// Flushes a directory's entries (renames, removals) to disk. Where
+/// directories cannot be opened or synced (Windows, some network
+/// filesystems answer `EINVAL`), there is nothing more to do.
+pub(crate) fn sync_directory(directory: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let handle = File::open(directory).map_err(|e| Error::Io(e).in_file(directory))?;
+        match handle.sync_all() {
+            // EINVAL (InvalidInput): the filesystem does not sync directories.
+            Err(e) if e.kind() != std::io::ErrorKind::InvalidInput => {
+                return Err(Error::Io(e).in_file(directory))
+            }
+            _ => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = directory;
+    Ok(())
 }
 
 /// Allocates `len` bytes for `file`; false when the filesystem cannot

@@ -16,6 +16,10 @@ pub struct WriteOptions {
     /// Call `fsync` on the file before renaming it into place, so the
     /// rename cannot expose an empty file after a power loss.
     pub sync: bool,
+    /// Whether a sharded write may replace a checkpoint already in its
+    /// directory ([`write_sharded`](crate::shards::write_sharded)); single
+    /// files are always replaced, as the reference does.
+    pub overwrite: bool,
 }
 
 impl Default for WriteOptions {
@@ -23,6 +27,7 @@ impl Default for WriteOptions {
         WriteOptions {
             alignment: 8,
             sync: false,
+            overwrite: true,
         }
     }
 }
