@@ -7,12 +7,14 @@
 //! and file I/O runs with the GIL released.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use safeweights::shards::{parse_size, write_sharded};
 use safeweights::write::{
-    serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec, WriteOptions,
+    interruptible, serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec,
+    WriteOptions,
 };
 use safeweights::{Dtype, Metadata};
 
@@ -251,7 +253,7 @@ pub fn serialize_file(
 ) -> PyResult<()> {
     let inputs = collect_inputs(tensor_dict)?;
     checked_specs(&inputs)?;
-    py.detach(|| {
+    write_interruptibly(py, || {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };
         serialize_to_file(
@@ -261,7 +263,33 @@ pub fn serialize_file(
             &write_options(alignment),
         )
     })
-    .map_err(to_py_write_err)
+}
+
+/// Runs a file write with the GIL released, running Python's signal
+/// handlers between its chunks (every 64 MiB): when one raises (Ctrl-C's
+/// `KeyboardInterrupt`), the write is abandoned, its temporary file
+/// removed, the destination left as it was, and that exception raised.
+fn write_interruptibly<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> safeweights::Result<T> + Send,
+) -> PyResult<T> {
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let result = py.detach(|| {
+        let signalled = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(error) => {
+                    *raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+                    true
+                }
+            })
+        };
+        interruptible(&signalled, work)
+    });
+    match raised.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(error) => Err(error),
+        None => result.map_err(to_py_write_err),
+    }
 }
 
 /// Writes tensors into `directory` as `model-0000N-of-0000M.safetensors`
@@ -298,7 +326,7 @@ pub fn serialize_sharded(
     checked_specs(&inputs)?;
     std::fs::create_dir_all(&directory)
         .map_err(|e| io_to_py_write_err(&e, Some(directory.display().to_string())))?;
-    py.detach(|| {
+    write_interruptibly(py, || {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };
         write_sharded(
@@ -312,7 +340,6 @@ pub fn serialize_sharded(
             },
         )
     })
-    .map_err(to_py_write_err)
 }
 
 /// Parses a whole file held in `bytes` and returns

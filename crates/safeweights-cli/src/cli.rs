@@ -78,7 +78,9 @@ pickles), nested archives, and .safetensors files (validated). Pickles are
 simulated, never run, with the stack and memo tracked like the real VM.
 
 Verdicts:
-  safe        would load with safeweights' allow-listing reader
+  safe        would load with safeweights' allow-listing reader; hidden
+              .NAME.XXXXXX.tmp files are reported as an incomplete
+              safeweights write (see `safeweights clean`)
   suspicious  an unknown global or opcode, a malformed or inconsistent
               container: refused by the safe reader, may hide a payload
   dangerous   a global that executes code or reaches the OS (os.system,
@@ -92,6 +94,18 @@ Examples:
   safeweights scan ./downloaded-model/ --json
   safeweights scan model.ckpt --all        # also list the safe globals")]
     Scan(ScanArgs),
+
+    /// Remove temporary files left by interrupted safeweights writes.
+    #[command(after_help = "\
+Our writers write to a hidden .NAME.XXXXXX.tmp file beside the destination
+and rename it into place. A process killed before the rename (kill -9, a
+power cut) leaves that file behind; this removes them, recursively. Files a
+running write still holds (an exclusive lock) are left alone and listed.
+
+Examples:
+  safeweights clean ./checkpoints/ --dry-run
+  safeweights clean ./checkpoints/ --json")]
+    Clean(CleanArgs),
 
     /// Convert a PyTorch or numpy checkpoint to safetensors without running it.
     #[command(after_help = "\
@@ -418,6 +432,17 @@ pub struct ScanArgs {
     /// Also list safe findings (the globals a checkpoint needs).
     #[arg(long)]
     pub all: bool,
+}
+
+/// Arguments of `clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Directories (searched recursively) and files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `convert`.

@@ -30,5 +30,6 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
+    exit::remove_temporary_files_on_signals();
     exit::finish(commands::run(&cli))
 }

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 use crate::exit::{CliError, CliResult};
 
 mod checksum;
+mod clean;
 mod convert;
 mod copy;
 mod diff;
@@ -57,6 +58,7 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
         Command::Filter(args) => filter::run(ctx, args, &mut out),
         Command::Scan(args) => scan::run(ctx, args, &mut out),
+        Command::Clean(args) => clean::run(ctx, args, &mut out),
         Command::Convert(args) => convert::run(ctx, args, &mut out),
     };
     // Flush even after an error, so partial output is not lost, but

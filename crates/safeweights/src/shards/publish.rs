@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::format::Metadata;
 use crate::read::{Backend, OpenOptions, SafetensorsFile};
 use crate::shards::{shard_file_name, ShardIndex};
+use crate::write::inflight::{track, untrack};
 use crate::write::sync_directory;
 
 /// The key, in the index's `metadata` and in each shard's `__metadata__`,
@@ -148,14 +149,26 @@ impl ShardPublisher {
     }
 
     /// Called after shard `i` has been written (a crash point in tests).
+    /// Until the switch, the shard is removed if a signal stops the
+    /// program (see [`remove_temporary_files_for_exit`]).
+    ///
+    /// [`remove_temporary_files_for_exit`]: crate::write::remove_temporary_files_for_exit
     pub fn shard_written(&self, i: usize) {
+        track(&self.shard_path(i));
         crash_point(&format!("shard-{}", i + 1));
+    }
+
+    fn untrack_shards(&self) {
+        for i in 0..self.names.len() {
+            untrack(&self.shard_path(i));
+        }
     }
 
     /// Gives up a save that failed before [`finish`](Self::finish): removes
     /// the new shards already in place (never the old set, whose names
     /// differ), so a full disk or an error leaves the directory as it was.
     pub fn abandon(&self) {
+        self.untrack_shards();
         for i in 0..self.names.len() {
             // Best effort: the caller reports the error that stopped the save.
             let _ = std::fs::remove_file(self.shard_path(i));
@@ -170,6 +183,8 @@ impl ShardPublisher {
             .metadata
             .insert(CHECKPOINT_ID_KEY.to_owned(), self.id.clone().into());
         let path = self.index_path();
+        // Published with the index: from then on a signal must not remove them.
+        self.untrack_shards();
         if let Err(error) = index.write_with(&path, self.sync) {
             self.abandon();
             return Err(error);

@@ -8,15 +8,32 @@ use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
+use crate::write::inflight::{check_interrupt, registry, try_lock, RANDOM_LEN, TEMP_SUFFIX};
 
 /// A file being written; it reaches its destination only on [`commit`].
 /// Dropping it without committing deletes the temporary file.
+///
+/// While it lives, its temporary path is in the process's registry of
+/// writes in flight (so a signal handler can remove it) and it holds an
+/// exclusive `flock` on the file (so `safeweights clean` leaves it alone).
 ///
 /// [`commit`]: AtomicFile::commit
 #[derive(Debug)]
 pub(crate) struct AtomicFile {
     temp: NamedTempFile,
     destination: PathBuf,
+    _registered: Registered,
+}
+
+/// A temporary path in the registry of writes in flight, removed from it
+/// when dropped.
+#[derive(Debug)]
+struct Registered(PathBuf);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        registry().remove(&self.0);
+    }
 }
 
 impl AtomicFile {
@@ -28,17 +45,28 @@ impl AtomicFile {
             .unwrap_or_default();
         let prefix = format!(".{file_name}.");
         let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".tmp");
+        builder
+            .prefix(&prefix)
+            .suffix(TEMP_SUFFIX)
+            .rand_bytes(RANDOM_LEN);
         // Temporary files are private (0600) by default; the file we publish
         // must get the permissions of any other new file (0666 minus the
         // umask, which the kernel applies), or other users and services
         // could not read the checkpoint.
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        // Registered before it exists, so that no signal can come between
+        // its creation and its registration.
+        let mut in_flight = registry();
         let temp = builder
             .tempfile_in(directory)
             .map_err(|e| Error::Io(e).in_file(destination))?;
+        in_flight.insert(temp.path().to_owned());
+        drop(in_flight);
+        let registered = Registered(temp.path().to_owned());
+        try_lock(temp.as_file()).map_err(|e| Error::Io(e).in_file(destination))?;
         Ok(AtomicFile {
+            _registered: registered,
             temp,
             destination: destination.to_owned(),
         })
@@ -74,16 +102,24 @@ impl AtomicFile {
     /// destination holds the old file or the complete new one (on ext4 with
     /// `data=ordered` an unsynced rename can otherwise expose an empty file).
     pub(crate) fn commit(self, sync: bool) -> Result<()> {
-        let destination = self.destination;
         if sync {
-            self.temp
-                .as_file()
+            self.file()
                 .sync_all()
-                .map_err(|e| Error::Io(e).in_file(&destination))?;
+                .map_err(|e| Error::Io(e).in_file(&self.destination))?;
         }
-        self.temp
-            .persist(&destination)
-            .map_err(|e| Error::Io(e.error).in_file(&destination))?;
+        // The rename happens under the registry's lock: a signal handler
+        // removing temporary files either runs before it (and the rename
+        // fails) or after it (and the file is no longer registered).
+        let AtomicFile {
+            temp,
+            destination,
+            _registered: registered,
+        } = self;
+        let mut in_flight = registry();
+        let renamed = temp.persist(&destination);
+        in_flight.remove(&registered.0);
+        drop(in_flight);
+        renamed.map_err(|e| Error::Io(e.error).in_file(&destination))?;
         if sync {
             sync_directory(parent_directory(&destination))?;
         }
@@ -139,6 +175,27 @@ fn allocate_blocks(file: &File, len: u64) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn allocate_blocks(_file: &File, _len: u64) -> bool {
     false
+}
+
+/// Writes of file data stop this often to check for an interrupt.
+const INTERRUPT_CHUNK: usize = 64 << 20;
+
+/// [`write_all_at`] in chunks, stopping with an `Interrupted` error
+/// between two chunks when the current [`interruptible`] scope asks.
+///
+/// [`interruptible`]: crate::write::interruptible
+pub(crate) fn write_all_at_interruptible(
+    file: &File,
+    buffer: &[u8],
+    offset: u64,
+) -> std::io::Result<()> {
+    let mut at = offset;
+    for chunk in buffer.chunks(INTERRUPT_CHUNK) {
+        check_interrupt()?;
+        write_all_at(file, chunk, at)?;
+        at += chunk.len() as u64;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
