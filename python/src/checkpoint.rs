@@ -282,9 +282,7 @@ pub fn load_torch_pickle<'py>(
     let checkpoint = checkpoint.map_err(to_py_err)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
-    let data = py
-        .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
-        .map_err(to_py_err)?;
+    let data = py.detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))?;
     let map_buffer = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
             Some(python_buffer(py, map.clone())?)
@@ -345,7 +343,7 @@ fn read_all(
     checkpoint: &Checkpoint,
     tensors: &[Arc<TensorRef>],
     mapped: Option<&Arc<Backing>>,
-) -> Result<Vec<TensorData>, PickleError> {
+) -> PyResult<Vec<TensorData>> {
     tensors
         .iter()
         .map(|tensor| {
@@ -355,7 +353,7 @@ fn read_all(
                 shape: tensor.shape.clone(),
                 tensor: tensor.clone(),
             };
-            let bytes = checkpoint.read_tensor(&entry)?;
+            let bytes = checkpoint.read_tensor(&entry).map_err(to_py_err)?;
             // Bytes the reader borrowed from its own map are stored in the
             // file exactly as loaded: view them in our private map instead.
             let range = match (&bytes, mapped) {
@@ -366,7 +364,9 @@ fn read_all(
             };
             Ok(match range {
                 Some(range) => TensorData::Mapped(range),
-                None => TensorData::Copied(Backing::copy_of(&bytes)),
+                None => TensorData::Copied(
+                    Backing::copy_of(&bytes).map_err(|e| io_to_py_err(&e, None))?,
+                ),
             })
         })
         .collect()
@@ -376,6 +376,6 @@ fn read_all(
 /// as they load can be writable views whose writes never reach the file;
 /// `None` when it cannot be mapped (the tensors are then copied).
 fn map_private(path: &Path) -> Option<Arc<Backing>> {
-    let map = Backing::map_private(&File::open(path).ok()?).ok()?;
+    let map = Backing::map_private(&File::open(path).ok()?, path).ok()?;
     Some(Arc::new(map))
 }

@@ -164,7 +164,8 @@ impl Multi {
                  Also an IsADirectoryError (the reference raises OSError for any directory)."
             }
             Multi::WriteOs => {
-                "Writing a file failed. Both a SafetensorError (what the reference raises) and an OSError."
+                "Writing a file failed, or a file became shorter while it was read. \
+                 Both a SafetensorError (what the reference raises) and an OSError."
             }
             _ => "Writing a file failed. Both a SafetensorError (what the reference raises) and the OSError subclass for the failure.",
         }
@@ -290,6 +291,24 @@ fn convert(error: Error, writing: bool) -> PyErr {
 /// `errno`, `strerror` and `filename` filled in.
 pub fn io_to_py_err(error: &io::Error, filename: Option<String>) -> PyErr {
     let (errno, strerror) = errno_and_message(error);
+    match error.kind() {
+        // A buffer or map the machine cannot provide (ENOMEM included).
+        io::ErrorKind::OutOfMemory => {
+            let what = filename.map_or(strerror.clone(), |name| format!("{name}: {strerror}"));
+            return pyo3::exceptions::PyMemoryError::new_err(what);
+        }
+        // A file that became shorter than its header says, seen by a
+        // positioned read: corrupt data (a SafetensorError) and an I/O
+        // failure (an OSError with errno EIO, as a failing disk reports).
+        io::ErrorKind::UnexpectedEof => {
+            let errno = if errno == 0 { EIO } else { errno };
+            return match filename {
+                Some(name) => new_err(Multi::WriteOs, (errno, strerror, name)),
+                None => new_err(Multi::WriteOs, (errno, strerror)),
+            };
+        }
+        _ => {}
+    }
     macro_rules! build {
         ($exc:ty) => {
             match filename {
@@ -325,6 +344,9 @@ pub fn io_to_py_write_err(error: &io::Error, filename: Option<String>) -> PyErr 
         None => new_err(which, (errno, strerror)),
     }
 }
+
+/// `EIO`, the same number on every platform Python runs on.
+const EIO: i32 = 5;
 
 /// `errno` and the message without its `" (os error N)"` suffix (Python
 /// prints errno itself). Errors wrapped by other crates (tempfile adds the

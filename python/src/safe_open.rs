@@ -91,7 +91,7 @@ impl Handle {
             }
             Bytes::Pread(reader) => {
                 let backing = py.detach(|| {
-                    let mut backing = Backing::zeroed(info.byte_len());
+                    let mut backing = Backing::zeroed(info.byte_len())?;
                     reader
                         .read_into(&info.name, backing.as_mut_slice())
                         .map(|_| backing)
@@ -398,7 +398,7 @@ impl SafeSlice {
                 info.dtype,
                 &info.shape,
                 &dims,
-            )?);
+            )?)?;
             match &file.bytes {
                 Bytes::Memory { .. } => {
                     let data = file.memory_bytes(info).unwrap_or_default();
@@ -426,7 +426,8 @@ impl SafeSlice {
         });
         let (shape, mut out) = gathered.map_err(to_py_err)?;
         for &axis in &plan.flips {
-            out = Backing::copy_of(&flip_axis(out.as_slice(), &shape, axis, info.dtype.bits())?);
+            out = Backing::copy_of(&flip_axis(out.as_slice(), &shape, axis, info.dtype.bits())?)
+                .map_err(|e| to_py_err(e.into()))?;
         }
         let final_shape = plan.final_shape(&shape);
         let len = out.as_slice().len();

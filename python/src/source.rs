@@ -187,9 +187,9 @@ fn open_file(path: &Path, backend: Backend) -> Result<OpenedFile> {
         // empty file cannot be mapped at all).
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        Backing::copy_of(&bytes)
+        Backing::copy_of(&bytes)?
     } else {
-        Backing::map_private(&file)?
+        Backing::map_private(&file, path)?
     };
     OpenedFile::from_backing(Arc::new(backing))
 }

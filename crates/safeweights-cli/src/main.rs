@@ -31,5 +31,7 @@ fn main() -> ExitCode {
         }
     };
     exit::remove_temporary_files_on_signals();
+    // The pickle reader maps its inputs: a truncation names the file.
+    safeweights::read::bus_error::install_bus_error_handler();
     exit::finish(commands::run(&cli))
 }

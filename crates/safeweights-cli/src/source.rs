@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-use safeweights::read::SafetensorsFile;
+use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
@@ -41,14 +41,22 @@ impl Checkpoint {
     }
 
     /// Opens a directory, an index file (`*.json`) or a single file.
+    ///
+    /// Files are read with positioned reads (`pread`), never mapped: a file
+    /// truncated while a command streams it is then an error naming it,
+    /// where a map would kill the process with `SIGBUS`; and opening reads
+    /// only the header, so nothing is mapped under an address-space limit.
     pub fn open_local(path: &Path) -> CliResult<Self> {
-        let options = Default::default();
+        let options = OpenOptions {
+            backend: Backend::Pread,
+            ..OpenOptions::default()
+        };
         let opened = if path.is_dir() {
             ShardedCheckpoint::open_dir(path, &options)
         } else if path.extension().is_some_and(|e| e == "json") {
             ShardedCheckpoint::open(path, &options)
         } else {
-            SafetensorsFile::open(path).and_then(ShardedCheckpoint::single)
+            SafetensorsFile::open_with(path, &options).and_then(ShardedCheckpoint::single)
         };
         opened.map(Checkpoint::Local).map_err(CliError::from)
     }
@@ -147,18 +155,17 @@ impl Checkpoint {
         }
     }
 
-    /// `len` bytes of a tensor starting `offset` bytes into it: borrowed
-    /// from the memory map, or fetched with one Range request.
+    /// `len` bytes of a tensor starting `offset` bytes into it: read with
+    /// one `pread`, or fetched with one Range request.
     pub fn read(&self, entry: Entry<'_>, offset: u64, len: u64) -> CliResult<Cow<'_, [u8]>> {
         match self {
             Checkpoint::Local(checkpoint) => {
                 let file = &checkpoint.shards()[entry.shard];
-                let Cow::Borrowed(all) = file.bytes_of(entry.info)? else {
-                    return Err(CliError::usage("internal: local files are memory-mapped"));
-                };
-                Ok(Cow::Borrowed(
-                    &all[offset as usize..(offset + len) as usize],
-                ))
+                let len = usize::try_from(len).map_err(|_| CliError::usage("piece too large"))?;
+                let mut buffer =
+                    try_zeroed(len).map_err(|e| safeweights::Error::Io(e).in_file(file.path()))?;
+                file.read_range(entry.info, offset, &mut buffer)?;
+                Ok(Cow::Owned(buffer))
             }
             Checkpoint::Remote(remote) => remote
                 .read_data(entry.info.begin + offset, len)
