@@ -37,7 +37,14 @@ impl Drop for Registered {
 }
 
 impl AtomicFile {
+    /// Prepares to write `destination`. A symbolic link there is followed:
+    /// its final target is what gets replaced (the temporary file goes
+    /// beside the target, so the rename stays atomic and the link stays a
+    /// link). A file being replaced passes its permission bits, owner and
+    /// group on to the new one (the owner and group where the writer may
+    /// set them); a new file gets 0666 minus the umask, like any other.
     pub(crate) fn create(destination: &Path) -> Result<Self> {
+        let destination = &resolve_links(destination);
         let directory = parent_directory(destination);
         let file_name = destination
             .file_name()
@@ -55,8 +62,8 @@ impl AtomicFile {
         // could not read the checkpoint.
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
-        // Registered before it exists, so that no signal can come between
-        // its creation and its registration.
+        // The registry stays locked from before the file exists until it is
+        // registered, so that a signal's cleanup cannot miss it.
         let mut in_flight = registry();
         let temp = builder
             .tempfile_in(directory)
@@ -65,6 +72,8 @@ impl AtomicFile {
         drop(in_flight);
         let registered = Registered(temp.path().to_owned());
         try_lock(temp.as_file()).map_err(|e| Error::Io(e).in_file(destination))?;
+        keep_ownership_and_mode(temp.as_file(), destination)
+            .map_err(|e| Error::Io(e).in_file(destination))?;
         Ok(AtomicFile {
             _registered: registered,
             temp,
@@ -125,6 +134,57 @@ impl AtomicFile {
         }
         Ok(())
     }
+}
+
+/// Follows symbolic links at `path` to the file they finally name (which
+/// may not exist yet); `path` itself when it is not a link. Gives up after
+/// 40 links, as the kernel does, leaving the error to the open.
+fn resolve_links(path: &Path) -> PathBuf {
+    let mut current = path.to_owned();
+    for _ in 0..40 {
+        let is_link = std::fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            break;
+        }
+        let Ok(target) = std::fs::read_link(&current) else {
+            break;
+        };
+        current = if target.is_absolute() {
+            target
+        } else {
+            parent_directory(&current).join(target)
+        };
+    }
+    current
+}
+
+/// Gives the new file the permission bits, owner and group of the file it
+/// will replace, if any. The owner is changed only where the writer may
+/// (root, or a group the writer belongs to); elsewhere the file is the
+/// writer's, as any file it creates, and `chown` refusing is not an error.
+#[cfg(unix)]
+fn keep_ownership_and_mode(file: &File, replaced: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{fchown, MetadataExt, PermissionsExt};
+    let Ok(old) = std::fs::metadata(replaced) else {
+        return Ok(()); // A new file: 0666 minus the umask.
+    };
+    if !old.is_file() {
+        return Ok(());
+    }
+    let new = file.metadata()?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid())
+        && fchown(file, Some(old.uid()), Some(old.gid())).is_err()
+    {
+        // Not root: the group alone may still be ours to give.
+        let _ = fchown(file, None, Some(old.gid()));
+    }
+    // After chown, which clears set-id bits.
+    file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))
+}
+
+#[cfg(not(unix))]
+fn keep_ownership_and_mode(_file: &File, _replaced: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// The directory holding `path` (`.` for a bare file name).
