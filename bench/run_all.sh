@@ -16,6 +16,8 @@ echo "==> Python package vs the safetensors package and torch"
 "$py" bench/python_bench.py --gib 1
 echo "==> convert and scan vs torch.load + save_file and picklescan"
 "$py" bench/pickle_bench.py --size-gib 2
+echo "==> durability: fsync on vs off"
+"$py" bench/durability_bench.py --mib 64 256
 echo "==> CLI stats, diff and remote inspect vs torch and curl"
 "$py" bench/cli_bench.py --size-gib 2
 if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then

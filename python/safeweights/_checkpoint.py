@@ -44,6 +44,7 @@ def save_checkpoint(
     metadata: Optional[Dict[str, str]] = None,
     max_shard_size: Union[int, str, None] = None,
     overwrite: bool = False,
+    durable: bool = True,
 ) -> None:
     """Saves `obj` (a nesting of dict, list, tuple, set, tensors, None,
     bool, int, float, str, torch.dtype, torch.device) to `f`, a path or a
@@ -56,6 +57,9 @@ def save_checkpoint(
     already in that directory raises `FileExistsError` unless
     `overwrite=True`; it is then replaced atomically as a set: a crash
     leaves the old checkpoint or the new one, never a mix that loads.
+
+    With `durable` (the default) every file and directory written is
+    flushed to disk before this returns; `durable=False` skips that.
 
     Example:
 
@@ -80,9 +84,9 @@ def save_checkpoint(
     if max_shard_size is not None:
         if not _is_path(f):
             raise TypeError("max_shard_size needs a directory path, not a file object")
-        serialize_sharded(specs, os.fspath(f), max_shard_size, header, overwrite=overwrite)
+        serialize_sharded(specs, os.fspath(f), max_shard_size, header, overwrite=overwrite, durable=durable)
     elif _is_path(f):
-        serialize_file(specs, os.fspath(f), header)
+        serialize_file(specs, os.fspath(f), header, durable=durable)
     else:
         f.write(serialize(specs, header))
 

@@ -214,6 +214,15 @@ fn write_options(alignment: usize) -> WriteOptions {
     }
 }
 
+/// `durable`: flush the file before its rename and the directory after,
+/// so a power cut right after the call returns cannot lose the file.
+fn durable_options(alignment: usize, durable: bool) -> WriteOptions {
+    WriteOptions {
+        sync: durable,
+        ..write_options(alignment)
+    }
+}
+
 /// Serializes tensors to `bytes`, byte-identical to the reference for the
 /// same input (metadata keys are written sorted).
 ///
@@ -241,15 +250,18 @@ pub fn serialize<'py>(
 
 /// Serializes tensors into `filename` through a temporary file and a
 /// rename. The blocks are allocated up front and the tensors written in
-/// file order straight from their memory, with no intermediate copy.
+/// file order straight from their memory, with no intermediate copy. With
+/// `durable` (the default) the file and then its directory are flushed to
+/// disk before the call returns.
 #[pyfunction]
-#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8))]
+#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8, durable = true))]
 pub fn serialize_file(
     py: Python<'_>,
     tensor_dict: &Bound<'_, PyAny>,
     filename: PathBuf,
     metadata: Option<Metadata>,
     alignment: usize,
+    durable: bool,
 ) -> PyResult<()> {
     let inputs = collect_inputs(tensor_dict)?;
     checked_specs(&inputs)?;
@@ -260,7 +272,7 @@ pub fn serialize_file(
             &refs,
             metadata.as_ref(),
             &filename,
-            &write_options(alignment),
+            &durable_options(alignment, durable),
         )
     })
 }
@@ -302,7 +314,7 @@ fn write_interruptibly<T: Send>(
 /// loadable until the new one is complete), and every shard and the index
 /// carry one checkpoint id that loaders check.
 #[pyfunction]
-#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None, *, overwrite = true))]
+#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None, *, overwrite = true, durable = true))]
 pub fn serialize_sharded(
     py: Python<'_>,
     tensor_dict: &Bound<'_, PyAny>,
@@ -310,6 +322,7 @@ pub fn serialize_sharded(
     max_shard_size: &Bound<'_, PyAny>,
     metadata: Option<Metadata>,
     overwrite: bool,
+    durable: bool,
 ) -> PyResult<Vec<PathBuf>> {
     let limit = match max_shard_size.extract::<u64>() {
         Ok(bytes) if bytes > 0 => bytes,
@@ -336,7 +349,7 @@ pub fn serialize_sharded(
             limit,
             &WriteOptions {
                 overwrite,
-                ..WriteOptions::default()
+                ..durable_options(8, durable)
             },
         )
     })

@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0)]
     pub timeout: f64,
 
+    /// Writers: skip flushing files and directories to disk before
+    /// reporting success (faster; a power cut may then lose the output).
+    #[arg(long, global = true)]
+    pub no_fsync: bool,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,

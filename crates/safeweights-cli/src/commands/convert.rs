@@ -18,7 +18,8 @@ use crate::output::{human_bytes, progress, write_json, Painter, DIM, GREEN, YELL
 /// Runs `convert`: exit 0 when converted, 1 when the input is unsafe or
 /// invalid (nothing is written), 2 for usage and I/O errors.
 pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
-    let options = options(args)?;
+    let mut options = options(args)?;
+    options.write.sync = ctx.sync;
     let output = args
         .output
         .clone()

@@ -28,6 +28,8 @@ pub struct Context {
     pub json: bool,
     /// Network timeout for remote files.
     pub timeout: Duration,
+    /// Writers flush files and directories to disk (off with `--no-fsync`).
+    pub sync: bool,
 }
 
 /// Buffered stdout; write errors (a closed pipe) surface as `CliError`.
@@ -43,6 +45,7 @@ pub fn run(cli: &Cli) -> CliResult {
     let ctx = Context {
         json: cli.json,
         timeout: Duration::from_secs_f64(cli.timeout),
+        sync: !cli.no_fsync,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let status = match &cli.command {

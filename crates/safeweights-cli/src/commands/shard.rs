@@ -32,7 +32,10 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
     let plan = plan_shards(&sizes, max);
     std::fs::create_dir_all(&args.outdir)
         .map_err(|e| CliError::from(e).context(args.outdir.display()))?;
-    let options = WriteOptions::default();
+    let options = WriteOptions {
+        sync: ctx.sync,
+        ..WriteOptions::default()
+    };
     let publisher =
         ShardPublisher::begin(&args.outdir, "model", plan.len(), args.force, options.sync)?;
     let bar = progress(sizes.iter().sum(), "shard");
@@ -40,7 +43,14 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
     let mut written: Vec<PathBuf> = Vec::new();
     if plan.len() <= 1 {
         let path = publisher.single_path();
-        write_file(&checkpoint, &named(&entries), metadata, &path, &bar)?;
+        write_file(
+            &checkpoint,
+            &named(&entries),
+            metadata,
+            &path,
+            &bar,
+            ctx.sync,
+        )?;
         publisher.finish_single()?;
         written.push(path);
     } else {
@@ -53,6 +63,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
                 Some(&stamped),
                 &path,
                 &bar,
+                ctx.sync,
             );
             if let Err(error) = done {
                 publisher.abandon();
@@ -90,6 +101,7 @@ pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
         checkpoint.metadata(),
         &args.output,
         &bar,
+        ctx.sync,
     )?;
     bar.finish_and_clear();
     report(ctx, out, std::slice::from_ref(&args.output))
