@@ -3,7 +3,10 @@
 The native module parses the zip or pre-1.6 stream with an allow-listing
 pickle VM (in Rust, no Python pickle involved) and returns the object tree
 with tensor records; this module turns those into torch tensors. Identical
-views come back as one tensor, as `torch.load` would share them. Dicts come
+views come back as one tensor, and different views of one storage (a
+weight and a slice or transpose of it) as views of one shared storage,
+as `torch.load` gives them, wherever the storage lies unchanged in the
+file (then it is the file's private map). Dicts come
 back as plain `dict` (an `OrderedDict` in the file compares equal). Onto a
 CUDA device, every record moves in one pass, in file order, through the
 pinned buffers of `safeweights._cuda`.
@@ -47,6 +50,8 @@ class _Rebuild:
         self.containers: Dict[int, Any] = {}
         # Tensors already on the device, by record index.
         self.loaded: Dict[int, Any] = {}
+        # Storages shared by several views: bytes (uint8) by storage key.
+        self.storages: Dict[str, Any] = {}
 
     def value(self, value: Any) -> Any:
         if isinstance(value, _PickledTensor):
@@ -78,6 +83,8 @@ class _Rebuild:
         shape = list(record.shape)
         if record.index in self.loaded:
             tensor = self.loaded[record.index]
+        elif record.storage is not None and (shared := self.shared_view(record, dtype)) is not None:
+            tensor = shared
         elif record.nbytes == 0:
             tensor = torch.empty(shape, dtype=dtype)
         else:
@@ -91,3 +98,18 @@ class _Rebuild:
             tensor = torch.nn.Parameter(tensor, requires_grad=True)
         self.tensors[record.index] = tensor
         return tensor
+
+    def shared_view(self, record: Any, dtype: Any) -> Any:
+        """The record as a view (offset, shape, strides) of its storage,
+        one storage object per key; None when the bytes do not divide into
+        elements of `dtype`."""
+        import torch
+
+        key, buffer, offset, nbytes = record.storage
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if nbytes % itemsize:
+            return None
+        if key not in self.storages:
+            self.storages[key] = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
+        typed = self.storages[key].view(dtype)
+        return typed.as_strided(list(record.shape), list(record.stride), record.storage_offset)

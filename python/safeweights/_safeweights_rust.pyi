@@ -95,6 +95,9 @@ class _PickledTensor:
     shape: List[int]
     requires_grad: bool
     index: int
+    storage: Optional[Tuple[str, Any, int, int]]
+    storage_offset: int
+    stride: List[int]
 
 class _PickledDtype:
     name: str

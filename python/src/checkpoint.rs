@@ -16,6 +16,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use safeweights_pickle::pickle::{StorageRef, TensorRef, Value, ViewKey};
+use safeweights_pickle::scalar::ScalarType;
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::Error as PickleError;
 
@@ -51,6 +52,15 @@ pub struct PickledTensor {
     requires_grad: bool,
     /// Index of the distinct tensor; equal indices are the same tensor.
     index: usize,
+    /// When the whole storage lies unchanged in the file's private map:
+    /// `(storage key, the map's buffer, byte offset in it, byte length)`.
+    /// Views of one storage then rebuild on one shared storage, as
+    /// `torch.load` gives them (`None`: use the contiguous bytes above).
+    storage: Option<(String, Py<PyAny>, usize, usize)>,
+    /// Offset of the first element in the storage, in elements.
+    storage_offset: u64,
+    /// Strides per dimension, in elements.
+    stride: Vec<u64>,
 }
 
 /// A `torch.<name>` dtype object found in the pickle.
@@ -284,13 +294,17 @@ pub fn load_torch_pickle<'py>(
     tensors.collect(checkpoint.root())?;
     let data = py.detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))?;
     let map_buffer = match &mapped {
-        Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
+        Some(map)
+            if data
+                .iter()
+                .any(|(d, shared)| matches!(d, TensorData::Mapped(_)) || shared.is_some()) =>
+        {
             Some(python_buffer(py, map.clone())?)
         }
         _ => None,
     };
     let mut records = Vec::with_capacity(data.len());
-    for (index, (tensor, bytes)) in tensors.list.iter().zip(data).enumerate() {
+    for (index, (tensor, (bytes, shared))) in tensors.list.iter().zip(data).enumerate() {
         let (buffer, offset, nbytes) = match (bytes, &map_buffer) {
             (TensorData::Mapped(range), Some(buffer)) => {
                 (buffer.clone_ref(py), range.start, range.len())
@@ -305,6 +319,15 @@ pub fn load_torch_pickle<'py>(
                 ))
             }
         };
+        let storage = match (shared, &map_buffer) {
+            (Some(range), Some(map)) => Some((
+                tensor.storage.key.to_string(),
+                map.clone_ref(py),
+                range.start,
+                range.len(),
+            )),
+            _ => None,
+        };
         let record = PickledTensor {
             buffer,
             offset,
@@ -313,6 +336,9 @@ pub fn load_torch_pickle<'py>(
             shape: tensor.shape.clone(),
             requires_grad: tensor.requires_grad,
             index,
+            storage,
+            storage_offset: tensor.offset,
+            stride: tensor.stride.clone(),
         };
         records.push(Py::new(py, record)?);
     }
@@ -343,10 +369,18 @@ fn read_all(
     checkpoint: &Checkpoint,
     tensors: &[Arc<TensorRef>],
     mapped: Option<&Arc<Backing>>,
-) -> PyResult<Vec<TensorData>> {
+) -> PyResult<Vec<(TensorData, Option<Range<usize>>)>> {
+    let mut storages: HashMap<Arc<str>, Option<Range<usize>>> = HashMap::new();
     tensors
         .iter()
         .map(|tensor| {
+            let shared = match mapped {
+                Some(map) => storages
+                    .entry(tensor.storage.key.clone())
+                    .or_insert_with(|| mapped_storage(checkpoint, tensor, map))
+                    .clone(),
+                None => None,
+            };
             let entry = TensorEntry {
                 name: format!("tensor of storage {}", tensor.storage.key),
                 dtype: tensor.scalar.dtype.unwrap_or(safeweights::Dtype::U8),
@@ -362,14 +396,51 @@ fn read_all(
                 }),
                 _ => None,
             };
-            Ok(match range {
+            let data = match range {
                 Some(range) => TensorData::Mapped(range),
                 None => TensorData::Copied(
                     Backing::copy_of(&bytes).map_err(|e| io_to_py_err(&e, None))?,
                 ),
-            })
+            };
+            Ok((data, shared))
         })
         .collect()
+}
+
+/// Where the whole storage of `tensor` lies in the file map, when it is
+/// stored there byte for byte (an uncompressed little-endian zip record, a
+/// legacy root storage), aligned for its element type: then every view of
+/// it can be rebuilt on that one range and they share memory.
+fn mapped_storage(
+    checkpoint: &Checkpoint,
+    tensor: &TensorRef,
+    map: &Backing,
+) -> Option<Range<usize>> {
+    let storage = &tensor.storage;
+    if storage.view.is_some() {
+        return None; // A legacy view into another storage: copied instead.
+    }
+    let nbytes = storage.nbytes()?;
+    let whole = TensorRef {
+        storage: storage.clone(),
+        scalar: ScalarType::from_dtype_name("uint8")?,
+        offset: 0,
+        shape: vec![nbytes],
+        stride: vec![1],
+        requires_grad: false,
+    };
+    let entry = TensorEntry {
+        name: format!("storage {}", storage.key),
+        dtype: safeweights::Dtype::U8,
+        shape: whole.shape.clone(),
+        tensor: Arc::new(whole),
+    };
+    let Ok(Cow::Borrowed(bytes)) = checkpoint.read_tensor(&entry) else {
+        return None;
+    };
+    checkpoint
+        .file_range(bytes)
+        .filter(|r| r.start % tensor.scalar.size.max(1) == 0 && r.end <= map.as_slice().len())
 }
 
 /// The checkpoint file mapped privately (copy-on-write), so tensors stored
