@@ -97,3 +97,46 @@ fn validate_refuses_a_mix_of_two_saves() {
     );
     assert!(stderr(&output).contains(name), "{}", stderr(&output));
 }
+
+#[test]
+fn convert_force_killed_after_a_shard_leaves_the_old_checkpoint_loadable() {
+    let work = tempfile::tempdir().unwrap();
+    let script = "import sys, numpy as np\n\
+        for name, fill in (('a', 0), ('b', 10)):\n\
+        \x20   np.savez(f'{sys.argv[1]}/{name}.npz', **{f'w{i}': np.full(1024, fill + i, dtype=np.float32) for i in range(4)})\n";
+    let made = Command::new(common::python())
+        .args(["-c", script])
+        .arg(work.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = work.path().join("out");
+    let convert = |input: &str, crash_at: &str| {
+        Command::new(env!("CARGO_BIN_EXE_safeweights"))
+            .arg("convert")
+            .arg(work.path().join(input))
+            .arg(format!("{}/", out.display()))
+            .args(["--max-shard-size", "4096", "--force"])
+            .env("SAFEWEIGHTS_CRASH_AT", crash_at)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(code(&convert("a.npz", "never")), 0);
+    for step in ["shard-1", "shard-3", "index"] {
+        assert!(convert("b.npz", step).status.code().is_none(), "{step}");
+        let valid = run(&["validate", out.to_str().unwrap()]);
+        assert_eq!(code(&valid), 0, "{step}: {}", stderr(&valid));
+        let dump = run(&[
+            "dump",
+            out.to_str().unwrap(),
+            "w1",
+            "--slice",
+            "0:1",
+            "--json",
+        ]);
+        let doc: serde_json::Value = serde_json::from_slice(&dump.stdout).unwrap();
+        let expected = if step == "index" { 11.0 } else { 1.0 };
+        assert_eq!(doc["values"][0].as_f64(), Some(expected), "{step}");
+        assert_eq!(code(&convert("a.npz", "never")), 0);
+    }
+}

@@ -99,7 +99,9 @@ impl ShardPublisher {
         let conventional: Vec<String> = (0..count)
             .map(|i| shard_file_name(prefix, i, count))
             .collect();
-        let names = if count > 1 && conventional.iter().any(|n| live.contains(n.as_str())) {
+        let names = if count <= 1 {
+            Vec::new() // The single file: no shard names.
+        } else if conventional.iter().any(|n| live.contains(n.as_str())) {
             // The old set uses these names: take names it cannot hold.
             let tag = &publisher.id[..8];
             (0..count)
@@ -120,7 +122,7 @@ impl ShardPublisher {
         &self.id
     }
 
-    /// The file names of the new shards, in order.
+    /// The file names of the new shards, in order (none when `count` was 1).
     pub fn shard_names(&self) -> &[String] {
         &self.names
     }
@@ -178,7 +180,7 @@ impl ShardPublisher {
     /// Publishes the new set: stamps the index with the checkpoint id,
     /// renames it over the old index (the switch), then removes the old
     /// shards and any old single file. Returns the index path.
-    pub fn finish(self, mut index: ShardIndex) -> Result<PathBuf> {
+    pub fn finish(&self, mut index: ShardIndex) -> Result<PathBuf> {
         index
             .metadata
             .insert(CHECKPOINT_ID_KEY.to_owned(), self.id.clone().into());
@@ -197,7 +199,7 @@ impl ShardPublisher {
 
     /// Completes a save that wrote the single file instead of shards:
     /// removes the old index (the switch), then the old shards.
-    pub fn finish_single(self) -> Result<()> {
+    pub fn finish_single(&self) -> Result<()> {
         let index_path = self.index_path();
         if self.old_index.is_some() || index_path.exists() {
             remove_if_present(&index_path)?;
