@@ -1,4 +1,10 @@
+from ._api import load as load
+from ._api import save as save
 from ._handle import _safe_open_handle as _safe_open_handle
+from ._safe_types import UnsafeTypeError as UnsafeTypeError
+from ._safe_types import add_safe_types as add_safe_types
+from ._safe_types import get_safe_types as get_safe_types
+from ._safe_types import safe_types as safe_types
 from ._safeweights_rust import CheckpointError as CheckpointError
 from ._safeweights_rust import ClosedFileError as ClosedFileError
 from ._safeweights_rust import ForeignFormatError as ForeignFormatError

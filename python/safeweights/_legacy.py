@@ -6,8 +6,10 @@ with tensor records; this module turns those into torch tensors. Identical
 views come back as one tensor, and different views of one storage (a
 weight and a slice or transpose of it) as views of one shared storage,
 as `torch.load` gives them, wherever the storage lies unchanged in the
-file (then it is the file's private map). Dicts come
-back as plain `dict` (an `OrderedDict` in the file compares equal). Onto a
+file (then it is the file's private map). Globals
+the reader records as data (`torch.device`, `OrderedDict` with its
+`_metadata`, numpy arrays, allowed classes...) are rebuilt by
+`safeweights._legacy_objects`. Onto a
 CUDA device, every record moves in one pass, in file order, through the
 pinned buffers of `safeweights._cuda`.
 """
@@ -16,15 +18,18 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from ._safeweights_rust import _PickledDtype, _PickledTensor, load_torch_pickle
+from ._safeweights_rust import _PickledDtype, _PickledObject, _PickledTensor, load_torch_pickle
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any) -> Any:
+def load_legacy(source: Any, device: Any, allowed: Any = None) -> Any:
     """Loads a torch.save file (path, bytes or bytearray); tensors go to
-    `device` (None: cpu)."""
-    tree, records = load_torch_pickle(source)
+    `device` (None: cpu). `allowed` maps `module.qualname` to the classes
+    the caller allows (see `safeweights.add_safe_types`)."""
+    allowed = dict(allowed or {})
+    tree, records = load_torch_pickle(source, list(allowed))
     rebuild = _Rebuild(device)
+    rebuild.allowed = allowed
     if device is not None and device.type == "cuda":
         rebuild.loaded = _load_records_to_cuda(records, device)
     return rebuild.value(tree)
@@ -52,12 +57,20 @@ class _Rebuild:
         self.loaded: Dict[int, Any] = {}
         # Storages shared by several views: bytes (uint8) by storage key.
         self.storages: Dict[str, Any] = {}
+        self.allowed: Dict[str, Any] = {}
 
     def value(self, value: Any) -> Any:
         if isinstance(value, _PickledTensor):
             return self.tensor(value)
         if isinstance(value, _PickledDtype):
             return torch_dtype(value.name)
+        if isinstance(value, _PickledObject):
+            key = id(value)
+            if key not in self.containers:
+                from ._legacy_objects import build
+
+                self.containers[key] = build(value, self.value, self.allowed)
+            return self.containers[key]
         if isinstance(value, (list, dict, tuple, set)):
             key = id(value)
             if key not in self.containers:
@@ -81,6 +94,12 @@ class _Rebuild:
             return self.tensors[record.index]
         dtype = torch_dtype(record.dtype)
         shape = list(record.shape)
+        if dtype in _quantized():
+            # A quantized storage's integer representation, for _rebuild_qtensor.
+            raw = torch.frombuffer(record.buffer, dtype=torch.uint8, count=record.nbytes, offset=record.offset)
+            raw._safeweights_qdtype = dtype
+            self.tensors[record.index] = raw
+            return raw
         if record.index in self.loaded:
             tensor = self.loaded[record.index]
         elif record.storage is not None and (shared := self.shared_view(record, dtype)) is not None:
@@ -113,3 +132,9 @@ class _Rebuild:
             self.storages[key] = torch.frombuffer(buffer, dtype=torch.uint8, count=nbytes, offset=offset)
         typed = self.storages[key].view(dtype)
         return typed.as_strided(list(record.shape), list(record.stride), record.storage_offset)
+
+
+def _quantized() -> Any:
+    import torch
+
+    return (torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4)

@@ -4,6 +4,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
+SNIFF_LEN: int
 
 PathLike = Union[str, "os.PathLike[str]"]
 Source = Union[PathLike, bytes, bytearray, memoryview, Any]
@@ -102,4 +103,20 @@ class _PickledTensor:
 class _PickledDtype:
     name: str
 
-def load_torch_pickle(source: Union[PathLike, bytes, bytearray]) -> Tuple[Any, List[_PickledTensor]]: ...
+class _PickledObject:
+    global_name: str
+    called: bool
+    new: bool
+    args: Tuple[Any, ...]
+    state: Any
+    has_state: bool
+    items: List[Any]
+    dict_items: List[Tuple[Any, Any]]
+
+def load_torch_pickle(
+    source: Union[PathLike, bytes, bytearray], allowed_classes: List[str] = ...
+) -> Tuple[Any, List[_PickledTensor]]: ...
+
+def sniff_format(prefix: bytes) -> str:
+    """What a file is from its first `SNIFF_LEN` bytes ("safetensors", "zip", "pickle", ...)."""
+    ...

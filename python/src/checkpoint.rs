@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
-use safeweights_pickle::pickle::{StorageRef, TensorRef, Value, ViewKey};
+use safeweights_pickle::pickle::{ObjectValue, StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::scalar::ScalarType;
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
-use safeweights_pickle::Error as PickleError;
+use safeweights_pickle::{Error as PickleError, Limits};
 
 use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
 use crate::safe_open::python_buffer;
@@ -73,6 +73,35 @@ pub struct PickledTensor {
 #[derive(Debug)]
 pub struct PickledDtype {
     name: &'static str,
+}
+
+/// An allowed global the reader records rather than interprets: called
+/// (REDUCE), instantiated (NEWOBJ) or only referenced; `safeweights._legacy`
+/// rebuilds it as torch's `weights_only` unpickler would.
+#[pyclass(
+    module = "safeweights._safeweights_rust",
+    name = "_PickledObject",
+    frozen,
+    get_all
+)]
+#[derive(Debug)]
+pub struct PickledObject {
+    /// Dotted name of the global, e.g. `"torch.device"`.
+    global_name: String,
+    /// Whether the pickle called or instantiated it (else: a bare reference).
+    called: bool,
+    /// NEWOBJ (`cls.__new__(cls, *args)`) rather than REDUCE.
+    new: bool,
+    /// Call arguments.
+    args: Py<PyTuple>,
+    /// BUILD state, or None.
+    state: Py<PyAny>,
+    /// Whether BUILD gave a state (it may be None itself).
+    has_state: bool,
+    /// Appended items.
+    items: Py<PyList>,
+    /// `(key, value)` pairs set.
+    dict_items: Py<PyList>,
 }
 
 /// Pickle errors as Python exceptions: refusals (a global or opcode that
@@ -135,6 +164,21 @@ impl Tensors {
                 self.add(Arc::new(whole_storage(s)));
                 Ok(())
             }
+            Value::Object(object) => {
+                if !first_visit(&mut self.visited, Arc::as_ptr(object).cast()) {
+                    return Ok(());
+                }
+                object
+                    .args
+                    .iter()
+                    .chain(object.items.iter())
+                    .chain(object.state.iter())
+                    .try_for_each(|v| self.collect(v))?;
+                object.dict_items.iter().try_for_each(|(k, v)| {
+                    self.collect(k)?;
+                    self.collect(v)
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -191,6 +235,7 @@ impl<'py> Converter<'_, 'py> {
                 Some(items.as_ptr().cast::<()>())
             }
             Value::Dict(items) => Some(items.as_ptr().cast::<()>()),
+            Value::Object(object) => Some(Arc::as_ptr(object).cast::<()>()),
             _ => None,
         };
         if let Some(object) = shared.and_then(|ptr| self.memo.get(&ptr)) {
@@ -242,7 +287,8 @@ impl<'py> Converter<'_, 'py> {
                 dict.into_any()
             }
             Value::Dtype(scalar) => Bound::new(py, PickledDtype { name: scalar.name })?.into_any(),
-            Value::Global(name) => PyString::new(py, name).into_any(),
+            Value::Global(name) => Bound::new(py, self.reference(name)?)?.into_any(),
+            Value::Object(object) => Bound::new(py, self.object(object)?)?.into_any(),
             Value::Tensor(t) => self.tensor(t)?,
             Value::Storage(s) => self.tensor(&whole_storage(s))?,
             other => {
@@ -258,6 +304,52 @@ impl<'py> Converter<'_, 'py> {
         Ok(object)
     }
 
+    fn reference(&mut self, name: &str) -> PyResult<PickledObject> {
+        let py = self.py;
+        Ok(PickledObject {
+            global_name: name.to_owned(),
+            called: false,
+            new: false,
+            args: PyTuple::empty(py).unbind(),
+            state: py.None(),
+            has_state: false,
+            items: PyList::empty(py).unbind(),
+            dict_items: PyList::empty(py).unbind(),
+        })
+    }
+
+    fn object(&mut self, object: &ObjectValue) -> PyResult<PickledObject> {
+        let py = self.py;
+        let args = object
+            .args
+            .iter()
+            .map(|v| self.convert(v))
+            .collect::<PyResult<Vec<_>>>()?;
+        let items = object
+            .items
+            .iter()
+            .map(|v| self.convert(v))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut dict_items = Vec::with_capacity(object.dict_items.len());
+        for (k, v) in object.dict_items.iter() {
+            dict_items.push(PyTuple::new(py, [self.convert(k)?, self.convert(v)?])?);
+        }
+        let state = match &object.state {
+            Some(state) => self.convert(state)?.unbind(),
+            None => py.None(),
+        };
+        Ok(PickledObject {
+            global_name: object.global.to_string(),
+            called: true,
+            new: object.new,
+            args: PyTuple::new(py, args)?.unbind(),
+            state,
+            has_state: object.state.is_some(),
+            items: PyList::new(py, items)?.unbind(),
+            dict_items: PyList::new(py, dict_items)?.unbind(),
+        })
+    }
+
     fn tensor(&self, tensor: &TensorRef) -> PyResult<Bound<'py, PyAny>> {
         let index = self
             .tensors
@@ -268,14 +360,22 @@ impl<'py> Converter<'_, 'py> {
 }
 
 /// Reads a legacy checkpoint from a path, `bytes` or `bytearray`; returns
-/// `(tree, records)`: the object tree with `_PickledTensor` /
-/// `_PickledDtype` records in it, and every distinct tensor record, in the
-/// order of their `index`.
+/// `(tree, records)`: the object tree with `_PickledTensor`,
+/// `_PickledDtype` and `_PickledObject` records in it, and every distinct
+/// tensor record, in the order of their `index`. `allowed_classes` are
+/// `module.qualname` names the caller allows beyond the built-in
+/// allow-list (recorded as `_PickledObject`s, never built here).
 #[pyfunction]
+#[pyo3(signature = (source, allowed_classes = Vec::new()))]
 pub fn load_torch_pickle<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
+    allowed_classes: Vec<String>,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let limits = Limits {
+        allowed_classes,
+        ..Limits::default()
+    };
     let in_memory = if let Ok(bytes) = source.cast::<PyBytes>() {
         Some(bytes.as_bytes().to_vec())
     } else if let Ok(array) = source.cast::<PyByteArray>() {
@@ -284,10 +384,18 @@ pub fn load_torch_pickle<'py>(
         None
     };
     let (checkpoint, mapped) = if let Some(owned) = in_memory {
-        (py.detach(|| Checkpoint::from_bytes(owned)), None)
+        (
+            py.detach(|| Checkpoint::from_bytes_with_limits(owned, limits)),
+            None,
+        )
     } else {
         let path: PathBuf = source.extract()?;
-        py.detach(|| (Checkpoint::open(&path), map_private(&path)))
+        py.detach(|| {
+            (
+                Checkpoint::open_with_limits(&path, limits),
+                map_private(&path),
+            )
+        })
     };
     let checkpoint = checkpoint.map_err(to_py_err)?;
     let mut tensors = Tensors::default();

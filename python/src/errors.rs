@@ -280,9 +280,9 @@ fn convert(error: Error, writing: bool) -> PyErr {
         Error::UnknownDtype { .. } => new_err(Multi::UnsupportedDtype, message),
         Error::Shard { .. } => ShardError::new_err(message),
         // Duplicate names given to a writer are the caller's mistake, not a corrupt file.
-        Error::DuplicateKey { within, .. } if within.contains("to write") => {
-            InvalidTensorError::new_err(message)
-        }
+        Error::DuplicateTensorName { .. } => InvalidTensorError::new_err(message),
+        // A panicking worker is a bug in safeweights, as Python's own internal errors are.
+        Error::WorkerPanicked { .. } => pyo3::exceptions::PySystemError::new_err(message),
         _ => InvalidHeaderError::new_err(message),
     }
 }

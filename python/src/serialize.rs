@@ -174,11 +174,13 @@ fn collect_inputs(tensor_dict: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
 unsafe fn tensor_refs(inputs: &[Input]) -> Vec<(&str, TensorRef<'_>)> {
     inputs
         .iter()
-        // SAFETY: forwarded to the caller.
         .map(|i| {
+            // SAFETY: forwarded to the caller, who keeps every input's
+            // memory valid while the result is used.
+            let data = unsafe { i.data() };
             (
                 i.name.as_str(),
-                TensorRef::new(i.spec.dtype, i.spec.shape.clone(), unsafe { i.data() }),
+                TensorRef::new(i.spec.dtype, i.spec.shape.clone(), data),
             )
         })
         .collect()

@@ -10,6 +10,8 @@ import textwrap
 import pytest
 
 STRACE = shutil.which("strace")
+if STRACE is None and os.environ.get("SAFEWEIGHTS_REQUIRE_ALL") == "1":
+    raise RuntimeError("strace is missing: run scripts/install-test-deps.sh (SAFEWEIGHTS_REQUIRE_ALL=1)")
 pytestmark = pytest.mark.skipif(STRACE is None, reason="strace is missing: run scripts/install-test-deps.sh")
 
 SAVE = textwrap.dedent(

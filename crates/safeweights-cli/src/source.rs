@@ -3,15 +3,16 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::Duration;
 
 use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
+use safeweights::resolve::{resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
+use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
 use crate::parallel::PIECE_BYTES;
-use crate::remote::{is_url, RemoteFile};
+use crate::remote::RemoteFile;
 
 /// An opened checkpoint.
 #[derive(Debug)]
@@ -31,34 +32,36 @@ pub struct Entry<'a> {
     pub shard: usize,
 }
 
+/// Local files are read with positioned reads (`pread`), never mapped: a
+/// file truncated while a command streams it is then an error naming it,
+/// where a map would kill the process with `SIGBUS`; and opening reads only
+/// the header, so nothing is mapped under an address-space limit.
+fn open_options(ctx: &Context) -> OpenOptions {
+    OpenOptions {
+        backend: Backend::Pread,
+        limits: ctx.limits,
+    }
+}
+
 impl Checkpoint {
-    /// Opens a URL, a directory, an index file (`*.json`) or a single file.
-    pub fn open(arg: &str, timeout: Duration) -> CliResult<Self> {
-        if is_url(arg) {
-            return RemoteFile::open(arg, timeout).map(Checkpoint::Remote);
+    /// Opens a URL, a directory, an index file or a single file, as the
+    /// core's resolver tells them apart.
+    pub fn open(arg: &str, ctx: &Context) -> CliResult<Self> {
+        match resolve(arg)? {
+            Target::Url(url) => {
+                RemoteFile::open(&url, ctx.timeout, &ctx.limits).map(Checkpoint::Remote)
+            }
+            local => ShardedCheckpoint::open_target(local, &open_options(ctx))
+                .map(Checkpoint::Local)
+                .map_err(CliError::from),
         }
-        Self::open_local(Path::new(arg))
     }
 
-    /// Opens a directory, an index file (`*.json`) or a single file.
-    ///
-    /// Files are read with positioned reads (`pread`), never mapped: a file
-    /// truncated while a command streams it is then an error naming it,
-    /// where a map would kill the process with `SIGBUS`; and opening reads
-    /// only the header, so nothing is mapped under an address-space limit.
-    pub fn open_local(path: &Path) -> CliResult<Self> {
-        let options = OpenOptions {
-            backend: Backend::Pread,
-            ..OpenOptions::default()
-        };
-        let opened = if path.is_dir() {
-            ShardedCheckpoint::open_dir(path, &options)
-        } else if path.extension().is_some_and(|e| e == "json") {
-            ShardedCheckpoint::open(path, &options)
-        } else {
-            SafetensorsFile::open_with(path, &options).and_then(ShardedCheckpoint::single)
-        };
-        opened.map(Checkpoint::Local).map_err(CliError::from)
+    /// Opens a directory, an index file or a single file (never a URL).
+    pub fn open_local(path: &Path, ctx: &Context) -> CliResult<Self> {
+        ShardedCheckpoint::open_path(path, &open_options(ctx))
+            .map(Checkpoint::Local)
+            .map_err(CliError::from)
     }
 
     /// Every tensor, shard by shard, each shard in data-offset order.
@@ -161,7 +164,8 @@ impl Checkpoint {
         match self {
             Checkpoint::Local(checkpoint) => {
                 let file = &checkpoint.shards()[entry.shard];
-                let len = usize::try_from(len).map_err(|_| CliError::usage("piece too large"))?;
+                let len = usize::try_from(len)
+                    .map_err(|_| CliError::internal("a piece larger than the address space"))?;
                 let mut buffer =
                     try_zeroed(len).map_err(|e| safeweights::Error::Io(e).in_file(file.path()))?;
                 file.read_range(entry.info, offset, &mut buffer)?;

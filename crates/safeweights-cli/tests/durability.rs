@@ -23,8 +23,8 @@ fn fsync_count(work: &Path, args: &[&str]) -> usize {
 
 #[test]
 fn merge_flushes_unless_no_fsync() {
-    if Command::new("strace").arg("-V").output().is_err() {
-        eprintln!("NOTICE: strace is missing (scripts/install-test-deps.sh installs it); skipped");
+    let strace = Command::new("strace").arg("-V").output().ok();
+    if common::require("strace", strace).is_none() {
         return;
     }
     let work = tempfile::tempdir().unwrap();

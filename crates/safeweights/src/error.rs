@@ -4,44 +4,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::format::sniff::FileKind;
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A format that is not safetensors, recognised from a file's first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ForeignFormat {
-    /// A zip archive, most likely a PyTorch pickle checkpoint.
-    Zip,
-    /// A raw pickle stream (a legacy PyTorch checkpoint or `pickle.dump`).
-    Pickle,
-    /// A git-lfs pointer file: the real file was never downloaded.
-    GitLfsPointer,
-    /// An HTML page, typically an error or login page saved under the model's name.
-    Html,
-    /// A numpy `.npy` file.
-    Numpy,
-}
-
-impl ForeignFormat {
-    fn advice(self) -> &'static str {
-        match self {
-            ForeignFormat::Zip => {
-                "it is a zip archive, probably a PyTorch checkpoint: convert it with `safeweights convert`"
-            }
-            ForeignFormat::Pickle => {
-                "it is a pickle stream, probably a legacy PyTorch checkpoint: convert it with `safeweights convert`"
-            }
-            ForeignFormat::GitLfsPointer => {
-                "it is a git-lfs pointer, not the file itself: run `git lfs pull` to fetch the real file"
-            }
-            ForeignFormat::Html => {
-                "it is an HTML page, probably an error or login page saved in place of the file: download it again"
-            }
-            ForeignFormat::Numpy => "it is a numpy .npy file: convert it with `safeweights convert`",
-        }
-    }
-}
 
 /// Everything that can go wrong when reading, validating, slicing or writing
 /// safetensors data. Header errors name the tensor they concern.
@@ -62,8 +28,9 @@ pub enum Error {
         /// Length of the file in bytes.
         len: u64,
     },
-    /// The file is another format altogether.
-    ForeignFormat(ForeignFormat),
+    /// The file is another format altogether, as [`sniff`](crate::format::sniff::sniff)
+    /// recognised it (never `Safetensors` or `Unknown`).
+    ForeignFormat(FileKind),
     /// The declared header length is over the configured limit.
     HeaderTooLarge {
         /// Declared header length.
@@ -103,6 +70,12 @@ pub enum Error {
         within: String,
         /// The repeated key.
         key: String,
+    },
+    /// Two tensors given to a writer share a name (the caller's mistake,
+    /// unlike [`Error::DuplicateKey`] in a file's header).
+    DuplicateTensorName {
+        /// The repeated name.
+        name: String,
     },
     /// A tensor entry lacks a required field.
     MissingField {
@@ -218,6 +191,21 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A directory given as a checkpoint does not hold exactly one: no or
+    /// several `*.safetensors.index.json` files, or, without an index, no
+    /// or several `*.safetensors` files.
+    CheckpointDirectory {
+        /// How many index files the directory holds.
+        index_files: usize,
+        /// How many safetensors files the directory holds.
+        safetensors_files: usize,
+    },
+    /// A worker thread panicked: a bug in safeweights, reported as an
+    /// internal error instead of unwinding into the caller.
+    WorkerPanicked {
+        /// The panic's message.
+        message: String,
+    },
     /// A sharded checkpoint's index and shards disagree.
     Shard {
         /// What was wrong.
@@ -268,6 +256,9 @@ impl Error {
         !matches!(
             self.kind(),
             Error::Io(_)
+                | Error::CheckpointDirectory { .. }
+                | Error::DuplicateTensorName { .. }
+                | Error::WorkerPanicked { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -326,6 +317,10 @@ impl fmt::Display for Error {
             Error::DuplicateKey { within, key } => write!(
                 f,
                 "key {key:?} appears twice in {within}; duplicate keys are ambiguous and rejected"
+            ),
+            Error::DuplicateTensorName { name } => write!(
+                f,
+                "two tensors to write are named {name:?}; names must be unique"
             ),
             Error::MissingField { tensor, field } => {
                 write!(f, "tensor {tensor:?}: missing field {field:?}")
@@ -394,6 +389,17 @@ impl fmt::Display for Error {
                 write!(f, "tensor {tensor:?}: invalid slice: {reason}")
             }
             Error::InvalidTensor { tensor, reason } => write!(f, "tensor {tensor:?}: {reason}"),
+            Error::CheckpointDirectory {
+                index_files,
+                safetensors_files,
+            } => write!(
+                f,
+                "the directory holds {index_files} index files and {safetensors_files} safetensors files; point at one index file or file"
+            ),
+            Error::WorkerPanicked { message } => write!(
+                f,
+                "internal error: a worker thread panicked ({message}); this is a bug in safeweights, please report it"
+            ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
             Error::BufferSize {
                 tensor,

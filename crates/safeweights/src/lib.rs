@@ -28,11 +28,13 @@ pub mod analysis;
 pub mod edit;
 mod error;
 pub mod format;
+pub mod pool;
 pub mod read;
+pub mod resolve;
 pub mod shards;
 pub mod slice;
-mod split;
 pub mod write;
 
-pub use error::{Error, ForeignFormat, Result};
+pub use error::{Error, Result};
+pub use format::sniff::{sniff, FileKind};
 pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};

@@ -3,6 +3,9 @@
 use std::io::{self, BufWriter, StdoutLock, Write};
 use std::time::Duration;
 
+use safeweights::format::{HeaderLimits, DEFAULT_MAX_HEADER_SIZE};
+use safeweights::shards::parse_size;
+
 use crate::cli::{Cli, Command};
 use crate::exit::{CliError, CliResult};
 
@@ -30,6 +33,8 @@ pub struct Context {
     pub timeout: Duration,
     /// Writers flush files and directories to disk (off with `--no-fsync`).
     pub sync: bool,
+    /// Header size limit for every file read.
+    pub limits: HeaderLimits,
 }
 
 /// Buffered stdout; write errors (a closed pipe) surface as `CliError`.
@@ -42,10 +47,19 @@ pub fn run(cli: &Cli) -> CliResult {
             "--timeout must be a positive number of seconds",
         ));
     }
+    let max_header_size = match &cli.max_header_size {
+        None => DEFAULT_MAX_HEADER_SIZE,
+        Some(text) => parse_size(text).ok_or_else(|| {
+            CliError::usage(format!(
+                "--max-header-size {text:?} is not a size such as 200MB or 1GiB"
+            ))
+        })?,
+    };
     let ctx = Context {
         json: cli.json,
         timeout: Duration::from_secs_f64(cli.timeout),
         sync: !cli.no_fsync,
+        limits: HeaderLimits { max_header_size },
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let status = match &cli.command {

@@ -18,6 +18,7 @@
 //! ```
 
 mod cast;
+mod directory;
 mod index;
 mod input;
 mod output;
@@ -30,6 +31,7 @@ use safeweights::write::WriteOptions;
 use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
+pub use directory::directory_inputs;
 pub use input::InputFormat;
 
 use crate::dtype::Dtype;

@@ -48,6 +48,29 @@ pub enum Value {
     Storage(Arc<StorageRef>),
     /// A tensor or parameter.
     Tensor(Arc<TensorRef>),
+    /// A call or instantiation of an allowed global this crate does not
+    /// interpret itself (`torch.device`, numpy arrays, `collections.Counter`,
+    /// quantized and sparse tensor rebuilds, classes the caller allowed):
+    /// recorded as data for the caller to rebuild.
+    Object(Arc<ObjectValue>),
+}
+
+/// What a pickle did with a recorded global: called it (REDUCE) or
+/// instantiated it (NEWOBJ) with `args`, then BUILD, APPENDS and SETITEMS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectValue {
+    /// The global's dotted name, e.g. `torch.device`.
+    pub global: Arc<str>,
+    /// NEWOBJ (`cls.__new__(cls, *args)`) rather than REDUCE (`global(*args)`).
+    pub new: bool,
+    /// The arguments.
+    pub args: Arc<[Value]>,
+    /// The BUILD state, if any.
+    pub state: Option<Value>,
+    /// Items appended (list subclasses).
+    pub items: Arc<[Value]>,
+    /// Items set (dict subclasses), in order.
+    pub dict_items: Arc<[(Value, Value)]>,
 }
 
 impl Value {
@@ -76,14 +99,26 @@ impl Value {
         }
     }
 
+    /// The items of a dict, `OrderedDict` included (recorded as an
+    /// [`Value::Object`] to keep its type and `_metadata`).
+    pub fn as_dict(&self) -> Option<&Arc<[(Value, Value)]>> {
+        match self {
+            Value::Dict(items) => Some(items),
+            Value::Object(object) if &*object.global == "collections.OrderedDict" => {
+                object.args.first().and_then(Value::as_dict)
+            }
+            _ => None,
+        }
+    }
+
     /// Looks up a string key in a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Dict(items) => items
+        match self.as_dict() {
+            Some(items) => items
                 .iter()
                 .find(|(k, _)| k.as_str() == Some(key))
                 .map(|(_, v)| v),
-            _ => None,
+            None => None,
         }
     }
 
@@ -105,6 +140,7 @@ impl Value {
             Value::Global(_) => "global",
             Value::Storage(_) => "storage",
             Value::Tensor(_) => "tensor",
+            Value::Object(_) => "object",
         }
     }
 }

@@ -4,8 +4,8 @@
 use super::pickle::scan_pickles;
 use super::{FileFormat, Finding, Sink, Verdict};
 use crate::numpy;
-use crate::pickle::ops;
-use crate::zip::{self, ZipArchive};
+use crate::zip::ZipArchive;
+use safeweights::{sniff, FileKind};
 
 /// Pickles in a legacy torch file before the raw storages begin.
 const LEGACY_PICKLES: usize = 5;
@@ -14,33 +14,36 @@ const MAX_STREAM_PICKLES: usize = 64;
 /// First bytes of protocol 0/1 pickles, used only when nothing else matches.
 const PROTOCOL0_STARTS: &[u8] = b"(}])cdlNIFSVLipgtKJMUGTXBC";
 
-/// Detects the format of `data` by content and scans it.
+/// Detects the format of `data` with the core's sniffer and scans it.
 pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
-    if zip::is_zip(data) {
-        return scan_zip(data, sink);
-    }
-    if data.starts_with(numpy::MAGIC) {
-        scan_npy(data, sink);
-        return FileFormat::Npy;
-    }
-    if looks_like_safetensors(data) {
-        check_safetensors(data, sink);
-        return FileFormat::Safetensors;
-    }
-    if data.first() == Some(&ops::PROTO) && data.get(1).is_some_and(|&p| p <= 5) {
-        if crate::torch::is_legacy(data) {
+    match sniff(data) {
+        FileKind::Zip => scan_zip(data, sink),
+        FileKind::Numpy => {
+            scan_npy(data, sink);
+            FileFormat::Npy
+        }
+        FileKind::Safetensors => {
+            check_safetensors(data, sink);
+            FileFormat::Safetensors
+        }
+        FileKind::Pickle if crate::torch::is_legacy(data) => {
             scan_pickles(data, 0, LEGACY_PICKLES, sink);
             safe_reader_check(crate::torch::validate(data, sink.limits), sink, false);
-            return FileFormat::TorchLegacy;
+            FileFormat::TorchLegacy
         }
-        scan_pickles(data, 0, MAX_STREAM_PICKLES, sink);
-        safe_reader_check(crate::torch::validate_pickle(data, sink.limits), sink, true);
-        return FileFormat::Pickle;
+        FileKind::Pickle => {
+            scan_pickles(data, 0, MAX_STREAM_PICKLES, sink);
+            safe_reader_check(crate::torch::validate_pickle(data, sink.limits), sink, true);
+            FileFormat::Pickle
+        }
+        // Protocol 0 and 1 pickles have no PROTO mark: the sniffer cannot
+        // tell them from text, so the scanner tries them by simulation.
+        FileKind::Unknown if data.first().is_some_and(|b| PROTOCOL0_STARTS.contains(b)) => {
+            scan_protocol0_guess(data, sink)
+        }
+        kind if kind.is_placeholder() => FileFormat::NotAModel(kind),
+        _ => FileFormat::Unknown,
     }
-    if data.first().is_some_and(|b| PROTOCOL0_STARTS.contains(b)) {
-        return scan_protocol0_guess(data, sink);
-    }
-    FileFormat::Unknown
 }
 
 /// A file that merely starts with a protocol 0 opcode byte counts as a
@@ -89,16 +92,6 @@ fn safe_reader_check(result: crate::Result<()>, sink: &mut Sink<'_>, limits_only
         Verdict::Suspicious,
         e.to_string(),
     ));
-}
-
-fn looks_like_safetensors(data: &[u8]) -> bool {
-    let Some(len) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-        return false;
-    };
-    let n = u64::from_le_bytes(len);
-    let fits = n.checked_add(8).is_some_and(|end| end <= data.len() as u64);
-    let body = data.get(8..).unwrap_or_default();
-    fits && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn check_safetensors(data: &[u8], sink: &mut Sink<'_>) {
@@ -235,7 +228,7 @@ fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
 }
 
 fn data_is_not_other_format(bytes: &[u8]) -> bool {
-    !zip::is_zip(bytes) && !bytes.starts_with(numpy::MAGIC)
+    !matches!(sniff(bytes), FileKind::Zip | FileKind::Numpy)
 }
 
 fn is_torchscript_marker(name: &str, prefix: Option<&str>) -> bool {

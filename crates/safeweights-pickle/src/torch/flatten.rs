@@ -79,6 +79,9 @@ fn tree_size(
     if depth > limits.max_depth {
         return Err(Error::limit("max_depth", limits.max_depth as u64, 0));
     }
+    if let (Value::Object(_), Some(items)) = (v, v.as_dict()) {
+        return tree_size(&Value::Dict(items.clone()), memo, depth, limits);
+    }
     let (id, children): (usize, Vec<&Value>) = match v {
         Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
             (items.as_ptr() as usize, items.iter().collect())
@@ -131,6 +134,10 @@ impl Walker<'_> {
         }
         if depth > self.limits.max_depth {
             return Err(Error::limit("max_depth", self.limits.max_depth as u64, 0));
+        }
+        if let (Value::Object(_), Some(items)) = (v, v.as_dict()) {
+            // An OrderedDict: walked as the dict it is.
+            return self.walk(&Value::Dict(items.clone()), path, depth);
         }
         match v {
             Value::Tensor(t) => self.tensor(t, path),
