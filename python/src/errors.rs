@@ -354,14 +354,36 @@ const EIO: i32 = 5;
 fn errno_and_message(error: &io::Error) -> (i32, String) {
     let text = error.to_string();
     let Some(at) = text.rfind(" (os error ") else {
-        return (error.raw_os_error().unwrap_or(0), text);
+        return (
+            error
+                .raw_os_error()
+                .unwrap_or_else(|| errno_of_kind(error.kind())),
+            text,
+        );
     };
     let parsed = text[at + " (os error ".len()..]
         .split(')')
         .next()
         .and_then(|n| n.parse().ok());
-    let errno = error.raw_os_error().or(parsed).unwrap_or(0);
+    let errno = error
+        .raw_os_error()
+        .or(parsed)
+        .unwrap_or_else(|| errno_of_kind(error.kind()));
     (errno, text[..at].to_owned())
+}
+
+/// The errno of an error made by our own code (a refusal to overwrite, a
+/// file that became shorter), which carries a kind but no OS number; the
+/// values are the POSIX ones, the same on every platform Python runs on.
+fn errno_of_kind(kind: io::ErrorKind) -> i32 {
+    match kind {
+        io::ErrorKind::NotFound => 2,
+        io::ErrorKind::UnexpectedEof => EIO,
+        io::ErrorKind::OutOfMemory => 12,
+        io::ErrorKind::PermissionDenied => 13,
+        io::ErrorKind::AlreadyExists => 17,
+        _ => 0,
+    }
 }
 
 /// Registers the exception classes on the module.

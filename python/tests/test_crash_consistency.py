@@ -2,6 +2,7 @@
 point leaves the old checkpoint or the new one, or files every loader
 refuses as a mix, never a mix that loads (issue 15)."""
 
+import errno
 import os
 import shutil
 import signal
@@ -109,8 +110,9 @@ def test_a_mix_of_two_saves_is_refused_naming_the_mix(tmp_path):
 
 def test_save_checkpoint_refuses_to_overwrite_a_sharded_checkpoint_unless_told(tmp_path):
     save_checkpoint(state(0, 1), tmp_path, max_shard_size=SHARD_SIZE)
-    with pytest.raises(FileExistsError, match="overwrite=True"):
+    with pytest.raises(FileExistsError, match="overwrite=True") as raised:
         save_checkpoint(state(100, 2), tmp_path, max_shard_size=SHARD_SIZE)
+    assert raised.value.errno == errno.EEXIST
     assert_state(load_checkpoint(tmp_path), state(0, 1))
     save_checkpoint(state(100, 2), tmp_path, max_shard_size=SHARD_SIZE, overwrite=True)
     assert_state(load_checkpoint(tmp_path), state(100, 2))
