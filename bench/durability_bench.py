@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_common  # noqa: E402
 
+from safeweights import TensorSpec  # noqa: E402
 from safeweights._safeweights_rust import serialize_sharded  # noqa: E402
 from safeweights.numpy import save_file  # noqa: E402
 
@@ -63,9 +64,13 @@ def main() -> None:
             array = np.ones(mib << 18, dtype=np.float32)
             path = work / "model.safetensors"
             shards = work / "shards"
-            raw = array.tobytes()
-            quarter = len(raw) // 4
-            spec = {f"w{i}": {"dtype": "U8", "shape": [quarter], "data": raw[i * quarter : (i + 1) * quarter]} for i in range(4)}
+            raw = array.view(np.uint8)
+            quarter = raw.nbytes // 4
+            parts = [raw[i * quarter : (i + 1) * quarter] for i in range(4)]
+            spec = {
+                f"w{i}": TensorSpec(dtype="uint8", shape=[quarter], data_ptr=p.ctypes.data, data_len=quarter)
+                for i, p in enumerate(parts)
+            }
 
             def fresh():
                 if path.exists():

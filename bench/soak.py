@@ -36,6 +36,7 @@ def fill(generation: int, index: int) -> int:
 
 
 def writer(directory: str, mib: int, deadline: float, counter) -> None:
+    from safeweights import TensorSpec
     from safeweights._safeweights_rust import serialize_sharded
     from safeweights.numpy import save_file
 
@@ -48,7 +49,10 @@ def writer(directory: str, mib: int, deadline: float, counter) -> None:
         if generation % 2:
             save_file(arrays, os.path.join(directory, "single.safetensors"), metadata=metadata)
         else:
-            spec = {name: {"dtype": "U8", "shape": [each], "data": a.tobytes()} for name, a in arrays.items()}
+            spec = {
+                name: TensorSpec(dtype="uint8", shape=[each], data_ptr=a.ctypes.data, data_len=a.nbytes)
+                for name, a in arrays.items()
+            }
             serialize_sharded(spec, os.path.join(directory, "sharded"), each, metadata, overwrite=True)
         counter.value = generation
 

@@ -103,6 +103,7 @@ op, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 if op.startswith("save"):
     obj = state(size)
     before = anon_kib()
+    print("ready", flush=True)
     start = time.perf_counter()
     if op == "save_safeweights":
         safeweights.save(obj, path)
@@ -111,6 +112,7 @@ if op.startswith("save"):
     seconds = time.perf_counter() - start
 else:
     before = anon_kib()
+    print("ready", flush=True)
     start = time.perf_counter()
     if op == "load_safeweights":
         obj = safeweights.load(path)
@@ -137,6 +139,11 @@ def run(op: str, path: Path, size: int) -> dict:
     held before the operation."""
     argv = [bench_common.PYTHON, "-c", CHILD, op, str(path), str(size)]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    # Sampling starts when the operation does (after imports and the state).
+    ready = process.stdout.readline() if process.stdout else ""
+    if ready.strip() != "ready":
+        process.wait()
+        raise SystemExit(f"{op} failed before it started (exit code {process.returncode})")
     peak = 0
     while process.poll() is None:
         peak = max(peak, bench_common._status_kib(process.pid, ("RssAnon",)).get("RssAnon", 0))
@@ -225,6 +232,13 @@ def report(results: dict, nbytes: int, sizes: dict, args: argparse.Namespace, lo
         )
     lines += ["", "| operation | peak anonymous memory during it (median) |", "|---|---|"]
     lines += [f"| {VARIANTS[op]} | {memory(op)} |" for op in VARIANTS]
+    cores = os.cpu_count() or 1
+    if load_average > cores:
+        lines += [
+            "",
+            f"**The machine was busy (load average {load_average:.2f} on {cores} cores): these numbers are noisy"
+            " (see the spread); rerun on a quiet machine, at `--size-mib 1024`, for the real ones.**",
+        ]
     lines += [
         "",
         "Memory is what the process allocated during the operation, above what it held before (for saves, the state"

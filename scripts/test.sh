@@ -25,5 +25,8 @@ cargo test --workspace --exclude safeweights-python --locked
 echo "==> pytest"
 .venv/bin/python -m pytest python/tests -q
 
+echo "==> the reference safetensors package's own Python tests, run against safeweights"
+scripts/reference-tests.sh
+
 echo "==> fuzzing (${FUZZ_SECONDS:=20}s per target)"
 fuzz/run.sh "$FUZZ_SECONDS"

@@ -33,6 +33,7 @@ dtype the format cannot store raises `UnsupportedDtypeError`, also a
 
 from ._safeweights_rust import (  # noqa: F401
     CheckpointError,
+    DeviceUnavailableError,
     ClosedFileError,
     ForeignFormatError,
     InvalidHeaderError,
@@ -54,10 +55,10 @@ from ._safeweights_rust import (  # noqa: F401
     UnsupportedIndexError,
     __version__,
     deserialize,
-    safe_open,
     serialize,
     serialize_file,
 )
 from ._handle import _safe_open_handle  # noqa: F401
+from ._safe_open import PySafeSlice, safe_open  # noqa: F401
 from ._safe_types import UnsafeTypeError, add_safe_types, get_safe_types, safe_types  # noqa: F401
 from ._api import load, save  # noqa: F401

@@ -30,10 +30,10 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _dtypes, _structure, _types
 from ._location import Placement
+from ._safe_open import safe_open
 from ._safeweights_rust import (
     SNIFF_LEN,
     CheckpointError,
-    safe_open,
     serialize,
     serialize_file,
     serialize_sharded,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ._frameworks import parse_device
+
 
 class Placement:
     """Places tensors as a `map_location` says."""
@@ -27,7 +29,8 @@ class Placement:
         if isinstance(map_location, bytes):
             map_location = map_location.decode()
         if isinstance(map_location, (str, torch.device)):
-            self.device = torch.device(map_location)
+            # The one device parser, as load_file's `device` is read.
+            self.device = parse_device(map_location)
         elif isinstance(map_location, dict):
             self.mapping = {str(k): str(v) for k, v in map_location.items()}
         elif callable(map_location):

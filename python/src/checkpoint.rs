@@ -3,8 +3,8 @@
 //! ever executed, and no Python pickle machinery is involved.
 //!
 //! The rebuilt object tree is converted to Python values; tensors become
-//! [`PickledTensor`] records holding their bytes, which the Python side
-//! (`safeweights._legacy`) turns into torch tensors.
+//! [`RawTensor`] records (the same as `safe_open` gives), which the Python
+//! side (`safeweights._legacy`) turns into torch tensors.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -16,52 +16,15 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use safeweights_pickle::pickle::{ObjectValue, StorageRef, TensorRef, Value, ViewKey};
-use safeweights_pickle::scalar::ScalarType;
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
-use safeweights_pickle::{Error as PickleError, Limits};
+use safeweights_pickle::Limits;
 
-use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
-use crate::safe_open::python_buffer;
-use crate::storage::Backing;
+use crate::errors::{CheckpointError, CoreError};
+use crate::record::{Layout, Location, RawTensor};
+use crate::storage::{Backing, Storage};
 
 /// Nodes visited while converting, to stop graphs that expand exponentially.
 const MAX_NODES: u64 = 50_000_000;
-
-/// A tensor read from a pickle checkpoint: contiguous little-endian bytes
-/// (its own copy, or a range of a private map of the file) plus what torch
-/// needs to rebuild it.
-#[pyclass(
-    module = "safeweights._safeweights_rust",
-    name = "_PickledTensor",
-    frozen,
-    get_all
-)]
-#[derive(Debug)]
-pub struct PickledTensor {
-    /// A buffer holding the bytes (see `_convert.make_buffer`).
-    buffer: Py<PyAny>,
-    /// Where the bytes start in `buffer`.
-    offset: usize,
-    /// Byte length.
-    nbytes: usize,
-    /// torch dtype name, e.g. `"float32"`.
-    dtype: &'static str,
-    /// Sizes per dimension.
-    shape: Vec<u64>,
-    /// Whether it was saved requiring grad.
-    requires_grad: bool,
-    /// Index of the distinct tensor; equal indices are the same tensor.
-    index: usize,
-    /// When the whole storage lies unchanged in the file's private map:
-    /// `(storage key, the map's buffer, byte offset in it, byte length)`.
-    /// Views of one storage then rebuild on one shared storage, as
-    /// `torch.load` gives them (`None`: use the contiguous bytes above).
-    storage: Option<(String, Py<PyAny>, usize, usize)>,
-    /// Offset of the first element in the storage, in elements.
-    storage_offset: u64,
-    /// Strides per dimension, in elements.
-    stride: Vec<u64>,
-}
 
 /// A `torch.<name>` dtype object found in the pickle.
 #[pyclass(
@@ -102,18 +65,6 @@ pub struct PickledObject {
     items: Py<PyList>,
     /// `(key, value)` pairs set.
     dict_items: Py<PyList>,
-}
-
-/// Pickle errors as Python exceptions: refusals (a global or opcode that
-/// could run code) are `UnsafeCheckpointError` naming what was refused.
-fn to_py_err(error: PickleError) -> PyErr {
-    match error.root() {
-        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
-            UnsafeCheckpointError::new_err(error.to_string())
-        }
-        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
-        _ => CheckpointError::new_err(error.to_string()),
-    }
 }
 
 /// Identity of a view: its exact bytes and requires_grad. Identical
@@ -223,7 +174,7 @@ fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
 struct Converter<'a, 'py> {
     py: Python<'py>,
     tensors: &'a Tensors,
-    records: Vec<Py<PickledTensor>>,
+    records: Vec<Py<RawTensor>>,
     memo: HashMap<*const (), Py<PyAny>>,
 }
 
@@ -360,11 +311,12 @@ impl<'py> Converter<'_, 'py> {
 }
 
 /// Reads a legacy checkpoint from a path, `bytes` or `bytearray`; returns
-/// `(tree, records)`: the object tree with `_PickledTensor`,
-/// `_PickledDtype` and `_PickledObject` records in it, and every distinct
-/// tensor record, in the order of their `index`. `allowed_classes` are
-/// `module.qualname` names the caller allows beyond the built-in
-/// allow-list (recorded as `_PickledObject`s, never built here).
+/// `(tree, records)`: the object tree with `RawTensor`, `_PickledDtype`
+/// and `_PickledObject` records in it, and every distinct tensor's record
+/// once (identical views are one record, the very object found at each
+/// place in the tree). `allowed_classes` are `module.qualname` names the
+/// caller allows beyond the built-in allow-list (recorded as
+/// `_PickledObject`s, never built here).
 #[pyfunction]
 #[pyo3(signature = (source, allowed_classes = Vec::new()))]
 pub fn load_torch_pickle<'py>(
@@ -397,58 +349,45 @@ pub fn load_torch_pickle<'py>(
             )
         })
     };
-    let checkpoint = checkpoint.map_err(to_py_err)?;
+    let checkpoint = checkpoint.map_err(CoreError::from)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
     let data = py.detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))?;
-    let map_buffer = match &mapped {
-        Some(map)
-            if data
-                .iter()
-                .any(|(d, shared)| matches!(d, TensorData::Mapped(_)) || shared.is_some()) =>
-        {
-            Some(python_buffer(py, map.clone())?)
+    let map_storage = match &mapped {
+        Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
+            Some(Py::new(py, Storage::new(map.clone()))?)
         }
         _ => None,
     };
     let mut records = Vec::with_capacity(data.len());
-    for (index, (tensor, (bytes, shared))) in tensors.list.iter().zip(data).enumerate() {
-        let (buffer, offset, nbytes) = match (bytes, &map_buffer) {
-            (TensorData::Mapped(range), Some(buffer)) => {
-                (buffer.clone_ref(py), range.start, range.len())
-            }
-            (TensorData::Copied(backing), _) => {
-                let nbytes = backing.as_slice().len();
-                (python_buffer(py, Arc::new(backing))?, 0, nbytes)
-            }
+    for (tensor, bytes) in tensors.list.iter().zip(data) {
+        let location = match (bytes, &map_storage) {
+            (TensorData::Mapped(range), Some(storage)) => Location {
+                storage: storage.clone_ref(py),
+                offset: range.start,
+                nbytes: range.len(),
+            },
+            (TensorData::Copied(backing), _) => Location::whole(py, backing)?,
             (TensorData::Mapped(_), None) => {
                 return Err(CheckpointError::new_err(
                     "internal error: a mapped tensor without a map",
                 ))
             }
         };
-        let storage = match (shared, &map_buffer) {
-            (Some(range), Some(map)) => Some((
-                tensor.storage.key.to_string(),
-                map.clone_ref(py),
-                range.start,
-                range.len(),
-            )),
-            _ => None,
-        };
-        let record = PickledTensor {
-            buffer,
-            offset,
-            nbytes,
+        let layout = Layout {
             dtype: tensor.scalar.name,
-            shape: tensor.shape.clone(),
+            shape: tensor
+                .shape
+                .iter()
+                .map(|&n| usize::try_from(n))
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    CheckpointError::new_err("a tensor dimension exceeds the address space")
+                })?,
+            name: entry_name(tensor),
             requires_grad: tensor.requires_grad,
-            index,
-            storage,
-            storage_offset: tensor.offset,
-            stride: tensor.stride.clone(),
         };
-        records.push(Py::new(py, record)?);
+        records.push(Py::new(py, RawTensor::new(location, layout))?);
     }
     let all_records = PyList::new(py, records.iter().map(|r| r.clone_ref(py)))?;
     let mut converter = Converter {
@@ -459,6 +398,11 @@ pub fn load_torch_pickle<'py>(
     };
     let tree = converter.convert(checkpoint.root())?;
     PyTuple::new(py, [tree, all_records.into_any()])
+}
+
+/// How messages and records name a tensor of a pickle checkpoint.
+fn entry_name(tensor: &TensorRef) -> String {
+    format!("tensor of storage {}", tensor.storage.key)
 }
 
 /// One tensor's bytes: a range of the private map, or a copy.
@@ -477,25 +421,17 @@ fn read_all(
     checkpoint: &Checkpoint,
     tensors: &[Arc<TensorRef>],
     mapped: Option<&Arc<Backing>>,
-) -> PyResult<Vec<(TensorData, Option<Range<usize>>)>> {
-    let mut storages: HashMap<Arc<str>, Option<Range<usize>>> = HashMap::new();
+) -> Result<Vec<TensorData>, CoreError> {
     tensors
         .iter()
         .map(|tensor| {
-            let shared = match mapped {
-                Some(map) => storages
-                    .entry(tensor.storage.key.clone())
-                    .or_insert_with(|| mapped_storage(checkpoint, tensor, map))
-                    .clone(),
-                None => None,
-            };
             let entry = TensorEntry {
-                name: format!("tensor of storage {}", tensor.storage.key),
+                name: entry_name(tensor),
                 dtype: tensor.scalar.dtype.unwrap_or(safeweights::Dtype::U8),
                 shape: tensor.shape.clone(),
                 tensor: tensor.clone(),
             };
-            let bytes = checkpoint.read_tensor(&entry).map_err(to_py_err)?;
+            let bytes = checkpoint.read_tensor(&entry)?;
             // Bytes the reader borrowed from its own map are stored in the
             // file exactly as loaded: view them in our private map instead.
             let range = match (&bytes, mapped) {
@@ -504,51 +440,15 @@ fn read_all(
                 }),
                 _ => None,
             };
-            let data = match range {
+            Ok(match range {
                 Some(range) => TensorData::Mapped(range),
+                // A copy the machine cannot hold is a MemoryError, not an abort.
                 None => TensorData::Copied(
-                    Backing::copy_of(&bytes).map_err(|e| io_to_py_err(&e, None))?,
+                    Backing::copy_of(&bytes).map_err(|e| CoreError::Read(e.into()))?,
                 ),
-            };
-            Ok((data, shared))
+            })
         })
         .collect()
-}
-
-/// Where the whole storage of `tensor` lies in the file map, when it is
-/// stored there byte for byte (an uncompressed little-endian zip record, a
-/// legacy root storage), aligned for its element type: then every view of
-/// it can be rebuilt on that one range and they share memory.
-fn mapped_storage(
-    checkpoint: &Checkpoint,
-    tensor: &TensorRef,
-    map: &Backing,
-) -> Option<Range<usize>> {
-    let storage = &tensor.storage;
-    if storage.view.is_some() {
-        return None; // A legacy view into another storage: copied instead.
-    }
-    let nbytes = storage.nbytes()?;
-    let whole = TensorRef {
-        storage: storage.clone(),
-        scalar: ScalarType::from_dtype_name("uint8")?,
-        offset: 0,
-        shape: vec![nbytes],
-        stride: vec![1],
-        requires_grad: false,
-    };
-    let entry = TensorEntry {
-        name: format!("storage {}", storage.key),
-        dtype: safeweights::Dtype::U8,
-        shape: whole.shape.clone(),
-        tensor: Arc::new(whole),
-    };
-    let Ok(Cow::Borrowed(bytes)) = checkpoint.read_tensor(&entry) else {
-        return None;
-    };
-    checkpoint
-        .file_range(bytes)
-        .filter(|r| r.start % tensor.scalar.size.max(1) == 0 && r.end <= map.as_slice().len())
 }
 
 /// The checkpoint file mapped privately (copy-on-write), so tensors stored

@@ -35,12 +35,15 @@ def assert_state(loaded: dict, expected: dict) -> None:
 # The writer, killed at a step; it imports no framework, so each run is quick.
 WRITER = textwrap.dedent(
     """
-    import struct, sys
+    import sys
+    import numpy as np
+    from safeweights import TensorSpec
     from safeweights._safeweights_rust import serialize_sharded
     directory, fill, step = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    arrays = [np.full(1024, fill + i, dtype=np.float32) for i in range(4)]
     tensors = {
-        f"w{i}": {"dtype": "F32", "shape": [1024], "data": struct.pack("<f", fill + i) * 1024}
-        for i in range(4)
+        f"w{i}": TensorSpec(dtype="float32", shape=[1024], data_ptr=a.ctypes.data, data_len=a.nbytes)
+        for i, a in enumerate(arrays)
     }
     serialize_sharded(tensors, directory, 4096, {"step": step}, overwrite=True)
     """

@@ -24,7 +24,10 @@ SAVE = textwrap.dedent(
     if sys.argv[2] == "file":
         save_file({"w": np.zeros(1000, dtype=np.float32)}, sys.argv[1], durable=durable)
     else:
-        state = {f"w{i}": {"dtype": "U8", "shape": [4096], "data": bytes(4096)} for i in range(3)}
+        from safeweights import TensorSpec
+        data = np.zeros(4096, dtype=np.uint8)
+        one = TensorSpec(dtype="uint8", shape=[4096], data_ptr=data.ctypes.data, data_len=4096)
+        state = {f"w{i}": one for i in range(3)}
         serialize_sharded(state, sys.argv[1], 4096, durable=durable)
     """
 )

@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from safeweights import safe_open
+from safeweights import TensorSpec, safe_open
 from safeweights.numpy import load_file, save_file
 from safeweights._safeweights_rust import serialize_sharded
 
@@ -29,9 +29,14 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
 
 
-def sharded(fill: int, size: int, step: str) -> dict:
-    data = bytes([fill]) * size
-    return {f"w{i}": {"dtype": "U8", "shape": [size], "data": data} for i in range(3)}, {"step": step}
+ARRAYS = []  # keeps the arrays behind the specs alive
+
+
+def sharded(fill: int, size: int, step: str) -> tuple:
+    data = np.full(size, fill, dtype=np.uint8)
+    ARRAYS.append(data)
+    spec = TensorSpec(dtype="uint8", shape=[size], data_ptr=data.ctypes.data, data_len=size)
+    return {f"w{i}": spec for i in range(3)}, {"step": step}
 
 
 def test_a_save_file_that_fills_the_disk_keeps_the_old_file(small_disk):

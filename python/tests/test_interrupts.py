@@ -25,7 +25,10 @@ SAVER = textwrap.dedent(
         if sys.argv[2] == "file":
             save_file({"w": big}, sys.argv[1])
         else:
-            spec = {f"w{i}": {"dtype": "F32", "shape": [1 << 26], "data": big[: 1 << 26].tobytes()} for i in range(4)}
+            from safeweights import TensorSpec
+            part = big[: 1 << 26]
+            one = TensorSpec(dtype="float32", shape=[1 << 26], data_ptr=part.ctypes.data, data_len=part.nbytes)
+            spec = {f"w{i}": one for i in range(4)}
             serialize_sharded(spec, sys.argv[1], 1 << 28, overwrite=True)
     except KeyboardInterrupt:
         print("interrupted", time.monotonic(), flush=True)

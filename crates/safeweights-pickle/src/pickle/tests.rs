@@ -286,3 +286,18 @@ X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89}t}tR.",
         "{err}"
     );
 }
+
+#[test]
+fn ordered_dicts_keep_their_type_and_metadata_and_still_read_as_dicts() {
+    // OrderedDict() ; SETITEMS {'w': 1} ; BUILD {'_metadata': {'': 2}}
+    let p = b"\x80\x02ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00wK\x01u\
+}X\t\x00\x00\x00_metadata}X\x00\x00\x00\x00K\x02ssb.";
+    let v = load(p).unwrap();
+    let Value::Object(object) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(&*object.global, "collections.OrderedDict");
+    assert!(matches!(&object.state, Some(state) if state.get("_metadata").is_some()));
+    assert_eq!(v.get("w"), Some(&Value::Int(1)));
+    assert_eq!(v.as_dict().map(|items| items.len()), Some(1));
+}
