@@ -19,6 +19,13 @@ are refused when saving), other classes once allowed with
 also reads `torch.save` files safely. `safeweights.torch.save/load` keep
 the `safetensors.torch` meaning (a dict of tensors to and from bytes).
 
+In frameworks: `with safeweights.patch_torch():` sends torch.save and
+torch.load themselves through save/load (Hugging Face Trainer,
+accelerate, Lightning's load_from_checkpoint);
+`safeweights.integrations.lightning.SafeweightsCheckpointIO` is a
+Lightning plug-in; `safeweights.install_as_safetensors()` makes
+`import safetensors` resolve to safeweights.
+
 Replace `import safetensors` with `import safeweights` (and
 `safetensors.torch` with `safeweights.torch`): names, signatures, return
 values and exception classes match the reference. Where the reference
@@ -62,3 +69,5 @@ from ._handle import _safe_open_handle  # noqa: F401
 from ._safe_open import PySafeSlice, safe_open  # noqa: F401
 from ._safe_types import UnsafeTypeError, add_safe_types, get_safe_types, safe_types  # noqa: F401
 from ._api import load, save  # noqa: F401
+from ._alias import SAFETENSORS_API_VERSION, install_as_safetensors  # noqa: F401
+from ._patch import TorchPatch, patch_torch  # noqa: F401

@@ -32,3 +32,7 @@ from ._safeweights_rust import __version__ as __version__
 from ._safeweights_rust import deserialize as deserialize
 from ._safeweights_rust import serialize as serialize
 from ._safeweights_rust import serialize_file as serialize_file
+from ._alias import SAFETENSORS_API_VERSION as SAFETENSORS_API_VERSION
+from ._alias import install_as_safetensors as install_as_safetensors
+from ._patch import TorchPatch as TorchPatch
+from ._patch import patch_torch as patch_torch

@@ -167,6 +167,7 @@ fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
         shape: vec![len],
         stride: vec![1],
         requires_grad: false,
+        parameter: false,
     }
 }
 
@@ -209,6 +210,7 @@ impl<'py> Converter<'_, 'py> {
             Value::Complex(re, im) => pyo3::types::PyComplex::from_doubles(py, *re, *im).into_any(),
             Value::Str(s) => PyString::new(py, s).into_any(),
             Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+            Value::ByteArray(b) => PyByteArray::new(py, b).into_any(),
             Value::Tuple(items) => {
                 let converted = items
                     .iter()

@@ -490,8 +490,9 @@ pub struct ConvertArgs {
     /// Skip reading the output back and comparing it with the input.
     #[arg(long)]
     pub no_verify: bool,
-    /// Do not keep the checkpoint's plain values (epoch, step, learning
-    /// rates) as JSON under the `safeweights.values` metadata key.
+    /// Write the tensors by name only: without the checkpoint's structure
+    /// (`safeweights.checkpoint`, which lets `safeweights.load` return what
+    /// `torch.load` returned) and plain values (`safeweights.values`).
     #[arg(long)]
     pub drop_values: bool,
 }

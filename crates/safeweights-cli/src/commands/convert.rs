@@ -154,12 +154,22 @@ fn print_report(out: &mut Out, input: &Path, report: &ConvertReport) -> std::io:
         writeln!(out, "  {alias} shares the bytes of {kept} (stored once)")?;
     }
     for skipped in &report.skipped {
+        // An empty path is the checkpoint as a whole (its structure).
+        let (label, path) = match skipped.path.as_str() {
+            "" => ("not kept:", "structure"),
+            path => ("not a tensor:", path),
+        };
         writeln!(
             out,
-            "  {} {}: {}",
-            painter.paint(YELLOW, "not a tensor:"),
-            skipped.path,
+            "  {} {path}: {}",
+            painter.paint(YELLOW, label),
             skipped.reason
+        )?;
+    }
+    if report.structure {
+        writeln!(
+            out,
+            "  structure kept: safeweights.load returns what torch.load returned"
         )?;
     }
     if report.verified {
@@ -179,6 +189,7 @@ fn report_json(input: &Path, report: &ConvertReport) -> serde_json::Value {
         "cast": report.cast,
         "aliases": report.aliases.iter().map(|(a, k)| json!({"alias": a, "kept": k})).collect::<Vec<_>>(),
         "skipped": report.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(),
+        "structure": report.structure,
         "verified": report.verified,
     })
 }

@@ -247,6 +247,7 @@ pub(crate) fn call(global: &Global, args: &[Obj], offset: usize) -> Result<Obj> 
             [Obj::Tensor(t), grad, ..] if (3..=4).contains(&args.len()) => {
                 let mut t = (**t).clone();
                 t.requires_grad = matches!(grad, Obj::Bool(true));
+                t.parameter = true;
                 Ok(Obj::Tensor(Arc::new(t)))
             }
             _ => Err(bad("expected (tensor, requires_grad, hooks[, state])")),
@@ -268,14 +269,25 @@ pub(crate) fn call(global: &Global, args: &[Obj], offset: usize) -> Result<Obj> 
             )),
             _ => Err(bad("expected (real, imag)")),
         },
-        Global::Bytes | Global::Bytearray => match args {
-            [] => Ok(Obj::Bytes(Rc::from(&b""[..]))),
-            [Obj::Bytes(b)] => Ok(Obj::Bytes(b.clone())),
-            [Obj::Str(s), Obj::Str(enc)] => encode(s, enc).ok_or_else(|| bad("bad encoding")),
-            _ => Err(bad("expected bytes")),
-        },
+        Global::Bytes | Global::Bytearray => {
+            let bytes = match args {
+                [] => Rc::from(&b""[..]),
+                [Obj::Bytes(b) | Obj::ByteArray(b)] => b.clone(),
+                [Obj::Str(s), Obj::Str(enc)] => {
+                    encode(s, enc).ok_or_else(|| bad("bad encoding"))?
+                }
+                _ => return Err(bad("expected bytes")),
+            };
+            Ok(if *global == Global::Bytearray {
+                Obj::ByteArray(bytes)
+            } else {
+                Obj::Bytes(bytes)
+            })
+        }
         Global::CodecsEncode => match args {
-            [Obj::Str(s), Obj::Str(enc)] => encode(s, enc).ok_or_else(|| bad("bad encoding")),
+            [Obj::Str(s), Obj::Str(enc)] => Ok(Obj::Bytes(
+                encode(s, enc).ok_or_else(|| bad("bad encoding"))?,
+            )),
             _ => Err(bad("expected (str, encoding)")),
         },
         Global::StorageClass(..) | Global::Dtype(_) => Err(bad("this global is not callable")),
@@ -323,7 +335,7 @@ fn in_call(global: &Global, e: Error) -> Error {
 }
 
 /// Python's `bytes(str, "latin1")`, the protocol 2 spelling of bytes.
-fn encode(s: &str, encoding: &str) -> Option<Obj> {
+fn encode(s: &str, encoding: &str) -> Option<Rc<[u8]>> {
     let bytes: Vec<u8> = match encoding {
         "latin1" | "latin-1" | "iso-8859-1" => s
             .chars()
@@ -332,7 +344,7 @@ fn encode(s: &str, encoding: &str) -> Option<Obj> {
         "utf-8" | "utf8" => s.as_bytes().to_vec(),
         _ => return None,
     };
-    Some(Obj::Bytes(bytes.into()))
+    Some(bytes.into())
 }
 
 fn number(obj: &Obj) -> Option<f64> {

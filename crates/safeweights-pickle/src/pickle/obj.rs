@@ -27,6 +27,7 @@ pub(crate) enum Obj {
     Complex(f64, f64),
     Str(Rc<str>),
     Bytes(Rc<[u8]>),
+    ByteArray(Rc<[u8]>),
     Tuple(Rc<Vec<Obj>>),
     List(Rc<RefCell<Vec<Obj>>>),
     Dict(Rc<RefCell<DictObj>>),
@@ -60,6 +61,7 @@ impl Obj {
             Obj::Complex(..) => "complex",
             Obj::Str(_) => "str",
             Obj::Bytes(_) => "bytes",
+            Obj::ByteArray(_) => "bytearray",
             Obj::Tuple(_) => "tuple",
             Obj::List(_) => "list",
             Obj::Dict(_) => "dict",
@@ -228,6 +230,7 @@ impl<'l> Freezer<'l> {
             Obj::Complex(re, im) => Value::Complex(*re, *im),
             Obj::Str(s) => Value::Str(Arc::from(&**s)),
             Obj::Bytes(b) => Value::Bytes(Arc::from(&**b)),
+            Obj::ByteArray(b) => Value::ByteArray(Arc::from(&**b)),
             Obj::Global(g) => match g {
                 Global::Dtype(s) => Value::Dtype(*s),
                 other => Value::Global(Arc::from(other.name())),

@@ -29,8 +29,10 @@ pub enum Value {
     Complex(f64, f64),
     /// A string.
     Str(Arc<str>),
-    /// A bytes or bytearray object.
+    /// A bytes object.
     Bytes(Arc<[u8]>),
+    /// A bytearray object.
+    ByteArray(Arc<[u8]>),
     /// A tuple (also `torch.Size`).
     Tuple(Arc<[Value]>),
     /// A list.
@@ -132,6 +134,7 @@ impl Value {
             Value::Complex(..) => "complex",
             Value::Str(_) => "str",
             Value::Bytes(_) => "bytes",
+            Value::ByteArray(_) => "bytearray",
             Value::Tuple(_) => "tuple",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
@@ -189,6 +192,8 @@ pub struct TensorRef {
     pub stride: Vec<u64>,
     /// Whether it was saved as requiring grad (a parameter, usually).
     pub requires_grad: bool,
+    /// Whether it was saved as an `nn.Parameter`.
+    pub parameter: bool,
 }
 
 /// Identity of the exact bytes a tensor view covers: storage (and legacy
@@ -239,6 +244,7 @@ impl TensorRef {
             shape,
             stride,
             requires_grad: false,
+            parameter: false,
         };
         let needed = t.storage_bytes_needed().ok_or_else(overflow)?;
         let have = t.storage.nbytes().ok_or_else(overflow)?;
