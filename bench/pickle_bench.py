@@ -77,9 +77,9 @@ def main() -> None:
 
     rows = []
     ref = best_of(args.runs, [PYTHON, "-c", REFERENCE_CONVERT, str(checkpoint), str(ref_out)], sync)
-    ours = best_of(args.runs, [str(CLI), "convert", str(checkpoint), str(ours_out), "--force"], sync)
+    ours = best_of(args.runs, [str(CLI), "convert", str(checkpoint), str(ours_out), "--force", "--no-fsync"], sync)
     ours_nv = best_of(
-        args.runs, [str(CLI), "convert", str(checkpoint), str(ours_out), "--force", "--no-verify"], sync
+        args.runs, [str(CLI), "convert", str(checkpoint), str(ours_out), "--force", "--no-verify", "--no-fsync"], sync
     )
     rows.append(("convert (with verification)", ours, ref))
     rows.append(("convert --no-verify", ours_nv, ref))

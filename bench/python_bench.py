@@ -118,7 +118,9 @@ def bench_files(directory, total_bytes, count, repeat, rows, write):
         t_ref, t_ours = best_pair(
             repeat,
             lambda: safetensors.torch.save_file(tensors, theirs),
-            lambda: safeweights.torch.save_file(tensors, ours),
+            # Without fsync, like the reference; bench/durability_bench.py
+            # measures what the default durable=True adds.
+            lambda: safeweights.torch.save_file(tensors, ours, durable=False),
             fresh(theirs),
             fresh(ours),
         )
@@ -168,7 +170,7 @@ def bench_checkpoint(directory, total_bytes, repeat, rows):
     t_ref, t_ours = best_pair(
         repeat,
         lambda: torch.save(state, pt),
-        lambda: safeweights.torch.save_checkpoint(state, ours),
+        lambda: safeweights.torch.save_checkpoint(state, ours, durable=False),
         fresh(pt),
         fresh(ours),
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark, each comparing safeweights with the reference
 # implementation in the same run, and rewrites the tables in BENCHMARKS.md.
-# Takes about 20 minutes on 2 cores and needs about 10 GiB of free disk.
+# Takes about 25 minutes on 2 cores and needs about 10 GiB of free disk.
 #
 #   bench/run_all.sh
 set -euo pipefail
@@ -18,6 +18,10 @@ echo "==> a 1 GiB training state through safeweights.save/load vs torch.save/tor
 "$py" bench/train_state_bench.py --size-mib 1024
 echo "==> convert and scan vs torch.load + save_file and picklescan"
 "$py" bench/pickle_bench.py --size-gib 2
+echo "==> durability: fsync on vs off"
+"$py" bench/durability_bench.py --mib 64 256
+echo "==> concurrency soak: one writer, six readers, 5 minutes (wrong bytes must be 0)"
+"$py" bench/soak.py --seconds 300
 echo "==> CLI stats, diff and remote inspect vs torch and curl"
 "$py" bench/cli_bench.py --size-gib 2
 if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then

@@ -26,6 +26,8 @@ def save(
     *,
     metadata: Optional[Dict[str, str]] = None,
     max_shard_size: Union[int, str, None] = None,
+    overwrite: bool = False,
+    durable: bool = True,
 ) -> None:
     """Saves `obj` to `f` (a path, a path-like or a binary file object) as a
     safetensors file, without pickle: `torch.save`'s signature.
@@ -50,7 +52,11 @@ def save(
 
     `metadata` adds string entries to the file's `__metadata__`. With
     `max_shard_size` (bytes or `"5GB"`), `f` is a directory that receives
-    Hugging Face style shards and `model.safetensors.index.json`.
+    Hugging Face style shards and `model.safetensors.index.json`; a
+    checkpoint already there is replaced only with `overwrite=True`, and
+    then atomically as a set. With `durable` (the default) the files and
+    their directory are on disk when this returns; `durable=False` skips
+    the flushes.
 
     Example:
 
@@ -59,7 +65,9 @@ def save(
                       "rng": torch.get_rng_state(), "step": 100}, "ckpt.safetensors")
     ```
     """
-    save_checkpoint(obj, f, metadata=metadata, max_shard_size=max_shard_size)
+    save_checkpoint(
+        obj, f, metadata=metadata, max_shard_size=max_shard_size, overwrite=overwrite, durable=durable
+    )
 
 
 def load(

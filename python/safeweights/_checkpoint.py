@@ -52,6 +52,8 @@ def save_checkpoint(
     *,
     metadata: Optional[Dict[str, str]] = None,
     max_shard_size: Union[int, str, None] = None,
+    overwrite: bool = False,
+    durable: bool = True,
 ) -> None:
     """Saves `obj` to `f`, a path or a binary file object, without pickle:
     `safeweights.save` (see there for the types it keeps exactly).
@@ -59,7 +61,13 @@ def save_checkpoint(
     With `max_shard_size` (bytes, or a string such as `"5GB"`), `f` is a
     directory that receives `model-0000N-of-0000M.safetensors` shards and a
     Hugging Face compatible `model.safetensors.index.json` (or a single
-    `model.safetensors` when everything fits in one shard).
+    `model.safetensors` when everything fits in one shard). A checkpoint
+    already in that directory raises `FileExistsError` unless
+    `overwrite=True`; it is then replaced atomically as a set: a crash
+    leaves the old checkpoint or the new one, never a mix that loads.
+
+    With `durable` (the default) every file and directory written is
+    flushed to disk before this returns; `durable=False` skips that.
 
     Example:
 
@@ -84,9 +92,9 @@ def save_checkpoint(
     if max_shard_size is not None:
         if not _is_path(f):
             raise TypeError("max_shard_size needs a directory path, not a file object")
-        serialize_sharded(specs, os.fspath(f), max_shard_size, header)
+        serialize_sharded(specs, os.fspath(f), max_shard_size, header, overwrite=overwrite, durable=durable)
     elif _is_path(f):
-        serialize_file(specs, os.fspath(f), header)
+        serialize_file(specs, os.fspath(f), header, durable=durable)
     else:
         f.write(serialize(specs, header))
 

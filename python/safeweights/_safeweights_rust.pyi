@@ -107,12 +107,16 @@ def serialize_file(
     metadata: Optional[Dict[str, str]] = None,
     *,
     alignment: int = 8,
+    durable: bool = True,
 ) -> None: ...
 def serialize_sharded(
     tensor_dict: Mapping[str, TensorSpec],
     directory: PathLike,
     max_shard_size: Union[int, str],
     metadata: Optional[Dict[str, str]] = None,
+    *,
+    overwrite: bool = True,
+    durable: bool = True,
 ) -> List[str]: ...
 def deserialize(bytes: Union[bytes, bytearray]) -> List[Tuple[str, Dict[str, Any]]]: ...
 

@@ -70,12 +70,16 @@ def save_file(
     tensor_dict: Dict[str, np.ndarray],
     filename: Union[str, os.PathLike],
     metadata: Optional[Dict[str, str]] = None,
+    *,
+    durable: bool = True,
 ) -> None:
     """Writes arrays to `filename` (atomically, through a temporary file).
+    With `durable` (the default) the file is on disk when this returns;
+    `durable=False` skips the flushes, for scratch files.
 
     Example: `save_file({"embedding": np.zeros((512, 1024))}, "model.safetensors")`."""
     keep_alive_buffer = []
-    serialize_file(_flatten(tensor_dict, keep_alive_buffer), filename, metadata=metadata)
+    serialize_file(_flatten(tensor_dict, keep_alive_buffer), filename, metadata=metadata, durable=durable)
 
 
 def load(data: bytes) -> Dict[str, np.ndarray]:

@@ -215,17 +215,22 @@ def save_file(
     tensors: Dict[str, torch.Tensor],
     filename: Union[str, os.PathLike],
     metadata: Optional[Dict[str, str]] = None,
+    *,
+    durable: bool = True,
 ):
     """Writes tensors (contiguous, not sharing memory) to `filename`.
 
     The file is written to a temporary name beside `filename` and renamed
     into place, so readers (and maps of the old file) never see a partial
     file. The file's blocks are allocated up front and the tensors' bytes are
-    written in place, in file order, with no intermediate copy.
+    written in place, in file order, with no intermediate copy. With
+    `durable` (the default) the file and its directory are flushed to disk
+    before this returns, so a power cut cannot lose it; `durable=False`
+    skips that, for scratch files.
 
     Example: `save_file({"embedding": torch.zeros(512, 1024)}, "model.safetensors")`."""
     keep_references_alive = []
-    serialize_file(_flatten_as_ptr(tensors, keep_references_alive), filename, metadata=metadata)
+    serialize_file(_flatten_as_ptr(tensors, keep_references_alive), filename, metadata=metadata, durable=durable)
 
 
 def load_file(

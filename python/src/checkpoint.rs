@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
 use safeweights_pickle::pickle::{ObjectValue, StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
-use safeweights_pickle::{Error as PickleError, Limits};
+use safeweights_pickle::Limits;
 
 use crate::errors::{CheckpointError, CoreError};
 use crate::record::{Layout, Location, RawTensor};
@@ -354,9 +354,7 @@ pub fn load_torch_pickle<'py>(
     let checkpoint = checkpoint.map_err(CoreError::from)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
-    let data = py
-        .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
-        .map_err(CoreError::from)?;
+    let data = py.detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))?;
     let map_storage = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
             Some(Py::new(py, Storage::new(map.clone()))?)
@@ -425,7 +423,7 @@ fn read_all(
     checkpoint: &Checkpoint,
     tensors: &[Arc<TensorRef>],
     mapped: Option<&Arc<Backing>>,
-) -> Result<Vec<TensorData>, PickleError> {
+) -> Result<Vec<TensorData>, CoreError> {
     tensors
         .iter()
         .map(|tensor| {
@@ -446,7 +444,10 @@ fn read_all(
             };
             Ok(match range {
                 Some(range) => TensorData::Mapped(range),
-                None => TensorData::Copied(Backing::copy_of(&bytes)),
+                // A copy the machine cannot hold is a MemoryError, not an abort.
+                None => TensorData::Copied(
+                    Backing::copy_of(&bytes).map_err(|e| CoreError::Read(e.into()))?,
+                ),
             })
         })
         .collect()
@@ -456,6 +457,6 @@ fn read_all(
 /// as they load can be writable views whose writes never reach the file;
 /// `None` when it cannot be mapped (the tensors are then copied).
 fn map_private(path: &Path) -> Option<Arc<Backing>> {
-    let map = Backing::map_private(&File::open(path).ok()?).ok()?;
+    let map = Backing::map_private(&File::open(path).ok()?, path).ok()?;
     Some(Arc::new(map))
 }

@@ -176,7 +176,8 @@ impl Multi {
                  Also a RuntimeError, as torch raises."
             }
             Multi::WriteOs => {
-                "Writing a file failed. Both a SafetensorError (what the reference raises) and an OSError."
+                "Writing a file failed, or a file became shorter while it was read. \
+                 Both a SafetensorError (what the reference raises) and an OSError."
             }
             _ => "Writing a file failed. Both a SafetensorError (what the reference raises) and the OSError subclass for the failure.",
         }
@@ -345,6 +346,24 @@ fn convert_pickle(error: PickleError) -> PyErr {
 /// `errno`, `strerror` and `filename` filled in.
 pub fn io_to_py_err(error: &io::Error, filename: Option<String>) -> PyErr {
     let (errno, strerror) = errno_and_message(error);
+    match error.kind() {
+        // A buffer or map the machine cannot provide (ENOMEM included).
+        io::ErrorKind::OutOfMemory => {
+            let what = filename.map_or(strerror.clone(), |name| format!("{name}: {strerror}"));
+            return pyo3::exceptions::PyMemoryError::new_err(what);
+        }
+        // A file that became shorter than its header says, seen by a
+        // positioned read: corrupt data (a SafetensorError) and an I/O
+        // failure (an OSError with errno EIO, as a failing disk reports).
+        io::ErrorKind::UnexpectedEof => {
+            let errno = if errno == 0 { EIO } else { errno };
+            return match filename {
+                Some(name) => new_err(Multi::WriteOs, (errno, strerror, name)),
+                None => new_err(Multi::WriteOs, (errno, strerror)),
+            };
+        }
+        _ => {}
+    }
     macro_rules! build {
         ($exc:ty) => {
             match filename {
@@ -381,20 +400,45 @@ pub fn io_to_py_write_err(error: &io::Error, filename: Option<String>) -> PyErr 
     }
 }
 
+/// `EIO`, the same number on every platform Python runs on.
+const EIO: i32 = 5;
+
 /// `errno` and the message without its `" (os error N)"` suffix (Python
 /// prints errno itself). Errors wrapped by other crates (tempfile adds the
 /// path) lose `raw_os_error`; their message still carries the number.
 fn errno_and_message(error: &io::Error) -> (i32, String) {
     let text = error.to_string();
     let Some(at) = text.rfind(" (os error ") else {
-        return (error.raw_os_error().unwrap_or(0), text);
+        return (
+            error
+                .raw_os_error()
+                .unwrap_or_else(|| errno_of_kind(error.kind())),
+            text,
+        );
     };
     let parsed = text[at + " (os error ".len()..]
         .split(')')
         .next()
         .and_then(|n| n.parse().ok());
-    let errno = error.raw_os_error().or(parsed).unwrap_or(0);
+    let errno = error
+        .raw_os_error()
+        .or(parsed)
+        .unwrap_or_else(|| errno_of_kind(error.kind()));
     (errno, text[..at].to_owned())
+}
+
+/// The errno of an error made by our own code (a refusal to overwrite, a
+/// file that became shorter), which carries a kind but no OS number; the
+/// values are the POSIX ones, the same on every platform Python runs on.
+fn errno_of_kind(kind: io::ErrorKind) -> i32 {
+    match kind {
+        io::ErrorKind::NotFound => 2,
+        io::ErrorKind::UnexpectedEof => EIO,
+        io::ErrorKind::OutOfMemory => 12,
+        io::ErrorKind::PermissionDenied => 13,
+        io::ErrorKind::AlreadyExists => 17,
+        _ => 0,
+    }
 }
 
 /// Registers the exception classes on the module.

@@ -30,6 +30,9 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Zero-copy tensors are views of file maps: a file truncated under them
+    // ends the process with a message naming it, not a bare "Bus error".
+    safeweights::read::bus_error::install_bus_error_handler();
     errors::register(m)?;
     m.add_class::<storage::Storage>()?;
     m.add_class::<record::RawTensor>()?;

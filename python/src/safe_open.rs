@@ -93,7 +93,7 @@ impl Handle {
             },
             Bytes::Pread(reader) => {
                 let backing = py.detach(|| {
-                    let mut backing = Backing::zeroed(info.byte_len());
+                    let mut backing = Backing::zeroed(info.byte_len())?;
                     reader
                         .read_into(&info.name, backing.as_mut_slice())
                         .map(|_| backing)
@@ -339,7 +339,7 @@ impl SafeSlice {
                 info.dtype,
                 &info.shape,
                 &selection,
-            )?);
+            )?)?;
             match &file.bytes {
                 Bytes::Memory { .. } => {
                     let data = file.memory_bytes(info).unwrap_or_default();

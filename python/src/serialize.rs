@@ -7,12 +7,14 @@
 //! and file I/O runs with the GIL released.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use safeweights::shards::{parse_size, write_sharded};
 use safeweights::write::{
-    serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec, WriteOptions,
+    interruptible, serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec,
+    WriteOptions,
 };
 use safeweights::{Dtype, Metadata};
 
@@ -197,6 +199,15 @@ fn write_options(alignment: usize) -> WriteOptions {
     }
 }
 
+/// `durable`: flush the file before its rename and the directory after,
+/// so a power cut right after the call returns cannot lose the file.
+fn durable_options(alignment: usize, durable: bool) -> WriteOptions {
+    WriteOptions {
+        sync: durable,
+        ..write_options(alignment)
+    }
+}
+
 /// Serializes tensors to `bytes`, byte-identical to the reference for the
 /// same input (metadata keys are written sorted).
 ///
@@ -224,43 +235,79 @@ pub fn serialize<'py>(
 
 /// Serializes tensors into `filename` through a temporary file and a
 /// rename. The blocks are allocated up front and the tensors written in
-/// file order straight from their memory, with no intermediate copy.
+/// file order straight from their memory, with no intermediate copy. With
+/// `durable` (the default) the file and then its directory are flushed to
+/// disk before the call returns.
 #[pyfunction]
-#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8))]
+#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8, durable = true))]
 pub fn serialize_file(
     py: Python<'_>,
     tensor_dict: &Bound<'_, PyAny>,
     filename: PathBuf,
     metadata: Option<Metadata>,
     alignment: usize,
+    durable: bool,
 ) -> PyResult<()> {
     let inputs = collect_inputs(tensor_dict)?;
     checked_specs(&inputs)?;
-    py.detach(|| {
+    write_interruptibly(py, || {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };
         serialize_to_file(
             &refs,
             metadata.as_ref(),
             &filename,
-            &write_options(alignment),
+            &durable_options(alignment, durable),
         )
     })
-    .map_err(|error| CoreError::Write(error).into())
+}
+
+/// Runs a file write with the GIL released, running Python's signal
+/// handlers between its chunks (every 64 MiB): when one raises (Ctrl-C's
+/// `KeyboardInterrupt`), the write is abandoned, its temporary file
+/// removed, the destination left as it was, and that exception raised.
+fn write_interruptibly<T: Send>(
+    py: Python<'_>,
+    work: impl FnOnce() -> safeweights::Result<T> + Send,
+) -> PyResult<T> {
+    let raised: Mutex<Option<PyErr>> = Mutex::new(None);
+    let result = py.detach(|| {
+        let signalled = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(error) => {
+                    *raised.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+                    true
+                }
+            })
+        };
+        interruptible(&signalled, work)
+    });
+    match raised.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(error) => Err(error),
+        None => result.map_err(|error| CoreError::Write(error).into()),
+    }
 }
 
 /// Writes tensors into `directory` as `model-0000N-of-0000M.safetensors`
 /// shards of at most `max_shard_size` (bytes or a string such as `"5GB"`)
 /// plus `model.safetensors.index.json`, or as one `model.safetensors` when
 /// everything fits in one shard. Returns the paths written.
+///
+/// A checkpoint already in `directory` raises `FileExistsError` unless
+/// `overwrite`; it is then replaced atomically as a set (the old one stays
+/// loadable until the new one is complete), and every shard and the index
+/// carry one checkpoint id that loaders check.
 #[pyfunction]
-#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None))]
+#[pyo3(signature = (tensor_dict, directory, max_shard_size, metadata = None, *, overwrite = true, durable = true))]
 pub fn serialize_sharded(
     py: Python<'_>,
     tensor_dict: &Bound<'_, PyAny>,
     directory: PathBuf,
     max_shard_size: &Bound<'_, PyAny>,
     metadata: Option<Metadata>,
+    overwrite: bool,
+    durable: bool,
 ) -> PyResult<Vec<PathBuf>> {
     let limit = match max_shard_size.extract::<u64>() {
         Ok(bytes) if bytes > 0 => bytes,
@@ -277,7 +324,7 @@ pub fn serialize_sharded(
     checked_specs(&inputs)?;
     std::fs::create_dir_all(&directory)
         .map_err(|e| io_to_py_write_err(&e, Some(directory.display().to_string())))?;
-    py.detach(|| {
+    write_interruptibly(py, || {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };
         write_sharded(
@@ -285,10 +332,12 @@ pub fn serialize_sharded(
             &refs,
             metadata.as_ref(),
             limit,
-            &WriteOptions::default(),
+            &WriteOptions {
+                overwrite,
+                ..durable_options(8, durable)
+            },
         )
     })
-    .map_err(|error| CoreError::Write(error).into())
 }
 
 /// Parses a whole file held in `bytes` and returns

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use safeweights::read::{Backend, OpenOptions, SafetensorsFile};
 use safeweights::resolve::{resolve_path, Target};
-use safeweights::shards::open_shards;
+use safeweights::shards::{open_shards, user_metadata};
 use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorInfo};
 
 use crate::storage::Backing;
@@ -70,6 +70,8 @@ pub struct Opened {
     pub files: Vec<OpenedFile>,
     /// Which file holds each tensor; `None` for a single file.
     location: Option<HashMap<String, usize>>,
+    /// The user's metadata: the first file's, less a sharded checkpoint's id.
+    metadata: Option<Metadata>,
 }
 
 impl Opened {
@@ -78,10 +80,14 @@ impl Opened {
     pub fn open_path(path: &Path, backend: Backend) -> Result<Opened> {
         match resolve_path(path)? {
             Target::Index(index) => Self::open_sharded(&index, backend),
-            Target::File(file) => Ok(Opened {
-                files: vec![open_file(&file, backend).map_err(|e| e.in_file(&file))?],
-                location: None,
-            }),
+            Target::File(file) => {
+                let opened = open_file(&file, backend).map_err(|e| e.in_file(&file))?;
+                Ok(Opened {
+                    metadata: opened.header.metadata().cloned(),
+                    files: vec![opened],
+                    location: None,
+                })
+            }
             other => Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
                 format!("{other:?} is not a local file or index"),
@@ -97,16 +103,20 @@ impl Opened {
             |shard| open_file(shard, backend).map_err(|e| e.in_file(shard)),
             |file| &file.header,
         )?;
+        let metadata = user_metadata(shards.files.first().and_then(|f| f.header.metadata()));
         Ok(Opened {
             files: shards.files,
             location: Some(shards.location),
+            metadata,
         })
     }
 
     /// Parses a buffer holding a whole file.
     pub fn from_backing(backing: Arc<Backing>) -> Result<Opened> {
+        let file = OpenedFile::from_backing(backing)?;
         Ok(Opened {
-            files: vec![OpenedFile::from_backing(backing)?],
+            metadata: file.header.metadata().cloned(),
+            files: vec![file],
             location: None,
         })
     }
@@ -137,12 +147,12 @@ impl Opened {
             .flat_map(|(i, f)| f.header.tensors().iter().map(move |t| (i, t)))
     }
 
-    /// Metadata of the first file. Shards may carry different metadata (a
+    /// Metadata of the first file, without a sharded checkpoint's id. Shards may carry different metadata (a
     /// training checkpoint's structure, tied-weight aliases per shard):
     /// `_all_metadata` in `safe_open` gives each file's, and `load_checkpoint`
     /// reads the aliases of every shard through it.
     pub fn metadata(&self) -> Option<&Metadata> {
-        self.files.first().and_then(|f| f.header.metadata())
+        self.metadata.as_ref()
     }
 }
 
@@ -165,9 +175,9 @@ fn open_file(path: &Path, backend: Backend) -> Result<OpenedFile> {
         // empty file cannot be mapped at all).
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        Backing::copy_of(&bytes)
+        Backing::copy_of(&bytes)?
     } else {
-        Backing::map_private(&file)?
+        Backing::map_private(&file, path)?
     };
     OpenedFile::from_backing(Arc::new(backing))
 }

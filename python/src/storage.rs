@@ -8,10 +8,32 @@
 //! valid after the `safe_open` handle that produced them is closed.
 
 use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
 use std::sync::Arc;
 
 use memmap2::{Advice, MmapMut, MmapOptions};
 use pyo3::prelude::*;
+use safeweights::read::bus_error::{register_mapping, MappingRegistration};
+use safeweights::read::try_zeroed;
+
+/// A private map of a file, registered so that a truncation of the file
+/// under a zero-copy tensor ends the process with a message naming the
+/// file instead of a bare "Bus error" (`safeweights::read::bus_error`).
+#[derive(Debug)]
+pub struct FileMap {
+    // Declared first: unregistered before the map goes away.
+    _registration: MappingRegistration,
+    map: MmapMut,
+}
+
+impl Deref for FileMap {
+    type Target = MmapMut;
+
+    fn deref(&self) -> &MmapMut {
+        &self.map
+    }
+}
 
 /// The memory behind a [`Storage`].
 #[derive(Debug)]
@@ -19,7 +41,7 @@ pub enum Backing {
     /// A `MAP_PRIVATE` map of a whole file: reads come from the page cache
     /// without copying, and a write from Python copies the touched page
     /// instead of reaching the file.
-    Map(MmapMut),
+    Map(FileMap),
     /// Memory we allocated (as `u64`s, so every dtype is aligned).
     Owned(Vec<u64>, usize),
     /// Another Python object's buffer (`bytes`, `bytearray`, ...), kept
@@ -37,27 +59,31 @@ pub enum Backing {
 }
 
 impl Backing {
-    /// Maps `file` privately (copy-on-write).
-    pub fn map_private(file: &File) -> std::io::Result<Backing> {
+    /// Maps `file`, opened from `path`, privately (copy-on-write).
+    pub fn map_private(file: &File, path: &Path) -> std::io::Result<Backing> {
         // SAFETY: the map is private, so our writes never reach the file.
         // Someone else truncating the file while it is mapped would turn
         // reads into SIGBUS; safeweights' writers replace files by rename,
         // which leaves existing maps intact (the same contract as the
         // reference and as `safeweights::read::SafetensorsFile`).
         let map = unsafe { MmapOptions::new().map_copy(file)? };
-        Ok(Backing::Map(map))
+        Ok(Backing::Map(FileMap {
+            _registration: register_mapping(map.as_ptr(), map.len(), path),
+            map,
+        }))
     }
 
-    /// A zero-filled owned buffer of `len` bytes.
-    pub fn zeroed(len: usize) -> Backing {
-        Backing::Owned(vec![0u64; len.div_ceil(8)], len)
+    /// A zero-filled owned buffer of `len` bytes; an `OutOfMemory` error
+    /// (Python's `MemoryError`) when it cannot be had, never an abort.
+    pub fn zeroed(len: usize) -> std::io::Result<Backing> {
+        Ok(Backing::Owned(try_zeroed(len.div_ceil(8))?, len))
     }
 
     /// An owned copy of `bytes`.
-    pub fn copy_of(bytes: &[u8]) -> Backing {
-        let mut backing = Backing::zeroed(bytes.len());
+    pub fn copy_of(bytes: &[u8]) -> std::io::Result<Backing> {
+        let mut backing = Backing::zeroed(bytes.len())?;
         backing.as_mut_slice().copy_from_slice(bytes);
-        backing
+        Ok(backing)
     }
 
     /// The memory as bytes.

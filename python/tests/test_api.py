@@ -22,7 +22,14 @@ STATE = {"w": torch.arange(6.0).reshape(2, 3), "step": 7, "lr": np.float64(0.1)}
 def test_top_level_save_and_load_exist_and_torch_module_keeps_its_meaning():
     import inspect
 
-    assert list(inspect.signature(safeweights.save).parameters) == ["obj", "f", "metadata", "max_shard_size"]
+    assert list(inspect.signature(safeweights.save).parameters) == [
+        "obj",
+        "f",
+        "metadata",
+        "max_shard_size",
+        "overwrite",
+        "durable",
+    ]
     load_params = inspect.signature(safeweights.load).parameters
     assert list(load_params) == ["f", "map_location", "weights_only", "mmap", "safe_types"]
     assert load_params["map_location"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD

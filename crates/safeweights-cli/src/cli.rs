@@ -49,6 +49,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0)]
     pub timeout: f64,
 
+    /// Writers: skip flushing files and directories to disk before
+    /// reporting success (faster; a power cut may then lose the output).
+    #[arg(long, global = true)]
+    pub no_fsync: bool,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -89,7 +94,9 @@ pickles), nested archives, and .safetensors files (validated). Pickles are
 simulated, never run, with the stack and memo tracked like the real VM.
 
 Verdicts:
-  safe        would load with safeweights' allow-listing reader
+  safe        would load with safeweights' allow-listing reader; hidden
+              .NAME.XXXXXX.tmp files are reported as an incomplete
+              safeweights write (see `safeweights clean`)
   suspicious  an unknown global or opcode, a malformed or inconsistent
               container: refused by the safe reader, may hide a payload
   dangerous   a global that executes code or reaches the OS (os.system,
@@ -103,6 +110,18 @@ Examples:
   safeweights scan ./downloaded-model/ --json
   safeweights scan model.ckpt --all        # also list the safe globals")]
     Scan(ScanArgs),
+
+    /// Remove temporary files left by interrupted safeweights writes.
+    #[command(after_help = "\
+Our writers write to a hidden .NAME.XXXXXX.tmp file beside the destination
+and rename it into place. A process killed before the rename (kill -9, a
+power cut) leaves that file behind; this removes them, recursively. Files a
+running write still holds (an exclusive lock) are left alone and listed.
+
+Examples:
+  safeweights clean ./checkpoints/ --dry-run
+  safeweights clean ./checkpoints/ --json")]
+    Clean(CleanArgs),
 
     /// Convert a PyTorch or numpy checkpoint to safetensors without running it.
     #[command(after_help = "\
@@ -241,14 +260,20 @@ Examples:
     #[command(after_help = "\
 Writes model-0000K-of-0000N.safetensors files and model.safetensors.index.json
 into OUTDIR, or one model.safetensors when everything fits in one shard,
-byte-identical to the library's sharded writer. Tensors are streamed: memory
-stays bounded whatever the checkpoint size.
+as the library's sharded writer does. Tensors are streamed: memory stays
+bounded whatever the checkpoint size.
+
+A checkpoint already in OUTDIR is replaced only with --force, and atomically
+as a set: the new shards are written beside the old ones, the index switches
+from one set to the other, then the old shards are removed. Every shard and
+the index carry one checkpoint id, so a mix of two saves is refused on load.
 
 Sizes: 5GB (powers of 1000), 2GiB (powers of 1024), or bytes.
 
 Examples:
   safeweights shard model.safetensors --max-shard-size 5GB out/
-  safeweights shard old-shards/ --max-shard-size 2GiB resharded/")]
+  safeweights shard old-shards/ --max-shard-size 2GiB resharded/
+  safeweights shard ckpt/ --max-shard-size 1GB ckpt/ --force")]
     Shard(ShardArgs),
 
     /// Merge a sharded checkpoint into one file.
@@ -411,6 +436,9 @@ pub struct ShardArgs {
     pub max_shard_size: String,
     /// Output directory (created if missing).
     pub outdir: PathBuf,
+    /// Replace a checkpoint already in OUTDIR.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `merge`.
@@ -449,6 +477,17 @@ pub struct ScanArgs {
     /// Also list safe findings (the globals a checkpoint needs).
     #[arg(long)]
     pub all: bool,
+}
+
+/// Arguments of `clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Directories (searched recursively) and files.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// List what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `convert`.

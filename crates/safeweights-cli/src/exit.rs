@@ -284,6 +284,28 @@ pub fn finish(result: CliResult, json: bool) -> u8 {
     }
 }
 
+/// On SIGINT or SIGTERM, removes the temporary files of the writes in
+/// progress and exits with 128 + the signal (130, 143), as shells report
+/// a process killed by it. The signal is handled on a thread of its own,
+/// so the cleanup runs as ordinary code, not inside a signal handler.
+#[cfg(unix)]
+pub fn remove_temporary_files_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return; // Without the handler the default action still stops us.
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            safeweights::write::remove_temporary_files_for_exit();
+            std::process::exit(128 + signal);
+        }
+    });
+}
+
+/// Elsewhere the default action of Ctrl-C applies.
+#[cfg(not(unix))]
+pub fn remove_temporary_files_on_signals() {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

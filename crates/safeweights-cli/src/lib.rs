@@ -50,7 +50,12 @@ where
         .try_get_matches_from(&args)
         .and_then(|matches| cli::Cli::from_arg_matches(&matches));
     match parsed {
-        Ok(cli) => exit::finish(commands::run(&cli), cli.json),
+        Ok(cli) => {
+            exit::remove_temporary_files_on_signals();
+            // The pickle reader maps its inputs: a truncation names the file.
+            safeweights::read::bus_error::install_bus_error_handler();
+            exit::finish(commands::run(&cli), cli.json)
+        }
         Err(error) => {
             // Help and version go to stdout with code 0, errors to stderr
             // with code 2; a closed pipe while printing help is not an error.

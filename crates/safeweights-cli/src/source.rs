@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use safeweights::read::{OpenOptions, SafetensorsFile};
+use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
 use safeweights::resolve::{resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
@@ -32,10 +32,14 @@ pub struct Entry<'a> {
     pub shard: usize,
 }
 
+/// Local files are read with positioned reads (`pread`), never mapped: a
+/// file truncated while a command streams it is then an error naming it,
+/// where a map would kill the process with `SIGBUS`; and opening reads only
+/// the header, so nothing is mapped under an address-space limit.
 fn open_options(ctx: &Context) -> OpenOptions {
     OpenOptions {
+        backend: Backend::Pread,
         limits: ctx.limits,
-        ..OpenOptions::default()
     }
 }
 
@@ -154,18 +158,18 @@ impl Checkpoint {
         }
     }
 
-    /// `len` bytes of a tensor starting `offset` bytes into it: borrowed
-    /// from the memory map, or fetched with one Range request.
+    /// `len` bytes of a tensor starting `offset` bytes into it: read with
+    /// one `pread`, or fetched with one Range request.
     pub fn read(&self, entry: Entry<'_>, offset: u64, len: u64) -> CliResult<Cow<'_, [u8]>> {
         match self {
             Checkpoint::Local(checkpoint) => {
                 let file = &checkpoint.shards()[entry.shard];
-                let Cow::Borrowed(all) = file.bytes_of(entry.info)? else {
-                    return Err(CliError::internal("local files are memory-mapped"));
-                };
-                Ok(Cow::Borrowed(
-                    &all[offset as usize..(offset + len) as usize],
-                ))
+                let len = usize::try_from(len)
+                    .map_err(|_| CliError::internal("a piece larger than the address space"))?;
+                let mut buffer =
+                    try_zeroed(len).map_err(|e| safeweights::Error::Io(e).in_file(file.path()))?;
+                file.read_range(entry.info, offset, &mut buffer)?;
+                Ok(Cow::Owned(buffer))
             }
             Checkpoint::Remote(remote) => remote
                 .read_data(entry.info.begin + offset, len)

@@ -4,13 +4,19 @@ use std::fs::File;
 use std::path::Path;
 
 use memmap2::Mmap;
+use safeweights::read::bus_error::{register_mapping, MappingRegistration};
 
 use crate::error::{Error, Result};
 
 /// The bytes of an input, mapped or owned.
 #[derive(Debug)]
 pub(crate) enum Source {
-    Mapped(Mmap),
+    /// The map, registered so that a truncation under it is reported
+    /// naming the file (`safeweights::read::bus_error`).
+    Mapped {
+        _registration: MappingRegistration,
+        map: Mmap,
+    },
     Owned(Vec<u8>),
 }
 
@@ -22,14 +28,17 @@ impl Source {
         if len == 0 {
             return Ok(Source::Owned(Vec::new()));
         }
-        map_file(&file)
-            .map(Source::Mapped)
-            .map_err(|e| Error::io(path, e))
+        let map = map_file(&file).map_err(|e| Error::io(path, e))?;
+        let registration = register_mapping(map.as_ptr(), map.len(), path);
+        Ok(Source::Mapped {
+            _registration: registration,
+            map,
+        })
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
-            Source::Mapped(m) => m,
+            Source::Mapped { map, .. } => map,
             Source::Owned(v) => v,
         }
     }

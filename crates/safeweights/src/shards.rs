@@ -14,6 +14,10 @@ use crate::read::{OpenOptions, SafetensorsFile};
 use crate::resolve::{resolve_path, Target};
 use crate::write::{serialize_to_file, write_all_at, AtomicFile, TensorRef, WriteOptions};
 
+mod publish;
+
+pub use publish::{new_checkpoint_id, ShardPublisher, CHECKPOINT_ID_KEY};
+
 /// The conventional index file name.
 pub const INDEX_FILE_NAME: &str = "model.safetensors.index.json";
 
@@ -90,11 +94,16 @@ impl ShardIndex {
     /// its permissions on Unix (not the 0600 of temporary files), the same
     /// as shards written by this crate.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
+        self.write_with(path.as_ref(), WriteOptions::default().sync)
+    }
+
+    /// [`write`](ShardIndex::write), flushing the file before the rename
+    /// and the directory after it when `sync` is set.
+    pub fn write_with(&self, path: &Path, sync: bool) -> Result<()> {
         let file = AtomicFile::create(path)?;
         write_all_at(file.file(), self.to_json().as_bytes(), 0)
             .map_err(|e| Error::Io(e).in_file(path))?;
-        file.commit(false)
+        file.commit(sync)
     }
 
     /// `metadata.total_size`, if present.
@@ -212,6 +221,10 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Writes tensors into `directory` as shards of at most `max_shard_size`
 /// bytes plus an index, or as one `model.safetensors` when they fit in one
 /// shard (as Hugging Face does). Returns the paths written.
+///
+/// Replacing a checkpoint already in `directory` (refused unless
+/// `options.overwrite`) is atomic as a set: see [`ShardPublisher`]. Every
+/// shard and the index carry one checkpoint id ([`CHECKPOINT_ID_KEY`]).
 pub fn write_sharded<S: AsRef<str>>(
     directory: impl AsRef<Path>,
     tensors: &[(S, TensorRef<'_>)],
@@ -222,28 +235,42 @@ pub fn write_sharded<S: AsRef<str>>(
     let directory = directory.as_ref();
     let sizes: Vec<u64> = tensors.iter().map(|(_, t)| t.data.len() as u64).collect();
     let plan = plan_shards(&sizes, max_shard_size);
+    let publisher = ShardPublisher::begin(
+        directory,
+        "model",
+        plan.len(),
+        options.overwrite,
+        options.sync,
+    )?;
     if plan.len() <= 1 {
-        let path = directory.join("model.safetensors");
+        let path = publisher.single_path();
         serialize_to_file(tensors, metadata, &path, options)?;
+        publisher.finish_single()?;
         return Ok(vec![path]);
     }
-    let names: Vec<String> = (0..plan.len())
-        .map(|i| shard_file_name("model", i, plan.len()))
-        .collect();
+    let stamped = publisher.shard_metadata(metadata);
     let mut written = Vec::with_capacity(plan.len() + 1);
-    for (name, range) in names.iter().zip(&plan) {
-        let path = directory.join(name);
-        serialize_to_file(&tensors[range.clone()], metadata, &path, options)?;
+    for (i, range) in plan.iter().enumerate() {
+        let path = publisher.shard_path(i);
+        if let Err(error) =
+            serialize_to_file(&tensors[range.clone()], Some(&stamped), &path, options)
+        {
+            publisher.abandon();
+            return Err(error);
+        }
+        publisher.shard_written(i);
         written.push(path);
     }
-    let shards = names.iter().zip(&plan).map(|(name, range)| {
-        let held = tensors[range.clone()].iter().map(|(tensor, _)| tensor);
-        (name, held)
-    });
+    let shards = publisher
+        .shard_names()
+        .iter()
+        .zip(&plan)
+        .map(|(name, range)| {
+            let held = tensors[range.clone()].iter().map(|(tensor, _)| tensor);
+            (name, held)
+        });
     let index = ShardIndex::from_shards(sizes.iter().sum(), shards);
-    let index_path = directory.join(INDEX_FILE_NAME);
-    index.write(&index_path)?;
-    written.push(index_path);
+    written.push(publisher.finish(index)?);
     Ok(written)
 }
 
@@ -253,6 +280,7 @@ pub struct ShardedCheckpoint {
     index: ShardIndex,
     shards: Vec<SafetensorsFile>,
     location: HashMap<String, usize>,
+    metadata: Option<Metadata>,
 }
 
 impl ShardedCheckpoint {
@@ -265,10 +293,12 @@ impl ShardedCheckpoint {
             |path| SafetensorsFile::open_with(path, options),
             SafetensorsFile::header,
         )?;
+        let metadata = user_metadata(shards.files.first().and_then(|f| f.header().metadata()));
         Ok(ShardedCheckpoint {
             index: shards.index,
             shards: shards.files,
             location: shards.location,
+            metadata,
         })
     }
 
@@ -316,10 +346,12 @@ impl ShardedCheckpoint {
             .iter()
             .map(|t| (t.name.clone(), 0))
             .collect();
+        let metadata = file.header().metadata().cloned();
         Ok(ShardedCheckpoint {
             index,
             shards: vec![file],
             location,
+            metadata,
         })
     }
 
@@ -350,10 +382,20 @@ impl ShardedCheckpoint {
         Ok((shard, shard.info(name)?))
     }
 
-    /// Metadata of the first shard (Hugging Face writes the same in all).
+    /// Metadata of the first shard (Hugging Face writes the same in all),
+    /// without the checkpoint id of a sharded checkpoint.
     pub fn metadata(&self) -> Option<&Metadata> {
-        self.shards.first().and_then(|s| s.header().metadata())
+        self.metadata.as_ref()
     }
+}
+
+/// A sharded checkpoint's metadata as the user wrote it: the shard's
+/// `__metadata__` without the checkpoint id (bookkeeping of the set), and
+/// `None` when the id was all there was.
+pub fn user_metadata(metadata: Option<&Metadata>) -> Option<Metadata> {
+    let mut user = metadata?.clone();
+    let stamped = user.remove(CHECKPOINT_ID_KEY).is_some();
+    (!(stamped && user.is_empty())).then_some(user)
 }
 
 /// The shards of an index, each opened once by the caller's own opener.
@@ -392,6 +434,11 @@ pub fn open_shards<T>(
         }
         let headers: Vec<&Header> = files.iter().map(&header_of).collect();
         let location = locate_tensors(&names, &headers, &index)?;
+        let stamps = names.iter().zip(&headers);
+        publish::check_checkpoint_ids(
+            &index,
+            stamps.map(|(name, header)| (*name, header.metadata())),
+        )?;
         Ok((files, location))
     })();
     let (files, location) = opened.map_err(|e| e.in_file(index_path))?;

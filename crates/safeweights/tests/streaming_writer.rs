@@ -274,6 +274,7 @@ fn aligned_streamed_files_start_their_data_on_the_boundary() {
         let options = WriteOptions {
             alignment,
             sync: true,
+            ..WriteOptions::default()
         };
         let mut writer = StreamingWriter::create(&path, &specs(), None, &options).unwrap();
         writer.write("a", &[7; 16]).unwrap();

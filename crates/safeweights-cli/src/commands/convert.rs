@@ -23,7 +23,8 @@ use crate::output::{human_bytes, progress, write_json, Painter, DIM, GREEN, YELL
 /// Face checkpoint in it ([`directory_inputs`]) into the matching
 /// safetensors layout, beside it or in the output directory.
 pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
-    let options = options(args)?;
+    let mut options = options(args)?;
+    options.write.sync = ctx.sync;
     if !args.input.is_dir() {
         let output = args
             .output

@@ -18,12 +18,17 @@ pub fn write_file(
     metadata: Option<&Metadata>,
     path: &Path,
     bar: &ProgressBar,
+    sync: bool,
 ) -> CliResult<()> {
     let specs: Vec<TensorSpec> = tensors
         .iter()
         .map(|(e, name)| TensorSpec::new(name.clone(), e.info.dtype, e.info.shape.clone()))
         .collect();
-    let mut writer = StreamingWriter::create(path, &specs, metadata, &WriteOptions::default())?;
+    let options = WriteOptions {
+        sync,
+        ..WriteOptions::default()
+    };
+    let mut writer = StreamingWriter::create(path, &specs, metadata, &options)?;
     for (entry, name) in tensors {
         checkpoint.for_each_piece(*entry, |piece| {
             writer.write(name, piece)?;

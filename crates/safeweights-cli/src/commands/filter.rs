@@ -63,6 +63,7 @@ pub fn run(ctx: Context, args: &FilterArgs, out: &mut Out) -> CliResult {
         checkpoint.metadata(),
         &args.output,
         &bar,
+        ctx.sync,
     )?;
     bar.finish_and_clear();
     if ctx.json {

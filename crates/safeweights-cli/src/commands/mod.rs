@@ -10,6 +10,7 @@ use crate::cli::{Cli, Command};
 use crate::exit::{CliError, CliResult};
 
 mod checksum;
+mod clean;
 mod convert;
 mod copy;
 mod diff;
@@ -31,6 +32,8 @@ pub struct Context {
     pub json: bool,
     /// Network timeout for remote files.
     pub timeout: Duration,
+    /// Writers flush files and directories to disk (off with `--no-fsync`).
+    pub sync: bool,
     /// Header size limit for every file read.
     pub limits: HeaderLimits,
 }
@@ -56,6 +59,7 @@ pub fn run(cli: &Cli) -> CliResult {
     let ctx = Context {
         json: cli.json,
         timeout: Duration::from_secs_f64(cli.timeout),
+        sync: !cli.no_fsync,
         limits: HeaderLimits { max_header_size },
     };
     let mut out = BufWriter::new(io::stdout().lock());
@@ -72,6 +76,7 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
         Command::Filter(args) => filter::run(ctx, args, &mut out),
         Command::Scan(args) => scan::run(ctx, args, &mut out),
+        Command::Clean(args) => clean::run(ctx, args, &mut out),
         Command::Convert(args) => convert::run(ctx, args, &mut out),
         Command::Completions(args) => generate::completions(ctx, args, &mut out),
         Command::Man(args) => generate::man(ctx, args, &mut out),

@@ -25,18 +25,28 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
     let mut unreadable = false;
     for (path, len) in &files {
         bar.set_message(path.display().to_string());
+        if is_temporary(path) {
+            // Our own partial output, not a file anyone would load: a
+            // truncated header would otherwise look like a tampered file.
+            if !ctx.json {
+                bar.suspend(|| print_incomplete(out, path, painter))?;
+            }
+            results.push(Outcome::Incomplete(path.clone()));
+            bar.inc(*len);
+            continue;
+        }
         match scan_path(path, &limits) {
             Ok(report) => {
                 if !ctx.json {
                     bar.suspend(|| print_report(out, &report, args.all, painter))?;
                 }
-                results.push(Ok(report));
+                results.push(Outcome::Scanned(report));
             }
             Err(error) => {
                 unreadable = true;
                 let message = format!("{}: {error}", path.display());
                 bar.suspend(|| print_error(&message));
-                results.push(Err((path.clone(), message)));
+                results.push(Outcome::Unreadable(path.clone(), message));
             }
         }
         bar.inc(*len);
@@ -44,7 +54,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
     bar.finish_and_clear();
     let worst = results
         .iter()
-        .filter_map(|r| r.as_ref().ok())
+        .filter_map(Outcome::report)
         .map(ScanReport::verdict)
         .max()
         .unwrap_or(Verdict::Safe);
@@ -63,7 +73,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
 
 /// Expands directories recursively, in sorted order. Symbolic links to
 /// directories are not followed, so a link cycle cannot loop forever.
-fn collect_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, u64)>> {
+pub fn collect_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, u64)>> {
     let mut files = Vec::new();
     for path in paths {
         let metadata = std::fs::metadata(path).map_err(|e| CliError::from(e).at(path.display()))?;
@@ -99,6 +109,28 @@ fn walk(directory: &Path, files: &mut Vec<(PathBuf, u64)>) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+/// A hidden `.NAME.XXXXXX.tmp` file of a safeweights write.
+pub fn is_temporary(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(safeweights::write::is_temporary_file_name)
+}
+
+const INCOMPLETE: &str = "an incomplete safeweights write";
+
+fn print_incomplete(out: &mut Out, path: &Path, painter: Painter) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}: {} {}",
+        path.display(),
+        painter.paint(DIM, INCOMPLETE),
+        painter.paint(
+            DIM,
+            "(a temporary file an interrupted save left; `safeweights clean` removes it)"
+        )
+    )
 }
 
 fn format_name(format: FileFormat) -> &'static str {
@@ -167,16 +199,38 @@ fn print_report(
     Ok(())
 }
 
-type Outcome = Result<ScanReport, (PathBuf, String)>;
+/// What scanning one file gave.
+enum Outcome {
+    Scanned(ScanReport),
+    /// A temporary file of an interrupted safeweights write.
+    Incomplete(PathBuf),
+    Unreadable(PathBuf, String),
+}
+
+impl Outcome {
+    fn report(&self) -> Option<&ScanReport> {
+        match self {
+            Outcome::Scanned(report) => Some(report),
+            _ => None,
+        }
+    }
+}
 
 fn print_summary(out: &mut Out, results: &[Outcome], painter: Painter) -> std::io::Result<()> {
     let count = |verdict| {
         results
             .iter()
-            .filter(|r| matches!(r, Ok(report) if report.verdict() == verdict))
+            .filter(|r| r.report().is_some_and(|report| report.verdict() == verdict))
             .count()
     };
-    let errors = results.iter().filter(|r| r.is_err()).count();
+    let incomplete = results
+        .iter()
+        .filter(|r| matches!(r, Outcome::Incomplete(_)))
+        .count();
+    let errors = results
+        .iter()
+        .filter(|r| matches!(r, Outcome::Unreadable(..)))
+        .count();
     let mut summary = format!(
         "{} files scanned: {} safe, {} suspicious, {} dangerous",
         results.len(),
@@ -184,6 +238,9 @@ fn print_summary(out: &mut Out, results: &[Outcome], painter: Painter) -> std::i
         painter.paint(YELLOW, count(Verdict::Suspicious)),
         painter.paint(RED, count(Verdict::Dangerous)),
     );
+    if incomplete > 0 {
+        summary.push_str(&format!(", {incomplete} incomplete safeweights writes"));
+    }
     if errors > 0 {
         summary.push_str(&format!(", {errors} unreadable"));
     }
@@ -202,7 +259,7 @@ fn finding_json(finding: &Finding) -> Value {
 
 fn report_json(result: &Outcome, all: bool) -> Value {
     match result {
-        Ok(report) => json!({
+        Outcome::Scanned(report) => json!({
             "path": report.file,
             "format": format_name(report.format),
             "verdict": report.verdict().to_string(),
@@ -215,7 +272,15 @@ fn report_json(result: &Outcome, all: bool) -> Value {
             "omitted": report.omitted,
             "error": null,
         }),
-        Err((path, message)) => json!({
+        Outcome::Incomplete(path) => json!({
+            "path": path.display().to_string(),
+            "format": INCOMPLETE,
+            "verdict": Verdict::Safe.to_string(),
+            "findings": [],
+            "omitted": 0,
+            "error": null,
+        }),
+        Outcome::Unreadable(path, message) => json!({
             "path": path.display().to_string(),
             "verdict": null,
             "findings": [],

@@ -1,12 +1,14 @@
 //! `shard` and `merge`: rewrite a checkpoint as bounded shards or as one
-//! file, byte-identical to `safeweights::shards::write_sharded` and
-//! `safeweights::write::serialize_to_file` for the same tensors, in the
-//! order they appear in the input (shard by shard, by data offset).
+//! file, as `safeweights::shards::write_sharded` and
+//! `safeweights::write::serialize_to_file` write the same tensors (byte for
+//! byte but for the random checkpoint id), in the order they appear in the
+//! input (shard by shard, by data offset).
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use safeweights::shards::{parse_size, plan_shards, shard_file_name, ShardIndex, INDEX_FILE_NAME};
+use safeweights::shards::{parse_size, plan_shards, ShardIndex, ShardPublisher};
+use safeweights::write::WriteOptions;
 use serde_json::json;
 
 use crate::cli::{MergeArgs, ShardArgs};
@@ -30,36 +32,56 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
     let plan = plan_shards(&sizes, max);
     std::fs::create_dir_all(&args.outdir)
         .map_err(|e| CliError::from(e).at(args.outdir.display()))?;
+    let options = WriteOptions {
+        sync: ctx.sync,
+        ..WriteOptions::default()
+    };
+    let publisher =
+        ShardPublisher::begin(&args.outdir, "model", plan.len(), args.force, options.sync)?;
     let bar = progress(sizes.iter().sum(), "shard");
     let metadata = checkpoint.metadata();
     let mut written: Vec<PathBuf> = Vec::new();
     if plan.len() <= 1 {
-        let path = args.outdir.join("model.safetensors");
-        write_file(&checkpoint, &named(&entries), metadata, &path, &bar)?;
+        let path = publisher.single_path();
+        write_file(
+            &checkpoint,
+            &named(&entries),
+            metadata,
+            &path,
+            &bar,
+            ctx.sync,
+        )?;
+        publisher.finish_single()?;
         written.push(path);
     } else {
-        let names: Vec<String> = (0..plan.len())
-            .map(|i| shard_file_name("model", i, plan.len()))
-            .collect();
-        for (name, range) in names.iter().zip(&plan) {
-            let path = args.outdir.join(name);
-            write_file(
+        let stamped = publisher.shard_metadata(metadata);
+        for (i, range) in plan.iter().enumerate() {
+            let path = publisher.shard_path(i);
+            let done = write_file(
                 &checkpoint,
                 &named(&entries[range.clone()]),
-                metadata,
+                Some(&stamped),
                 &path,
                 &bar,
-            )?;
+                ctx.sync,
+            );
+            if let Err(error) = done {
+                publisher.abandon();
+                return Err(error);
+            }
+            publisher.shard_written(i);
             written.push(path);
         }
-        let shards = names.iter().zip(&plan).map(|(name, range)| {
-            let held = entries[range.clone()].iter().map(|e| &e.info.name);
-            (name, held)
-        });
+        let shards = publisher
+            .shard_names()
+            .iter()
+            .zip(&plan)
+            .map(|(name, range)| {
+                let held = entries[range.clone()].iter().map(|e| &e.info.name);
+                (name, held)
+            });
         let index = ShardIndex::from_shards(sizes.iter().sum(), shards);
-        let path = args.outdir.join(INDEX_FILE_NAME);
-        index.write(&path)?;
-        written.push(path);
+        written.push(publisher.finish(index)?);
     }
     bar.finish_and_clear();
     report(ctx, out, &written)
@@ -79,6 +101,7 @@ pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
         checkpoint.metadata(),
         &args.output,
         &bar,
+        ctx.sync,
     )?;
     bar.finish_and_clear();
     report(ctx, out, std::slice::from_ref(&args.output))

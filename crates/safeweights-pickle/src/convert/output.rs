@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use safeweights::shards::{plan_shards, shard_file_name, ShardIndex};
+use safeweights::shards::{plan_shards, ShardIndex, ShardPublisher};
 use safeweights::write::{StreamingWriter, TensorSpec, WriteOptions};
 use safeweights::Metadata;
 
@@ -99,6 +99,9 @@ pub(crate) struct Plan {
     /// new index, or an index beside a new single file.
     pub(crate) counterpart: PathBuf,
     target: Target,
+    /// Names the shards beside any old set and switches sets atomically
+    /// (see `safeweights::shards::ShardPublisher`).
+    publisher: ShardPublisher,
 }
 
 /// Every output tensor, in input order, with its output dtype and size.
@@ -152,16 +155,19 @@ pub(crate) fn plan(input: &Input, options: &ConvertOptions, output: &Path) -> Re
     }
     let target = Target::resolve(output);
     let count = groups.len();
+    // Overwriting was already decided by `check_free` (`--force`).
+    let publisher = ShardPublisher::begin(
+        &target.directory,
+        &target.prefix,
+        count,
+        true,
+        options.write.sync,
+    )
+    .map_err(core_err)?;
     let (files, index, counterpart) = if count == 1 {
         (vec![target.single.clone()], None, target.index())
     } else {
-        let files = (0..count)
-            .map(|i| {
-                target
-                    .directory
-                    .join(shard_file_name(&target.prefix, i, count))
-            })
-            .collect();
+        let files = (0..count).map(|i| publisher.shard_path(i)).collect();
         (files, Some(target.index()), target.single.clone())
     };
     Ok(Plan {
@@ -171,6 +177,7 @@ pub(crate) fn plan(input: &Input, options: &ConvertOptions, output: &Path) -> Re
         index,
         counterpart,
         target,
+        publisher,
     })
 }
 
@@ -238,6 +245,13 @@ impl Plan {
             let dir = &self.target.directory;
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
+        let stamped;
+        let metadata = if self.index.is_some() {
+            stamped = self.publisher.shard_metadata(Some(metadata));
+            &stamped
+        } else {
+            metadata
+        };
         let mut writers = Vec::with_capacity(self.groups.len());
         for (group, path) in self.groups.iter().zip(&self.files) {
             let items = &self.items[group.clone()];
@@ -252,13 +266,23 @@ impl Plan {
             }
             writers.push(writer);
         }
-        for writer in writers {
-            writer.finish().map_err(core_err)?;
+        for (i, writer) in writers.into_iter().enumerate() {
+            if let Err(error) = writer.finish() {
+                self.publisher.abandon();
+                return Err(core_err(error));
+            }
+            if self.index.is_some() {
+                self.publisher.shard_written(i);
+            }
         }
-        if let Some(index) = &self.index {
-            self.shard_index()
-                .write(index)
-                .map_err(|e| index_write_err(index, e))?;
+        // The switch: the new index replaces the old one, then the old set goes.
+        match &self.index {
+            Some(index) => {
+                self.publisher
+                    .finish(self.shard_index())
+                    .map_err(|e| index_write_err(index, e))?;
+            }
+            None => self.publisher.finish_single().map_err(core_err)?,
         }
         match std::fs::remove_file(&self.counterpart) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use safeweights::read::{OpenOptions, SafetensorsFile};
-use safeweights::shards::{ShardIndex, ShardedCheckpoint};
+use safeweights::shards::{ShardIndex, ShardedCheckpoint, CHECKPOINT_ID_KEY};
 use safeweights::Metadata;
 
 use crate::convert::cast;
@@ -81,7 +81,12 @@ pub(crate) fn verify(
         ));
     }
     for shard in out.shards() {
-        if shard.header().metadata() != Some(metadata) {
+        // Shards of a sharded output also carry its checkpoint id.
+        let mut stored = shard.header().metadata().cloned().unwrap_or_default();
+        if out.shards().len() > 1 {
+            stored.remove(CHECKPOINT_ID_KEY);
+        }
+        if stored != *metadata {
             return Err(fail(shard.path(), "its metadata differs".into()));
         }
     }

@@ -4,13 +4,12 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
-
 use crate::error::{Error, Result};
 use crate::format::header::foreign_or;
 use crate::format::sniff::SNIFF_LEN;
 use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
-use crate::read::mmap::map_file;
+use crate::read::alloc::try_zeroed;
+use crate::read::mmap::{map_file, FileMap};
 use crate::read::parallel::{read_chunks_parallel, Chunk};
 use crate::read::view::TensorView;
 use crate::slice::{self, Selection, SliceArg};
@@ -39,7 +38,7 @@ pub struct OpenOptions {
 
 #[derive(Debug)]
 enum Source {
-    Mmap(Mmap),
+    Mmap(FileMap),
     Pread(File),
 }
 
@@ -75,7 +74,7 @@ impl SafetensorsFile {
             Backend::Mmap if file_len >= PREFIX_LEN as u64 => {
                 // SAFETY: see the type-level docs: files are replaced by
                 // rename, never modified in place, by our writers.
-                let map = unsafe { map_file(&file)? };
+                let map = unsafe { map_file(&file, path)? };
                 let (header, _) = Header::parse_file(&map, &options.limits)?;
                 (header, Source::Mmap(map))
             }
@@ -133,11 +132,27 @@ impl SafetensorsFile {
         match &self.source {
             Source::Mmap(map) => Ok(Cow::Borrowed(self.mapped_range(map, info))),
             Source::Pread(_) => {
-                let mut buffer = vec![0u8; info.byte_len()];
+                let mut buffer =
+                    try_zeroed(info.byte_len()).map_err(|e| Error::Io(e).in_file(&self.path))?;
                 self.read_at(info.begin, &mut buffer)?;
                 Ok(Cow::Owned(buffer))
             }
         }
+    }
+
+    /// Reads `buffer.len()` bytes of a tensor, starting `offset` bytes into
+    /// it. With the pread backend a file truncated meanwhile is an error
+    /// here, where a map would raise `SIGBUS`.
+    pub fn read_range(&self, info: &TensorInfo, offset: u64, buffer: &mut [u8]) -> Result<()> {
+        let end = offset.checked_add(buffer.len() as u64);
+        if end.is_none_or(|end| end > info.byte_len() as u64) {
+            return Err(Error::BufferSize {
+                tensor: info.name.clone(),
+                expected: info.byte_len(),
+                actual: buffer.len(),
+            });
+        }
+        self.read_at(info.begin + offset, buffer)
     }
 
     /// A zero-copy view of a tensor (mmap backend only).
@@ -149,7 +164,7 @@ impl SafetensorsFile {
         })
     }
 
-    fn mapped_range<'m>(&self, map: &'m Mmap, info: &TensorInfo) -> &'m [u8] {
+    fn mapped_range<'m>(&self, map: &'m [u8], info: &TensorInfo) -> &'m [u8] {
         // The header was validated against the mapped length.
         let start = self.header.data_start() as usize;
         &map[start + info.begin as usize..start + info.end as usize]
@@ -252,7 +267,7 @@ pub(crate) fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> 
     let mut prefix = vec![0u8; file_len.min(SNIFF_LEN as u64) as usize];
     read_exact_at(file, &mut prefix, 0)?;
     let len = Header::read_header_len(&prefix, file_len, limits)?;
-    let mut json = vec![0u8; len as usize];
+    let mut json = try_zeroed(len as usize)?;
     read_exact_at(file, &mut json, PREFIX_LEN as u64)?;
     let data_len = file_len - PREFIX_LEN as u64 - len;
     Header::parse(&json, data_len).map_err(|error| foreign_or(error, &prefix))

@@ -2,8 +2,29 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Deref;
+use std::path::Path;
 
 use memmap2::Mmap;
+
+use crate::read::bus_error::{register_mapping, MappingRegistration};
+
+/// A read-only map of a file, registered for the bus-error message (see
+/// [`bus_error`](crate::read::bus_error)) for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct FileMap {
+    // Declared first: unregistered before the map goes away.
+    _registration: MappingRegistration,
+    map: Mmap,
+}
+
+impl Deref for FileMap {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
 
 /// Maps `file` read-only.
 ///
@@ -16,7 +37,11 @@ use memmap2::Mmap;
 /// temporary file and rename it over the destination), so this holds for
 /// files it writes; for files shared with other writers or on network
 /// filesystems, use the pread backend instead.
-pub(crate) unsafe fn map_file(file: &File) -> io::Result<Mmap> {
+pub(crate) unsafe fn map_file(file: &File, path: &Path) -> io::Result<FileMap> {
     // SAFETY: forwarded to the caller, see above.
-    unsafe { Mmap::map(file) }
+    let map = unsafe { Mmap::map(file)? };
+    Ok(FileMap {
+        _registration: register_mapping(map.as_ptr(), map.len(), path),
+        map,
+    })
 }

@@ -1,10 +1,13 @@
 //! Reading: zero-copy views over bytes, and files through mmap or pread.
 
+mod alloc;
+pub mod bus_error;
 mod file;
 mod mmap;
 mod parallel;
 mod view;
 
+pub use alloc::try_zeroed;
 pub(crate) use file::read_header;
 pub use file::{Backend, OpenOptions, SafetensorsFile};
 pub use view::{SafeTensors, TensorView};

@@ -157,7 +157,7 @@ pub fn gather_with(
     mut read: impl FnMut(usize, &mut [u8]) -> Result<()>,
 ) -> Result<Vec<u8>> {
     let plan = copy_plan(tensor, dtype, shape, selection.dims())?;
-    let mut out = vec![0u8; plan.total];
+    let mut out = crate::read::try_zeroed(plan.total)?;
     let mut written = 0;
     visit_runs(&plan, |offset, len| {
         read(offset, &mut out[written..written + len])?;

@@ -13,16 +13,24 @@ pub struct WriteOptions {
     /// allows. Must be a power of two, at least 8 (the reference's value).
     /// Use 64 or 4096 for DMA and `O_DIRECT`.
     pub alignment: usize,
-    /// Call `fsync` on the file before renaming it into place, so the
-    /// rename cannot expose an empty file after a power loss.
+    /// Flush the file to disk (`fsync`) before renaming it into place, and
+    /// the directory after, so that once a write returns, a power cut or a
+    /// kernel crash leaves the new file (on ext4 an unsynced rename can
+    /// otherwise expose an empty file). On by default; turning it off
+    /// trades that guarantee for speed (see BENCHMARKS.md).
     pub sync: bool,
+    /// Whether a sharded write may replace a checkpoint already in its
+    /// directory ([`write_sharded`](crate::shards::write_sharded)); single
+    /// files are always replaced, as the reference does.
+    pub overwrite: bool,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             alignment: 8,
-            sync: false,
+            sync: true,
+            overwrite: true,
         }
     }
 }

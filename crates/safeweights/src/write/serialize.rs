@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::{Dtype, Metadata};
 use crate::pool::{run_grouped, threads_at_most};
-use crate::write::atomic::{write_all_at, AtomicFile};
+use crate::write::atomic::{write_all_at, write_all_at_interruptible, AtomicFile};
 use crate::write::layout::{Layout, TensorSpec, WriteOptions};
 
 /// A tensor in memory, ready to be written.
@@ -145,7 +145,7 @@ pub fn serialize_to_file<S: AsRef<str>>(
     write_all_at(file.file(), &layout.header, 0).map_err(io)?;
     for (info, &i) in layout.tensors.iter().zip(&layout.input_index) {
         let start = layout.data_start() + info.begin;
-        write_all_at(file.file(), tensors[i].1.data, start).map_err(io)?;
+        write_all_at_interruptible(file.file(), tensors[i].1.data, start).map_err(io)?;
     }
     file.commit(options.sync)
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::{Metadata, TensorInfo};
-use crate::write::atomic::{write_all_at, AtomicFile};
+use crate::write::atomic::{write_all_at, write_all_at_interruptible, AtomicFile};
 use crate::write::layout::{Layout, TensorSpec, WriteOptions};
 
 /// A file being written tensor by tensor. Nothing reaches the destination
@@ -79,7 +79,7 @@ impl StreamingWriter {
             });
         }
         let offset = self.data_start + info.begin + done;
-        write_all_at(self.file.file(), chunk, offset)
+        write_all_at_interruptible(self.file.file(), chunk, offset)
             .map_err(|e| Error::Io(e).in_file(self.file.destination()))?;
         self.written[i] = done + chunk.len() as u64;
         Ok(())
