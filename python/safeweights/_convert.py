@@ -77,6 +77,13 @@ def _check_cpu(device: Any, framework: str) -> None:
         raise SafetensorError(f"device {device} is invalid: {framework} tensors can only be loaded on the cpu")
 
 
+def empty_tensor(torch: Any, shape: Any, dtype: Any, device: Any = None) -> Any:
+    """A tensor with no elements. `torch.empty(shape)` computes contiguous
+    strides first and overflows on shapes such as `[0, 2**40, 2**40]`;
+    reshaping an empty tensor gives the reference's shape and strides."""
+    return torch.empty(0, dtype=dtype, device=device).reshape(shape)
+
+
 class NumpyConverter:
     """Builds numpy arrays; read-only when the source memory is (`bytes`)."""
 
@@ -142,7 +149,7 @@ class TorchConverter:
         torch = self._torch
         torch_dtype, shape = self.resolve(dtype, shape)
         if nbytes == 0:
-            return torch.empty(shape, dtype=torch_dtype)
+            return empty_tensor(torch, shape, torch_dtype)
         itemsize = torch_dtype.itemsize
         if offset % itemsize:
             # Misaligned in the file (not written by us or the reference):

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Tuple
 
+from ._convert import empty_tensor
+
 # Staging: two pinned buffers of 64 MiB each, reused through torch's caching
 # host allocator. On an H100 this was the fastest of 8 to 128 MiB times 2 to
 # 4 buffers (2 GiB in 200 tensors: 52 ms, against 56 to 67 ms).
@@ -94,7 +96,7 @@ def load_to_cuda(device: Any, resolve: Any, entries: List[Tuple[Any, Tuple[Any, 
     result = {}
     for (name, (_, _, nbytes, _, _, _)), (torch_dtype, shape), start in zip(entries, targets, plan.placements):
         if nbytes == 0:
-            result[name] = torch.empty(shape, dtype=torch_dtype, device=device)
+            result[name] = empty_tensor(torch, shape, torch_dtype, device)
         else:
             result[name] = arena[start : start + nbytes].view(torch_dtype).reshape(shape)
     return result
