@@ -29,7 +29,15 @@ import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _dtypes, _structure
-from ._safeweights_rust import CheckpointError, safe_open, serialize, serialize_file, serialize_sharded
+from ._safeweights_rust import (
+    SNIFF_LEN,
+    CheckpointError,
+    safe_open,
+    serialize,
+    serialize_file,
+    serialize_sharded,
+    sniff_format,
+)
 
 STRUCTURE_KEY = "safeweights.checkpoint"
 FORMAT_VERSION = 1
@@ -118,7 +126,7 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
         source: Any = path
     else:
         source = _read_all(f)
-        if _is_pickle(bytes(source[:16])):
+        if _is_pickle(bytes(source[:SNIFF_LEN])):
             from ._legacy import load_legacy
 
             return load_legacy(source, device)
@@ -365,12 +373,14 @@ def _is_path(f: Any) -> bool:
 
 def _head(path: str) -> bytes:
     with open(path, "rb") as file:
-        return file.read(16)
+        return file.read(SNIFF_LEN)
 
 
 def _is_pickle(head: bytes) -> bool:
-    """A torch.save file: a zip archive or a bare pickle stream (PROTO opcode)."""
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    """A torch.save file (a zip archive or a bare pickle stream), as the core's
+    one sniffer recognises it: a safetensors file whose header length starts
+    with 0x80 is not a pickle."""
+    return sniff_format(head) in ("zip", "pickle")
 
 
 def _read_all(f: Any) -> bytearray:

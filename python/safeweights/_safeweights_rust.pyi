@@ -4,6 +4,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
+SNIFF_LEN: int
 
 PathLike = Union[str, "os.PathLike[str]"]
 Source = Union[PathLike, bytes, bytearray, memoryview, Any]
@@ -96,3 +97,7 @@ class _PickledDtype:
     name: str
 
 def load_torch_pickle(source: Union[PathLike, bytes, bytearray]) -> Tuple[Any, List[_PickledTensor]]: ...
+
+def sniff_format(prefix: bytes) -> str:
+    """What a file is from its first `SNIFF_LEN` bytes ("safetensors", "zip", "pickle", ...)."""
+    ...

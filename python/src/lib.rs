@@ -8,6 +8,7 @@ mod errors;
 mod safe_open;
 mod serialize;
 mod slicing;
+mod sniff;
 mod source;
 mod storage;
 
@@ -25,6 +26,8 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_sharded, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
+    m.add_function(wrap_pyfunction!(sniff::sniff_format, m)?)?;
+    m.add("SNIFF_LEN", sniff::SNIFF_LEN)?;
     m.add_class::<checkpoint::PickledTensor>()?;
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;

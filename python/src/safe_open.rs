@@ -12,7 +12,7 @@ use safeweights::slice;
 use safeweights::{Metadata, TensorInfo};
 
 use crate::errors::{new_err, to_py_err, ClosedFileError, Multi, SafetensorError};
-use crate::slicing::{flip_axis, parse_index};
+use crate::slicing::parse_index;
 use crate::source::{Bytes, Opened};
 use crate::storage::{Backing, Storage};
 
@@ -192,7 +192,12 @@ pub fn open_source(
             .map_err(|error| {
                 // The reference raises OSError for any directory; ours reads
                 // sharded checkpoints from one, and says why it cannot.
-                if matches!(error.kind(), safeweights::Error::Shard { .. }) && path.is_dir() {
+                if matches!(
+                    error.kind(),
+                    safeweights::Error::Shard { .. }
+                        | safeweights::Error::CheckpointDirectory { .. }
+                ) && path.is_dir()
+                {
                     new_err(Multi::ShardDirectory, error.to_string())
                 } else {
                     to_py_err(error)
@@ -388,47 +393,37 @@ impl SafeSlice {
             let args = self.handle.tensor_args(py, self.file, &self.info)?;
             return converter.call_method1("index_whole", (args, index));
         }
-        let plan = parse_index(index, &self.info.shape)?;
+        let args = parse_index(index)?;
         let info = &self.info;
         let file = &self.handle.opened.files[self.file];
         let gathered = py.detach(|| -> safeweights::Result<(Vec<usize>, Backing)> {
-            let dims = slice::resolve(&info.name, &info.shape, &plan.args)?;
+            let selection = slice::plan(&info.name, &info.shape, &args)?;
             let mut out = Backing::zeroed(slice::output_len(
                 &info.name,
                 info.dtype,
                 &info.shape,
-                &dims,
+                &selection,
             )?);
             match &file.bytes {
                 Bytes::Memory { .. } => {
                     let data = file.memory_bytes(info).unwrap_or_default();
-                    let target = out.as_mut_slice();
-                    let mut written = 0;
-                    slice::for_each_run(
+                    slice::gather_into(
                         &info.name,
                         info.dtype,
                         &info.shape,
-                        &dims,
-                        |offset, run| {
-                            target[written..written + run]
-                                .copy_from_slice(&data[offset..offset + run]);
-                            written += run;
-                            Ok(())
-                        },
+                        data,
+                        &selection,
+                        out.as_mut_slice(),
                     )?;
                 }
                 Bytes::Pread(reader) => {
-                    let (_, bytes) = reader.read_slice(&info.name, &plan.args)?;
+                    let bytes = reader.read_selection(info, &selection)?;
                     out.as_mut_slice().copy_from_slice(&bytes);
                 }
             }
-            Ok((slice::output_shape(&dims), out))
+            Ok((selection.shape(), out))
         });
-        let (shape, mut out) = gathered.map_err(to_py_err)?;
-        for &axis in &plan.flips {
-            out = Backing::copy_of(&flip_axis(out.as_slice(), &shape, axis, info.dtype.bits())?);
-        }
-        let final_shape = plan.final_shape(&shape);
+        let (final_shape, out) = gathered.map_err(to_py_err)?;
         let len = out.as_slice().len();
         let buffer = python_buffer(py, Arc::new(out))?;
         let shape = PyTuple::new(py, &final_shape)?;

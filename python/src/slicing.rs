@@ -1,9 +1,7 @@
-//! Turning a Python index (`t[1:, ::2, ..., None, -1]`) into the core's
-//! per-dimension slices, with numpy's semantics.
-//!
-//! The core slices with positive steps only. A negative step selects the
-//! same elements as a positive one, in reverse, so we ask the core for the
-//! positive selection and reverse that axis of the gathered bytes.
+//! Turning a Python index (`t[1:, ::-2, ..., None, -1]`) into the core's
+//! index items. The core's one planner (`safeweights::slice::plan`) applies
+//! numpy's rules, negative steps, `...` and new axes included; this module
+//! only reads Python objects.
 
 use pyo3::prelude::*;
 use pyo3::types::{PyEllipsis, PyList, PyNone, PySlice, PyTuple};
@@ -11,104 +9,50 @@ use safeweights::slice::SliceArg;
 
 use crate::errors::{new_err, Multi};
 
-/// What a Python index asks for.
-#[derive(Debug)]
-pub struct SlicePlan {
-    /// One entry per tensor dimension, all with positive steps.
-    pub args: Vec<SliceArg>,
-    /// Axes of the gathered result (dimensions kept by `args`) to reverse.
-    pub flips: Vec<usize>,
-    /// The final dimensions in order: `Some(k)` is gathered axis `k`,
-    /// `None` a new axis of length 1 from `None` in the index.
-    pub layout: Vec<Option<usize>>,
-}
-
-impl SlicePlan {
-    /// The final shape given the gathered shape.
-    pub fn final_shape(&self, gathered: &[usize]) -> Vec<usize> {
-        self.layout
-            .iter()
-            .map(|axis| axis.map_or(1, |k| gathered[k]))
-            .collect()
-    }
-}
-
-fn invalid(message: String) -> PyErr {
-    new_err(Multi::InvalidSlice, message)
-}
-
 /// An index of a type slicing does not take (also a `TypeError`).
 fn unsupported(message: String) -> PyErr {
     new_err(Multi::UnsupportedIndex, message)
 }
 
-/// Parses `index` for a tensor of `shape`.
-pub fn parse_index(index: &Bound<'_, PyAny>, shape: &[usize]) -> PyResult<SlicePlan> {
+/// Reads `index` as the core's index items.
+pub fn parse_index(index: &Bound<'_, PyAny>) -> PyResult<Vec<SliceArg>> {
     let items: Vec<Bound<'_, PyAny>> = match index.cast::<PyTuple>() {
         Ok(tuple) => tuple.iter().collect(),
         // The reference reads a bare `[]` as `[0:0]`: nothing of the first axis.
-        Err(_) if is_empty_list(index) => vec![PySlice::new(index.py(), 0, 0, 1).into_any()],
+        Err(_) if is_empty_list(index) => {
+            return Ok(vec![SliceArg::Range {
+                start: Some(0),
+                stop: Some(0),
+                step: Some(1),
+            }])
+        }
         Err(_) => vec![index.clone()],
     };
-    let ellipses = items
+    items
         .iter()
-        .filter(|i| i.is_instance_of::<PyEllipsis>())
-        .count();
-    if ellipses > 1 {
-        return Err(invalid(
-            "an index can only have a single ellipsis ('...')".into(),
-        ));
+        .enumerate()
+        .map(|(position, item)| item_arg(position, item))
+        .collect()
+}
+
+fn item_arg(position: usize, item: &Bound<'_, PyAny>) -> PyResult<SliceArg> {
+    if item.is_instance_of::<PyNone>() {
+        return Ok(SliceArg::NewAxis);
     }
-    let consuming = items
-        .iter()
-        .filter(|i| !i.is_instance_of::<PyEllipsis>() && !i.is_instance_of::<PyNone>())
-        .count();
-    if consuming > shape.len() {
-        return Err(invalid(format!(
-            "too many indices: the tensor has {} dimensions but {consuming} were indexed",
-            shape.len()
-        )));
+    if item.is_instance_of::<PyEllipsis>() {
+        return Ok(SliceArg::Ellipsis);
     }
-    let mut plan = SlicePlan {
-        args: Vec::with_capacity(shape.len()),
-        flips: Vec::new(),
-        layout: Vec::new(),
-    };
-    let mut kept = 0;
-    for (position, item) in items.iter().enumerate() {
-        if item.is_instance_of::<PyNone>() {
-            plan.layout.push(None);
-        } else if item.is_instance_of::<PyEllipsis>() {
-            for _ in 0..shape.len() - consuming {
-                plan.args.push(SliceArg::FULL);
-                plan.layout.push(Some(kept));
-                kept += 1;
-            }
-        } else if let Ok(slice) = item.cast::<PySlice>() {
-            let len = shape[plan.args.len()];
-            let (arg, flip) = slice_arg(slice, len)?;
-            if flip {
-                plan.flips.push(kept);
-            }
-            plan.args.push(arg);
-            plan.layout.push(Some(kept));
-            kept += 1;
-        } else if let Ok(value) = item.extract::<i64>() {
-            // Booleans included: the reference reads them as 0 and 1.
-            plan.args.push(SliceArg::Index(value));
-        } else {
-            return Err(unsupported(format!(
-                "unsupported index at position {position} ({}): only integers, slices (`:`), ellipsis (`...`) and None are valid indices",
-                item.get_type().name()?
-            )));
-        }
+    if let Ok(slice) = item.cast::<PySlice>() {
+        return slice_arg(slice);
     }
-    while plan.args.len() < shape.len() {
-        plan.args.push(SliceArg::FULL);
-        plan.layout.push(Some(kept));
-        kept += 1;
+    // Booleans included: the reference reads them as 0 and 1.
+    if let Ok(value) = item.extract::<i64>() {
+        return Ok(SliceArg::Index(value));
     }
-    Ok(plan)
+    Err(unsupported(format!(
+        "unsupported index at position {position} ({}): only integers, slices (`:`), ellipsis (`...`) and None are valid indices",
+        item.get_type().name()?
+    )))
 }
 
 /// Whether `index` is the empty list.
@@ -116,52 +60,32 @@ fn is_empty_list(index: &Bound<'_, PyAny>) -> bool {
     index.cast::<PyList>().is_ok_and(|list| list.is_empty())
 }
 
-/// A Python slice as a positive-step range, plus whether it runs backwards.
-fn slice_arg(slice: &Bound<'_, PySlice>, len: usize) -> PyResult<(SliceArg, bool)> {
-    let len = isize::try_from(len).map_err(|_| invalid("dimension too large".into()))?;
-    let indices = slice.indices(len)?;
-    let (start, step, count) = (
-        indices.start as i64,
-        indices.step as i64,
-        indices.slicelength as i64,
-    );
-    let range = |start: i64, stop: i64, step: i64| SliceArg::Range {
-        start: Some(start),
-        stop: Some(stop),
-        step: Some(step),
-    };
-    if count == 0 {
-        return Ok((range(0, 0, 1), false));
-    }
-    if step > 0 {
-        return Ok((range(start, start + (count - 1) * step + 1, step), false));
-    }
-    let last = start + (count - 1) * step;
-    Ok((range(last, start + 1, -step), true))
+/// A Python slice as the core's range. Python itself validates it first
+/// (`slice.indices`), so a zero step or a bound that is not an integer
+/// raises exactly what Python raises.
+fn slice_arg(slice: &Bound<'_, PySlice>) -> PyResult<SliceArg> {
+    slice.indices(0)?;
+    Ok(SliceArg::Range {
+        start: bound(&slice.getattr("start")?)?,
+        stop: bound(&slice.getattr("stop")?)?,
+        step: bound(&slice.getattr("step")?)?,
+    })
 }
 
-/// Reverses axis `axis` of a row-major buffer of `shape` with elements of
-/// `bits` bits.
-pub fn flip_axis(data: &[u8], shape: &[usize], axis: usize, bits: usize) -> PyResult<Vec<u8>> {
-    let inner_bits = shape[axis + 1..].iter().product::<usize>() * bits;
-    if inner_bits % 8 != 0 {
-        return Err(invalid(
-            "a negative step on the last axis of a sub-byte dtype does not fall on byte boundaries"
-                .into(),
-        ));
+/// A slice bound: `None`, or an integer (anything with `__index__`),
+/// saturated to 64 bits; no tensor dimension comes near, so saturating
+/// selects what the exact value would.
+fn bound(value: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    if value.is_none() {
+        return Ok(None);
     }
-    let inner = inner_bits / 8;
-    let count = shape[axis];
-    let block = inner * count;
-    let mut out = vec![0u8; data.len()];
-    if block == 0 {
-        return Ok(out);
+    let index = value
+        .py()
+        .import("operator")?
+        .call_method1("index", (value,))?;
+    match index.extract::<i64>() {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if index.lt(0)? => Ok(Some(i64::MIN)),
+        Err(_) => Ok(Some(i64::MAX)),
     }
-    for (source, target) in data.chunks_exact(block).zip(out.chunks_exact_mut(block)) {
-        for i in 0..count {
-            let from = (count - 1 - i) * inner;
-            target[i * inner..(i + 1) * inner].copy_from_slice(&source[from..from + inner]);
-        }
-    }
-    Ok(out)
 }

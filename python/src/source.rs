@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use safeweights::read::{Backend, OpenOptions, SafetensorsFile};
-use safeweights::shards::ShardedCheckpoint;
+use safeweights::resolve::{resolve_path, Target};
+use safeweights::shards::open_shards;
 use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorInfo};
 
 use crate::storage::Backing;
@@ -72,51 +73,33 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// Opens a file, an index file (`*.json`) or a directory holding a
-    /// checkpoint.
+    /// Opens a file, an index file or a directory holding a checkpoint, as
+    /// the core's resolver tells them apart.
     pub fn open_path(path: &Path, backend: Backend) -> Result<Opened> {
-        let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
-        let is_index = path.extension().is_some_and(|e| e == "json");
-        if is_dir || is_index {
-            return Self::open_sharded(path, is_dir, backend);
+        match resolve_path(path)? {
+            Target::Index(index) => Self::open_sharded(&index, backend),
+            Target::File(file) => Ok(Opened {
+                files: vec![open_file(&file, backend).map_err(|e| e.in_file(&file))?],
+                location: None,
+            }),
+            other => Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("{other:?} is not a local file or index"),
+            ))),
         }
-        let file = open_file(path, backend).map_err(|e| e.in_file(path))?;
-        Ok(Opened {
-            files: vec![file],
-            location: None,
-        })
     }
 
-    fn open_sharded(path: &Path, is_dir: bool, backend: Backend) -> Result<Opened> {
-        // The core checks that index and shards agree (headers only, with
-        // pread); we then open the shards with the backend asked for.
-        let options = OpenOptions {
-            backend: Backend::Pread,
-            ..OpenOptions::default()
-        };
-        let checkpoint = if is_dir {
-            ShardedCheckpoint::open_dir(path, &options)?
-        } else {
-            ShardedCheckpoint::open(path, &options)?
-        };
-        let paths: Vec<PathBuf> = checkpoint
-            .shards()
-            .iter()
-            .map(|s| s.path().to_owned())
-            .collect();
-        drop(checkpoint);
-        let mut files = Vec::with_capacity(paths.len());
-        let mut location = HashMap::new();
-        for (i, shard) in paths.iter().enumerate() {
-            let file = open_file(shard, backend).map_err(|e| e.in_file(shard))?;
-            for tensor in file.header.tensors() {
-                location.insert(tensor.name.clone(), i);
-            }
-            files.push(file);
-        }
+    /// Opens each shard once, with the backend asked for; the core checks
+    /// that index and shards agree.
+    fn open_sharded(index: &Path, backend: Backend) -> Result<Opened> {
+        let shards = open_shards(
+            index,
+            |shard| open_file(shard, backend).map_err(|e| e.in_file(shard)),
+            |file| &file.header,
+        )?;
         Ok(Opened {
-            files,
-            location: Some(location),
+            files: shards.files,
+            location: Some(shards.location),
         })
     }
 

@@ -170,6 +170,7 @@ Examples:
   safeweights dump model.safetensors embed.weight
   safeweights dump model.safetensors embed.weight --slice '0:2, :, ::4'
   safeweights dump model.safetensors embed.weight --slice 0 --raw > row0.bin
+  safeweights dump model.safetensors lm_head.bias --slice '::-1'       # reversed
   safeweights dump https://example.com/model.safetensors lm_head.weight --slice '-1'")]
     Dump(DumpArgs),
 
@@ -317,8 +318,8 @@ pub struct DumpArgs {
     pub file: String,
     /// Tensor name.
     pub tensor: String,
-    /// Python-style slice, e.g. "0:2, :, ::4" (positive steps only).
-    #[arg(long)]
+    /// Python-style index, numpy's rules: e.g. "0:2, ::-1", "..., 0", "None, :4", "-1".
+    #[arg(long, allow_hyphen_values = true)]
     pub slice: Option<safeweights::slice::SliceSpec>,
     /// Write the raw little-endian bytes to stdout instead of values.
     #[arg(long, conflicts_with = "json")]

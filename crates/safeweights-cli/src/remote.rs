@@ -34,12 +34,6 @@ struct Http {
     bytes: AtomicU64,
 }
 
-/// True when `arg` names an `http://` or `https://` URL.
-pub fn is_url(arg: &str) -> bool {
-    let lower = arg.to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
-}
-
 impl RemoteFile {
     /// Fetches and validates the header of the file at `url`. `timeout`
     /// bounds connecting and each read, so a silent server fails instead

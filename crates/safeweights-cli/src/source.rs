@@ -6,12 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use safeweights::read::SafetensorsFile;
+use safeweights::resolve::{resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
 use crate::exit::{CliError, CliResult};
 use crate::parallel::PIECE_BYTES;
-use crate::remote::{is_url, RemoteFile};
+use crate::remote::RemoteFile;
 
 /// An opened checkpoint.
 #[derive(Debug)]
@@ -32,25 +33,22 @@ pub struct Entry<'a> {
 }
 
 impl Checkpoint {
-    /// Opens a URL, a directory, an index file (`*.json`) or a single file.
+    /// Opens a URL, a directory, an index file or a single file, as the
+    /// core's resolver tells them apart.
     pub fn open(arg: &str, timeout: Duration) -> CliResult<Self> {
-        if is_url(arg) {
-            return RemoteFile::open(arg, timeout).map(Checkpoint::Remote);
+        match resolve(arg)? {
+            Target::Url(url) => RemoteFile::open(&url, timeout).map(Checkpoint::Remote),
+            local => ShardedCheckpoint::open_target(local, &Default::default())
+                .map(Checkpoint::Local)
+                .map_err(CliError::from),
         }
-        Self::open_local(Path::new(arg))
     }
 
-    /// Opens a directory, an index file (`*.json`) or a single file.
+    /// Opens a directory, an index file or a single file (never a URL).
     pub fn open_local(path: &Path) -> CliResult<Self> {
-        let options = Default::default();
-        let opened = if path.is_dir() {
-            ShardedCheckpoint::open_dir(path, &options)
-        } else if path.extension().is_some_and(|e| e == "json") {
-            ShardedCheckpoint::open(path, &options)
-        } else {
-            SafetensorsFile::open(path).and_then(ShardedCheckpoint::single)
-        };
-        opened.map(Checkpoint::Local).map_err(CliError::from)
+        ShardedCheckpoint::open_path(path, &Default::default())
+            .map(Checkpoint::Local)
+            .map_err(CliError::from)
     }
 
     /// Every tensor, shard by shard, each shard in data-offset order.

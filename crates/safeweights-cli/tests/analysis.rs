@@ -248,6 +248,46 @@ fn dump_text_like_numpy() {
 }
 
 #[test]
+fn dump_slices_with_negative_steps_and_new_axes_like_numpy() {
+    for slice in [
+        "::-1",
+        "::-1, ::-2",
+        "..., None, 1:4",
+        "-1:0:-2, None",
+        "-1",
+    ] {
+        let output = run(&["dump", &fixture("numpy.safetensors"), "x", "--slice", slice]);
+        assert_eq!(code(&output), 0, "{slice}: {}", stderr(&output));
+        let numpy = python_run(
+            "import sys; from safetensors import safe_open; \
+             x = safe_open(sys.argv[1], 'np').get_tensor('x'); \
+             print(eval('x[' + sys.argv[2] + ']'))",
+            &[&fixture("numpy.safetensors"), slice],
+        );
+        assert_eq!(stdout(&output), numpy, "{slice}");
+    }
+    let doc = json(
+        &[
+            "dump",
+            &fixture("numpy.safetensors"),
+            "x",
+            "--slice",
+            "::-1",
+        ],
+        0,
+    );
+    assert_eq!(doc["shape"], serde_json::json!([3, 4]));
+    assert_eq!(doc["values"][0], serde_json::json!([8, 9, 10, 11]));
+    let output = run(&["dump", &fixture("numpy.safetensors"), "x", "--slice", "::0"]);
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("cannot be zero"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn dump_raw_and_errors() {
     let output = run(&[
         "dump",

@@ -65,6 +65,29 @@ fn inspect_sharded_index_and_directory() {
 }
 
 #[test]
+fn an_index_is_recognised_by_content_and_an_empty_directory_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let renamed = dir.path().join("weights.map");
+    std::fs::copy(fixture("sharded/model.safetensors.index.json"), &renamed).unwrap();
+    for shard in std::fs::read_dir(fixture("sharded")).unwrap() {
+        let shard = shard.unwrap().path();
+        if shard.extension().is_some_and(|e| e == "safetensors") {
+            std::fs::copy(&shard, dir.path().join(shard.file_name().unwrap())).unwrap();
+        }
+    }
+    let doc = json(&["inspect", renamed.to_str().unwrap()], 0);
+    assert_eq!(doc["tensors"].as_array().unwrap().len(), 6);
+    let empty = tempfile::tempdir().unwrap();
+    let output = run(&["inspect", empty.path().to_str().unwrap()]);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("0 index files"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn validate_good_files() {
     let output = run(&[
         "validate",

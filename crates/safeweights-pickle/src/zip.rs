@@ -57,9 +57,9 @@ pub struct ZipArchive {
     by_name: HashMap<String, usize>,
 }
 
-/// Whether `data` starts like a zip archive.
+/// Whether `data` is a zip archive, as the core's one sniffer recognises it.
 pub fn is_zip(data: &[u8]) -> bool {
-    data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06")
+    safeweights::sniff(data) == safeweights::FileKind::Zip
 }
 
 impl ZipArchive {

@@ -4,44 +4,10 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::format::sniff::FileKind;
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A format that is not safetensors, recognised from a file's first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ForeignFormat {
-    /// A zip archive, most likely a PyTorch pickle checkpoint.
-    Zip,
-    /// A raw pickle stream (a legacy PyTorch checkpoint or `pickle.dump`).
-    Pickle,
-    /// A git-lfs pointer file: the real file was never downloaded.
-    GitLfsPointer,
-    /// An HTML page, typically an error or login page saved under the model's name.
-    Html,
-    /// A numpy `.npy` file.
-    Numpy,
-}
-
-impl ForeignFormat {
-    fn advice(self) -> &'static str {
-        match self {
-            ForeignFormat::Zip => {
-                "it is a zip archive, probably a PyTorch checkpoint: convert it with `safeweights convert`"
-            }
-            ForeignFormat::Pickle => {
-                "it is a pickle stream, probably a legacy PyTorch checkpoint: convert it with `safeweights convert`"
-            }
-            ForeignFormat::GitLfsPointer => {
-                "it is a git-lfs pointer, not the file itself: run `git lfs pull` to fetch the real file"
-            }
-            ForeignFormat::Html => {
-                "it is an HTML page, probably an error or login page saved in place of the file: download it again"
-            }
-            ForeignFormat::Numpy => "it is a numpy .npy file: convert it with `safeweights convert`",
-        }
-    }
-}
 
 /// Everything that can go wrong when reading, validating, slicing or writing
 /// safetensors data. Header errors name the tensor they concern.
@@ -62,8 +28,9 @@ pub enum Error {
         /// Length of the file in bytes.
         len: u64,
     },
-    /// The file is another format altogether.
-    ForeignFormat(ForeignFormat),
+    /// The file is another format altogether, as [`sniff`](crate::format::sniff::sniff)
+    /// recognised it (never `Safetensors` or `Unknown`).
+    ForeignFormat(FileKind),
     /// The declared header length is over the configured limit.
     HeaderTooLarge {
         /// Declared header length.
@@ -218,6 +185,15 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A directory given as a checkpoint does not hold exactly one: no or
+    /// several `*.safetensors.index.json` files, or, without an index, no
+    /// or several `*.safetensors` files.
+    CheckpointDirectory {
+        /// How many index files the directory holds.
+        index_files: usize,
+        /// How many safetensors files the directory holds.
+        safetensors_files: usize,
+    },
     /// A sharded checkpoint's index and shards disagree.
     Shard {
         /// What was wrong.
@@ -268,6 +244,7 @@ impl Error {
         !matches!(
             self.kind(),
             Error::Io(_)
+                | Error::CheckpointDirectory { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -394,6 +371,13 @@ impl fmt::Display for Error {
                 write!(f, "tensor {tensor:?}: invalid slice: {reason}")
             }
             Error::InvalidTensor { tensor, reason } => write!(f, "tensor {tensor:?}: {reason}"),
+            Error::CheckpointDirectory {
+                index_files,
+                safetensors_files,
+            } => write!(
+                f,
+                "the directory holds {index_files} index files and {safetensors_files} safetensors files; point at one index file or file"
+            ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
             Error::BufferSize {
                 tensor,

@@ -29,10 +29,12 @@ pub mod edit;
 mod error;
 pub mod format;
 pub mod read;
+pub mod resolve;
 pub mod shards;
 pub mod slice;
 mod split;
 pub mod write;
 
-pub use error::{Error, ForeignFormat, Result};
+pub use error::{Error, Result};
+pub use format::sniff::{sniff, FileKind};
 pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};

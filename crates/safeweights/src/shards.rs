@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::{Metadata, TensorInfo};
+use crate::format::{Header, Metadata, TensorInfo};
 use crate::read::{OpenOptions, SafetensorsFile};
+use crate::resolve::{resolve_path, Target};
 use crate::write::{serialize_to_file, write_all_at, AtomicFile, TensorRef, WriteOptions};
 
 /// The conventional index file name.
@@ -259,27 +260,39 @@ impl ShardedCheckpoint {
     /// agree: every shard exists, every tensor is in the shard the index
     /// names, no tensor is in two shards, and no shard holds unlisted tensors.
     pub fn open(index_path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
-        let index_path = index_path.as_ref();
-        let index = ShardIndex::read(index_path)?;
-        let directory = index_path.parent().unwrap_or(Path::new("."));
-        Self::from_index(index, directory, options).map_err(|e| e.in_file(index_path))
+        let shards = open_shards(
+            index_path.as_ref(),
+            |path| SafetensorsFile::open_with(path, options),
+            SafetensorsFile::header,
+        )?;
+        Ok(ShardedCheckpoint {
+            index: shards.index,
+            shards: shards.files,
+            location: shards.location,
+        })
     }
 
     /// Opens a directory holding an index file, or a single safetensors file.
     pub fn open_dir(directory: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
-        let directory = directory.as_ref();
-        let (indexes, singles) = list_checkpoint_files(directory)?;
-        match (indexes.as_slice(), singles.as_slice()) {
-            ([index], _) => Self::open(index, options),
-            ([], [single]) => Self::single(SafetensorsFile::open_with(single, options)?),
-            _ => Err(Error::Shard {
-                reason: format!(
-                    "{} holds {} index files and {} safetensors files; point at one index file or file",
-                    directory.display(),
-                    indexes.len(),
-                    singles.len()
-                ),
-            }),
+        Self::open_path(directory, options)
+    }
+
+    /// Opens whatever a local path names, as [`resolve_path`] decides: a
+    /// directory, an index file, or one safetensors file.
+    pub fn open_path(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Self> {
+        Self::open_target(resolve_path(path.as_ref())?, options)
+    }
+
+    /// Opens a resolved local target; a URL is refused (the CLI reads
+    /// those with HTTP range requests).
+    pub fn open_target(target: Target, options: &OpenOptions) -> Result<Self> {
+        match target {
+            Target::Index(index) => Self::open(index, options),
+            Target::File(file) => Self::single(SafetensorsFile::open_with(file, options)?),
+            Target::Url(url) => Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("{url} is a URL, not a local path"),
+            ))),
         }
     }
 
@@ -306,26 +319,6 @@ impl ShardedCheckpoint {
         Ok(ShardedCheckpoint {
             index,
             shards: vec![file],
-            location,
-        })
-    }
-
-    fn from_index(index: ShardIndex, directory: &Path, options: &OpenOptions) -> Result<Self> {
-        let files = index.shard_files();
-        let mut shards = Vec::with_capacity(files.len());
-        for name in &files {
-            let path = directory.join(name);
-            if !path.exists() {
-                return Err(Error::Shard {
-                    reason: format!("shard {name:?} listed in the index is missing"),
-                });
-            }
-            shards.push(SafetensorsFile::open_with(&path, options)?);
-        }
-        let location = locate_tensors(&files, &shards, &index)?;
-        Ok(ShardedCheckpoint {
-            index,
-            shards,
             location,
         })
     }
@@ -363,14 +356,60 @@ impl ShardedCheckpoint {
     }
 }
 
+/// The shards of an index, each opened once by the caller's own opener.
+#[derive(Debug)]
+pub struct OpenedShards<T> {
+    /// The index.
+    pub index: ShardIndex,
+    /// The shards, in the order of [`ShardIndex::shard_files`].
+    pub files: Vec<T>,
+    /// Which of `files` holds each tensor.
+    pub location: HashMap<String, usize>,
+}
+
+/// Reads the index at `index_path`, opens each shard it names once with
+/// `open` (the caller picks how: mapped, read, copied), and checks that
+/// index and shards agree, as [`ShardedCheckpoint::open`] does. Errors name
+/// the index file.
+pub fn open_shards<T>(
+    index_path: &Path,
+    mut open: impl FnMut(&Path) -> Result<T>,
+    header_of: impl Fn(&T) -> &Header,
+) -> Result<OpenedShards<T>> {
+    let index = ShardIndex::read(index_path)?;
+    let directory = index_path.parent().unwrap_or(Path::new("."));
+    let opened = (|| {
+        let names = index.shard_files();
+        let mut files = Vec::with_capacity(names.len());
+        for name in &names {
+            let path = directory.join(name);
+            if !path.exists() {
+                return Err(Error::Shard {
+                    reason: format!("shard {name:?} listed in the index is missing"),
+                });
+            }
+            files.push(open(&path)?);
+        }
+        let headers: Vec<&Header> = files.iter().map(&header_of).collect();
+        let location = locate_tensors(&names, &headers, &index)?;
+        Ok((files, location))
+    })();
+    let (files, location) = opened.map_err(|e| e.in_file(index_path))?;
+    Ok(OpenedShards {
+        index,
+        files,
+        location,
+    })
+}
+
 fn locate_tensors(
     files: &[&str],
-    shards: &[SafetensorsFile],
+    headers: &[&Header],
     index: &ShardIndex,
 ) -> Result<HashMap<String, usize>> {
     let mut location: HashMap<String, usize> = HashMap::new();
-    for (i, shard) in shards.iter().enumerate() {
-        for tensor in shard.header().tensors() {
+    for (i, header) in headers.iter().enumerate() {
+        for tensor in header.tensors() {
             if let Some(&other) = location.get(&tensor.name) {
                 return Err(Error::Shard {
                     reason: format!(
@@ -408,27 +447,6 @@ fn locate_tensors(
         }
     }
     Ok(location)
-}
-
-fn list_checkpoint_files(directory: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let entries = std::fs::read_dir(directory).map_err(|e| Error::Io(e).in_file(directory))?;
-    let mut indexes = Vec::new();
-    let mut singles = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| Error::Io(e).in_file(directory))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".safetensors.index.json") {
-            indexes.push(path);
-        } else if name.ends_with(".safetensors") {
-            singles.push(path);
-        }
-    }
-    indexes.sort();
-    singles.sort();
-    Ok((indexes, singles))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_names_tensor, file_bytes, one_tensor, parse_error, ONE_F32};
 use safeweights::read::{Backend, OpenOptions, SafeTensors, SafetensorsFile};
-use safeweights::{Error, ForeignFormat, Header};
+use safeweights::{Error, FileKind, Header};
 
 // ---- layout -------------------------------------------------------------
 
@@ -372,7 +372,7 @@ fn a_header_with_a_million_tensors_parses() {
 
 // ---- foreign formats ---------------------------------------------------------
 
-fn assert_foreign(bytes: &[u8], expected: ForeignFormat) {
+fn assert_foreign(bytes: &[u8], expected: FileKind) {
     let error = parse_error(bytes);
     assert!(
         matches!(error.kind(), Error::ForeignFormat(found) if *found == expected),
@@ -400,11 +400,8 @@ fn zip_archive_is_reported_as_a_zip() {
     let mut zip = b"PK\x03\x04\x00\x00\x08\x08\x00\x00".to_vec();
     zip.extend_from_slice(b"archive/data.pkl");
     zip.extend_from_slice(&[0; 64]);
-    assert_foreign(&zip, ForeignFormat::Zip);
-    assert_foreign(
-        b"PK\x05\x06\x00\x00\x00\x00\x00\x00\x00\x00",
-        ForeignFormat::Zip,
-    );
+    assert_foreign(&zip, FileKind::Zip);
+    assert_foreign(b"PK\x05\x06\x00\x00\x00\x00\x00\x00\x00\x00", FileKind::Zip);
 }
 
 #[test]
@@ -413,13 +410,13 @@ fn zip_whose_first_bytes_read_as_a_plausible_length_is_still_a_zip() {
     // length of 67,324,752, under the limit; the "header" is then not JSON.
     let mut zip = vec![0u8; 67_324_752 + 8 + 100];
     zip[..4].copy_from_slice(b"PK\x03\x04");
-    assert_foreign(&zip, ForeignFormat::Zip);
+    assert_foreign(&zip, FileKind::Zip);
 }
 
 #[test]
 fn git_lfs_pointer_is_reported_as_such() {
     let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
-    assert_foreign(pointer, ForeignFormat::GitLfsPointer);
+    assert_foreign(pointer, FileKind::GitLfsPointer);
     let error = parse_error(pointer);
     assert!(error.to_string().contains("git lfs pull"), "{error}");
 }
@@ -428,23 +425,23 @@ fn git_lfs_pointer_is_reported_as_such() {
 fn html_page_is_reported_as_such() {
     assert_foreign(
         b"<!DOCTYPE html>\n<html><head><title>404</title></head></html>",
-        ForeignFormat::Html,
+        FileKind::Html,
     );
     assert_foreign(
         b"\n  <html lang=\"en\"><body>Access denied</body></html>",
-        ForeignFormat::Html,
+        FileKind::Html,
     );
-    assert_foreign(b"<html>", ForeignFormat::Html);
+    assert_foreign(b"<html>", FileKind::Html);
 }
 
 #[test]
 fn pickle_stream_is_reported_as_a_pickle() {
     // The start of a legacy torch.save file: PROTO 2, LONG1 magic number.
     let legacy = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.\x80\x02M\xe9\x03.";
-    assert_foreign(legacy, ForeignFormat::Pickle);
+    assert_foreign(legacy, FileKind::Pickle);
     assert_foreign(
         b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00}\x94.",
-        ForeignFormat::Pickle,
+        FileKind::Pickle,
     );
 }
 
@@ -454,7 +451,7 @@ fn numpy_file_is_reported_as_such() {
         b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }".to_vec();
     npy.resize(128, b' ');
     npy.extend_from_slice(&[0; 12]);
-    assert_foreign(&npy, ForeignFormat::Numpy);
+    assert_foreign(&npy, FileKind::Numpy);
 }
 
 #[test]

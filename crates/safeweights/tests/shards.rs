@@ -321,7 +321,18 @@ fn index_that_is_not_index_json_is_refused() {
 fn open_dir_refuses_ambiguous_directories() {
     let dir = tempfile::tempdir().unwrap();
     let error = ShardedCheckpoint::open_dir(dir.path(), &OpenOptions::default()).unwrap_err();
-    assert!(matches!(error.kind(), Error::Shard { .. }), "{error:?}");
+    assert!(
+        matches!(
+            error.kind(),
+            Error::CheckpointDirectory {
+                index_files: 0,
+                safetensors_files: 0
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.path(), Some(dir.path()));
+    assert!(!error.is_invalid_data());
     let data = [0u8; 4];
     for file in ["one.safetensors", "two.safetensors"] {
         serialize_to_file(
@@ -333,7 +344,10 @@ fn open_dir_refuses_ambiguous_directories() {
         .unwrap();
     }
     let error = ShardedCheckpoint::open_dir(dir.path(), &OpenOptions::default()).unwrap_err();
-    assert!(matches!(error.kind(), Error::Shard { .. }), "{error:?}");
+    assert!(
+        matches!(error.kind(), Error::CheckpointDirectory { .. }),
+        "{error:?}"
+    );
     assert!(error.to_string().contains("2 safetensors files"), "{error}");
 }
 
@@ -348,4 +362,91 @@ fn open_dir_prefers_the_index_over_its_shards() {
     let checkpoint = ShardedCheckpoint::open_dir(dir.path(), &OpenOptions::default()).unwrap();
     assert_eq!(checkpoint.names(), ["a", "b"]);
     assert_eq!(checkpoint.shards().len(), 2);
+}
+
+// ---- the one resolver --------------------------------------------------------
+
+#[test]
+fn resolver_tells_files_indexes_and_directories_apart_by_content() {
+    use safeweights::resolve::{resolve, resolve_path, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let index = setup(
+        dir.path(),
+        &[&["a"], &["b"]],
+        &[("a", "s1.safetensors"), ("b", "s2.safetensors")],
+    );
+    assert_eq!(resolve_path(&index).unwrap(), Target::Index(index.clone()));
+    assert_eq!(
+        resolve_path(dir.path()).unwrap(),
+        Target::Index(index.clone())
+    );
+    let shard = dir.path().join("s1.safetensors");
+    assert_eq!(resolve_path(&shard).unwrap(), Target::File(shard.clone()));
+    // Names do not decide: an index under another name is an index, a
+    // safetensors file named `.json` is a file.
+    let renamed_index = dir.path().join("weights.idx");
+    std::fs::copy(&index, &renamed_index).unwrap();
+    assert_eq!(
+        resolve_path(&renamed_index).unwrap(),
+        Target::Index(renamed_index.clone())
+    );
+    let json_named = dir.path().join("model.json");
+    std::fs::copy(&shard, &json_named).unwrap();
+    assert_eq!(
+        resolve_path(&json_named).unwrap(),
+        Target::File(json_named.clone())
+    );
+    let opened = ShardedCheckpoint::open_path(&renamed_index, &OpenOptions::default()).unwrap();
+    assert_eq!(opened.names(), ["a", "b"]);
+    let opened = ShardedCheckpoint::open_path(&json_named, &OpenOptions::default()).unwrap();
+    assert_eq!(opened.names(), ["a"]);
+    assert_eq!(
+        resolve("https://example.com/m.safetensors").unwrap(),
+        Target::Url("https://example.com/m.safetensors".into())
+    );
+    let missing = resolve_path(&dir.path().join("missing")).unwrap_err();
+    assert!(matches!(missing.kind(), Error::Io(_)), "{missing:?}");
+    assert!(missing.path().is_some());
+}
+
+#[test]
+fn open_shards_opens_each_shard_once_with_the_callers_opener() {
+    use safeweights::read::SafetensorsFile;
+    use safeweights::shards::open_shards;
+    let dir = tempfile::tempdir().unwrap();
+    let index = setup(
+        dir.path(),
+        &[&["a", "c"], &["b"]],
+        &[
+            ("a", "s1.safetensors"),
+            ("b", "s2.safetensors"),
+            ("c", "s1.safetensors"),
+        ],
+    );
+    let mut opened_paths = Vec::new();
+    let shards = open_shards(
+        &index,
+        |path| {
+            opened_paths.push(path.to_owned());
+            SafetensorsFile::open(path)
+        },
+        SafetensorsFile::header,
+    )
+    .unwrap();
+    assert_eq!(
+        opened_paths,
+        [
+            dir.path().join("s1.safetensors"),
+            dir.path().join("s2.safetensors")
+        ]
+    );
+    assert_eq!(shards.files.len(), 2);
+    assert_eq!(shards.location["c"], 0);
+    assert_eq!(shards.location["b"], 1);
+    // Disagreement is still refused, naming the index.
+    let bad = setup(dir.path(), &[&["a"], &["b"]], &[("a", "s2.safetensors")]);
+    let error =
+        open_shards(&bad, |p| SafetensorsFile::open(p), SafetensorsFile::header).unwrap_err();
+    assert!(matches!(error.kind(), Error::Shard { .. }), "{error:?}");
+    assert_eq!(error.path(), Some(bad.as_path()));
 }

@@ -18,13 +18,19 @@ pub fn run(ctx: Context, args: &DumpArgs, out: &mut Out) -> CliResult {
     let entry = checkpoint.find(&args.tensor)?;
     let info = entry.info;
     let spec: &[SliceArg] = args.slice.as_ref().map_or(&[], |s| &s.0);
-    let dims = slice::resolve(&info.name, &info.shape, spec)?;
-    let len = slice::output_len(&info.name, info.dtype, &info.shape, &dims)?;
+    let selection = slice::plan(&info.name, &info.shape, spec)?;
+    let len = slice::output_len(&info.name, info.dtype, &info.shape, &selection)?;
     let windows = plan_windows(|visit| {
-        slice::for_each_run(&info.name, info.dtype, &info.shape, &dims, |offset, run| {
-            visit(offset as u64, run as u64);
-            Ok(())
-        })
+        slice::for_each_run(
+            &info.name,
+            info.dtype,
+            &info.shape,
+            &selection,
+            |offset, run| {
+                visit(offset as u64, run as u64);
+                Ok(())
+            },
+        )
         .map_err(CliError::from)
     })?;
     let fetched = windows
@@ -33,17 +39,24 @@ pub fn run(ctx: Context, args: &DumpArgs, out: &mut Out) -> CliResult {
         .collect::<CliResult<Vec<_>>>()?;
     let mut bytes = Vec::with_capacity(len);
     let mut window = 0;
-    slice::for_each_run(&info.name, info.dtype, &info.shape, &dims, |offset, run| {
-        // Runs come in increasing offset order, so the window holding
-        // this run is the current one or a later one.
-        while fetched[window].0 + fetched[window].1.len() as u64 <= offset as u64 {
-            window += 1;
-        }
-        let start = offset - fetched[window].0 as usize;
-        bytes.extend_from_slice(&fetched[window].1[start..start + run]);
-        Ok(())
-    })?;
-    let shape = slice::output_shape(&dims);
+    slice::for_each_run(
+        &info.name,
+        info.dtype,
+        &info.shape,
+        &selection,
+        |offset, run| {
+            // Runs come in increasing offset order, so the window holding
+            // this run is the current one or a later one.
+            while fetched[window].0 + fetched[window].1.len() as u64 <= offset as u64 {
+                window += 1;
+            }
+            let start = offset - fetched[window].0 as usize;
+            bytes.extend_from_slice(&fetched[window].1[start..start + run]);
+            Ok(())
+        },
+    )?;
+    selection.finish(&info.name, info.dtype, &mut bytes)?;
+    let shape = selection.shape();
     if args.raw {
         out.write_all(&bytes)?;
         return Ok(Status::Success);

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use safeweights::format::HeaderLimits;
 use safeweights::shards::ShardIndex;
-use safeweights::Header;
+use safeweights::{sniff, FileKind, Header};
 use serde_json::{Map, Value as Json};
 
 use crate::dtype::Dtype;
@@ -115,29 +115,25 @@ pub(crate) fn open_part(path: &Path, source: Source, kind: Kind, limits: &Limits
     Ok(part)
 }
 
-/// Recognises the format from the first bytes and, for zips, the members.
+/// Recognises the format with the core's sniffer and, for zips, the members.
 fn detect(data: &[u8], limits: &Limits) -> Result<Kind> {
-    if crate::zip::is_zip(data) {
-        return Ok(match ZipArchive::parse(data, limits) {
+    match sniff(data) {
+        FileKind::Zip => Ok(match ZipArchive::parse(data, limits) {
             Ok(zip) if is_npz(&zip) => Kind::Npz(zip),
             _ => Kind::Torch,
-        });
+        }),
+        FileKind::Numpy => Ok(Kind::Npy),
+        FileKind::Safetensors => match Header::parse_file(data, &HeaderLimits::default()) {
+            Ok(_) => Err(Error::usage(
+                "this file already is safetensors; there is nothing to convert",
+            )),
+            Err(source) => Err(Error::Safetensors { source }),
+        },
+        // An index is JSON text, which no sniffed format starts with.
+        FileKind::Unknown if data.trim_ascii_start().starts_with(b"{") => Ok(Kind::Index),
+        // Torch's reader explains what any other file most likely is.
+        _ => Ok(Kind::Torch),
     }
-    if data.starts_with(numpy::MAGIC) {
-        return Ok(Kind::Npy);
-    }
-    // Before the index test: a safetensors header length of 123 makes a
-    // file's first byte `{`.
-    if Header::parse_file(data, &HeaderLimits::default()).is_ok() {
-        return Err(Error::usage(
-            "this file already is safetensors; there is nothing to convert",
-        ));
-    }
-    if data.trim_ascii_start().starts_with(b"{") {
-        return Ok(Kind::Index);
-    }
-    // Torch's reader explains what an unknown file most likely is.
-    Ok(Kind::Torch)
 }
 
 /// A zip of `.npy` arrays without a torch `data.pkl`.

@@ -1,32 +1,35 @@
-//! Format detection and the containers: zip archives, legacy torch
-//! streams, `.npy` files and safetensors files.
+//! Format detection (the core's sniffer) and the containers: zip
+//! archives, legacy torch streams, `.npy` files and safetensors files.
+//! Whatever is no zip or `.npy` is also simulated as a pickle, because
+//! `pickle.load` (and torch.load's legacy path) reads any bytes as one.
 
 use super::pickle::{scan_pickles, Scanned, Start};
 use super::{FileFormat, Finding, Sink, Verdict};
 use crate::numpy;
-use crate::pickle::ops;
-use crate::zip::{self, ZipArchive};
+use crate::zip::ZipArchive;
+use safeweights::{sniff, FileKind};
 
 /// Pickles in a legacy torch file before the raw storages begin.
 const LEGACY_PICKLES: usize = 5;
 
-/// Detects the format of `data` by content and scans it.
+/// Detects the format of `data` with the core's sniffer and scans it.
 pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
-    if zip::is_zip(data) {
-        return scan_zip(data, sink);
+    match sniff(data) {
+        FileKind::Zip => scan_zip(data, sink),
+        FileKind::Numpy => {
+            scan_npy(data, sink);
+            FileFormat::Npy
+        }
+        FileKind::Safetensors => {
+            check_safetensors(data, sink);
+            // The header length's bytes can also start a pickle (a STRING
+            // quoting everything up to a newline in the data), which
+            // torch.load's legacy path would run: a genuine file is none.
+            scan_pickle_file(data, sink);
+            FileFormat::Safetensors
+        }
+        _ => super::tar::scan_tar(data, sink).unwrap_or_else(|| scan_pickle_file(data, sink)),
     }
-    if data.starts_with(numpy::MAGIC) {
-        scan_npy(data, sink);
-        return FileFormat::Npy;
-    }
-    if looks_like_safetensors(data) {
-        check_safetensors(data, sink);
-        return FileFormat::Safetensors;
-    }
-    if let Some(format) = super::tar::scan_tar(data, sink) {
-        return format;
-    }
-    scan_pickle_file(data, sink)
 }
 
 /// Everything that is clearly no other format is what `pickle.load`
@@ -40,7 +43,7 @@ fn scan_pickle_file(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         safe_reader_check(crate::torch::validate(data, sink.limits), sink, false);
         return FileFormat::TorchLegacy;
     }
-    let first = if data.first() == Some(&ops::PROTO) {
+    let first = if sniff(data) == FileKind::Pickle {
         Start::Pickle
     } else {
         Start::Guess
@@ -68,16 +71,6 @@ fn safe_reader_check(result: crate::Result<()>, sink: &mut Sink<'_>, limits_only
         Verdict::Suspicious,
         e.to_string(),
     ));
-}
-
-fn looks_like_safetensors(data: &[u8]) -> bool {
-    let Some(len) = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-        return false;
-    };
-    let n = u64::from_le_bytes(len);
-    let fits = n.checked_add(8).is_some_and(|end| end <= data.len() as u64);
-    let body = data.get(8..).unwrap_or_default();
-    fits && body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 fn check_safetensors(data: &[u8], sink: &mut Sink<'_>) {
@@ -218,7 +211,7 @@ fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
 }
 
 fn data_is_not_other_format(bytes: &[u8]) -> bool {
-    !zip::is_zip(bytes) && !bytes.starts_with(numpy::MAGIC)
+    !matches!(sniff(bytes), FileKind::Zip | FileKind::Numpy)
 }
 
 fn is_torchscript_marker(name: &str, prefix: Option<&str>) -> bool {

@@ -284,12 +284,19 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
-    fn global(&mut self, module: &str, name: &str, ins: &Instr<'_>) -> SVal {
+    /// Reports an import. A module name no import could find (NUL bytes,
+    /// spaces, punctuation: what binary data read as GLOBAL looks like)
+    /// stops the unpickler with an ImportError, so it ends the pickle.
+    fn global(&mut self, module: &str, name: &str, ins: &Instr<'_>) -> Result<SVal, Broken> {
+        if !importable(module) {
+            return Err(broken(ins, "a module name no import can find"));
+        }
+        self.imported = true;
         let (verdict, reason) = classify(module, name);
         let shown = format!("{module}.{name}");
         self.sink
             .add(Finding::new(shown, ins.offset, verdict, reason));
-        SVal::Global(Rc::new((module.to_owned(), name.to_owned())))
+        Ok(SVal::Global(Rc::new((module.to_owned(), name.to_owned()))))
     }
 
     fn step(&mut self, ins: &Instr<'_>) -> Result<(), Broken> {
@@ -315,12 +322,11 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 top
             }
             (ops::GLOBAL | ops::INST, Arg::TwoLines(m, n)) => {
-                self.imported = true;
                 let g = self.global(
                     &String::from_utf8_lossy(m),
                     &String::from_utf8_lossy(n),
                     ins,
-                );
+                )?;
                 if ins.op.byte == ops::INST {
                     self.pop_mark(ins)?;
                     SVal::Computed
@@ -329,12 +335,12 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 }
             }
             (ops::STACK_GLOBAL, _) => {
-                self.imported = true;
                 let name = self.pop(ins)?;
                 let module = self.pop(ins)?;
                 match (module, name) {
-                    (SVal::Str(m), SVal::Str(n)) => self.global(&m, &n, ins),
+                    (SVal::Str(m), SVal::Str(n)) => self.global(&m, &n, ins)?,
                     (SVal::Computed, _) | (_, SVal::Computed) => {
+                        self.imported = true;
                         self.sink.add(Finding::new(
                             "global with a computed name",
                             ins.offset,
@@ -479,6 +485,15 @@ fn tuple(items: Vec<SVal>) -> SVal {
         })
         .collect();
     SVal::Tuple(flat.into())
+}
+
+/// Whether `module` could name an importable module: dotted words of
+/// letters, digits and underscores (any alphabet, as Python identifiers).
+fn importable(module: &str) -> bool {
+    !module.is_empty()
+        && module
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'))
 }
 
 /// A memo index as CPython reads it (text keys through `int()` rules).

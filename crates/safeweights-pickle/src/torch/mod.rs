@@ -19,6 +19,7 @@ mod zipfmt;
 use std::borrow::Cow;
 use std::path::Path;
 
+use safeweights::FileKind;
 use serde_json::{Map, Value as Json};
 
 pub use flatten::{Skipped, TensorEntry};
@@ -243,28 +244,34 @@ fn check_storage_size(storage: &StorageRef, have: u64) -> Result<()> {
     Ok(())
 }
 
-/// Explains what an unrecognized file most likely is.
+/// Explains what an unrecognized file most likely is, from the core's sniffer.
 fn describe_unknown(data: &[u8]) -> String {
-    let head = data.get(..data.len().min(200)).unwrap_or_default();
-    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
-    if text.starts_with("version https://git-lfs") {
-        "this is a git-lfs pointer file, not the checkpoint: fetch the real file with `git lfs pull`".into()
-    } else if text.trim_start().starts_with("<!doctype html")
-        || text.trim_start().starts_with("<html")
-    {
-        "this is an HTML page (probably a download error page), not a checkpoint".into()
-    } else if crate::tar::is_tar(data) && crate::tar::is_torch_tar(&crate::tar::members(data).0) {
-        "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, pickle), which \
-         the safe reader does not read: check it with `safeweights scan`, then load it with torch \
-         in a sandbox and save it again with a current torch"
-            .into()
-    } else if data.starts_with(&[0x80]) {
-        "a bare pickle, not a torch checkpoint (torch.save writes a zip or a legacy stream); \
-         use `safeweights scan` to inspect it"
-            .into()
-    } else if data.starts_with(b"\x93NUMPY") {
-        "a numpy .npy file: use the numpy reader".into()
-    } else {
-        "not a PyTorch checkpoint (neither a zip archive nor a legacy torch file)".into()
+    if crate::tar::is_tar(data) && crate::tar::is_torch_tar(&crate::tar::members(data).0) {
+        return "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, \
+                pickle), which the safe reader does not read: check it with `safeweights scan`, \
+                then load it with torch in a sandbox and save it again with a current torch"
+            .into();
+    }
+    match safeweights::sniff(data) {
+        FileKind::GitLfsPointer => {
+            "this is a git-lfs pointer file, not the checkpoint: fetch the real file with `git lfs pull`".into()
+        }
+        FileKind::Html => {
+            "this is an HTML page (probably a download error page), not a checkpoint".into()
+        }
+        FileKind::Pickle => {
+            "a bare pickle, not a torch checkpoint (torch.save writes a zip or a legacy stream); \
+             use `safeweights scan` to inspect it"
+                .into()
+        }
+        FileKind::Numpy => "a numpy .npy file: use the numpy reader".into(),
+        FileKind::Safetensors => "a safetensors file, not a PyTorch checkpoint".into(),
+        FileKind::Unknown => {
+            "not a PyTorch checkpoint (neither a zip archive nor a legacy torch file)".into()
+        }
+        other => format!(
+            "a {} file, not a PyTorch checkpoint (neither a zip archive nor a legacy torch file)",
+            other.name()
+        ),
     }
 }

@@ -8,7 +8,7 @@ use hashbrown::HashTable;
 use crate::error::{Error, Result};
 use crate::format::dtype::Dtype;
 use crate::format::parse::parse_header_json;
-use crate::format::sniff::sniff_foreign_format;
+use crate::format::sniff::foreign;
 use crate::format::validate::{check_sizes_and_sort, check_tiling};
 
 /// Size of the little-endian length prefix that starts every file.
@@ -91,7 +91,7 @@ impl Header {
     /// `prefix` is the first bytes of the file (at least 8 when available,
     /// more helps recognise foreign formats) and `file_len` the full length.
     pub fn read_header_len(prefix: &[u8], file_len: u64, limits: &HeaderLimits) -> Result<u64> {
-        let foreign = || sniff_foreign_format(prefix).map(Error::ForeignFormat);
+        let foreign = || foreign(prefix).map(Error::ForeignFormat);
         let Some(len_bytes) = prefix.get(..PREFIX_LEN) else {
             return Err(foreign().unwrap_or(Error::FileTooSmall { len: file_len }));
         };
@@ -119,7 +119,7 @@ impl Header {
         })?;
         let parsed = parse_header_json(text).map_err(|error| match error {
             Error::HeaderNotObject | Error::InvalidJson { offset: 0, .. } => {
-                sniff_foreign_format(json).map_or(error, Error::ForeignFormat)
+                foreign(json).map_or(error, Error::ForeignFormat)
             }
             other => other,
         })?;
@@ -219,7 +219,7 @@ pub(crate) fn foreign_or(error: Error, file_prefix: &[u8]) -> Error {
         | Error::InvalidJson { .. }
         | Error::HeaderNotObject
         | Error::TrailingCharacters { .. } => {
-            sniff_foreign_format(file_prefix).map_or(error, Error::ForeignFormat)
+            foreign(file_prefix).map_or(error, Error::ForeignFormat)
         }
         other => other,
     }

@@ -8,11 +8,12 @@ use memmap2::Mmap;
 
 use crate::error::{Error, Result};
 use crate::format::header::foreign_or;
+use crate::format::sniff::SNIFF_LEN;
 use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
 use crate::read::mmap::map_file;
 use crate::read::parallel::{read_chunks_parallel, Chunk};
 use crate::read::view::TensorView;
-use crate::slice::{self, SliceArg};
+use crate::slice::{self, Selection, SliceArg};
 
 /// How a file's bytes are reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,19 +181,26 @@ impl SafetensorsFile {
     /// selected bytes are read.
     pub fn read_slice(&self, name: &str, args: &[SliceArg]) -> Result<(Vec<usize>, Vec<u8>)> {
         let info = self.info(name)?;
-        let dims = slice::resolve(name, &info.shape, args)?;
-        let bytes = match &self.source {
+        let selection = slice::plan(name, &info.shape, args)?;
+        let bytes = self.read_selection(info, &selection)?;
+        Ok((selection.shape(), bytes))
+    }
+
+    /// Reads a planned slice of a tensor (see [`slice::plan`]); only the
+    /// selected bytes are read.
+    pub fn read_selection(&self, info: &TensorInfo, selection: &Selection) -> Result<Vec<u8>> {
+        let name = &info.name;
+        match &self.source {
             Source::Mmap(map) => {
                 let data = self.mapped_range(map, info);
-                slice::gather(name, info.dtype, &info.shape, data, &dims)?
+                slice::gather(name, info.dtype, &info.shape, data, selection)
             }
             Source::Pread(_) => {
-                slice::gather_with(name, info.dtype, &info.shape, &dims, |offset, out| {
+                slice::gather_with(name, info.dtype, &info.shape, selection, |offset, out| {
                     self.read_at(info.begin + offset as u64, out)
-                })?
+                })
             }
-        };
-        Ok((slice::output_shape(&dims), bytes))
+        }
     }
 
     /// Reads bytes at `offset` from the start of the data section.
@@ -241,7 +249,7 @@ fn check_buffer(info: &TensorInfo, len: usize) -> Result<()> {
 /// Reads the header with positioned reads, allocating only after the
 /// declared length has been checked against the file size and the limit.
 pub(crate) fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> Result<Header> {
-    let mut prefix = vec![0u8; file_len.min(64) as usize];
+    let mut prefix = vec![0u8; file_len.min(SNIFF_LEN as u64) as usize];
     read_exact_at(file, &mut prefix, 0)?;
     let len = Header::read_header_len(&prefix, file_len, limits)?;
     let mut json = vec![0u8; len as usize];

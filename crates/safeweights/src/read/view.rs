@@ -106,8 +106,14 @@ impl<'a> TensorView<'a> {
 
     /// Copies out a slice; returns its shape and bytes.
     pub fn slice(&self, args: &[SliceArg]) -> Result<(Vec<usize>, Vec<u8>)> {
-        let dims = slice::resolve(self.name(), self.shape(), args)?;
-        let bytes = slice::gather(self.name(), self.dtype(), self.shape(), self.data, &dims)?;
-        Ok((slice::output_shape(&dims), bytes))
+        let selection = slice::plan(self.name(), self.shape(), args)?;
+        let bytes = slice::gather(
+            self.name(),
+            self.dtype(),
+            self.shape(),
+            self.data,
+            &selection,
+        )?;
+        Ok((selection.shape(), bytes))
     }
 }

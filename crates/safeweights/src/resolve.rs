@@ -1,0 +1,134 @@
+//! The one resolver: what a path or URL given by a user names. The CLI,
+//! the Python package and [`ShardedCheckpoint`](crate::shards::ShardedCheckpoint)
+//! all ask it, so a file, a directory, an index file and a URL are told
+//! apart the same way everywhere: by content and by directory listing,
+//! never by a file's extension.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::format::sniff::{sniff, FileKind, SNIFF_LEN};
+
+/// What a path or URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Target {
+    /// An `http://` or `https://` URL of one file.
+    Url(String),
+    /// One file, read as safetensors (the reader says what it is otherwise).
+    File(PathBuf),
+    /// A sharded checkpoint's index file (`model.safetensors.index.json`).
+    Index(PathBuf),
+}
+
+/// Whether `arg` is an `http://` or `https://` URL.
+pub fn is_url(arg: &str) -> bool {
+    let lower = arg.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://")
+}
+
+/// Resolves a command-line argument: a URL, else a path (see [`resolve_path`]).
+pub fn resolve(arg: &str) -> Result<Target> {
+    if is_url(arg) {
+        return Ok(Target::Url(arg.to_owned()));
+    }
+    resolve_path(Path::new(arg))
+}
+
+/// Resolves a local path:
+///
+/// - a directory holding one `*.safetensors.index.json` is that index; one
+///   holding no index and one `*.safetensors` file is that file; any other
+///   directory is [`Error::CheckpointDirectory`];
+/// - a file whose content is JSON text (and not safetensors) is an index;
+/// - any other file is a file, which the reader then validates or names
+///   as the foreign format it is.
+pub fn resolve_path(path: &Path) -> Result<Target> {
+    let metadata = std::fs::metadata(path).map_err(|e| Error::Io(e).in_file(path))?;
+    if metadata.is_dir() {
+        return resolve_directory(path);
+    }
+    let prefix = read_prefix(path).map_err(|e| Error::Io(e).in_file(path))?;
+    if is_index_text(&prefix) {
+        Ok(Target::Index(path.to_owned()))
+    } else {
+        Ok(Target::File(path.to_owned()))
+    }
+}
+
+/// JSON text that is not a safetensors file: an index starts with `{`,
+/// which a safetensors file does only when its header length's low byte is
+/// 123; the sniffer then recognises it by its plausible header.
+pub fn is_index_text(prefix: &[u8]) -> bool {
+    sniff(prefix) == FileKind::Unknown && prefix.trim_ascii_start().starts_with(b"{")
+}
+
+fn read_prefix(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut prefix = Vec::with_capacity(SNIFF_LEN);
+    File::open(path)?
+        .take(SNIFF_LEN as u64)
+        .read_to_end(&mut prefix)?;
+    Ok(prefix)
+}
+
+fn resolve_directory(directory: &Path) -> Result<Target> {
+    let (indexes, singles) = list_checkpoint_files(directory)?;
+    match (indexes.as_slice(), singles.as_slice()) {
+        ([index], _) => Ok(Target::Index(index.clone())),
+        ([], [single]) => Ok(Target::File(single.clone())),
+        _ => Err(Error::CheckpointDirectory {
+            index_files: indexes.len(),
+            safetensors_files: singles.len(),
+        }
+        .in_file(directory)),
+    }
+}
+
+/// The `*.safetensors.index.json` and `*.safetensors` files of a
+/// directory, each list sorted.
+fn list_checkpoint_files(directory: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let entries = std::fs::read_dir(directory).map_err(|e| Error::Io(e).in_file(directory))?;
+    let mut indexes = Vec::new();
+    let mut singles = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::Io(e).in_file(directory))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.ends_with(".safetensors.index.json") {
+            indexes.push(path);
+        } else if name.ends_with(".safetensors") {
+            singles.push(path);
+        }
+    }
+    indexes.sort();
+    singles.sort();
+    Ok((indexes, singles))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_recognised_case_insensitively() {
+        assert!(is_url("https://host/m.safetensors"));
+        assert!(is_url("HTTP://host/m.safetensors"));
+        assert!(!is_url("model.safetensors"));
+        assert!(!is_url("ftp://host/m"));
+        assert_eq!(
+            resolve("https://h/x").unwrap(),
+            Target::Url("https://h/x".into())
+        );
+    }
+
+    #[test]
+    fn index_text_is_json_that_is_not_safetensors() {
+        assert!(is_index_text(b"  {\"weight_map\": {}}"));
+        assert!(!is_index_text(b"\x7b\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"));
+        assert!(!is_index_text(b"PK\x03\x04"));
+    }
+}
