@@ -108,8 +108,7 @@ pub(crate) enum Start {
 /// end of the data or at the first that breaks), as repeated `pickle.load`
 /// calls on one file read them: `first` says what the first is known to
 /// be, `later` the others (`Start::Guess` for bare streams, so trailing
-/// bytes that are no pickle are not reported). One operation budget
-/// covers them all.
+/// bytes that are no pickle are not reported).
 pub(crate) fn scan_pickles(
     data: &[u8],
     start: usize,
@@ -118,8 +117,10 @@ pub(crate) fn scan_pickles(
     sink: &mut Sink<'_>,
 ) -> Scanned {
     let mut pos = start;
-    let mut budget = sink.limits.max_ops;
     for i in 0..count {
+        // Per pickle, as the reader counts: the total is bounded anyway,
+        // since every opcode consumes at least one byte.
+        let mut budget = sink.limits.max_ops;
         if i > 0 && pos >= data.len() {
             break;
         }
