@@ -50,7 +50,10 @@ fn scan_pickle_file(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
     };
     match scan_pickles(data, 0, (first, Start::Guess), usize::MAX, sink) {
         Scanned::NotPickle => FileFormat::Unknown,
-        Scanned::Complete(_) | Scanned::Broken => {
+        // A broken stream is already reported; loading it again with the
+        // safe reader could only fail once more.
+        Scanned::Broken => FileFormat::Pickle,
+        Scanned::Complete(_) => {
             safe_reader_check(crate::torch::validate_pickle(data, sink.limits), sink, true);
             FileFormat::Pickle
         }
