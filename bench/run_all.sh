@@ -14,6 +14,8 @@ echo "==> core library vs the safetensors crate"
 bench/run_core.sh
 echo "==> Python package vs the safetensors package and torch"
 "$py" bench/python_bench.py --gib 1
+echo "==> a 1 GiB training state through safeweights.save/load vs torch.save/torch.load"
+"$py" bench/train_state_bench.py --size-mib 1024
 echo "==> convert and scan vs torch.load + save_file and picklescan"
 "$py" bench/pickle_bench.py --size-gib 2
 echo "==> CLI stats, diff and remote inspect vs torch and curl"

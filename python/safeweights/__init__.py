@@ -7,9 +7,24 @@ import safeweights.torch as sw
 sw.save_file({"w": torch.zeros(2, 3)}, "model.safetensors")
 tensors = sw.load_file("model.safetensors")
 
-sw.save_checkpoint({"model": model.state_dict(), "step": 10}, "ckpt.safetensors")
-state = sw.load_checkpoint("ckpt.safetensors")
+import safeweights
+safeweights.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": 10}, "ckpt.safetensors")
+state = safeweights.load("ckpt.safetensors", map_location="cpu")
 ```
+
+`safeweights.save`/`safeweights.load` take `torch.save`/`torch.load`'s
+arguments and never pickle: values come back with their exact types (or
+are refused when saving), other classes once allowed with
+`safeweights.add_safe_types` (or torch's `add_safe_globals`), and `load`
+also reads `torch.save` files safely. `safeweights.torch.save/load` keep
+the `safetensors.torch` meaning (a dict of tensors to and from bytes).
+
+In frameworks: `with safeweights.patch_torch():` sends torch.save and
+torch.load themselves through save/load (Hugging Face Trainer,
+accelerate, Lightning's load_from_checkpoint);
+`safeweights.integrations.lightning.SafeweightsCheckpointIO` is a
+Lightning plug-in; `safeweights.install_as_safetensors()` makes
+`import safetensors` resolve to safeweights.
 
 Replace `import safetensors` with `import safeweights` (and
 `safetensors.torch` with `safeweights.torch`): names, signatures, return
@@ -25,6 +40,7 @@ dtype the format cannot store raises `UnsupportedDtypeError`, also a
 
 from ._safeweights_rust import (  # noqa: F401
     CheckpointError,
+    DeviceUnavailableError,
     ClosedFileError,
     ForeignFormatError,
     InvalidHeaderError,
@@ -46,8 +62,12 @@ from ._safeweights_rust import (  # noqa: F401
     UnsupportedIndexError,
     __version__,
     deserialize,
-    safe_open,
     serialize,
     serialize_file,
 )
 from ._handle import _safe_open_handle  # noqa: F401
+from ._safe_open import PySafeSlice, safe_open  # noqa: F401
+from ._safe_types import UnsafeTypeError, add_safe_types, get_safe_types, safe_types  # noqa: F401
+from ._api import load, save  # noqa: F401
+from ._alias import SAFETENSORS_API_VERSION, install_as_safetensors  # noqa: F401
+from ._patch import TorchPatch, patch_torch  # noqa: F401

@@ -1,6 +1,15 @@
+from ._api import load as load
+from ._api import save as save
 from ._handle import _safe_open_handle as _safe_open_handle
+from ._safe_open import PySafeSlice as PySafeSlice
+from ._safe_open import safe_open as safe_open
+from ._safe_types import UnsafeTypeError as UnsafeTypeError
+from ._safe_types import add_safe_types as add_safe_types
+from ._safe_types import get_safe_types as get_safe_types
+from ._safe_types import safe_types as safe_types
 from ._safeweights_rust import CheckpointError as CheckpointError
 from ._safeweights_rust import ClosedFileError as ClosedFileError
+from ._safeweights_rust import DeviceUnavailableError as DeviceUnavailableError
 from ._safeweights_rust import ForeignFormatError as ForeignFormatError
 from ._safeweights_rust import InvalidHeaderError as InvalidHeaderError
 from ._safeweights_rust import InvalidSliceError as InvalidSliceError
@@ -21,6 +30,9 @@ from ._safeweights_rust import UnsupportedDtypeError as UnsupportedDtypeError
 from ._safeweights_rust import UnsupportedIndexError as UnsupportedIndexError
 from ._safeweights_rust import __version__ as __version__
 from ._safeweights_rust import deserialize as deserialize
-from ._safeweights_rust import safe_open as safe_open
 from ._safeweights_rust import serialize as serialize
 from ._safeweights_rust import serialize_file as serialize_file
+from ._alias import SAFETENSORS_API_VERSION as SAFETENSORS_API_VERSION
+from ._alias import install_as_safetensors as install_as_safetensors
+from ._patch import TorchPatch as TorchPatch
+from ._patch import patch_torch as patch_torch

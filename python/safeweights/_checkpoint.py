@@ -28,11 +28,12 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import _dtypes, _structure
+from . import _dtypes, _structure, _types
+from ._location import Placement
+from ._safe_open import safe_open
 from ._safeweights_rust import (
     SNIFF_LEN,
     CheckpointError,
-    safe_open,
     serialize,
     serialize_file,
     serialize_sharded,
@@ -40,7 +41,7 @@ from ._safeweights_rust import (
 )
 
 STRUCTURE_KEY = "safeweights.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = _types.VERSION
 
 PathOrFile = Union[str, "os.PathLike[str]", io.IOBase, Any]
 
@@ -52,9 +53,8 @@ def save_checkpoint(
     metadata: Optional[Dict[str, str]] = None,
     max_shard_size: Union[int, str, None] = None,
 ) -> None:
-    """Saves `obj` (a nesting of dict, list, tuple, set, tensors, None,
-    bool, int, float, str, torch.dtype, torch.device) to `f`, a path or a
-    binary file object, without pickle.
+    """Saves `obj` to `f`, a path or a binary file object, without pickle:
+    `safeweights.save` (see there for the types it keeps exactly).
 
     With `max_shard_size` (bytes, or a string such as `"5GB"`), `f` is a
     directory that receives `model-0000N-of-0000M.safetensors` shards and a
@@ -71,7 +71,7 @@ def save_checkpoint(
     from .torch import _tensor_spec
 
     plan = _Plan()
-    root = _structure.encode(obj, "", plan.add)
+    root = _types.encode(obj, plan.add)
     entries = plan.finish()
     header = dict(metadata or {})
     header[STRUCTURE_KEY] = json.dumps(
@@ -91,14 +91,18 @@ def save_checkpoint(
         f.write(serialize(specs, header))
 
 
-def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = True) -> Any:
+def load_checkpoint(
+    f: PathOrFile, *, map_location: Any = None, mmap: bool = True, safe_types: Optional[List[Any]] = None
+) -> Any:
     """Loads what `save_checkpoint` saved, rebuilding the exact object
     (types, key types and order, shared tensors).
 
     `f` is a path (a file, a sharded checkpoint's directory or
-    `*.index.json`) or a binary file object. `map_location` (None, a device
-    string or `torch.device`) moves tensors; with None they go back to the
-    device they were saved from. With `mmap=True` (default) cpu tensors are
+    `*.index.json`) or a binary file object. `map_location` moves tensors
+    as in `torch.load` (None, a device string, a `torch.device`, a dict of
+    locations or a callable); with None they go back to the device they
+    were saved from. `safe_types` allows classes for this call (see
+    `safeweights.add_safe_types`). With `mmap=True` (default) cpu tensors are
     copy-on-write views of the file; with `mmap=False` they are read into
     memory.
 
@@ -116,40 +120,70 @@ def load_checkpoint(f: PathOrFile, *, map_location: Any = None, mmap: bool = Tru
 
     Example: `state = load_checkpoint("ckpt.safetensors", map_location="cpu")`.
     """
-    device = _parse_map_location(map_location)
+    placement = Placement(map_location)
+    device = placement.fixed_device
     if _is_path(f):
         path = os.fspath(f)
         if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
             from ._legacy import load_legacy
 
-            return load_legacy(path, device)
+            return _place_tree(load_legacy(path, device, _allowed(safe_types)), placement)
         source: Any = path
     else:
         source = _read_all(f)
         if _is_pickle(bytes(source[:SNIFF_LEN])):
             from ._legacy import load_legacy
 
-            return load_legacy(source, device)
+            return _place_tree(load_legacy(source, device, _allowed(safe_types)), placement)
     # Onto a GPU, every tensor moves in one pass through pinned buffers.
     load_device = device if device is not None and device.type == "cuda" else None
     with safe_open(source, framework="pt", device=load_device, backend="mmap" if mmap else "pread") as handle:
         structure = (handle.metadata() or {}).get(STRUCTURE_KEY)
         tensors = handle.get_tensors()
         if structure is None:
-            flat = {name: _to_device(t, device) for name, t in tensors.items()}
+            flat = {name: placement.place(t, "cpu") for name, t in tensors.items()}
             for alias, kept in _aliases(handle._all_metadata(), tensors):
                 flat[alias] = flat[kept]
             return flat
     try:
         document = json.loads(structure)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise CheckpointError(f"the checkpoint structure is not valid JSON: {error}") from None
-    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+    if not isinstance(document, dict) or document.get("version") not in _types.READS:
         raise CheckpointError(
             f"unsupported checkpoint structure version {document.get('version') if isinstance(document, dict) else None!r}"
-            f" (this safeweights reads version {FORMAT_VERSION})"
+            f" (this safeweights reads versions {', '.join(map(str, _types.READS))}): upgrade safeweights"
         )
-    return _structure.decode(document.get("root"), _Rebuilder(tensors, device).tensor)
+    return _types.decode(document.get("root"), _Rebuilder(tensors, placement), safe_types)
+
+
+def _allowed(safe_types: Any) -> Dict[str, Any]:
+    from . import _safe_types
+
+    allowed = _safe_types.get_safe_types()
+    allowed.update(_safe_types._named(safe_types or []))
+    return allowed
+
+
+def _place_tree(value: Any, placement: Placement) -> Any:
+    """Legacy files: tensors loaded on the cpu, then placed by a dict or
+    callable `map_location` (a device was applied while loading)."""
+    import torch
+
+    if placement.fixed_device is not None or (placement.mapping is None and placement.function is None):
+        return value
+    if isinstance(value, torch.Tensor):
+        return placement.place(value, "cpu")
+    # The containers were just built by the loader: updated in place, so
+    # their types and attributes (a state dict's `_metadata`) stay.
+    if isinstance(value, dict):
+        for key, item in value.items():
+            value[key] = _place_tree(item, placement)
+    elif isinstance(value, list):
+        value[:] = [_place_tree(v, placement) for v in value]
+    elif type(value) is tuple:
+        return tuple(_place_tree(v, placement) for v in value)
+    return value
 
 
 def _aliases(metadata: List[Dict[str, str]], tensors: Dict[str, Any]) -> List[Tuple[str, str]]:
@@ -279,22 +313,29 @@ def _byte_span(tensor: Any) -> Tuple[int, int]:
 class _Rebuilder:
     """Turns tensor records back into tensors, sharing what was shared."""
 
-    def __init__(self, tensors: Dict[str, Any], device: Any) -> None:
+    def __init__(self, tensors: Dict[str, Any], placement: Placement) -> None:
         self.tensors = tensors
-        self.device = device
-        self.built: Dict[str, Any] = {}
+        self.placement = placement
+        self.built: Dict[Tuple[str, bool], Any] = {}
 
-    def tensor(self, record: Dict[str, Any]) -> Any:
+    def array(self, record: Dict[str, Any]) -> Any:
+        """The record's tensor on the cpu, wherever map_location puts
+        tensors (numpy arrays and byte strings)."""
+        return self.tensor(record, cpu=True)
+
+    def tensor(self, record: Any, cpu: bool = False) -> Any:
         import torch
 
+        if not isinstance(record, dict) or not ("$tensor" in record or "$view" in record):
+            raise CheckpointError(f"invalid checkpoint structure: {record!r} is not a tensor record")
         if "$tensor" in record:
             name = record["$tensor"]
-            base = self._entry(name, record)
+            base = self._entry(name, record, cpu)
             if "dtype" in record:
                 dtype = _structure.torch_dtype(record["dtype"])
                 base = base.view(dtype).reshape(_shape(record.get("shape")))
         else:
-            entry = self._entry(record["$view"], record)
+            entry = self._entry(record["$view"], record, cpu)
             dtype = _structure.torch_dtype(record.get("dtype"))
             offset = record.get("offset")
             shape, stride = _shape(record.get("shape")), _shape(record.get("stride"))
@@ -312,15 +353,17 @@ class _Rebuilder:
             return base.detach().requires_grad_(True)
         return base
 
-    def _entry(self, name: Any, record: Dict[str, Any]) -> Any:
-        import torch
-
-        if name not in self.tensors:
+    def _entry(self, name: Any, record: Dict[str, Any], cpu: bool) -> Any:
+        if not isinstance(name, str) or name not in self.tensors:
             raise CheckpointError(f"the checkpoint structure names a missing tensor {name!r}")
-        if name not in self.built:
-            target = self.device if self.device is not None else torch.device(record.get("device", "cpu"))
-            self.built[name] = _to_device(self.tensors[name], target)
-        return self.built[name]
+        key = (name, cpu)
+        if key not in self.built:
+            tensor = self.tensors[name]
+            if cpu:
+                self.built[key] = tensor.cpu()
+            else:
+                self.built[key] = self.placement.place(tensor, str(record.get("device", "cpu")))
+        return self.built[key]
 
 
 def _check_view_inside(name: str, entry: Any, dtype: Any, offset: int, shape: List[int], stride: List[int]) -> None:
@@ -342,29 +385,6 @@ def _shape(value: Any) -> List[int]:
     if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise CheckpointError(f"invalid checkpoint structure: {value!r} is not a shape")
     return value
-
-
-def _to_device(tensor: Any, device: Any) -> Any:
-    if device is None or tensor.device == device:
-        return tensor
-    if device.type == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise CheckpointError(
-                f"the checkpoint holds tensors saved on {device} but CUDA is not available: pass map_location='cpu'"
-            )
-    return tensor.to(device)
-
-
-def _parse_map_location(map_location: Any) -> Any:
-    if map_location is None:
-        return None
-    import torch
-
-    if isinstance(map_location, (str, torch.device)):
-        return torch.device(map_location)
-    raise TypeError(f"map_location must be None, a device string or a torch.device, not {type(map_location).__name__}")
 
 
 def _is_path(f: Any) -> bool:

@@ -21,9 +21,9 @@ cold page cache nor page faults stall the copies (see `_PageCache`).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
-from ._convert import empty_tensor
+from ._frameworks import byte_array, empty_tensor
 
 # Staging: two pinned buffers of 64 MiB each, reused through torch's caching
 # host allocator. On an H100 this was the fastest of 8 to 128 MiB times 2 to
@@ -39,7 +39,7 @@ PINNED_MIN = 8 << 20
 
 
 class _Segment:
-    """Bytes `[start, end)` of a source buffer that go to `arena_start` onwards."""
+    """Bytes `[start, end)` of a source storage that go to `arena_start` onwards."""
 
     __slots__ = ("start", "end", "arena_start")
 
@@ -47,22 +47,22 @@ class _Segment:
         self.start, self.end, self.arena_start = start, end, arena_start
 
 
-class _Plan:
+class _ArenaPlan:
     """Where each tensor goes in the arena, and which bytes to copy there."""
 
     def __init__(self) -> None:
         self.placements: List[int] = []
-        # (buffer, segments in ascending order): a new source starts where
-        # the buffer changes or the offsets go back.
+        # (storage, segments in ascending order): a new source starts where
+        # the storage changes or the offsets go back.
         self.sources: List[Tuple[Any, List[_Segment]]] = []
         self.total = 0
 
-    def add(self, buffer: Any, offset: int, nbytes: int) -> None:
+    def add(self, storage: Any, offset: int, nbytes: int) -> None:
         if nbytes == 0:
             self.placements.append(0)
             return
         last = self.sources[-1] if self.sources else None
-        if last is not None and last[0] is buffer and last[1][-1].end == offset:
+        if last is not None and last[0] is storage and last[1][-1].end == offset:
             segment = last[1][-1]
             follows = segment.arena_start + (offset - segment.start)
             if follows == self.total and follows % _ALIGN == 0:
@@ -71,34 +71,34 @@ class _Plan:
                 self.total += nbytes
                 return
         start = -(-self.total // _ALIGN) * _ALIGN
-        if last is None or last[0] is not buffer or offset < last[1][-1].end:
+        if last is None or last[0] is not storage or offset < last[1][-1].end:
             # Segments of one source must ascend: the copy walks it once.
-            self.sources.append((buffer, []))
+            self.sources.append((storage, []))
         self.sources[-1][1].append(_Segment(offset, offset + nbytes, start))
         self.placements.append(start)
         self.total = start + nbytes
 
 
-def load_to_cuda(device: Any, resolve: Any, entries: List[Tuple[Any, Tuple[Any, ...]]]) -> Dict[Any, Any]:
-    """Loads every entry `(key, (buffer, offset, nbytes, dtype, shape, writable))`
-    onto `device` and returns the tensors by key, once every copy is done.
-    `resolve(dtype, shape)` gives the torch dtype and shape of an entry, or
-    raises for one torch cannot hold (before any byte moves)."""
+def load_to_cuda(device: Any, resolve: Any, records: List[Any]) -> List[Any]:
+    """Loads every `RawTensor` record onto `device` and returns the tensors
+    in the same order, once every copy is done. `resolve(record)` gives a
+    record's torch dtype and shape, or raises for one torch cannot hold
+    (before any byte moves)."""
     import torch
 
-    plan = _Plan()
+    plan = _ArenaPlan()
     targets = []
-    for _, (buffer, offset, nbytes, dtype, shape, _) in entries:
-        targets.append(resolve(dtype, shape))
-        plan.add(buffer, offset, nbytes)
+    for record in records:
+        targets.append(resolve(record))
+        plan.add(record.storage, record.offset, record.nbytes)
     arena = torch.empty(max(plan.total, 1), dtype=torch.uint8, device=device)
     _copy_sources(torch, plan.sources, arena)
-    result = {}
-    for (name, (_, _, nbytes, _, _, _)), (torch_dtype, shape), start in zip(entries, targets, plan.placements):
-        if nbytes == 0:
-            result[name] = empty_tensor(torch, shape, torch_dtype, device)
+    result = []
+    for record, (torch_dtype, shape), start in zip(records, targets, plan.placements):
+        if record.nbytes == 0:
+            result.append(empty_tensor(torch, shape, torch_dtype, device))
         else:
-            result[name] = arena[start : start + nbytes].view(torch_dtype).reshape(shape)
+            result.append(arena[start : start + record.nbytes].view(torch_dtype).reshape(shape))
     return result
 
 
@@ -116,10 +116,10 @@ def _copy_sources(torch: Any, sources: List[Tuple[Any, List[_Segment]]], arena: 
     ring = _Ring(torch, staging, stream)
     mover = _Mover(torch, arena, chunk)
     with torch.cuda.stream(stream):
-        for buffer, segments in sources:
+        for storage, segments in sources:
             begin, end = segments[0].start, segments[-1].end
-            source = torch.frombuffer(buffer, dtype=torch.uint8, count=end - begin, offset=begin)
-            pages = _PageCache(buffer, end)
+            source = torch.frombuffer(byte_array(storage, begin, end - begin), dtype=torch.uint8)
+            pages = _PageCache(storage, end)
             pages.read_ahead(begin, _PREFETCH * _CHUNK)
             pending = iter(segments)
             segment = next(pending, None)
@@ -143,14 +143,14 @@ def _copy_sources(torch: Any, sources: List[Tuple[Any, List[_Segment]]], arena: 
 
 
 class _PageCache:
-    """Hints to the kernel about the file map behind `buffer` (no-ops for
-    other memory): `read_ahead` starts reading bytes in the background, so
-    on a cold page cache the disk works ahead of the copies; `read_now`
-    reads and maps the bytes about to be copied in one call, instead of
-    one page fault per 4 KiB page in the threads that copy them."""
+    """Hints to the kernel about the memory of a `_Storage` (no-ops for
+    anything but a file map): `read_ahead` starts reading bytes in the
+    background, so on a cold page cache the disk works ahead of the copies;
+    `read_now` reads and maps the bytes about to be copied in one call,
+    instead of one page fault per 4 KiB page in the threads that copy them."""
 
-    def __init__(self, buffer: Any, end: int) -> None:
-        self._storage = getattr(buffer, "_safeweights_storage", None)
+    def __init__(self, storage: Any, end: int) -> None:
+        self._storage = storage if hasattr(storage, "prefetch") else None
         self._end = end
 
     def read_ahead(self, offset: int, length: int) -> None:

@@ -1,4 +1,9 @@
-"""Dtype tables between the format's names ("F32") and numpy / torch."""
+"""The package's one dtype table: the format's names ("F32") and the
+frameworks' ("float32", shared by torch, numpy and ml_dtypes), and the
+torch and numpy dtypes derived from it.
+
+The native module's records carry framework names (`RawTensor.dtype`);
+`torch_dtype` and `numpy_dtype` resolve them."""
 
 from __future__ import annotations
 
@@ -52,6 +57,16 @@ def torch_dtypes() -> Dict[str, Any]:
     return {name: dtype for name, dtype in table.items() if dtype is not None}
 
 
+def torch_dtype(name: str) -> Any:
+    """The torch dtype named `name` (`"float32"`), or None if this torch
+    has none. Names beyond the format's (`"complex128"`, from pickle
+    checkpoints) resolve too; nothing but a `torch.dtype` is returned."""
+    import torch
+
+    dtype = getattr(torch, name, None) if isinstance(name, str) and not name.startswith("_") else None
+    return dtype if isinstance(dtype, torch.dtype) else None
+
+
 @functools.lru_cache(maxsize=None)
 def torch_to_format() -> Dict[Any, str]:
     """torch dtype -> format name."""
@@ -60,15 +75,28 @@ def torch_to_format() -> Dict[Any, str]:
 
 @functools.lru_cache(maxsize=None)
 def numpy_dtypes() -> Dict[str, Any]:
-    """Format name -> numpy dtype (BF16 and F8 only with ml_dtypes)."""
+    """Framework name -> numpy dtype (bfloat16 and float8 only with ml_dtypes)."""
     import numpy as np
 
-    table = {name: np.dtype(attr) for name, attr in _NAMES.items() if name not in _ML_DTYPES | _TORCH_ONLY}
+    names = {name: attr for name, attr in _NAMES.items() if name not in _TORCH_ONLY}
+    table = {attr: np.dtype(attr) for name, attr in names.items() if name not in _ML_DTYPES}
     try:
         import ml_dtypes
     except ImportError:
         return table
     for name in _ML_DTYPES:
         if hasattr(ml_dtypes, _NAMES[name]):
-            table[name] = np.dtype(getattr(ml_dtypes, _NAMES[name]))
+            table[_NAMES[name]] = np.dtype(getattr(ml_dtypes, _NAMES[name]))
     return table
+
+
+def numpy_dtype(name: str) -> Any:
+    """The numpy dtype for the framework name `name` (`"float32"`), or None
+    (bfloat16 and the float8 types need ml_dtypes; packed F4 has none)."""
+    return numpy_dtypes().get(name)
+
+
+def format_numpy_dtypes() -> Dict[str, Any]:
+    """Format name -> numpy dtype, for the dtypes numpy has."""
+    table = numpy_dtypes()
+    return {name: table[attr] for name, attr in _NAMES.items() if attr in table}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._safeweights_rust import safe_open
+from ._safe_open import safe_open
 
 
 def _safe_open_handle(f: Any, framework: str, device: Any = "cpu", *, backend: str = "mmap") -> safe_open:

@@ -2,57 +2,71 @@
 
 The native module parses the zip or pre-1.6 stream with an allow-listing
 pickle VM (in Rust, no Python pickle involved) and returns the object tree
-with tensor records; this module turns those into torch tensors. Identical
-views come back as one tensor, as `torch.load` would share them. Dicts come
-back as plain `dict` (an `OrderedDict` in the file compares equal). Onto a
-CUDA device, every record moves in one pass, in file order, through the
-pinned buffers of `safeweights._cuda`.
+with `RawTensor` records, the same records `safe_open` returns; they become
+torch tensors through the same converter (`_frameworks.TorchConverter`).
+Identical views come back as one tensor, as `torch.load` would share them.
+Globals the reader records as data (`torch.device`, `OrderedDict` with its
+`_metadata`, numpy arrays, allowed classes...) are rebuilt by
+`safeweights._legacy_objects`. Onto a CUDA device, every record moves in one
+pass, in file order, through the pinned buffers of `safeweights._cuda`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-from ._safeweights_rust import _PickledDtype, _PickledTensor, load_torch_pickle
+from ._frameworks import TorchConverter, byte_array, parse_device
+from ._safeweights_rust import RawTensor, _PickledDtype, _PickledObject, load_torch_pickle
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any) -> Any:
+def load_legacy(source: Any, device: Any, allowed: Any = None) -> Any:
     """Loads a torch.save file (path, bytes or bytearray); tensors go to
-    `device` (None: cpu)."""
-    tree, records = load_torch_pickle(source)
-    rebuild = _Rebuild(device)
-    if device is not None and device.type == "cuda":
-        rebuild.loaded = _load_records_to_cuda(records, device)
-    return rebuild.value(tree)
+    `device` (None: cpu). `allowed` maps `module.qualname` to the classes
+    the caller allows (see `safeweights.add_safe_types`)."""
+    allowed = dict(allowed or {})
+    tree, records = load_torch_pickle(source, list(allowed))
+    quantized = _quantized()
+    tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
+    converter = TorchConverter(device if device is not None else parse_device(None))
+    # In file order, so that onto a GPU every record moves in one pass.
+    ordered = sorted((r for r in records if id(r) not in tensors), key=lambda r: (id(r.storage), r.offset))
+    tensors.update(zip(map(id, ordered), converter.tensors(ordered)))
+    return _Rebuild(tensors, allowed).value(tree)
 
 
-def _load_records_to_cuda(records: List[_PickledTensor], device: Any) -> Dict[int, Any]:
-    """All records in one pass through pinned buffers, in file order."""
-    from ._cuda import load_to_cuda
+def _quantized_storage(record: RawTensor) -> Any:
+    """A quantized storage's integer representation (uint8, on the cpu),
+    for `_legacy_objects`' `_rebuild_qtensor`."""
+    import torch
 
-    records = sorted(records, key=lambda record: (id(record.buffer), record.offset))
-    entries = [
-        (record.index, (record.buffer, record.offset, record.nbytes, record.dtype, tuple(record.shape), True))
-        for record in records
-    ]
-    # The records carry torch dtype names, already in torch's own shapes.
-    return load_to_cuda(device, lambda name, shape: (torch_dtype(name), shape), entries)
+    if record.nbytes == 0:
+        raw = torch.empty(0, dtype=torch.uint8)
+    else:
+        raw = torch.frombuffer(byte_array(record.storage, record.offset, record.nbytes), dtype=torch.uint8)
+    raw._safeweights_qdtype = torch_dtype(record.dtype)
+    return raw
 
 
 class _Rebuild:
-    def __init__(self, device: Any) -> None:
-        self.device = device
-        self.tensors: Dict[int, Any] = {}
+    def __init__(self, tensors: Dict[int, Any], allowed: Dict[str, Any]) -> None:
+        # Converted tensors by record identity; equal records are one object.
+        self.tensors = tensors
+        self.allowed = allowed
         self.containers: Dict[int, Any] = {}
-        # Tensors already on the device, by record index.
-        self.loaded: Dict[int, Any] = {}
 
     def value(self, value: Any) -> Any:
-        if isinstance(value, _PickledTensor):
+        if isinstance(value, RawTensor):
             return self.tensor(value)
         if isinstance(value, _PickledDtype):
             return torch_dtype(value.name)
+        if isinstance(value, _PickledObject):
+            key = id(value)
+            if key not in self.containers:
+                from ._legacy_objects import build
+
+                self.containers[key] = build(value, self.value, self.allowed)
+            return self.containers[key]
         if isinstance(value, (list, dict, tuple, set)):
             key = id(value)
             if key not in self.containers:
@@ -69,25 +83,16 @@ class _Rebuild:
             return {self.value(v) for v in value}
         return {self.value(k): self.value(v) for k, v in value.items()}
 
-    def tensor(self, record: Any) -> Any:
+    def tensor(self, record: RawTensor) -> Any:
         import torch
 
-        if record.index in self.tensors:
-            return self.tensors[record.index]
-        dtype = torch_dtype(record.dtype)
-        shape = list(record.shape)
-        if record.index in self.loaded:
-            tensor = self.loaded[record.index]
-        elif record.nbytes == 0:
-            tensor = torch.empty(shape, dtype=dtype)
-        else:
-            # A view of the record's buffer: the file's private map (copy on
-            # write, so writes never reach the file) or a copy of its bytes.
-            raw = torch.frombuffer(record.buffer, dtype=torch.uint8, count=record.nbytes, offset=record.offset)
-            tensor = raw.view(dtype).reshape(shape)
-        if self.device is not None and tensor.device != self.device:
-            tensor = tensor.to(self.device)
-        if record.requires_grad:
+        tensor = self.tensors[id(record)]
+        quantized = hasattr(tensor, "_safeweights_qdtype")
+        if record.requires_grad and not quantized and not isinstance(tensor, torch.nn.Parameter):
             tensor = torch.nn.Parameter(tensor, requires_grad=True)
-        self.tensors[record.index] = tensor
+            self.tensors[id(record)] = tensor
         return tensor
+
+
+def _quantized() -> Any:
+    return ("qint8", "quint8", "qint32", "quint4x2", "quint2x4")

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from . import TensorSpec, deserialize, safe_open, serialize, serialize_file
+from . import TensorSpec, _dtypes, deserialize, safe_open, serialize, serialize_file
 
 
 class _InvalidArraysError(ValueError, AttributeError):
@@ -100,21 +100,8 @@ def load_file(filename: Union[str, os.PathLike], *, backend: str = "mmap") -> Di
         return f.get_tensors()
 
 
-_TYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "I64": np.int64,
-    "U64": np.uint64,
-    "I32": np.int32,
-    "U32": np.uint32,
-    "I16": np.int16,
-    "U16": np.uint16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": bool,
-    "C64": np.complex64,
-}
+# Format name -> numpy dtype (the reference's name), from the one table.
+_TYPES = _dtypes.format_numpy_dtypes()
 
 
 def _getdtype(dtype_str: str) -> np.dtype:

@@ -30,7 +30,7 @@ import torch
 
 from . import SafetensorError, TensorSpec, UnsupportedDtypeError, _dtypes, deserialize, safe_open, serialize, serialize_file
 from ._checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
-from ._convert import empty_tensor
+from ._frameworks import empty_tensor
 
 
 def storage_ptr(tensor: torch.Tensor) -> int:
@@ -264,39 +264,19 @@ def load(data: bytes) -> Dict[str, torch.Tensor]:
         return f.get_tensors()
 
 
-_float8_e4m3fn = getattr(torch, "float8_e4m3fn", None)
-_float8_e4m3fnuz = getattr(torch, "float8_e4m3fnuz", None)
-_float8_e5m2 = getattr(torch, "float8_e5m2", None)
-_float8_e5m2fnuz = getattr(torch, "float8_e5m2fnuz", None)
-_float8_e8m0 = getattr(torch, "float8_e8m0fnu", None)
-_float4_e2m1_x2 = getattr(torch, "float4_e2m1fn_x2", None)
-
 # Bytes per element of every dtype the format can store (the reference's name).
 _SIZE = {dtype: dtype.itemsize for dtype in _dtypes.torch_to_format()}
 # "float32" for torch.float32: the names TensorSpec takes.
 _DTYPE_NAMES = {dtype: _dtypes.torch_name(dtype) for dtype in _SIZE}
-
-_TYPES = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "I64": torch.int64,
-    "I32": torch.int32,
-    "I16": torch.int16,
-    "I8": torch.int8,
-    "U8": torch.uint8,
-    "BOOL": torch.bool,
-    "F8_E4M3": _float8_e4m3fn,
-    "F8_E4M3FNUZ": _float8_e4m3fnuz,
-    "F8_E5M2": _float8_e5m2,
-    "F8_E5M2FNUZ": _float8_e5m2fnuz,
-    "F8_E8M0": _float8_e8m0,
-    "F4": _float4_e2m1_x2,
-    "C64": torch.complex64,
-}
-if hasattr(torch, "uint64"):
-    _TYPES.update({"U64": torch.uint64, "U32": torch.uint32, "U16": torch.uint16})
+# Format name -> torch dtype (the reference's name), from the one table.
+_TYPES = dict(_dtypes.torch_dtypes())
+# The reference's names for the newer dtypes (None where torch lacks one).
+_float8_e4m3fn = _TYPES.get("F8_E4M3")
+_float8_e4m3fnuz = _TYPES.get("F8_E4M3FNUZ")
+_float8_e5m2 = _TYPES.get("F8_E5M2")
+_float8_e5m2fnuz = _TYPES.get("F8_E5M2FNUZ")
+_float8_e8m0 = _TYPES.get("F8_E8M0")
+_float4_e2m1_x2 = _TYPES.get("F4")
 
 
 def _getdtype(dtype_str: str) -> torch.dtype:

@@ -3,8 +3,8 @@
 //! ever executed, and no Python pickle machinery is involved.
 //!
 //! The rebuilt object tree is converted to Python values; tensors become
-//! [`PickledTensor`] records holding their bytes, which the Python side
-//! (`safeweights._legacy`) turns into torch tensors.
+//! [`RawTensor`] records (the same as `safe_open` gives), which the Python
+//! side (`safeweights._legacy`) turns into torch tensors.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,43 +15,16 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
-use safeweights_pickle::pickle::{StorageRef, TensorRef, Value, ViewKey};
+use safeweights_pickle::pickle::{ObjectValue, StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
-use safeweights_pickle::Error as PickleError;
+use safeweights_pickle::{Error as PickleError, Limits};
 
-use crate::errors::{io_to_py_err, CheckpointError, UnsafeCheckpointError};
-use crate::safe_open::python_buffer;
-use crate::storage::Backing;
+use crate::errors::{CheckpointError, CoreError};
+use crate::record::{Layout, Location, RawTensor};
+use crate::storage::{Backing, Storage};
 
 /// Nodes visited while converting, to stop graphs that expand exponentially.
 const MAX_NODES: u64 = 50_000_000;
-
-/// A tensor read from a pickle checkpoint: contiguous little-endian bytes
-/// (its own copy, or a range of a private map of the file) plus what torch
-/// needs to rebuild it.
-#[pyclass(
-    module = "safeweights._safeweights_rust",
-    name = "_PickledTensor",
-    frozen,
-    get_all
-)]
-#[derive(Debug)]
-pub struct PickledTensor {
-    /// A buffer holding the bytes (see `_convert.make_buffer`).
-    buffer: Py<PyAny>,
-    /// Where the bytes start in `buffer`.
-    offset: usize,
-    /// Byte length.
-    nbytes: usize,
-    /// torch dtype name, e.g. `"float32"`.
-    dtype: &'static str,
-    /// Sizes per dimension.
-    shape: Vec<u64>,
-    /// Whether it was saved requiring grad.
-    requires_grad: bool,
-    /// Index of the distinct tensor; equal indices are the same tensor.
-    index: usize,
-}
 
 /// A `torch.<name>` dtype object found in the pickle.
 #[pyclass(
@@ -65,16 +38,33 @@ pub struct PickledDtype {
     name: &'static str,
 }
 
-/// Pickle errors as Python exceptions: refusals (a global or opcode that
-/// could run code) are `UnsafeCheckpointError` naming what was refused.
-fn to_py_err(error: PickleError) -> PyErr {
-    match error.root() {
-        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
-            UnsafeCheckpointError::new_err(error.to_string())
-        }
-        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
-        _ => CheckpointError::new_err(error.to_string()),
-    }
+/// An allowed global the reader records rather than interprets: called
+/// (REDUCE), instantiated (NEWOBJ) or only referenced; `safeweights._legacy`
+/// rebuilds it as torch's `weights_only` unpickler would.
+#[pyclass(
+    module = "safeweights._safeweights_rust",
+    name = "_PickledObject",
+    frozen,
+    get_all
+)]
+#[derive(Debug)]
+pub struct PickledObject {
+    /// Dotted name of the global, e.g. `"torch.device"`.
+    global_name: String,
+    /// Whether the pickle called or instantiated it (else: a bare reference).
+    called: bool,
+    /// NEWOBJ (`cls.__new__(cls, *args)`) rather than REDUCE.
+    new: bool,
+    /// Call arguments.
+    args: Py<PyTuple>,
+    /// BUILD state, or None.
+    state: Py<PyAny>,
+    /// Whether BUILD gave a state (it may be None itself).
+    has_state: bool,
+    /// Appended items.
+    items: Py<PyList>,
+    /// `(key, value)` pairs set.
+    dict_items: Py<PyList>,
 }
 
 /// Identity of a view: its exact bytes and requires_grad. Identical
@@ -125,6 +115,21 @@ impl Tensors {
                 self.add(Arc::new(whole_storage(s)));
                 Ok(())
             }
+            Value::Object(object) => {
+                if !first_visit(&mut self.visited, Arc::as_ptr(object).cast()) {
+                    return Ok(());
+                }
+                object
+                    .args
+                    .iter()
+                    .chain(object.items.iter())
+                    .chain(object.state.iter())
+                    .try_for_each(|v| self.collect(v))?;
+                object.dict_items.iter().try_for_each(|(k, v)| {
+                    self.collect(k)?;
+                    self.collect(v)
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -162,6 +167,7 @@ fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
         shape: vec![len],
         stride: vec![1],
         requires_grad: false,
+        parameter: false,
     }
 }
 
@@ -169,7 +175,7 @@ fn whole_storage(storage: &Arc<StorageRef>) -> TensorRef {
 struct Converter<'a, 'py> {
     py: Python<'py>,
     tensors: &'a Tensors,
-    records: Vec<Py<PickledTensor>>,
+    records: Vec<Py<RawTensor>>,
     memo: HashMap<*const (), Py<PyAny>>,
 }
 
@@ -181,6 +187,7 @@ impl<'py> Converter<'_, 'py> {
                 Some(items.as_ptr().cast::<()>())
             }
             Value::Dict(items) => Some(items.as_ptr().cast::<()>()),
+            Value::Object(object) => Some(Arc::as_ptr(object).cast::<()>()),
             _ => None,
         };
         if let Some(object) = shared.and_then(|ptr| self.memo.get(&ptr)) {
@@ -203,6 +210,7 @@ impl<'py> Converter<'_, 'py> {
             Value::Complex(re, im) => pyo3::types::PyComplex::from_doubles(py, *re, *im).into_any(),
             Value::Str(s) => PyString::new(py, s).into_any(),
             Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+            Value::ByteArray(b) => PyByteArray::new(py, b).into_any(),
             Value::Tuple(items) => {
                 let converted = items
                     .iter()
@@ -232,7 +240,8 @@ impl<'py> Converter<'_, 'py> {
                 dict.into_any()
             }
             Value::Dtype(scalar) => Bound::new(py, PickledDtype { name: scalar.name })?.into_any(),
-            Value::Global(name) => PyString::new(py, name).into_any(),
+            Value::Global(name) => Bound::new(py, self.reference(name)?)?.into_any(),
+            Value::Object(object) => Bound::new(py, self.object(object)?)?.into_any(),
             Value::Tensor(t) => self.tensor(t)?,
             Value::Storage(s) => self.tensor(&whole_storage(s))?,
             other => {
@@ -248,6 +257,52 @@ impl<'py> Converter<'_, 'py> {
         Ok(object)
     }
 
+    fn reference(&mut self, name: &str) -> PyResult<PickledObject> {
+        let py = self.py;
+        Ok(PickledObject {
+            global_name: name.to_owned(),
+            called: false,
+            new: false,
+            args: PyTuple::empty(py).unbind(),
+            state: py.None(),
+            has_state: false,
+            items: PyList::empty(py).unbind(),
+            dict_items: PyList::empty(py).unbind(),
+        })
+    }
+
+    fn object(&mut self, object: &ObjectValue) -> PyResult<PickledObject> {
+        let py = self.py;
+        let args = object
+            .args
+            .iter()
+            .map(|v| self.convert(v))
+            .collect::<PyResult<Vec<_>>>()?;
+        let items = object
+            .items
+            .iter()
+            .map(|v| self.convert(v))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut dict_items = Vec::with_capacity(object.dict_items.len());
+        for (k, v) in object.dict_items.iter() {
+            dict_items.push(PyTuple::new(py, [self.convert(k)?, self.convert(v)?])?);
+        }
+        let state = match &object.state {
+            Some(state) => self.convert(state)?.unbind(),
+            None => py.None(),
+        };
+        Ok(PickledObject {
+            global_name: object.global.to_string(),
+            called: true,
+            new: object.new,
+            args: PyTuple::new(py, args)?.unbind(),
+            state,
+            has_state: object.state.is_some(),
+            items: PyList::new(py, items)?.unbind(),
+            dict_items: PyList::new(py, dict_items)?.unbind(),
+        })
+    }
+
     fn tensor(&self, tensor: &TensorRef) -> PyResult<Bound<'py, PyAny>> {
         let index = self
             .tensors
@@ -258,14 +313,23 @@ impl<'py> Converter<'_, 'py> {
 }
 
 /// Reads a legacy checkpoint from a path, `bytes` or `bytearray`; returns
-/// `(tree, records)`: the object tree with `_PickledTensor` /
-/// `_PickledDtype` records in it, and every distinct tensor record, in the
-/// order of their `index`.
+/// `(tree, records)`: the object tree with `RawTensor`, `_PickledDtype`
+/// and `_PickledObject` records in it, and every distinct tensor's record
+/// once (identical views are one record, the very object found at each
+/// place in the tree). `allowed_classes` are `module.qualname` names the
+/// caller allows beyond the built-in allow-list (recorded as
+/// `_PickledObject`s, never built here).
 #[pyfunction]
+#[pyo3(signature = (source, allowed_classes = Vec::new()))]
 pub fn load_torch_pickle<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
+    allowed_classes: Vec<String>,
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let limits = Limits {
+        allowed_classes,
+        ..Limits::default()
+    };
     let in_memory = if let Ok(bytes) = source.cast::<PyBytes>() {
         Some(bytes.as_bytes().to_vec())
     } else if let Ok(array) = source.cast::<PyByteArray>() {
@@ -274,49 +338,60 @@ pub fn load_torch_pickle<'py>(
         None
     };
     let (checkpoint, mapped) = if let Some(owned) = in_memory {
-        (py.detach(|| Checkpoint::from_bytes(owned)), None)
+        (
+            py.detach(|| Checkpoint::from_bytes_with_limits(owned, limits)),
+            None,
+        )
     } else {
         let path: PathBuf = source.extract()?;
-        py.detach(|| (Checkpoint::open(&path), map_private(&path)))
+        py.detach(|| {
+            (
+                Checkpoint::open_with_limits(&path, limits),
+                map_private(&path),
+            )
+        })
     };
-    let checkpoint = checkpoint.map_err(to_py_err)?;
+    let checkpoint = checkpoint.map_err(CoreError::from)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
     let data = py
         .detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))
-        .map_err(to_py_err)?;
-    let map_buffer = match &mapped {
+        .map_err(CoreError::from)?;
+    let map_storage = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
-            Some(python_buffer(py, map.clone())?)
+            Some(Py::new(py, Storage::new(map.clone()))?)
         }
         _ => None,
     };
     let mut records = Vec::with_capacity(data.len());
-    for (index, (tensor, bytes)) in tensors.list.iter().zip(data).enumerate() {
-        let (buffer, offset, nbytes) = match (bytes, &map_buffer) {
-            (TensorData::Mapped(range), Some(buffer)) => {
-                (buffer.clone_ref(py), range.start, range.len())
-            }
-            (TensorData::Copied(backing), _) => {
-                let nbytes = backing.as_slice().len();
-                (python_buffer(py, Arc::new(backing))?, 0, nbytes)
-            }
+    for (tensor, bytes) in tensors.list.iter().zip(data) {
+        let location = match (bytes, &map_storage) {
+            (TensorData::Mapped(range), Some(storage)) => Location {
+                storage: storage.clone_ref(py),
+                offset: range.start,
+                nbytes: range.len(),
+            },
+            (TensorData::Copied(backing), _) => Location::whole(py, backing)?,
             (TensorData::Mapped(_), None) => {
                 return Err(CheckpointError::new_err(
                     "internal error: a mapped tensor without a map",
                 ))
             }
         };
-        let record = PickledTensor {
-            buffer,
-            offset,
-            nbytes,
+        let layout = Layout {
             dtype: tensor.scalar.name,
-            shape: tensor.shape.clone(),
+            shape: tensor
+                .shape
+                .iter()
+                .map(|&n| usize::try_from(n))
+                .collect::<Result<_, _>>()
+                .map_err(|_| {
+                    CheckpointError::new_err("a tensor dimension exceeds the address space")
+                })?,
+            name: entry_name(tensor),
             requires_grad: tensor.requires_grad,
-            index,
         };
-        records.push(Py::new(py, record)?);
+        records.push(Py::new(py, RawTensor::new(location, layout))?);
     }
     let all_records = PyList::new(py, records.iter().map(|r| r.clone_ref(py)))?;
     let mut converter = Converter {
@@ -327,6 +402,11 @@ pub fn load_torch_pickle<'py>(
     };
     let tree = converter.convert(checkpoint.root())?;
     PyTuple::new(py, [tree, all_records.into_any()])
+}
+
+/// How messages and records name a tensor of a pickle checkpoint.
+fn entry_name(tensor: &TensorRef) -> String {
+    format!("tensor of storage {}", tensor.storage.key)
 }
 
 /// One tensor's bytes: a range of the private map, or a copy.
@@ -350,7 +430,7 @@ fn read_all(
         .iter()
         .map(|tensor| {
             let entry = TensorEntry {
-                name: format!("tensor of storage {}", tensor.storage.key),
+                name: entry_name(tensor),
                 dtype: tensor.scalar.dtype.unwrap_or(safeweights::Dtype::U8),
                 shape: tensor.shape.clone(),
                 tensor: tensor.clone(),

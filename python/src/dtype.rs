@@ -1,4 +1,5 @@
-//! Dtype names: the format's (`"F32"`) and the frameworks' (`"float32"`).
+//! Dtype names: the format's (`"F32"`) and the frameworks' (`"float32"`),
+//! both ways: the one table of this crate.
 
 use safeweights::Dtype;
 
@@ -33,6 +34,36 @@ const FRAMEWORK_NAMES: [(&str, Dtype); 20] = [
 
 /// The name of the packed F4 dtype, whose shape needs doubling.
 pub const PACKED_F4: &str = "float4_e2m1fn_x2";
+
+/// The framework name of a format dtype, e.g. `"float32"` for `F32`.
+pub fn framework_name(dtype: Dtype) -> &'static str {
+    FRAMEWORK_NAMES
+        .iter()
+        .find(|(_, d)| *d == dtype)
+        .map_or(dtype.name(), |(name, _)| name)
+}
+
+/// The framework shape of a tensor stored with `dtype` and `shape`: the
+/// same, but for `F4`, which frameworks hold as `float4_e2m1fn_x2`, two
+/// values per element along the last dimension.
+pub fn framework_shape(name: &str, dtype: Dtype, shape: &[usize]) -> Result<Vec<usize>, PyErr> {
+    let mut shape = shape.to_vec();
+    if dtype == Dtype::F4 {
+        match shape.last_mut() {
+            Some(last) if *last % 2 == 0 => *last /= 2,
+            _ => {
+                return Err(new_err(
+                    Multi::UnsupportedDtype,
+                    format!(
+                        "tensor {name:?}: an F4 tensor of shape {shape:?} cannot be loaded as \
+                         {PACKED_F4}, which packs pairs along the last dimension"
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(shape)
+}
 
 /// Parses a dtype given either as a framework name (`"float32"`, as the
 /// reference's `TensorSpec` takes) or as a format name (`"F32"`).

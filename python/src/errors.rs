@@ -19,6 +19,8 @@
 //!   FileNotFoundError)` and so on, with `errno` and `filename` set;
 //! - `UnsupportedDtypeError` is also a `KeyError` (the reference's error for
 //!   a torch dtype it cannot save) and a `ValueError`;
+//! - `DeviceUnavailableError`, for a CUDA device torch cannot reach, is also
+//!   a `RuntimeError` (what torch raises there);
 //! - `InvalidSliceError` is also an `IndexError` (torch's error for an index
 //!   out of range), and `UnsupportedIndexError`, for an index of the wrong
 //!   type, also a `TypeError`.
@@ -30,13 +32,15 @@ use std::io;
 
 use pyo3::exceptions::{
     PyBaseException, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
-    PyKeyError, PyNotADirectoryError, PyOSError, PyPermissionError, PyTypeError, PyValueError,
+    PyKeyError, PyNotADirectoryError, PyOSError, PyPermissionError, PyRuntimeError, PyTypeError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::PyErrArguments;
 use safeweights::Error;
+use safeweights_pickle::Error as PickleError;
 
 pyo3::create_exception!(
     safeweights,
@@ -104,6 +108,8 @@ pub enum Multi {
     UnsupportedIndex,
     /// `ShardDirectoryError(ShardError, IsADirectoryError)`.
     ShardDirectory,
+    /// `DeviceUnavailableError(SafetensorError, RuntimeError)`.
+    DeviceUnavailable,
     /// `SafetensorOSError(SafetensorError, OSError)`.
     WriteOs,
     /// `SafetensorFileNotFoundError(SafetensorOSError, FileNotFoundError)`.
@@ -119,11 +125,12 @@ pub enum Multi {
 }
 
 impl Multi {
-    const ALL: [Multi; 10] = [
+    const ALL: [Multi; 11] = [
         Multi::UnsupportedDtype,
         Multi::InvalidSlice,
         Multi::UnsupportedIndex,
         Multi::ShardDirectory,
+        Multi::DeviceUnavailable,
         Multi::WriteOs,
         Multi::WriteNotFound,
         Multi::WritePermission,
@@ -138,6 +145,7 @@ impl Multi {
             Multi::InvalidSlice => "InvalidSliceError",
             Multi::UnsupportedIndex => "UnsupportedIndexError",
             Multi::ShardDirectory => "ShardDirectoryError",
+            Multi::DeviceUnavailable => "DeviceUnavailableError",
             Multi::WriteOs => "SafetensorOSError",
             Multi::WriteNotFound => "SafetensorFileNotFoundError",
             Multi::WritePermission => "SafetensorPermissionError",
@@ -162,6 +170,10 @@ impl Multi {
             Multi::ShardDirectory => {
                 "A directory was opened that holds no valid sharded checkpoint. \
                  Also an IsADirectoryError (the reference raises OSError for any directory)."
+            }
+            Multi::DeviceUnavailable => {
+                "The device asked for cannot be reached (CUDA without a GPU or without CUDA support in torch). \
+                 Also a RuntimeError, as torch raises."
             }
             Multi::WriteOs => {
                 "Writing a file failed. Both a SafetensorError (what the reference raises) and an OSError."
@@ -192,6 +204,10 @@ impl Multi {
                 py.get_type::<ShardError>(),
                 py.get_type::<PyIsADirectoryError>(),
             ]),
+            Multi::DeviceUnavailable => Ok(vec![
+                py.get_type::<SafetensorError>(),
+                py.get_type::<PyRuntimeError>(),
+            ]),
             Multi::WriteOs => Ok(vec![
                 py.get_type::<SafetensorError>(),
                 py.get_type::<PyOSError>(),
@@ -206,7 +222,7 @@ impl Multi {
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
         // Indexed by discriminant: the variants are declared in `ALL`'s order.
-        static CELLS: [PyOnceLock<Py<PyType>>; 10] = [const { PyOnceLock::new() }; 10];
+        static CELLS: [PyOnceLock<Py<PyType>>; 11] = [const { PyOnceLock::new() }; 11];
         &CELLS[self as usize]
     }
 }
@@ -246,19 +262,46 @@ where
     })
 }
 
-/// Converts a library error into the matching Python exception. The
-/// message keeps the file name and says what is wrong. I/O errors are the
-/// built-in `OSError` subclasses, as the reference raises when reading.
-pub fn to_py_err(error: Error) -> PyErr {
-    convert(error, false)
+/// An error of the Rust crates on its way to Python: the one place that
+/// picks its exception class, by the error's kind (its variant), never by
+/// its message. Call sites write `.map_err(CoreError::from)?` (reading,
+/// pickle reader) or `.map_err(CoreError::Write)?` (writing a file).
+#[derive(Debug)]
+pub enum CoreError {
+    /// A safeweights error while reading: I/O errors are the built-in
+    /// `OSError` subclasses, as the reference raises when reading.
+    Read(Error),
+    /// A safeweights error while writing a file: I/O errors are also
+    /// `SafetensorError`s, as the reference raises.
+    Write(Error),
+    /// An error of the pickle reader: refusals (a global or opcode that
+    /// could run code) are `UnsafeCheckpointError` naming what was refused.
+    Pickle(PickleError),
 }
 
-/// [`to_py_err`] for errors while writing a file: I/O errors are also
-/// `SafetensorError`s, as the reference raises.
-pub fn to_py_write_err(error: Error) -> PyErr {
-    convert(error, true)
+impl From<Error> for CoreError {
+    fn from(error: Error) -> Self {
+        CoreError::Read(error)
+    }
 }
 
+impl From<PickleError> for CoreError {
+    fn from(error: PickleError) -> Self {
+        CoreError::Pickle(error)
+    }
+}
+
+impl From<CoreError> for PyErr {
+    fn from(error: CoreError) -> PyErr {
+        match error {
+            CoreError::Read(error) => convert(error, false),
+            CoreError::Write(error) => convert(error, true),
+            CoreError::Pickle(error) => convert_pickle(error),
+        }
+    }
+}
+
+/// The message keeps the file name and says what is wrong.
 fn convert(error: Error, writing: bool) -> PyErr {
     let path = error.path().map(|p| p.display().to_string());
     if let Error::Io(io_error) = error.kind() {
@@ -279,10 +322,20 @@ fn convert(error: Error, writing: bool) -> PyErr {
         Error::UnknownDtype { .. } => new_err(Multi::UnsupportedDtype, message),
         Error::Shard { .. } => ShardError::new_err(message),
         // Duplicate names given to a writer are the caller's mistake, not a corrupt file.
-        Error::DuplicateKey { within, .. } if within.contains("to write") => {
-            InvalidTensorError::new_err(message)
-        }
+        Error::DuplicateTensorName { .. } => InvalidTensorError::new_err(message),
+        // A panicking worker is a bug in safeweights, as Python's own internal errors are.
+        Error::WorkerPanicked { .. } => pyo3::exceptions::PySystemError::new_err(message),
         _ => InvalidHeaderError::new_err(message),
+    }
+}
+
+fn convert_pickle(error: PickleError) -> PyErr {
+    match error.root() {
+        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
+            UnsafeCheckpointError::new_err(error.to_string())
+        }
+        PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
+        _ => CheckpointError::new_err(error.to_string()),
     }
 }
 

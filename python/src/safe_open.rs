@@ -1,41 +1,25 @@
-//! `safe_open`: lazy, zero-copy access to the tensors of a file, a sharded
-//! checkpoint or a buffer, and the slice objects of `get_slice`.
+//! The native side of `safe_open`: lazy, zero-copy access to the tensors
+//! of a file, a sharded checkpoint or a buffer, and of `get_slice`.
+//!
+//! Tensors come back as [`RawTensor`] records; the Python class
+//! `safeweights.safe_open` wraps [`SafeFile`] and converts them.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict};
 use safeweights::read::Backend;
 use safeweights::slice;
 use safeweights::{Metadata, TensorInfo};
 
-use crate::errors::{new_err, to_py_err, ClosedFileError, Multi, SafetensorError};
+use crate::dtype::{framework_name, framework_shape};
+use crate::errors::{new_err, ClosedFileError, CoreError, Multi, SafetensorError};
+use crate::record::{Layout, Location, RawTensor};
 use crate::slicing::parse_index;
 use crate::source::{Bytes, Opened};
 use crate::storage::{Backing, Storage};
-
-/// Calls a function of the pure-Python helper module `safeweights._convert`.
-fn convert_fn<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    name: &str,
-) -> PyResult<&'py Bound<'py, PyAny>> {
-    cell.import(py, "safeweights._convert", name)
-}
-
-static MAKE_BUFFER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static MAKE_CONVERTER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static PIN_BUFFER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-/// A Python buffer object (a ctypes array) over `backing`.
-pub fn python_buffer(py: Python<'_>, backing: Arc<Backing>) -> PyResult<Py<PyAny>> {
-    let storage = Py::new(py, Storage::new(backing))?;
-    Ok(convert_fn(py, &MAKE_BUFFER, "make_buffer")?
-        .call1((storage,))?
-        .unbind())
-}
 
 /// A file's metadata as a dict (empty for none).
 fn metadata_dict<'py>(
@@ -49,10 +33,12 @@ fn metadata_dict<'py>(
     Ok(dict)
 }
 
-/// Opened files plus, per file, the Python buffer tensors are views of.
+/// Opened files plus, per file held in memory, the one `_Storage` its
+/// records share.
 pub struct Handle {
+    /// The files, validated.
     pub opened: Opened,
-    buffers: Vec<PyOnceLock<Py<PyAny>>>,
+    storages: Vec<PyOnceLock<Py<Storage>>>,
 }
 
 impl std::fmt::Debug for Handle {
@@ -63,32 +49,48 @@ impl std::fmt::Debug for Handle {
     }
 }
 
+/// The record of a tensor of `info`'s dtype and `shape` held at `location`.
+fn record(
+    py: Python<'_>,
+    location: Location,
+    info: &TensorInfo,
+    shape: &[usize],
+) -> PyResult<Py<RawTensor>> {
+    let layout = Layout {
+        dtype: framework_name(info.dtype),
+        shape: framework_shape(&info.name, info.dtype, shape)?,
+        name: info.name.clone(),
+        requires_grad: false,
+    };
+    Py::new(py, RawTensor::new(location, layout))
+}
+
 impl Handle {
+    /// A handle over `opened`, with no storage handed out yet.
     pub fn new(opened: Opened) -> Self {
-        let buffers = opened.files.iter().map(|_| PyOnceLock::new()).collect();
-        Handle { opened, buffers }
+        let storages = opened.files.iter().map(|_| PyOnceLock::new()).collect();
+        Handle { opened, storages }
     }
 
-    /// Converts one tensor with `converter(buffer, offset, nbytes, dtype, shape, writable)`.
-    fn tensor_args<'py>(
+    /// The record of one whole tensor of file `file`: a view of the file's
+    /// memory, or (pread) a new buffer read with the GIL released.
+    fn raw_tensor(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         file: usize,
         info: &TensorInfo,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let (buffer, offset, writable) = match &self.opened.files[file].bytes {
+    ) -> PyResult<Py<RawTensor>> {
+        let location = match &self.opened.files[file].bytes {
             Bytes::Memory {
                 backing,
                 data_start,
-            } => {
-                let buffer = self.buffers[file]
-                    .get_or_try_init(py, || python_buffer(py, backing.clone()))?;
-                (
-                    buffer.clone_ref(py),
-                    data_start + info.begin as usize,
-                    backing.writable(),
-                )
-            }
+            } => Location {
+                storage: self.storages[file]
+                    .get_or_try_init(py, || Py::new(py, Storage::new(backing.clone())))?
+                    .clone_ref(py),
+                offset: data_start + info.begin as usize,
+                nbytes: info.byte_len(),
+            },
             Bytes::Pread(reader) => {
                 let backing = py.detach(|| {
                     let mut backing = Backing::zeroed(info.byte_len());
@@ -96,65 +98,30 @@ impl Handle {
                         .read_into(&info.name, backing.as_mut_slice())
                         .map(|_| backing)
                 });
-                (
-                    python_buffer(py, Arc::new(backing.map_err(to_py_err)?))?,
-                    0,
-                    true,
-                )
+                Location::whole(py, backing.map_err(CoreError::from)?)?
             }
         };
-        let shape = PyTuple::new(py, &info.shape)?;
-        (
-            buffer,
-            offset,
-            info.byte_len(),
-            info.dtype.name(),
-            shape,
-            writable,
-        )
-            .into_pyobject(py)
+        record(py, location, info, &info.shape)
     }
 }
 
-/// Opens a safetensors file lazily: the header is read and validated at
-/// once, tensor data only when asked for.
-///
-/// `filename` may be a path (`str` or `os.PathLike`), a sharded checkpoint
-/// (its `*.index.json` or its directory), a binary file object, or a
-/// buffer (`bytes`, `bytearray`, `memoryview`: an extension over the
-/// reference).
-///
-/// `framework` is `"pt"`/`"torch"` or `"np"`/`"numpy"`; `device` is `"cpu"`
-/// (default), `"cuda"`, `"cuda:N"` or an integer GPU index (torch only).
-/// `backend="pread"` reads with positioned reads instead of a memory map,
-/// for network filesystems.
-///
-/// Memory semantics: with the default mmap backend the file is mapped
-/// privately (copy-on-write) and tensors are zero-copy views of the map.
-/// They are writable; a write copies the touched page in memory and never
-/// reaches the file. Tensors stay valid after the handle is closed. For a
-/// writable buffer input (`bytearray`, writable `memoryview`) tensors are
-/// views of the caller's buffer; for `bytes` numpy arrays are read-only
-/// views and torch tensors copies (torch has no read-only tensors).
-///
-/// Example:
-///
-/// ```python
-/// from safeweights import safe_open
-///
-/// with safe_open("model.safetensors", framework="pt") as f:
-///     for name in f.keys():
-///         tensor = f.get_tensor(name)
-///     rows = f.get_slice("embedding")[:128, ::2]
-/// ```
-#[pyclass(module = "safeweights._safeweights_rust", name = "safe_open", frozen)]
+/// The native handle behind `safeweights.safe_open`: the header is read and
+/// validated at once, tensor data only when asked for, as [`RawTensor`]
+/// records. Built by `open`, `from_bytes` or `from_memory`; `close` ends it
+/// (later calls raise `ClosedFileError`).
+#[pyclass(module = "safeweights._safeweights_rust", name = "_SafeFile", frozen)]
 #[derive(Debug)]
-pub struct SafeOpen {
+pub struct SafeFile {
     state: RwLock<Option<Arc<Handle>>>,
-    converter: Py<PyAny>,
 }
 
-impl SafeOpen {
+impl SafeFile {
+    fn new(handle: Handle) -> Self {
+        SafeFile {
+            state: RwLock::new(Some(Arc::new(handle))),
+        }
+    }
+
     fn handle(&self) -> PyResult<Arc<Handle>> {
         let state = self
             .state
@@ -177,16 +144,24 @@ fn parse_backend(backend: &str) -> PyResult<Backend> {
     }
 }
 
-/// Opens `source` (path, buffer or file object) into a handle.
-pub fn open_source(
-    py: Python<'_>,
-    source: &Bound<'_, PyAny>,
-    backend: Backend,
-) -> PyResult<Handle> {
-    let os = py.import("os")?;
-    let is_path = source.is_instance_of::<PyString>() || source.hasattr("__fspath__")?;
-    if is_path {
-        let path: PathBuf = os.call_method1("fspath", (source,))?.extract()?;
+/// Opens the safetensors data held in `backing`.
+fn open_backing(py: Python<'_>, backing: Backing) -> PyResult<SafeFile> {
+    let backing = Arc::new(backing);
+    let opened = py
+        .detach(|| Opened::from_backing(backing))
+        .map_err(CoreError::from)?;
+    Ok(SafeFile::new(Handle::new(opened)))
+}
+
+#[pymethods]
+impl SafeFile {
+    /// Opens a file, or a sharded checkpoint (its `*.index.json` or its
+    /// directory); `backend` is `"mmap"` (a private, copy-on-write map) or
+    /// `"pread"` (positioned reads, for network filesystems).
+    #[staticmethod]
+    #[pyo3(signature = (path, backend = "mmap"))]
+    fn open(py: Python<'_>, path: PathBuf, backend: &str) -> PyResult<Self> {
+        let backend = parse_backend(backend)?;
         let opened = py
             .detach(|| Opened::open_path(&path, backend))
             .map_err(|error| {
@@ -200,74 +175,53 @@ pub fn open_source(
                 {
                     new_err(Multi::ShardDirectory, error.to_string())
                 } else {
-                    to_py_err(error)
+                    CoreError::from(error).into()
                 }
             })?;
-        return Ok(Handle::new(opened));
+        Ok(SafeFile::new(Handle::new(opened)))
     }
-    let backing = if let Ok(bytes) = source.cast::<PyBytes>() {
-        let data = bytes.as_bytes();
-        Backing::Borrowed {
-            address: data.as_ptr() as usize,
-            len: data.len(),
+
+    /// Opens the file held in `data`; records are read-only views of it.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: Bound<'_, PyBytes>) -> PyResult<Self> {
+        let bytes = data.as_bytes();
+        let backing = Backing::Borrowed {
+            address: bytes.as_ptr() as usize,
+            len: bytes.len(),
             writable: false,
-            owner: bytes.clone().into_any().unbind(),
-        }
-    } else {
-        // bytearray, memoryview, file objects: the helper pins the memory
-        // (or reads the file) and reports (owner, address, length, writable).
-        let pinned = convert_fn(py, &PIN_BUFFER, "pin_buffer")?.call1((source,))?;
-        let (owner, address, len, writable): (Py<PyAny>, usize, usize, bool) = pinned.extract()?;
-        Backing::Borrowed {
+            owner: data.clone().into_any().unbind(),
+        };
+        open_backing(py, backing)
+    }
+
+    /// Opens the file held in `length` bytes at `address`, memory that
+    /// `owner` keeps alive and in place (a pinned `bytearray`, say).
+    ///
+    /// Like `TensorSpec(data_ptr=...)`, this trusts its pointer: the
+    /// caller (`safeweights.safe_open`, through `_frameworks.pin_buffer`)
+    /// guarantees the memory is valid while `owner` lives.
+    #[staticmethod]
+    fn from_memory(
+        py: Python<'_>,
+        owner: Py<PyAny>,
+        address: usize,
+        length: usize,
+        writable: bool,
+    ) -> PyResult<Self> {
+        let backing = Backing::Borrowed {
             owner,
             address,
-            len,
+            len: length,
             writable,
-        }
-    };
-    let backing = Arc::new(backing);
-    let opened = py
-        .detach(|| Opened::from_backing(backing))
-        .map_err(to_py_err)?;
-    Ok(Handle::new(opened))
-}
-
-#[pymethods]
-impl SafeOpen {
-    #[new]
-    #[pyo3(signature = (filename, framework, device = None, *, backend = "mmap"))]
-    fn new(
-        py: Python<'_>,
-        filename: &Bound<'_, PyAny>,
-        framework: &Bound<'_, PyAny>,
-        device: Option<&Bound<'_, PyAny>>,
-        backend: &str,
-    ) -> PyResult<Self> {
-        let backend = parse_backend(backend)?;
-        let converter =
-            convert_fn(py, &MAKE_CONVERTER, "make_converter")?.call1((framework, device))?;
-        let handle = open_source(py, filename, backend)?;
-        Ok(SafeOpen {
-            state: RwLock::new(Some(Arc::new(handle))),
-            converter: converter.unbind(),
-        })
+        };
+        open_backing(py, backing)
     }
 
-    fn __enter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    #[pyo3(signature = (_exc_type = None, _exc_value = None, _traceback = None))]
-    fn __exit__(
-        &self,
-        _exc_type: Option<&Bound<'_, PyAny>>,
-        _exc_value: Option<&Bound<'_, PyAny>>,
-        _traceback: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<bool> {
+    /// Ends the handle; records and tensors already made stay valid.
+    fn close(&self) {
         if let Ok(mut state) = self.state.write() {
             *state = None;
         }
-        Ok(false)
     }
 
     /// Tensor names, sorted alphabetically.
@@ -304,7 +258,7 @@ impl SafeOpen {
     /// The `__metadata__` of every file (one per shard of a sharded
     /// checkpoint, in shard order; `metadata()` is the first one's), each
     /// a dict, empty when a file has none.
-    fn _all_metadata<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn all_metadata<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let handle = self.handle()?;
         handle
             .opened
@@ -314,56 +268,45 @@ impl SafeOpen {
             .collect()
     }
 
-    /// One whole tensor, in the framework and on the device of this handle.
-    fn get_tensor<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    /// The record of one whole tensor.
+    fn tensor(&self, py: Python<'_>, name: &str) -> PyResult<Py<RawTensor>> {
         let handle = self.handle()?;
-        let (file, info) = handle.opened.lookup(name).map_err(to_py_err)?;
-        let args = handle.tensor_args(py, file, info)?;
-        self.converter.bind(py).call1(args)
+        let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
+        handle.raw_tensor(py, file, info)
     }
 
-    /// Every tensor, as a dict in file order.
-    fn get_tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// The records of every tensor, in file order.
+    fn tensors(&self, py: Python<'_>) -> PyResult<Vec<Py<RawTensor>>> {
         let handle = self.handle()?;
-        let entries = PyList::empty(py);
-        for (file, info) in handle.opened.offset_order() {
-            let args = handle.tensor_args(py, file, info)?;
-            entries.append((info.name.as_str(), args))?;
-        }
-        self.converter.bind(py).call_method1("load_all", (entries,))
+        handle
+            .opened
+            .offset_order()
+            .map(|(file, info)| handle.raw_tensor(py, file, info))
+            .collect()
     }
 
-    /// A lazy slice object: index it (`f.get_slice("w")[:, 2:8:2]`) to read
-    /// only the selected elements.
-    fn get_slice(&self, py: Python<'_>, name: &str) -> PyResult<SafeSlice> {
+    /// A lazy slice of one tensor.
+    fn slice(&self, name: &str) -> PyResult<SafeSlice> {
         let handle = self.handle()?;
-        let (file, info) = handle.opened.lookup(name).map_err(to_py_err)?;
+        let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
         let info = info.clone();
-        Ok(SafeSlice {
-            handle,
-            file,
-            info,
-            converter: self.converter.clone_ref(py),
-        })
+        Ok(SafeSlice { handle, file, info })
     }
 }
 
-/// A tensor that has not been read yet; indexing reads the selection.
+/// The native side of a `get_slice` object: the tensor's shape and dtype,
+/// and records of the whole tensor or of a selection of it.
 ///
 /// Indices follow numpy: integers (negative count from the end), slices
 /// with any step (negative steps included), one `...`, and `None` for a new
 /// axis. Out-of-range slice bounds are clipped; out-of-range integers raise.
-/// As in the reference, booleans count as integers and `[]` selects nothing
-/// for numpy, while torch slices also take torch's advanced indices
-/// (booleans, lists, arrays, tensors), applied by torch to the whole tensor.
-/// The result is a new, writable tensor holding only the selected elements.
-#[pyclass(module = "safeweights._safeweights_rust", name = "PySafeSlice", frozen)]
+/// As in the reference, booleans count as integers and `[]` selects nothing.
+#[pyclass(module = "safeweights._safeweights_rust", name = "_SafeSlice", frozen)]
 #[derive(Debug)]
 pub struct SafeSlice {
     handle: Arc<Handle>,
     file: usize,
     info: TensorInfo,
-    converter: Py<PyAny>,
 }
 
 #[pymethods]
@@ -378,21 +321,14 @@ impl SafeSlice {
         self.info.dtype.name()
     }
 
-    fn __getitem__<'py>(
-        &self,
-        py: Python<'py>,
-        index: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let converter = self.converter.bind(py);
-        if converter
-            .call_method1("indexes_whole", (index,))?
-            .is_truthy()?
-        {
-            // Indices only torch can apply (booleans, lists, tensors): the
-            // reference's torch slices take them, so torch applies them here.
-            let args = self.handle.tensor_args(py, self.file, &self.info)?;
-            return converter.call_method1("index_whole", (args, index));
-        }
+    /// The record of the whole tensor, as `_SafeFile.tensor` gives it.
+    fn whole(&self, py: Python<'_>) -> PyResult<Py<RawTensor>> {
+        self.handle.raw_tensor(py, self.file, &self.info)
+    }
+
+    /// The record of the elements `index` selects, gathered into a new
+    /// buffer (writable, never an alias of the file).
+    fn read(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<RawTensor>> {
         let args = parse_index(index)?;
         let info = &self.info;
         let file = &self.handle.opened.files[self.file];
@@ -423,12 +359,7 @@ impl SafeSlice {
             }
             Ok((selection.shape(), out))
         });
-        let (final_shape, out) = gathered.map_err(to_py_err)?;
-        let len = out.as_slice().len();
-        let buffer = python_buffer(py, Arc::new(out))?;
-        let shape = PyTuple::new(py, &final_shape)?;
-        self.converter
-            .bind(py)
-            .call1((buffer, 0usize, len, info.dtype.name(), shape, true))
+        let (final_shape, out) = gathered.map_err(CoreError::from)?;
+        record(py, Location::whole(py, out)?, info, &final_shape)
     }
 }

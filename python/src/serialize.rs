@@ -17,7 +17,7 @@ use safeweights::write::{
 use safeweights::{Dtype, Metadata};
 
 use crate::dtype::{self, PACKED_F4};
-use crate::errors::{io_to_py_write_err, to_py_err, to_py_write_err, InvalidTensorError};
+use crate::errors::{io_to_py_write_err, CoreError, InvalidTensorError};
 
 /// Describes one tensor for [`serialize`] / [`serialize_file`]:
 /// `TensorSpec(dtype="float32", shape=[2, 3], data_ptr=ptr, data_len=24)`.
@@ -28,8 +28,13 @@ use crate::errors::{io_to_py_write_err, to_py_err, to_py_write_err, InvalidTenso
 /// shape: the last dimension is doubled to the logical F4 shape, as the
 /// reference does.
 ///
-/// Safety: `data_ptr` is a raw address. The caller keeps the memory alive
-/// and unchanged during every `serialize`/`serialize_file` call using it.
+/// `data_ptr` is trusted, as the reference trusts it: the writers read
+/// `data_len` bytes from that address with no check at all. A wrong
+/// address or length reads other memory or crashes the interpreter. Pass
+/// only the address of a live, contiguous CPU tensor or array of at least
+/// `data_len` bytes (`tensor.data_ptr()`, `array.ctypes.data`), and keep it
+/// alive and unchanged during every `serialize`/`serialize_file` call using
+/// it. `safeweights.torch` and `safeweights.numpy` do this for you.
 #[pyclass(module = "safeweights._safeweights_rust", name = "TensorSpec", frozen)]
 #[derive(Debug, Clone)]
 pub struct TensorSpec {
@@ -94,11 +99,10 @@ impl TensorSpec {
     }
 }
 
-/// A tensor to write: its spec plus whatever keeps its bytes alive.
+/// A tensor to write: its name and spec (the caller keeps its bytes alive).
 struct Input {
     name: String,
     spec: TensorSpec,
-    _owner: Option<Py<PyAny>>,
 }
 
 impl Input {
@@ -116,8 +120,9 @@ impl Input {
     }
 }
 
-/// Reads `{name: TensorSpec}` (or the older `{name: {"dtype", "shape",
-/// "data"}}` form, whose `data` is `bytes`) in insertion order.
+/// Reads `{name: TensorSpec}` (a dict, or a sequence of pairs) in order.
+/// Any other value, raw dicts included (the form before 0.8.0), is a
+/// `TypeError`, as the reference raises.
 fn collect_inputs(tensor_dict: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
     let items: Vec<(String, Bound<'_, PyAny>)> = if let Ok(dict) = tensor_dict.cast::<PyDict>() {
         dict.iter()
@@ -129,37 +134,15 @@ fn collect_inputs(tensor_dict: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
     items
         .into_iter()
         .map(|(name, value)| {
-            if let Ok(spec) = value.cast::<TensorSpec>() {
-                return Ok(Input {
-                    name,
-                    spec: spec.get().clone(),
-                    _owner: None,
-                });
-            }
-            let entry = value.cast::<PyDict>().map_err(|_| {
-                // The reference raises TypeError for a value that is not a TensorSpec.
+            let spec = value.cast::<TensorSpec>().map_err(|_| {
                 pyo3::exceptions::PyTypeError::new_err(format!(
                     "tensor {name:?}: expected a TensorSpec, got {}",
                     value.get_type()
                 ))
             })?;
-            let get = |key: &str| {
-                entry.get_item(key)?.ok_or_else(|| {
-                    InvalidTensorError::new_err(format!("tensor {name:?}: missing {key:?}"))
-                })
-            };
-            let data = get("data")?;
-            let bytes = data.cast::<PyBytes>()?.as_bytes();
-            let spec = TensorSpec::new(
-                &get("dtype")?.extract::<String>()?,
-                get("shape")?.extract()?,
-                bytes.as_ptr() as usize,
-                bytes.len(),
-            )?;
             Ok(Input {
                 name,
-                spec,
-                _owner: Some(data.unbind()),
+                spec: spec.get().clone(),
             })
         })
         .collect()
@@ -172,11 +155,13 @@ fn collect_inputs(tensor_dict: &Bound<'_, PyAny>) -> PyResult<Vec<Input>> {
 unsafe fn tensor_refs(inputs: &[Input]) -> Vec<(&str, TensorRef<'_>)> {
     inputs
         .iter()
-        // SAFETY: forwarded to the caller.
         .map(|i| {
+            // SAFETY: forwarded to the caller, who keeps every input's
+            // memory valid while the result is used.
+            let data = unsafe { i.data() };
             (
                 i.name.as_str(),
-                TensorRef::new(i.spec.dtype, i.spec.shape.clone(), unsafe { i.data() }),
+                TensorRef::new(i.spec.dtype, i.spec.shape.clone(), data),
             )
         })
         .collect()
@@ -193,7 +178,7 @@ fn checked_specs(inputs: &[Input]) -> PyResult<Vec<CoreSpec>> {
                 input.spec.dtype,
                 input.spec.shape.clone(),
             );
-            let expected = spec.byte_len().map_err(to_py_err)?;
+            let expected = spec.byte_len().map_err(CoreError::from)?;
             if expected != input.spec.data_len {
                 return Err(InvalidTensorError::new_err(format!(
                     "tensor {:?}: shape {:?} of {} needs {expected} bytes but data_len is {}",
@@ -226,14 +211,14 @@ pub fn serialize<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let inputs = collect_inputs(tensor_dict)?;
     let specs = checked_specs(&inputs)?;
-    let layout =
-        Layout::plan(&specs, metadata.as_ref(), &write_options(alignment)).map_err(to_py_err)?;
+    let layout = Layout::plan(&specs, metadata.as_ref(), &write_options(alignment))
+        .map_err(CoreError::from)?;
     // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
     let tensors = unsafe { tensor_refs(&inputs) };
     // The bytes object starts zeroed; the copy runs without the GIL.
     PyBytes::new_with(py, layout.file_len() as usize, |out| {
         py.detach(|| serialize_into(&layout, &tensors, out))
-            .map_err(to_py_err)
+            .map_err(|error| CoreError::from(error).into())
     })
 }
 
@@ -261,7 +246,7 @@ pub fn serialize_file(
             &write_options(alignment),
         )
     })
-    .map_err(to_py_write_err)
+    .map_err(|error| CoreError::Write(error).into())
 }
 
 /// Writes tensors into `directory` as `model-0000N-of-0000M.safetensors`
@@ -303,7 +288,7 @@ pub fn serialize_sharded(
             &WriteOptions::default(),
         )
     })
-    .map_err(to_py_write_err)
+    .map_err(|error| CoreError::Write(error).into())
 }
 
 /// Parses a whole file held in `bytes` and returns
@@ -326,10 +311,10 @@ pub fn deserialize<'py>(
             bytes.get_type().name()?
         )));
     };
-    let file = safeweights::read::SafeTensors::parse(data).map_err(to_py_err)?;
+    let file = safeweights::read::SafeTensors::parse(data).map_err(CoreError::from)?;
     let out = PyList::empty(py);
     for name in file.header().sorted_names() {
-        let view = file.tensor(name).map_err(to_py_err)?;
+        let view = file.tensor(name).map_err(CoreError::from)?;
         let entry = PyDict::new(py);
         entry.set_item("dtype", view.dtype().name())?;
         entry.set_item("shape", view.shape().to_vec())?;

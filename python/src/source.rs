@@ -137,7 +137,10 @@ impl Opened {
             .flat_map(|(i, f)| f.header.tensors().iter().map(move |t| (i, t)))
     }
 
-    /// Metadata of the first file (shards carry the same metadata).
+    /// Metadata of the first file. Shards may carry different metadata (a
+    /// training checkpoint's structure, tied-weight aliases per shard):
+    /// `_all_metadata` in `safe_open` gives each file's, and `load_checkpoint`
+    /// reads the aliases of every shard through it.
     pub fn metadata(&self) -> Option<&Metadata> {
         self.files.first().and_then(|f| f.header.metadata())
     }

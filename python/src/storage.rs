@@ -108,15 +108,17 @@ fn bytemuck_bytes(words: &[u64]) -> &[u8] {
 /// A region of memory that tensors handed to Python point into.
 ///
 /// Python only sees its address, length and writability; the wrappers in
-/// `safeweights._convert` build a `ctypes` array over it that holds a
+/// `safeweights._frameworks` build a `ctypes` array over it that holds a
 /// reference to this object.
 #[pyclass(module = "safeweights._safeweights_rust", name = "_Storage", frozen)]
 #[derive(Debug)]
 pub struct Storage {
+    /// The memory, shared with the reader that produced it.
     pub backing: Arc<Backing>,
 }
 
 impl Storage {
+    /// A storage handing `backing` to Python.
     pub fn new(backing: Arc<Backing>) -> Self {
         Storage { backing }
     }

@@ -1,8 +1,48 @@
-"""Shared helpers for the safeweights Python tests."""
+"""Shared helpers for the safeweights Python tests.
+
+Under `SAFEWEIGHTS_REQUIRE_ALL=1` (set by scripts/test.sh, so in CI) a test
+skipped for a missing dependency (`pytest.importorskip`, or a skip whose
+reason starts with "needs dependency") fails instead: a CI that lost a test
+dependency must not stay green. Skips for missing hardware (a GPU) or
+privileges stay skips.
+"""
+
+import os
 
 import numpy as np
 import pytest
 import torch
+
+REQUIRE_ALL = os.environ.get("SAFEWEIGHTS_REQUIRE_ALL") == "1"
+# How pytest.importorskip words its skip, and how our tests word theirs.
+_MISSING_DEPENDENCY = ("could not import", "needs dependency")
+
+
+def _missing_dependency(report):
+    if not (REQUIRE_ALL and report.skipped and isinstance(report.longrepr, tuple)):
+        return None
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    return reason if reason.startswith(_MISSING_DEPENDENCY) else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _missing_dependency(report)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"SAFEWEIGHTS_REQUIRE_ALL=1: a test dependency is missing ({reason})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    reason = _missing_dependency(report)
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"SAFEWEIGHTS_REQUIRE_ALL=1: a test dependency is missing ({reason})"
 
 # Every torch dtype the format can store, with a way to make test values.
 TORCH_DTYPES = [

@@ -35,6 +35,7 @@ def test_error_class_has_the_reference_name():
         safeweights.CheckpointError,
         safeweights.UnsafeCheckpointError,
         safeweights.ClosedFileError,
+        safeweights.DeviceUnavailableError,
     ]:
         assert issubclass(subclass, safeweights.SafetensorError)
 
@@ -96,3 +97,56 @@ with safeweights.safe_open(b"\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00{}", "np") 
 """
     result = run_without([], code)
     assert result.returncode == 0, result.stderr
+
+
+def stub_names(path, imports):
+    """Top-level names of a stub file (with the names it imports, if
+    `imports`), and the members of each class in it."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names, members = set(), {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            names.add(node.name)
+            members[node.name] = {
+                item.name if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) else item.target.id
+                for item in node.body
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+                or (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name))
+            }
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+        elif isinstance(node, ast.ImportFrom) and imports:
+            names.update(alias.asname or alias.name for alias in node.names)
+    return names, members
+
+
+def test_native_stubs_match_the_native_module():
+    import pathlib
+
+    from safeweights import _safeweights_rust as native
+
+    names, members = stub_names(pathlib.Path(native.__file__).with_name("_safeweights_rust.pyi"), imports=False)
+    runtime = {name for name in dir(native) if not name.startswith("__") or name == "__version__"}
+    assert runtime == names
+    for cls, stubbed in members.items():
+        # Exceptions are declared as `class X(...): ...`, no members.
+        declared = {m for m in vars(getattr(native, cls)) if not m.startswith("__")}
+        if stubbed:
+            assert stubbed - {"__init__"} == declared, cls
+
+
+def test_package_stubs_cover_the_package():
+    import pathlib
+
+    names, _ = stub_names(pathlib.Path(safeweights.__file__).with_name("__init__.pyi"), imports=True)
+    public = {name for name in public_names(safeweights) if not name.startswith("_") or name == "_safe_open_handle"}
+    # Submodules are attributes once imported (by this or an earlier test): not stub names.
+    assert names == (public | {"__version__"}) - {"torch", "numpy", "integrations"}
+
+
+def test_tensor_spec_says_it_trusts_its_pointer():
+    assert "trusted" in safeweights.TensorSpec.__doc__ and "crashes" in safeweights.TensorSpec.__doc__

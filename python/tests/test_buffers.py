@@ -90,5 +90,7 @@ def test_cuda_device_is_guarded(path):
             assert f.get_tensor("w").device == torch.device("cuda", 0)
     else:
         with safeweights.safe_open(path, "pt", device="cuda:0") as f:
-            with pytest.raises((RuntimeError, AssertionError)):
-                f.get_tensor("w")
+            for read in (lambda: f.get_tensor("w"), f.get_tensors, lambda: f.get_slice("w")[:1], lambda: f.get_slice("w")[[0]]):
+                with pytest.raises(safeweights.DeviceUnavailableError, match="cuda:0 is not available") as caught:
+                    read()
+                assert isinstance(caught.value, RuntimeError) and isinstance(caught.value, safeweights.SafetensorError)

@@ -13,13 +13,13 @@ import torch
 import safeweights
 import safeweights.torch
 from conftest import TORCH_DTYPES, random_tensor, same_bits
-from safeweights import _convert, _cuda
+from safeweights import _cuda, _frameworks
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with CUDA and a GPU")
 
 
 def plan_of(sizes, buffer="file"):
-    plan = _cuda._Plan()
+    plan = _cuda._ArenaPlan()
     offset = 0
     for size in sizes:
         plan.add(buffer, offset, size)
@@ -43,7 +43,7 @@ def test_plan_realigns_after_an_odd_sized_tensor():
 
 
 def test_plan_starts_a_source_per_buffer_and_when_offsets_go_back():
-    plan = _cuda._Plan()
+    plan = _cuda._ArenaPlan()
     plan.add("a", 0, 256)
     plan.add("b", 0, 256)
     plan.add("b", 0, 256)
@@ -229,19 +229,21 @@ def test_prefetch_hints_are_harmless_anywhere(tmp_path, monkeypatch):
     path = tmp_path / "w.safetensors"
     safetensors.torch.save_file({"w": torch.arange(3000.0)}, path)
     captured = []
-    monkeypatch.setattr(_convert.TorchConverter, "load_all", lambda self, entries: captured.extend(entries))
+    monkeypatch.setattr(_frameworks.TorchConverter, "tensors", lambda self, records: captured.extend(records) or [])
     with safeweights.safe_open(path, "pt") as f:
         f.get_tensors()
-    [(_, (buffer, offset, nbytes, *_))] = captured
-    assert "file map" in repr(buffer._safeweights_storage)
-    end = offset + nbytes
-    pages = _cuda._PageCache(buffer, end)
-    for start, length in [(0, 1 << 40), (offset, nbytes), (end - 1, 1), (end, 10), (end + 4096, 1), (7, 0)]:
+    [record] = captured
+    storage = record.storage
+    assert "file map" in repr(storage)
+    end = record.offset + record.nbytes
+    pages = _cuda._PageCache(storage, end)
+    for start, length in [(0, 1 << 40), (record.offset, record.nbytes), (end - 1, 1), (end, 10), (end + 4096, 1), (7, 0)]:
         pages.read_ahead(start, length)
         pages.read_now(start, length)
-    buffer._safeweights_storage.prefetch(1 << 62, 1 << 62)
-    buffer._safeweights_storage.populate(1 << 62, 1 << 62)
-    assert torch.equal(torch.frombuffer(buffer, dtype=torch.float32, count=3000, offset=offset), torch.arange(3000.0))
+    storage.prefetch(1 << 62, 1 << 62)
+    storage.populate(1 << 62, 1 << 62)
+    buffer = _frameworks.byte_array(storage, record.offset, record.nbytes)
+    assert torch.equal(torch.frombuffer(buffer, dtype=torch.float32), torch.arange(3000.0))
     not_a_map = _cuda._PageCache(object(), 10)
     not_a_map.read_ahead(0, 10)
     not_a_map.read_now(0, 10)
@@ -267,5 +269,8 @@ def test_pickle_records_are_listed_once_each(tmp_path):
     torch.save({"a": [shared, shared], "b": {"c": shared, "d": torch.ones(2)}, "e": (torch.zeros(1),)}, path)
     for source in (str(path), path.read_bytes(), bytearray(path.read_bytes())):
         tree, records = safeweights._safeweights_rust.load_torch_pickle(source)
-        assert [record.index for record in records] == [0, 1, 2]
-        assert tree["a"][0] is tree["a"][1] is tree["b"]["c"] is records[tree["a"][0].index]
+        assert len(records) == 3
+        assert tree["a"][0] is tree["a"][1] is tree["b"]["c"]
+        for record in (tree["a"][0], tree["b"]["d"], tree["e"][0]):
+            assert sum(listed is record for listed in records) == 1
+        assert [(r.dtype, r.shape, r.nbytes) for r in records] == [("float32", (3,), 12), ("float32", (2,), 8), ("float32", (1,), 4)]

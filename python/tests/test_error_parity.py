@@ -8,7 +8,6 @@ the reference keep catching them. The few deliberate differences are
 listed, with the reason, in `test_documented_differences`.
 """
 
-import os
 import pickle
 import struct
 import types
@@ -231,10 +230,8 @@ def test_failed_writes_are_safetensor_errors_and_os_errors(tmp_path):
         assert type(error) is safeweights.SafetensorFileNotFoundError
         assert error.errno == 2 and error.strerror == "No such file or directory"
         assert error.filename == str(target)
-        try:
+        with pytest.raises(FileNotFoundError):  # what `except FileNotFoundError` catches
             save()
-        except FileNotFoundError:
-            pass
     with pytest.raises(IsADirectoryError) as caught:
         safeweights.torch.save_file({"a": torch.ones(1)}, tmp_path)
     assert isinstance(caught.value, safeweights.SafetensorError) and caught.value.errno == 21
@@ -286,6 +283,7 @@ def test_a_directory_without_shards_is_a_shard_error_and_an_os_error(tmp_path):
         lambda: safeweights.UnsupportedIndexError("index"),
         lambda: safeweights.SafetensorFileNotFoundError(2, "No such file or directory", "/x"),
         lambda: safeweights.ShardDirectoryError("directory"),
+        lambda: safeweights.DeviceUnavailableError("device"),
     ],
 )
 def test_new_classes_pickle_and_print(make):
@@ -321,4 +319,11 @@ def test_documented_differences(tmp_path):
     # 4. A directory: the reference fails with OSError(ENODEV); ours reads a
     #    sharded checkpoint from it, so one that holds none is a ShardError
     #    (and an IsADirectoryError, so `except OSError` still works).
-    assert os.path.isdir(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(OSError) as reference:
+        safetensors.safe_open(str(empty), "pt")
+    assert not isinstance(reference.value, safetensors.SafetensorError)
+    with pytest.raises(safeweights.ShardDirectoryError, match="empty") as ours:
+        safeweights.safe_open(str(empty), "pt")
+    assert isinstance(ours.value, safeweights.ShardError) and isinstance(ours.value, IsADirectoryError)

@@ -98,7 +98,7 @@ def without_ml_dtypes(monkeypatch):
 def test_dtype_without_numpy_equivalent(path, without_ml_dtypes):
     safeweights.torch.save_file({"a": torch.ones(2, dtype=torch.bfloat16)}, path)
     with safeweights.safe_open(path, "np") as f:
-        with pytest.raises(safeweights.UnsupportedDtypeError, match="BF16.*ml_dtypes"):
+        with pytest.raises(safeweights.UnsupportedDtypeError, match="'a' has dtype bfloat16.*ml_dtypes"):
             f.get_tensor("a")
 
 
@@ -171,3 +171,37 @@ def test_load_garbage_bytes():
         safeweights.torch.load(b"garbage")
     with pytest.raises(safeweights.InvalidHeaderError):
         safeweights.numpy.load(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")
+
+
+def test_serialize_takes_only_tensor_specs_like_the_reference():
+    # Raw dicts (the form before 0.8.0) are a TypeError, as in the reference.
+    raw = {"dtype": "float32", "shape": [1], "data_ptr": 0, "data_len": 0}
+    for value in (raw, {"dtype": "float32", "shape": [1], "data": b"\x00" * 4}, 1, None):
+        with pytest.raises(TypeError, match='tensor "t": expected a TensorSpec'):
+            safeweights.serialize({"t": value})
+    with pytest.raises(TypeError):
+        safetensors.serialize({"t": raw})
+
+
+def test_duplicate_names_given_to_the_writer_are_the_callers_mistake():
+    data = torch.ones(1)
+    spec = safeweights.TensorSpec(dtype="float32", shape=[1], data_ptr=data.data_ptr(), data_len=4)
+    with pytest.raises(safeweights.InvalidTensorError, match='"a"') as caught:
+        safeweights.serialize([("a", spec), ("a", spec)])
+    assert not isinstance(caught.value, safeweights.InvalidHeaderError)
+
+
+def test_duplicate_keys_in_a_file_are_an_invalid_header(path):
+    header = b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
+    with pytest.raises(safeweights.InvalidHeaderError, match='"a" appears twice'):
+        safeweights.torch.load_file(path)
+
+
+def test_pickle_refusals_are_unsafe_checkpoint_errors(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"x": print}, path)
+    with pytest.raises(safeweights.UnsafeCheckpointError, match="print"):
+        safeweights.torch.load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        safeweights._safeweights_rust.load_torch_pickle(str(tmp_path / "missing.pt"))

@@ -126,7 +126,10 @@ def test_deserialize_and_serialize_match_the_reference():
     assert [k for k, _ in safeweights.deserialize(data)] == ["b", "w"]
     specs = safeweights.torch._flatten_as_ptr(tensors, [])
     assert safeweights.serialize(specs) == data
-    assert safeweights.torch._view2torch(safeweights.deserialize(data)).keys() == tensors.keys()
+    rebuilt = safeweights.torch._view2torch(safeweights.deserialize(data))
+    assert sorted(rebuilt) == sorted(tensors)
+    for name, tensor in tensors.items():
+        assert rebuilt[name].dtype == tensor.dtype and torch.equal(rebuilt[name], tensor), name
 
 
 def test_save_model_and_load_model_handle_tied_weights(tmp_path):

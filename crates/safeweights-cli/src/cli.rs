@@ -6,9 +6,15 @@ use clap::{Args, Parser, Subcommand};
 
 const MAIN_HELP: &str = "\
 Exit codes:
-  0  success: valid, equal, all finite
-  1  the answer is no: invalid or corrupt file, differences, non-finite values
-  2  usage error, file that cannot be opened, network error
+  0  ok: valid, equal, safe, all finite
+  1  the answer is no: invalid or corrupt file, unsafe file, differences,
+     non-finite values
+  2  usage error, or an input that cannot be read (missing file, I/O or
+     network error, a directory that holds no checkpoint)
+  3  internal error (a bug in safeweights; please report it)
+With --json, a failure also prints one JSON document on stdout:
+  {\"error\": {\"kind\": \"invalid\" | \"unsafe\" | \"usage\" | \"input\" | \"internal\",
+             \"message\": ..., \"path\": ... or null}}
 
 Checkpoints: every command that reads accepts a .safetensors file, a sharded
 checkpoint's index (*.safetensors.index.json) or a directory holding one.
@@ -33,6 +39,11 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Largest header to accept (default 100MB); a header over it is refused
+    /// as corrupt. Raise it for files with very many tensors that you trust.
+    #[arg(long, global = true, value_name = "SIZE")]
+    pub max_header_size: Option<String>,
 
     /// Seconds to wait for a remote server to connect or send data.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30.0)]
@@ -113,16 +124,23 @@ OUT defaults to model.safetensors beside the input for pytorch_model.bin
 (or its index), else to the input's name with .safetensors. A directory OUT
 receives model.safetensors, or shards and model.safetensors.index.json.
 
+A Hugging Face model directory as input converts pytorch_model.bin.index.json
+and its shards, else pytorch_model.bin, else every .pt and .pth file, into
+the matching safetensors names beside them (or in OUT, a directory); --json
+then prints {\"input\", \"conversions\": [...]}.
+
 After writing, the output is read back and compared with the input tensor by
 tensor, unless --no-verify is given.
 
 Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
-2 usage or I/O error (including an existing output without --force).
+2 usage or I/O error (including an existing output without --force),
+3 the output fails its verification (a bug; please report it).
 
 Examples:
   safeweights convert pytorch_model.bin
   safeweights convert model.ckpt model.safetensors --dtype bf16
   safeweights convert pytorch_model.bin.index.json out/ --max-shard-size 5GB
+  safeweights convert ./bert-base-uncased/            # the whole model directory
   safeweights convert arrays.npz --force --json")]
     Convert(ConvertArgs),
 
@@ -415,10 +433,11 @@ pub struct ScanArgs {
 /// Arguments of `convert`.
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, or a
-    /// pytorch_model.bin.index.json).
+    /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, a
+    /// pytorch_model.bin.index.json), or a Hugging Face model directory.
     pub input: PathBuf,
-    /// Output file or directory (default: derived from the input).
+    /// Output file or directory (default: derived from the input; for a
+    /// directory input, an output directory).
     pub output: Option<PathBuf>,
     /// Split the output into shards of at most this size (e.g. 5GB, 500MiB).
     #[arg(long, value_name = "SIZE")]
@@ -432,8 +451,9 @@ pub struct ConvertArgs {
     /// Skip reading the output back and comparing it with the input.
     #[arg(long)]
     pub no_verify: bool,
-    /// Do not keep the checkpoint's plain values (epoch, step, learning
-    /// rates) as JSON under the `safeweights.values` metadata key.
+    /// Write the tensors by name only: without the checkpoint's structure
+    /// (`safeweights.checkpoint`, which lets `safeweights.load` return what
+    /// `torch.load` returned) and plain values (`safeweights.values`).
     #[arg(long)]
     pub drop_values: bool,
 }

@@ -66,10 +66,10 @@ pub fn parse_manifest(text: &str) -> CliResult<Digests> {
         tensors: Digests,
     }
     let manifest: Manifest = serde_json::from_str(text)
-        .map_err(|e| CliError::usage(format!("not a checksum manifest: {e}")))?;
+        .map_err(|e| CliError::input(format!("not a checksum manifest: {e}")))?;
     if manifest.algorithm != "sha256" {
-        return Err(CliError::usage(format!(
-            "unsupported algorithm {:?}",
+        return Err(CliError::input(format!(
+            "unsupported checksum algorithm {:?}",
             manifest.algorithm
         )));
     }

@@ -66,6 +66,13 @@ pub fn print_error(message: &str) {
     );
 }
 
+/// Prints a failed command's JSON error document on stdout; a closed
+/// stdout is ignored, as the exit code still tells.
+pub fn print_json_error(doc: &serde_json::Value) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{doc}").and_then(|()| out.flush());
+}
+
 /// Prints a warning line on stderr.
 pub fn print_warning(message: &str) {
     let painter = Painter::stderr();

@@ -1,12 +1,9 @@
 //! Splitting work over tensors into pieces and running it on all cores.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::thread;
-
 use safeweights::analysis::granule_bytes;
 
-use crate::exit::{CliError, CliResult};
+use crate::exit::CliResult;
+
 use crate::source::Entry;
 
 /// Bytes per piece of work: large enough to amortise scheduling, small
@@ -49,57 +46,39 @@ pub fn split(entries: &[Entry<'_>]) -> Vec<Piece> {
     pieces
 }
 
-/// Number of worker threads: `requested`, or every available core.
-pub fn thread_count(requested: Option<usize>) -> usize {
-    requested
-        .unwrap_or_else(|| thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
-}
+pub use safeweights::pool::thread_count;
 
-/// Runs `work(i)` for every `i < count` on `threads` threads and returns
-/// the results in index order. The first error stops the remaining work.
+/// Runs `work(i)` for every `i < count` on the workspace's one thread pool
+/// ([`safeweights::pool::run_indexed`]): results in index order, the first
+/// error stops the rest, a panicking worker is an internal error (exit 3).
 pub fn run_indexed<T: Send>(
     count: usize,
     threads: usize,
     work: impl Fn(usize) -> CliResult<T> + Sync,
 ) -> CliResult<Vec<T>> {
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<CliError>> = Mutex::new(None);
-    let worker = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= count {
-                return done;
-            }
-            match work(i) {
-                Ok(value) => done.push((i, value)),
-                Err(error) => {
-                    next.store(count, Ordering::Relaxed);
-                    if let Ok(mut slot) = failure.lock() {
-                        slot.get_or_insert(error);
-                    }
-                    return done;
-                }
-            }
-        }
-    };
-    let mut results: Vec<(usize, T)> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads.min(count).max(1))
-            .map(|_| scope.spawn(worker))
-            .collect();
-        let mut all = Vec::with_capacity(count);
-        for handle in handles {
-            match handle.join() {
-                Ok(done) => all.extend(done),
-                Err(_) => return Err(CliError::usage("internal error: a worker thread panicked")),
-            }
-        }
-        Ok(all)
-    })?;
-    if let Some(error) = failure.into_inner().ok().flatten() {
-        return Err(error);
+    safeweights::pool::run_indexed(count, threads, work)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::{CliError, ErrorKind};
+
+    #[test]
+    fn a_panicking_worker_is_an_internal_error_with_exit_code_3() {
+        let error = run_indexed(8, 2, |i| {
+            assert!(i != 5, "broken worker");
+            Ok(i)
+        })
+        .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Internal);
+        assert_eq!(error.exit_code(), 3);
+        assert!(error.message.contains("broken worker"), "{}", error.message);
     }
-    results.sort_unstable_by_key(|(i, _)| *i);
-    Ok(results.into_iter().map(|(_, v)| v).collect())
+
+    #[test]
+    fn command_errors_pass_through_the_pool_unchanged() {
+        let error = run_indexed::<usize>(8, 2, |_| Err(CliError::usage("bad"))).unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Usage);
+    }
 }

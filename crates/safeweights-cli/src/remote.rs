@@ -38,7 +38,7 @@ impl RemoteFile {
     /// Fetches and validates the header of the file at `url`. `timeout`
     /// bounds connecting and each read, so a silent server fails instead
     /// of hanging.
-    pub fn open(url: &str, timeout: Duration) -> Result<Self, CliError> {
+    pub fn open(url: &str, timeout: Duration, limits: &HeaderLimits) -> Result<Self, CliError> {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout)
             .timeout_read(timeout)
@@ -51,9 +51,8 @@ impl RemoteFile {
             bytes: AtomicU64::new(0),
         };
         let (first, file_len) = http.fetch(0, INITIAL_RANGE)?;
-        let limits = HeaderLimits::default();
-        let len = Header::read_header_len(&first, file_len, &limits)
-            .map_err(|e| CliError::from(e).context(url))?;
+        let len = Header::read_header_len(&first, file_len, limits)
+            .map_err(|e| CliError::from(e).at(url))?;
         let header_end = 8 + len;
         let json = if header_end <= first.len() as u64 {
             first[8..header_end as usize].to_vec()
@@ -63,8 +62,8 @@ impl RemoteFile {
             json.extend_from_slice(&rest);
             json
         };
-        let header = Header::parse(&json, file_len - header_end)
-            .map_err(|e| CliError::from(e).context(url))?;
+        let header =
+            Header::parse(&json, file_len - header_end).map_err(|e| CliError::from(e).at(url))?;
         Ok(RemoteFile { http, header })
     }
 
@@ -96,10 +95,10 @@ impl RemoteFile {
         let (bytes, _) = self.http.fetch(self.header.data_start() + offset, len)?;
         if (bytes.len() as u64) < len {
             return Err(CliError::invalid(format!(
-                "{}: the server sent {} bytes where {len} were expected; the file changed or is truncated",
-                self.http.url,
+                "the server sent {} bytes where {len} were expected; the file changed or is truncated",
                 bytes.len()
-            )));
+            ))
+            .at(&self.http.url));
         }
         Ok(bytes)
     }
@@ -115,40 +114,40 @@ impl Http {
             Ok(response) => response,
             Err(ureq::Error::Status(416, _)) if offset == 0 => {
                 return Err(
-                    CliError::from(safeweights::Error::FileTooSmall { len: 0 }).context(&self.url)
+                    CliError::from(safeweights::Error::FileTooSmall { len: 0 }).at(&self.url)
                 )
             }
             Err(ureq::Error::Status(code, response)) => {
-                return Err(CliError::usage(format!(
-                    "{}: the server answered {code} {}",
-                    self.url,
+                return Err(CliError::input(format!(
+                    "the server answered {code} {}",
                     response.status_text()
-                )))
+                ))
+                .at(&self.url))
             }
             Err(ureq::Error::Transport(transport)) => {
                 return Err(transport_error(&self.url, &transport))
             }
         };
         if response.status() != 206 {
-            return Err(CliError::usage(format!(
-                "{}: the server does not support HTTP Range requests (it answered {} instead of 206 Partial Content); \
+            return Err(CliError::input(format!(
+                "the server does not support HTTP Range requests (it answered {} instead of 206 Partial Content); \
                  download the file and run the command on the local copy",
-                self.url,
                 response.status()
-            )));
+            ))
+            .at(&self.url));
         }
         let total = content_range(&response, offset).ok_or_else(|| {
-            CliError::usage(format!(
-                "{}: the server sent a Content-Range that does not match the request for {range}",
-                self.url
+            CliError::input(format!(
+                "the server sent a Content-Range that does not match the request for {range}"
             ))
+            .at(&self.url)
         })?;
         let mut body = Vec::with_capacity(len.min(INITIAL_RANGE * 16) as usize);
         response
             .into_reader()
             .take(len)
             .read_to_end(&mut body)
-            .map_err(|e| CliError::usage(format!("{}: {e}", self.url)))?;
+            .map_err(|e| CliError::from(e).at(&self.url))?;
         self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         Ok((body, total))
     }
@@ -165,14 +164,20 @@ fn content_range(response: &ureq::Response, offset: u64) -> Option<u64> {
 }
 
 fn transport_error(url: &str, error: &ureq::Transport) -> CliError {
-    let text = error.to_string();
-    let timed_out =
-        text.contains("timed out") || text.contains("WouldBlock") || text.contains("Timeout");
-    if timed_out {
-        CliError::usage(format!(
-            "{url}: timed out waiting for the server (raise the limit with --timeout SECONDS)"
-        ))
+    // A read timeout is an I/O error of kind TimedOut (or WouldBlock,
+    // which is how some platforms report an expired socket timeout).
+    let timed_out = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            )
+        });
+    let message = if timed_out {
+        "timed out waiting for the server (raise the limit with --timeout SECONDS)".to_owned()
     } else {
-        CliError::usage(format!("{url}: {text}"))
-    }
+        error.to_string()
+    };
+    CliError::input(message).at(url)
 }

@@ -3,13 +3,13 @@
 
 use std::borrow::Cow;
 use std::path::Path;
-use std::time::Duration;
 
-use safeweights::read::SafetensorsFile;
+use safeweights::read::{OpenOptions, SafetensorsFile};
 use safeweights::resolve::{resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
+use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
 use crate::parallel::PIECE_BYTES;
 use crate::remote::RemoteFile;
@@ -32,21 +32,30 @@ pub struct Entry<'a> {
     pub shard: usize,
 }
 
+fn open_options(ctx: &Context) -> OpenOptions {
+    OpenOptions {
+        limits: ctx.limits,
+        ..OpenOptions::default()
+    }
+}
+
 impl Checkpoint {
     /// Opens a URL, a directory, an index file or a single file, as the
     /// core's resolver tells them apart.
-    pub fn open(arg: &str, timeout: Duration) -> CliResult<Self> {
+    pub fn open(arg: &str, ctx: &Context) -> CliResult<Self> {
         match resolve(arg)? {
-            Target::Url(url) => RemoteFile::open(&url, timeout).map(Checkpoint::Remote),
-            local => ShardedCheckpoint::open_target(local, &Default::default())
+            Target::Url(url) => {
+                RemoteFile::open(&url, ctx.timeout, &ctx.limits).map(Checkpoint::Remote)
+            }
+            local => ShardedCheckpoint::open_target(local, &open_options(ctx))
                 .map(Checkpoint::Local)
                 .map_err(CliError::from),
         }
     }
 
     /// Opens a directory, an index file or a single file (never a URL).
-    pub fn open_local(path: &Path) -> CliResult<Self> {
-        ShardedCheckpoint::open_path(path, &Default::default())
+    pub fn open_local(path: &Path, ctx: &Context) -> CliResult<Self> {
+        ShardedCheckpoint::open_path(path, &open_options(ctx))
             .map(Checkpoint::Local)
             .map_err(CliError::from)
     }
@@ -152,7 +161,7 @@ impl Checkpoint {
             Checkpoint::Local(checkpoint) => {
                 let file = &checkpoint.shards()[entry.shard];
                 let Cow::Borrowed(all) = file.bytes_of(entry.info)? else {
-                    return Err(CliError::usage("internal: local files are memory-mapped"));
+                    return Err(CliError::internal("local files are memory-mapped"));
                 };
                 Ok(Cow::Borrowed(
                     &all[offset as usize..(offset + len) as usize],

@@ -102,12 +102,14 @@ fn assert_converts_exactly(dir: &Path, input: &str, extra: &[&str], cast: Option
 
 #[test]
 fn training_checkpoint_converts_to_exactly_what_torch_loads() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     assert_converts_exactly(dir.path(), "train.pt", &[], None);
 }
 
 #[test]
 fn legacy_checkpoint_with_tied_weights_converts_exactly() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     assert_converts_exactly(dir.path(), "tied.bin", &[], None);
     let doc = json(&["inspect", &path(dir.path(), "tied.bin.safetensors")], 0);
@@ -120,12 +122,14 @@ fn legacy_checkpoint_with_tied_weights_converts_exactly() {
 
 #[test]
 fn dtype_cast_matches_torch_rounding() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     assert_converts_exactly(dir.path(), "train.pt", &["--dtype", "bf16"], Some("bf16"));
 }
 
 #[test]
 fn json_report_lists_files_aliases_and_verification() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let out = path(dir.path(), "out.safetensors");
     let doc = json(&["convert", &path(dir.path(), "tied.bin"), &out], 0);
@@ -138,6 +142,7 @@ fn json_report_lists_files_aliases_and_verification() {
 
 #[test]
 fn plain_values_are_kept_as_json_metadata() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let out = path(dir.path(), "values.safetensors");
     json(&["convert", &path(dir.path(), "train.pt"), &out], 0);
@@ -161,6 +166,7 @@ fn plain_values_are_kept_as_json_metadata() {
 
 #[test]
 fn npz_arrays_become_tensors() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let out = path(dir.path(), "arrays.safetensors");
     json(&["convert", &path(dir.path(), "arrays.npz"), &out], 0);
@@ -176,6 +182,7 @@ fn npz_arrays_become_tensors() {
 
 #[test]
 fn max_shard_size_writes_shards_and_an_index() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let out = dir.path().join("sharded");
     let doc = json(
@@ -209,6 +216,7 @@ fn max_shard_size_writes_shards_and_an_index() {
 
 #[test]
 fn unsafe_input_is_refused_writes_nothing_and_runs_nothing() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let out = path(dir.path(), "evil.safetensors");
     let output = run(&["convert", &path(dir.path(), "evil.pt"), &out]);
@@ -222,6 +230,7 @@ fn unsafe_input_is_refused_writes_nothing_and_runs_nothing() {
 
 #[test]
 fn existing_output_needs_force() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let out = path(dir.path(), "train.safetensors");
     std::fs::write(&out, b"keep me").unwrap();
@@ -234,6 +243,7 @@ fn existing_output_needs_force() {
 
 #[test]
 fn bad_options_are_usage_errors() {
+    let Some(_) = python() else { return };
     let dir = make_files();
     let input = path(dir.path(), "train.pt");
     for extra in [["--dtype", "int8"], ["--max-shard-size", "lots"]] {

@@ -53,10 +53,7 @@ fn find_nginx() -> Option<PathBuf> {
 
 /// nginx in the foreground, one process, serving `root`.
 fn nginx(root: &Path) -> Option<Server> {
-    let Some(binary) = find_nginx() else {
-        eprintln!("skipping: nginx is not installed (run scripts/install-test-deps.sh)");
-        return None;
-    };
+    let binary = require("nginx", find_nginx())?;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let d = dir.path().display();
@@ -92,6 +89,7 @@ fn url(server: &Server, name: &str) -> String {
 
 #[test]
 fn inspect_dump_and_diff_over_nginx() {
+    let Some(_) = python() else { return };
     let Some(server) = nginx(fixtures()) else {
         return;
     };
@@ -181,8 +179,9 @@ fn inspect_dump_and_diff_over_nginx() {
 
 #[test]
 fn server_without_range_support_is_a_clear_error() {
+    let Some(python) = python() else { return };
     let port = free_port();
-    let child = Command::new(python())
+    let child = Command::new(python)
         .args([
             "-m",
             "http.server",

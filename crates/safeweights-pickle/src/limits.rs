@@ -31,6 +31,12 @@ pub struct Limits {
     pub max_ratio: u64,
     /// Maximum nesting of archives inside archives for the scanner.
     pub max_archive_depth: usize,
+    /// Classes (`module.qualname`) the caller allows beyond the built-in
+    /// allow-list, as torch's `add_safe_globals` does. The reader never
+    /// builds them: NEWOBJ, BUILD and items on one are recorded as a
+    /// [`crate::pickle::Value::Object`] for the caller to rebuild. Not a
+    /// limit, but it travels with them to every pickle the reader runs.
+    pub allowed_classes: Vec<String>,
 }
 
 impl Default for Limits {
@@ -47,6 +53,7 @@ impl Default for Limits {
             max_decompressed: 4 << 30,
             max_ratio: 1_000,
             max_archive_depth: 4,
+            allowed_classes: Vec::new(),
         }
     }
 }

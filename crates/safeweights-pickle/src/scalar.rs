@@ -43,6 +43,12 @@ const TABLE: &[(&str, Option<&str>, usize, Option<Dtype>)] = &[
     ("float8_e8m0fnu", None, 1, Some(Dtype::F8_E8M0)),
     ("complex32", None, 4, None),
     ("float4_e2m1fn_x2", None, 1, None),
+    // Quantized storages hold the integer representation.
+    ("qint8", Some("QInt8Storage"), 1, None),
+    ("quint8", Some("QUInt8Storage"), 1, None),
+    ("qint32", Some("QInt32Storage"), 4, None),
+    ("quint4x2", Some("QUInt4x2Storage"), 1, None),
+    ("quint2x4", Some("QUInt2x4Storage"), 1, None),
 ];
 
 fn entry(row: &(&'static str, Option<&'static str>, usize, Option<Dtype>)) -> ScalarType {
@@ -62,6 +68,14 @@ impl ScalarType {
     /// The type stored by a typed storage class such as `FloatStorage`.
     pub fn from_storage_class(class: &str) -> Option<ScalarType> {
         TABLE.iter().find(|row| row.1 == Some(class)).map(entry)
+    }
+
+    /// The legacy typed-storage class holding this type (`FloatStorage`).
+    pub fn storage_class(&self) -> Option<&'static str> {
+        TABLE
+            .iter()
+            .find(|row| row.0 == self.name)
+            .and_then(|row| row.1)
     }
 
     /// The element type matching a safetensors dtype, for messages.

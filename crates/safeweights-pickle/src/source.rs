@@ -40,15 +40,17 @@ impl Source {
 /// # Safety
 ///
 /// This function is safe to call; the `unsafe` inside is the one place the
-/// crate trusts something it cannot check. A memory map is only sound while
-/// no other process truncates or rewrites the file: truncation turns reads
-/// into `SIGBUS`, rewriting changes bytes under our feet. Parsing never
-/// assumes bytes stay put between two reads beyond what bounds checks
-/// cover, so a concurrent writer can corrupt results but not memory
-/// safety of our own code; truncation remains the caller's responsibility,
-/// as with every memory-mapping reader. Callers that cannot rule it out
-/// should use the `from_bytes` constructors instead.
+/// crate trusts something it cannot check. `Mmap::map` makes a read-only
+/// *shared* mapping (`MAP_SHARED`): the bytes we see are the file's, so
+/// another process that writes the file changes them under a `&[u8]` that
+/// Rust assumes immutable, and one that truncates it turns reads of the
+/// lost pages into `SIGBUS`. The mapping is therefore sound only while
+/// nobody modifies the file, the same assumption the core library's
+/// `map_file` makes (its writers, and ours, replace files by renaming a
+/// new one over them, never by writing in place). Callers that cannot rule
+/// out a concurrent writer should use the `from_bytes` constructors.
 fn map_file(file: &File) -> std::io::Result<Mmap> {
-    // SAFETY: read-only private mapping; see the function's safety section.
+    // SAFETY: a read-only shared mapping, sound while the file is not
+    // modified or truncated, as the function's safety section explains.
     unsafe { Mmap::map(file) }
 }

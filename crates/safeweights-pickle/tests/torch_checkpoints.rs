@@ -226,20 +226,52 @@ fn from_bytes_detects_format_by_content() {
 #[test]
 fn truncated_or_corrupted_checkpoints_fail_cleanly() {
     let Some(dir) = fixtures() else { return };
+    // A refusal must be a typed "invalid input" error, never an I/O or
+    // usage error (and never a panic, which would fail the test).
+    let refused_cleanly = |what: &str, error: safeweights_pickle::Error| {
+        assert!(error.is_unsafe_or_invalid(), "{what}: {error:?}");
+        assert!(!error.to_string().is_empty(), "{what}");
+    };
     for file in ["model.pt", "legacy.pt"] {
         let bytes = std::fs::read(dir.join(file)).unwrap();
+        // Every truncation loses the zip's central directory or a legacy
+        // storage's bytes: each must be refused.
         for cut in (0..bytes.len()).step_by(97) {
-            let _ = Checkpoint::from_bytes(bytes[..cut].to_vec());
+            match Checkpoint::from_bytes(bytes[..cut].to_vec()) {
+                Ok(_) => panic!("{file} cut to {cut} of {} bytes was accepted", bytes.len()),
+                Err(error) => refused_cleanly(&format!("{file} cut to {cut}"), error),
+            }
         }
+        let (mut refused, mut read) = (0, 0);
         for at in (0..bytes.len()).step_by(31) {
             let mut flipped = bytes.clone();
             flipped[at] ^= 0x5a;
-            if let Ok(c) = Checkpoint::from_bytes(flipped) {
-                for e in c.tensors() {
-                    let _ = c.read_tensor(e);
+            let what = format!("{file} with byte {at} flipped");
+            // A flip in tensor data (or a zip member's CRC-unchecked
+            // padding) may go unnoticed; whatever is read back must then
+            // have its declared size.
+            match Checkpoint::from_bytes(flipped) {
+                Err(error) => {
+                    refused += 1;
+                    refused_cleanly(&what, error);
+                }
+                Ok(c) => {
+                    for e in c.tensors() {
+                        match c.read_tensor(e) {
+                            Ok(data) => {
+                                read += 1;
+                                assert_eq!(data.len() as u64, e.nbytes(), "{what}: {}", e.name);
+                            }
+                            Err(error) => refused_cleanly(&format!("{what}: {}", e.name), error),
+                        }
+                    }
                 }
             }
         }
+        assert!(
+            refused > 0 && read > 0,
+            "{file}: {refused} refused, {read} read"
+        );
     }
 }
 

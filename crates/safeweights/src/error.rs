@@ -71,6 +71,12 @@ pub enum Error {
         /// The repeated key.
         key: String,
     },
+    /// Two tensors given to a writer share a name (the caller's mistake,
+    /// unlike [`Error::DuplicateKey`] in a file's header).
+    DuplicateTensorName {
+        /// The repeated name.
+        name: String,
+    },
     /// A tensor entry lacks a required field.
     MissingField {
         /// Tensor name.
@@ -194,6 +200,12 @@ pub enum Error {
         /// How many safetensors files the directory holds.
         safetensors_files: usize,
     },
+    /// A worker thread panicked: a bug in safeweights, reported as an
+    /// internal error instead of unwinding into the caller.
+    WorkerPanicked {
+        /// The panic's message.
+        message: String,
+    },
     /// A sharded checkpoint's index and shards disagree.
     Shard {
         /// What was wrong.
@@ -245,6 +257,8 @@ impl Error {
             self.kind(),
             Error::Io(_)
                 | Error::CheckpointDirectory { .. }
+                | Error::DuplicateTensorName { .. }
+                | Error::WorkerPanicked { .. }
                 | Error::TensorNotFound { .. }
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
@@ -303,6 +317,10 @@ impl fmt::Display for Error {
             Error::DuplicateKey { within, key } => write!(
                 f,
                 "key {key:?} appears twice in {within}; duplicate keys are ambiguous and rejected"
+            ),
+            Error::DuplicateTensorName { name } => write!(
+                f,
+                "two tensors to write are named {name:?}; names must be unique"
             ),
             Error::MissingField { tensor, field } => {
                 write!(f, "tensor {tensor:?}: missing field {field:?}")
@@ -377,6 +395,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "the directory holds {index_files} index files and {safetensors_files} safetensors files; point at one index file or file"
+            ),
+            Error::WorkerPanicked { message } => write!(
+                f,
+                "internal error: a worker thread panicked ({message}); this is a bug in safeweights, please report it"
             ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
             Error::BufferSize {

@@ -28,11 +28,11 @@ pub mod analysis;
 pub mod edit;
 mod error;
 pub mod format;
+pub mod pool;
 pub mod read;
 pub mod resolve;
 pub mod shards;
 pub mod slice;
-mod split;
 pub mod write;
 
 pub use error::{Error, Result};

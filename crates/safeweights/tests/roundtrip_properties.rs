@@ -224,7 +224,7 @@ fn duplicate_or_reserved_names_are_refused_by_writers() {
     ];
     let error = serialize(&duplicate, None, &WriteOptions::default()).unwrap_err();
     assert!(
-        matches!(error.kind(), safeweights::Error::DuplicateKey { key, .. } if key == "w"),
+        matches!(error.kind(), safeweights::Error::DuplicateTensorName { name } if name == "w"),
         "{error:?}"
     );
     let reserved = [("__metadata__", TensorRef::new(Dtype::F32, vec![1], &data))];

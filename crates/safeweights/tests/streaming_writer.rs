@@ -155,7 +155,7 @@ fn invalid_specs_are_refused_before_creating_anything() {
     let error =
         StreamingWriter::create(&path, &duplicate, None, &WriteOptions::default()).unwrap_err();
     assert!(
-        matches!(error.kind(), Error::DuplicateKey { .. }),
+        matches!(error.kind(), Error::DuplicateTensorName { name } if name == "x"),
         "{error:?}"
     );
     assert!(dir_entries(dir.path()).is_empty());

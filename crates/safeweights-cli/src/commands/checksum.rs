@@ -16,7 +16,7 @@ use crate::source::Checkpoint;
 
 /// Runs `checksum`.
 pub fn run(ctx: Context, args: &ChecksumArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.file)?;
+    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
     let digests = digest::compute(&checkpoint)?;
     if !args.write {
         write_json(out, &digest::manifest(&digests))?;

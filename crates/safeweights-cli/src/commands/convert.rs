@@ -2,11 +2,13 @@
 //! safe pickle reader (nothing in the input is ever executed).
 
 use std::io::Write;
+use std::path::Path;
 
 use safeweights::shards::parse_size;
 use safeweights::Dtype;
 use safeweights_pickle::convert::{
-    convert_with_progress, default_output, ConvertOptions, ConvertReport, InputFormat, Stage,
+    convert_with_progress, default_output, directory_inputs, ConvertOptions, ConvertReport,
+    InputFormat, Stage,
 };
 use serde_json::json;
 
@@ -16,15 +18,54 @@ use crate::exit::{CliError, CliResult, Status};
 use crate::output::{human_bytes, progress, write_json, Painter, DIM, GREEN, YELLOW};
 
 /// Runs `convert`: exit 0 when converted, 1 when the input is unsafe or
-/// invalid (nothing is written), 2 for usage and I/O errors.
+/// invalid (nothing is written), 2 for usage and I/O errors, 3 when the
+/// output fails its verification. A directory input converts the Hugging
+/// Face checkpoint in it ([`directory_inputs`]) into the matching
+/// safetensors layout, beside it or in the output directory.
 pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
     let options = options(args)?;
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| default_output(&args.input));
+    if !args.input.is_dir() {
+        let output = args
+            .output
+            .clone()
+            .unwrap_or_else(|| default_output(&args.input));
+        let report = convert_one(&args.input, &output, &options)?;
+        if ctx.json {
+            write_json(out, &report_json(&args.input, &report))?;
+        } else {
+            print_report(out, &args.input, &report)?;
+        }
+        return Ok(Status::Success);
+    }
+    let inputs =
+        directory_inputs(&args.input).map_err(|e| CliError::from(e).at(args.input.display()))?;
+    if let Some(output) = &args.output {
+        std::fs::create_dir_all(output).map_err(|e| CliError::from(e).at(output.display()))?;
+    }
+    let mut reports = Vec::with_capacity(inputs.len());
+    for input in &inputs {
+        let beside = default_output(input);
+        let output = match (&args.output, beside.file_name()) {
+            (Some(directory), Some(name)) => directory.join(name),
+            _ => beside,
+        };
+        let report = convert_one(input, &output, &options)?;
+        if !ctx.json {
+            print_report(out, input, &report)?;
+        }
+        reports.push(report_json(input, &report));
+    }
+    if ctx.json {
+        let doc = json!({"input": args.input.display().to_string(), "conversions": reports});
+        write_json(out, &doc)?;
+    }
+    Ok(Status::Success)
+}
+
+/// Converts one checkpoint with a progress bar.
+fn convert_one(input: &Path, output: &Path, options: &ConvertOptions) -> CliResult<ConvertReport> {
     let bar = progress(0, "converting");
-    let report = convert_with_progress(&args.input, &output, &options, &mut |p| {
+    let report = convert_with_progress(input, output, options, &mut |p| {
         if p.stage == Stage::Verify && bar.message() != "verifying" {
             bar.set_message("verifying");
             bar.set_position(0);
@@ -33,26 +74,7 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
         bar.set_position(p.bytes_done);
     });
     bar.finish_and_clear();
-    let report = report.map_err(|error| {
-        let code = if error.is_unsafe_or_invalid() { 1 } else { 2 };
-        let message = error.to_string();
-        let message = if message.contains(&args.input.display().to_string()) {
-            message
-        } else {
-            format!("{}: {message}", args.input.display())
-        };
-        CliError {
-            code,
-            message,
-            broken_pipe: false,
-        }
-    })?;
-    if ctx.json {
-        write_json(out, &report_json(args, &report))?;
-    } else {
-        print_report(out, args, &report)?;
-    }
-    Ok(Status::Success)
+    report.map_err(|error| CliError::from(error).at(input.display()))
 }
 
 fn options(args: &ConvertArgs) -> CliResult<ConvertOptions> {
@@ -96,7 +118,7 @@ fn format_name(format: InputFormat) -> &'static str {
     }
 }
 
-fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> std::io::Result<()> {
+fn print_report(out: &mut Out, input: &Path, report: &ConvertReport) -> std::io::Result<()> {
     let painter = Painter::stdout();
     let shards = if report.input_files > 1 {
         format!(", {} shards", report.input_files)
@@ -107,7 +129,7 @@ fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> st
         out,
         "{} {} {}",
         painter.paint(GREEN, "converted"),
-        args.input.display(),
+        input.display(),
         painter.paint(
             DIM,
             format!("({}{shards})", format_name(report.input_format))
@@ -131,12 +153,22 @@ fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> st
         writeln!(out, "  {alias} shares the bytes of {kept} (stored once)")?;
     }
     for skipped in &report.skipped {
+        // An empty path is the checkpoint as a whole (its structure).
+        let (label, path) = match skipped.path.as_str() {
+            "" => ("not kept:", "structure"),
+            path => ("not a tensor:", path),
+        };
         writeln!(
             out,
-            "  {} {}: {}",
-            painter.paint(YELLOW, "not a tensor:"),
-            skipped.path,
+            "  {} {path}: {}",
+            painter.paint(YELLOW, label),
             skipped.reason
+        )?;
+    }
+    if report.structure {
+        writeln!(
+            out,
+            "  structure kept: safeweights.load returns what torch.load returned"
         )?;
     }
     if report.verified {
@@ -145,9 +177,9 @@ fn print_report(out: &mut Out, args: &ConvertArgs, report: &ConvertReport) -> st
     Ok(())
 }
 
-fn report_json(args: &ConvertArgs, report: &ConvertReport) -> serde_json::Value {
+fn report_json(input: &Path, report: &ConvertReport) -> serde_json::Value {
     json!({
-        "input": args.input.display().to_string(),
+        "input": input.display().to_string(),
         "format": format_name(report.input_format),
         "input_files": report.input_files,
         "files": report.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
@@ -156,6 +188,7 @@ fn report_json(args: &ConvertArgs, report: &ConvertReport) -> serde_json::Value 
         "cast": report.cast,
         "aliases": report.aliases.iter().map(|(a, k)| json!({"alias": a, "kept": k})).collect::<Vec<_>>(),
         "skipped": report.skipped.iter().map(|s| json!({"path": s.path, "reason": s.reason})).collect::<Vec<_>>(),
+        "structure": report.structure,
         "verified": report.verified,
     })
 }

@@ -39,8 +39,8 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         rtol: args.rtol,
         equal_nan: args.equal_nan,
     };
-    let a = Checkpoint::open(&args.a, ctx.timeout)?;
-    let b = Checkpoint::open(&args.b, ctx.timeout)?;
+    let a = Checkpoint::open(&args.a, &ctx)?;
+    let b = Checkpoint::open(&args.b, &ctx)?;
     let selection = Selection::new(&args.tensors, &[]);
     let index = |c: &'_ Checkpoint| -> BTreeMap<String, ()> {
         c.entries()
@@ -66,6 +66,10 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         if ea.info.dtype != eb.info.dtype {
             dtype_changed
                 .push(json!({"name": name, "a": ea.info.dtype.name(), "b": eb.info.dtype.name()}));
+            // Same values in another dtype: compare them, to measure the cast.
+            if ea.info.shape == eb.info.shape && comparable_across(ea, eb) {
+                pairs.push((ea, eb));
+            }
         } else if ea.info.shape != eb.info.shape {
             shape_changed.push(json!({"name": name, "a": ea.info.shape, "b": eb.info.shape}));
         } else {
@@ -85,10 +89,13 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         let tensors: Vec<Value> = pairs
             .iter()
             .zip(&compared)
-            .map(|((e, _), c)| {
+            .map(|((e, other), c)| {
+                // B's dtype when the values were compared across dtypes.
+                let dtype_b = (e.info.dtype != other.info.dtype).then(|| other.info.dtype.name());
                 json!({
                     "name": c.name,
                     "dtype": e.info.dtype.name(),
+                    "dtype_b": dtype_b,
                     "shape": e.info.shape,
                     "identical": c.identical,
                     "equal": c.comparison.is_equal(),
@@ -123,13 +130,27 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         for name in &only_b {
             writeln!(out, "{}", p.paint(GREEN, format!("+ {name}: only in B")))?;
         }
+        let across: BTreeMap<&str, &Comparison> = compared
+            .iter()
+            .filter(|c| !c.identical)
+            .map(|c| (c.name.as_str(), &c.comparison))
+            .collect();
         for change in &dtype_changed {
-            let line = format!(
-                "~ {}: dtype {} -> {}",
-                str_of(&change["name"]),
+            let name = str_of(&change["name"]);
+            let mut line = format!(
+                "~ {name}: dtype {} -> {}",
                 str_of(&change["a"]),
                 str_of(&change["b"])
             );
+            if let Some(cmp) = across.get(name) {
+                line.push_str(&format!(
+                    "; {} of {} values differ (max abs diff {}, mean abs diff {})",
+                    group_digits(cmp.differing),
+                    group_digits(cmp.values),
+                    float(cmp.max_abs_diff),
+                    float(cmp.mean_abs_diff())
+                ));
+            }
             writeln!(out, "{}", p.paint(YELLOW, line))?;
         }
         for change in &shape_changed {
@@ -144,9 +165,12 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
             writeln!(out, "{}", p.paint(YELLOW, line))?;
         }
         let mut identical = 0;
-        for ((e, _), c) in pairs.iter().zip(&compared) {
+        for ((e, other), c) in pairs.iter().zip(&compared) {
             let cmp = &c.comparison;
-            if c.identical {
+            if e.info.dtype != other.info.dtype {
+                // Reported with the dtype change above.
+                continue;
+            } else if c.identical {
                 identical += 1;
             } else if cmp.is_equal() {
                 writeln!(
@@ -193,10 +217,13 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         } else {
             p.paint(RED, "different")
         };
+        let same_dtype = pairs
+            .iter()
+            .filter(|(x, y)| x.info.dtype == y.info.dtype)
+            .count();
         writeln!(
             out,
-            "{verdict}: {identical} of {} common tensors byte-identical",
-            pairs.len()
+            "{verdict}: {identical} of {same_dtype} common tensors byte-identical"
         )?;
     }
     Ok(Status::negative_if(!equal))
@@ -223,14 +250,28 @@ fn compare_all(
     let compare_piece = |i: usize, skip_identical: bool| -> CliResult<Option<Comparison>> {
         let piece = pieces[i];
         let (ea, eb) = pairs[piece.tensor];
+        let (da, db) = (ea.info.dtype, eb.info.dtype);
         let x = a.read(ea, piece.offset, piece.len)?;
+        let mut scratch = (Vec::new(), Vec::new());
+        if da != db {
+            // The same elements of B: pieces hold whole elements of A.
+            let (size_a, size_b) = ((da.bits() / 8) as u64, (db.bits() / 8) as u64);
+            let y = b.read(
+                eb,
+                piece.offset / size_a * size_b,
+                piece.len / size_a * size_b,
+            )?;
+            let comparison =
+                Comparison::of_bytes_across((da, &x), (db, &y), tolerance, &mut scratch);
+            bar.inc(piece.len);
+            return Ok(Some(comparison));
+        }
         let y = b.read(eb, piece.offset, piece.len)?;
         if skip_identical && x == y {
             bar.inc(piece.len);
             return Ok(None);
         }
-        let mut scratch = (Vec::new(), Vec::new());
-        let comparison = Comparison::of_bytes(ea.info.dtype, &x, &y, tolerance, &mut scratch);
+        let comparison = Comparison::of_bytes(da, &x, &y, tolerance, &mut scratch);
         bar.inc(piece.len);
         Ok(Some(comparison))
     };
@@ -263,6 +304,14 @@ fn compare_all(
         }
     }
     Ok(results)
+}
+
+/// Whether two tensors of different dtypes can be compared value by value:
+/// whole-byte elements that decode to as many values each.
+fn comparable_across(a: Entry<'_>, b: Entry<'_>) -> bool {
+    use safeweights::analysis::decode::values_per_element;
+    let whole = |e: Entry<'_>| e.info.dtype.bits() % 8 == 0;
+    whole(a) && whole(b) && values_per_element(a.info.dtype) == values_per_element(b.info.dtype)
 }
 
 /// Number of values a tensor decodes to.

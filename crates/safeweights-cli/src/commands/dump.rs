@@ -14,7 +14,7 @@ use crate::values::{cell_at, format_array, Cell};
 
 /// Runs `dump`.
 pub fn run(ctx: Context, args: &DumpArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open(&args.file, ctx.timeout)?;
+    let checkpoint = Checkpoint::open(&args.file, &ctx)?;
     let entry = checkpoint.find(&args.tensor)?;
     let info = entry.info;
     let spec: &[SliceArg] = args.slice.as_ref().map_or(&[], |s| &s.0);

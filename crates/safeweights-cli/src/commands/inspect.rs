@@ -12,10 +12,11 @@ use crate::output::{
     group_digits, human_bytes, shape_string, write_json, Painter, Table, BOLD, DIM,
 };
 use crate::source::Checkpoint;
+use crate::structure::{self, STRUCTURE_KEY};
 
 /// Runs `inspect`.
 pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open(&args.file, ctx.timeout)?;
+    let checkpoint = Checkpoint::open(&args.file, &ctx)?;
     let entries = checkpoint.entries();
     let sharded = checkpoint.shard_count() > 1;
     let parameters: u64 = entries.iter().map(|e| e.info.numel() as u64).sum();
@@ -121,11 +122,34 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
             remote.requests()
         )?;
     }
+    let structure = checkpoint
+        .metadata()
+        .and_then(|m| m.get(STRUCTURE_KEY))
+        .and_then(|text| structure::summarize(text));
+    if let Some(lines) = &structure {
+        writeln!(out, "{}", painter.paint(BOLD, "training checkpoint"))?;
+        let width = lines
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (key, description) in lines {
+            writeln!(out, "  {key:<width$}  {description}")?;
+        }
+    }
     match checkpoint.metadata() {
         Some(metadata) if !metadata.is_empty() => {
             writeln!(out, "{}", painter.paint(BOLD, "metadata"))?;
             for (key, value) in metadata {
-                writeln!(out, "  {key}: {value}")?;
+                if key == STRUCTURE_KEY && structure.is_some() {
+                    let note = format!(
+                        "{} of JSON, summarised above; --json has all of it",
+                        human_bytes(value.len() as u64)
+                    );
+                    writeln!(out, "  {key}: {}", painter.paint(DIM, note))?;
+                } else {
+                    writeln!(out, "  {key}: {value}")?;
+                }
             }
         }
         _ => writeln!(out, "{}", painter.paint(DIM, "no metadata"))?,

@@ -3,6 +3,9 @@
 use std::io::{self, BufWriter, StdoutLock, Write};
 use std::time::Duration;
 
+use safeweights::format::{HeaderLimits, DEFAULT_MAX_HEADER_SIZE};
+use safeweights::shards::parse_size;
+
 use crate::cli::{Cli, Command};
 use crate::exit::{CliError, CliResult};
 
@@ -27,6 +30,8 @@ pub struct Context {
     pub json: bool,
     /// Network timeout for remote files.
     pub timeout: Duration,
+    /// Header size limit for every file read.
+    pub limits: HeaderLimits,
 }
 
 /// Buffered stdout; write errors (a closed pipe) surface as `CliError`.
@@ -39,9 +44,18 @@ pub fn run(cli: &Cli) -> CliResult {
             "--timeout must be a positive number of seconds",
         ));
     }
+    let max_header_size = match &cli.max_header_size {
+        None => DEFAULT_MAX_HEADER_SIZE,
+        Some(text) => parse_size(text).ok_or_else(|| {
+            CliError::usage(format!(
+                "--max-header-size {text:?} is not a size such as 200MB or 1GiB"
+            ))
+        })?,
+    };
     let ctx = Context {
         json: cli.json,
         timeout: Duration::from_secs_f64(cli.timeout),
+        limits: HeaderLimits { max_header_size },
     };
     let mut out = BufWriter::new(io::stdout().lock());
     let status = match &cli.command {

@@ -3,13 +3,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use safeweights::FileKind;
 use safeweights_pickle::scan::{scan_path, FileFormat, Finding, ScanReport, Verdict};
 use safeweights_pickle::Limits;
 use serde_json::{json, Value};
 
 use crate::cli::ScanArgs;
 use crate::commands::{Context, Out};
-use crate::exit::{CliError, CliResult, Status};
+use crate::exit::{CliError, CliResult, ErrorKind, Status};
 use crate::output::{print_error, progress, write_json, Painter, DIM, GREEN, RED, YELLOW};
 
 /// Runs `scan`: exit 0 if every file is safe, 1 if anything is suspicious
@@ -54,7 +55,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
         print_summary(out, &results, painter)?;
     }
     if unreadable {
-        Err(CliError::silent(2))
+        Err(CliError::reported(ErrorKind::Input))
     } else {
         Ok(Status::negative_if(worst != Verdict::Safe))
     }
@@ -65,8 +66,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
 fn collect_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, u64)>> {
     let mut files = Vec::new();
     for path in paths {
-        let metadata = std::fs::metadata(path)
-            .map_err(|e| CliError::usage(format!("{}: {e}", path.display())))?;
+        let metadata = std::fs::metadata(path).map_err(|e| CliError::from(e).at(path.display()))?;
         if metadata.is_dir() {
             walk(path, &mut files)?;
         } else {
@@ -77,7 +77,7 @@ fn collect_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, u64)>> {
 }
 
 fn walk(directory: &Path, files: &mut Vec<(PathBuf, u64)>) -> CliResult<()> {
-    let error = |e: std::io::Error| CliError::usage(format!("{}: {e}", directory.display()));
+    let error = |e: std::io::Error| CliError::from(e).at(directory.display());
     let mut entries: Vec<PathBuf> = std::fs::read_dir(directory)
         .map_err(error)?
         .map(|entry| entry.map(|e| e.path()))
@@ -111,6 +111,10 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::Pickle => "pickle",
         FileFormat::Npy => "numpy .npy",
         FileFormat::Safetensors => "safetensors",
+        FileFormat::NotAModel(FileKind::GitLfsPointer) => {
+            "not a model file: a git-lfs pointer (fetch the file with `git lfs pull`)"
+        }
+        FileFormat::NotAModel(_) => "not a model file: an HTML page saved in place of the file",
         _ => "unrecognised: nothing to load",
     }
 }

@@ -24,12 +24,12 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
             args.max_shard_size
         ))
     })?;
-    let checkpoint = Checkpoint::open_local(&args.input)?;
+    let checkpoint = Checkpoint::open_local(&args.input, &ctx)?;
     let entries = checkpoint.entries();
     let sizes: Vec<u64> = entries.iter().map(|e| e.info.end - e.info.begin).collect();
     let plan = plan_shards(&sizes, max);
     std::fs::create_dir_all(&args.outdir)
-        .map_err(|e| CliError::from(e).context(args.outdir.display()))?;
+        .map_err(|e| CliError::from(e).at(args.outdir.display()))?;
     let bar = progress(sizes.iter().sum(), "shard");
     let metadata = checkpoint.metadata();
     let mut written: Vec<PathBuf> = Vec::new();
@@ -67,7 +67,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
 
 /// Runs `merge`.
 pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.input)?;
+    let checkpoint = Checkpoint::open_local(&args.input, &ctx)?;
     let entries = checkpoint.entries();
     let bar = progress(
         entries.iter().map(|e| e.info.end - e.info.begin).sum(),

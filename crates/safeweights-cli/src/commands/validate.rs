@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::ValidateArgs;
 use crate::commands::{Context, Out};
-use crate::exit::{CliError, CliResult, Status};
+use crate::exit::{CliError, CliResult, ErrorKind, Status};
 use crate::output::{print_error, write_json, Painter, GREEN};
 use crate::source::Checkpoint;
 
@@ -15,10 +15,10 @@ use crate::source::Checkpoint;
 pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
     let painter = Painter::stdout();
     let mut reports = Vec::with_capacity(args.files.len());
-    let mut worst = 0u8;
+    let mut worst: Option<ErrorKind> = None;
     for path in &args.files {
         let shown = path.display().to_string();
-        match Checkpoint::open_local(path) {
+        match Checkpoint::open_local(path, &ctx) {
             Ok(checkpoint) => {
                 let tensors = checkpoint.entries().len();
                 if !ctx.json {
@@ -32,29 +32,28 @@ pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
                     .push(json!({"path": shown, "valid": true, "error": null, "tensors": tensors}));
             }
             Err(error) => {
-                worst = worst.max(error.code);
-                // Library errors about a file already start with its path.
-                let message = if error.message.starts_with(&shown) {
-                    error.message.clone()
-                } else {
-                    format!("{shown}: {}", error.message)
-                };
+                let error = error.at(&shown);
+                worst = worst.max(Some(error.kind));
+                let message = error.to_string();
                 print_error(&message);
                 reports.push(json!({
                     "path": shown,
                     "valid": false,
                     "error": message,
-                    "unreadable": error.code == 2,
+                    "kind": error.kind.name(),
+                    "unreadable": error.exit_code() == 2,
                 }));
             }
         }
     }
     if ctx.json {
-        write_json(out, &json!({"valid": worst == 0, "files": reports}))?;
+        write_json(out, &json!({"valid": worst.is_none(), "files": reports}))?;
     }
+    // The worst kind wins: a file that cannot be read makes the answer
+    // incomplete, which outranks "invalid".
     match worst {
-        0 => Ok(Status::Success),
-        1 => Ok(Status::Negative),
-        code => Err(CliError::silent(code)),
+        None => Ok(Status::Success),
+        Some(kind) if kind.exit_code() == 1 => Ok(Status::Negative),
+        Some(kind) => Err(CliError::reported(kind)),
     }
 }

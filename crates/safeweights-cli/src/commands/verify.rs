@@ -14,12 +14,12 @@ use crate::source::Checkpoint;
 /// Runs `verify`. Exit 1 when a digest mismatches, a listed tensor is
 /// missing, a tensor has no digest, or there are no digests at all.
 pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.file)?;
+    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
     let expected = match &args.manifest {
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| CliError::from(e).context(path.display()))?;
-            digest::parse_manifest(&text).map_err(|e| e.context(path.display()))?
+                .map_err(|e| CliError::from(e).at(path.display()))?;
+            digest::parse_manifest(&text).map_err(|e| e.at(path.display()))?
         }
         None => stored_digests(&checkpoint)?.ok_or_else(|| {
             CliError::invalid(format!(

@@ -9,11 +9,17 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-/// The Python interpreter: `$SAFEWEIGHTS_PYTHON`, else the workspace venv.
-pub fn python() -> PathBuf {
-    std::env::var_os("SAFEWEIGHTS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/python"))
+/// A Python with torch, numpy and the reference `safetensors`; `None`
+/// when it is missing and the calling test may skip ([`require`] decides).
+/// Every test that needs it starts with `let Some(_) = python() else { return };`.
+pub fn python() -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let found = FOUND.get_or_init(|| python_with(&["torch", "numpy", "safetensors"]));
+    require("a Python with torch, numpy and safetensors", found.clone())
+}
+
+fn python_or_fail() -> PathBuf {
+    python().expect("a test that needs Python starts with `let Some(_) = python() else { return }`")
 }
 
 pub fn workspace() -> PathBuf {
@@ -26,7 +32,7 @@ pub fn fixtures() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures.py");
-        let status = Command::new(python())
+        let status = Command::new(python_or_fail())
             .arg(&script)
             .arg(dir.path())
             .status()
@@ -87,7 +93,7 @@ pub fn json(args: &[&str], expected_code: i32) -> Value {
 
 /// Runs a Python snippet with `argv[1:] = args`; returns stdout.
 pub fn python_run(code: &str, args: &[&str]) -> String {
-    let output = Command::new(python())
+    let output = Command::new(python_or_fail())
         .arg("-c")
         .arg(code)
         .args(args)
@@ -110,4 +116,45 @@ pub fn close(actual: &Value, expected: &Value, what: &str) {
         }
         _ => assert_eq!(actual, expected, "{what}"),
     }
+}
+
+/// The one policy for a missing test dependency (a Python interpreter, a
+/// Python package, nginx), the same in every crate's tests: with
+/// `SAFEWEIGHTS_REQUIRE_ALL=1` (set by `scripts/test.sh`, so in CI) the test
+/// fails; otherwise it says loudly on stderr that it skips, and the caller
+/// returns early.
+pub fn require<T>(what: &str, found: Option<T>) -> Option<T> {
+    if found.is_some() {
+        return found;
+    }
+    let hint = "install it with scripts/install-test-deps.sh, or point SAFEWEIGHTS_PYTHON at an interpreter that has it";
+    if std::env::var_os("SAFEWEIGHTS_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("missing test dependency: {what} ({hint}); SAFEWEIGHTS_REQUIRE_ALL=1 makes this a failure, not a skip");
+    }
+    // Straight to stderr, past the test harness's capture, so that a skip
+    // is seen even when the test passes.
+    use std::io::Write;
+    let notice = format!("SKIPPED: missing test dependency: {what} ({hint}); set SAFEWEIGHTS_REQUIRE_ALL=1 to fail instead\n");
+    // A closed stderr cannot be reported anywhere else.
+    std::io::stderr().write_all(notice.as_bytes()).ok();
+    None
+}
+
+/// The interpreter (`$SAFEWEIGHTS_PYTHON`, else the workspace's `.venv`)
+/// when it runs and has every one of `modules`, found without importing
+/// them (importing torch takes seconds).
+pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("SAFEWEIGHTS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
+        });
+    let probe = format!(
+        "import importlib.util, sys; sys.exit(0 if all(importlib.util.find_spec(m) for m in {modules:?}) else 1)"
+    );
+    let found = std::process::Command::new(&python)
+        .args(["-c", &probe])
+        .output()
+        .is_ok_and(|run| run.status.success());
+    found.then_some(python)
 }

@@ -58,6 +58,9 @@ pub(crate) struct Part {
     pub(crate) skipped: Vec<Skipped>,
     /// The checkpoint's plain values (epoch, hyper-parameters).
     pub(crate) values: Map<String, Json>,
+    /// A torch checkpoint's whole structure (docs/checkpoint-format.md),
+    /// when every value in it was converted.
+    pub(crate) structure: Option<Json>,
     content: Content,
     limits: Limits,
 }
@@ -151,6 +154,7 @@ fn empty_part(format: InputFormat, content: Content) -> Part {
         aliases: Vec::new(),
         skipped: Vec::new(),
         values: Map::new(),
+        structure: None,
         content,
         limits: Limits::default(),
     }
@@ -172,13 +176,24 @@ fn torch_part(source: Source, limits: &Limits) -> Result<Part> {
         })
         .collect();
     let aliases = ckpt.aliases().to_vec();
-    let skipped = ckpt.skipped().to_vec();
+    let mut skipped = ckpt.skipped().to_vec();
     let values = ckpt.metadata().clone();
+    let structure = match ckpt.structure() {
+        Ok(document) => Some(document),
+        Err(error) => {
+            skipped.push(Skipped {
+                path: String::new(),
+                reason: format!("{error}; the output holds the tensors by name only"),
+            });
+            None
+        }
+    };
     let mut part = empty_part(format, Content::Torch(Box::new(ckpt)));
     part.tensors = tensors;
     part.aliases = aliases;
     part.skipped = skipped;
     part.values = values;
+    part.structure = structure;
     Ok(part)
 }
 

@@ -18,6 +18,7 @@
 //! ```
 
 mod cast;
+mod directory;
 mod index;
 mod input;
 mod output;
@@ -30,6 +31,8 @@ use safeweights::write::WriteOptions;
 use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
+pub use crate::torch::STRUCTURE_KEY;
+pub use directory::directory_inputs;
 pub use input::InputFormat;
 
 use crate::dtype::Dtype;
@@ -38,9 +41,8 @@ use crate::limits::Limits;
 use crate::torch::Skipped;
 use input::Input;
 
-/// Metadata key holding the checkpoint's plain values as a JSON object.
-/// Distinct from `safeweights.checkpoint`, which the Python package uses for
-/// the full structure of a checkpoint saved with `save_checkpoint`.
+/// Metadata key holding the checkpoint's plain values as a JSON object, by
+/// dotted path. The whole structure is under [`STRUCTURE_KEY`].
 pub const CHECKPOINT_METADATA_KEY: &str = "safeweights.values";
 
 /// How to convert.
@@ -51,7 +53,10 @@ pub struct ConvertOptions {
     /// Output layout options.
     pub write: WriteOptions,
     /// Also store the checkpoint's plain values (epoch, hyper-parameters)
-    /// under [`CHECKPOINT_METADATA_KEY`].
+    /// under [`CHECKPOINT_METADATA_KEY`] and, for a single torch
+    /// checkpoint, its whole structure under [`STRUCTURE_KEY`], so that
+    /// `safeweights.load` of the output returns what
+    /// `torch.load(weights_only=True)` returns for the input.
     pub keep_checkpoint_metadata: bool,
     /// Split the output into shards of at most this many bytes of tensor
     /// data (a larger tensor gets a shard of its own), named
@@ -128,8 +133,13 @@ pub struct ConvertReport {
     /// `(alias, kept)` names stored once; each alias is a metadata key whose
     /// value is the kept name, as the reference's `convert` records them.
     pub aliases: Vec<(String, String)>,
-    /// Values that were not converted, and why.
+    /// Values that were not converted, and why (none when the structure
+    /// was kept: it holds every value).
     pub skipped: Vec<Skipped>,
+    /// Whether the output holds the checkpoint's whole structure under
+    /// [`STRUCTURE_KEY`] (`safeweights.load` returns what
+    /// `torch.load(weights_only=True)` returned).
+    pub structure: bool,
     /// Files written: the single file, or every shard then the index.
     pub files: Vec<PathBuf>,
     /// Whether the output was read back and matched the input.
@@ -220,7 +230,11 @@ pub fn convert_with_progress(
         cast: count_cast(&input, options.dtype),
         bytes: total,
         aliases: input.parts.iter().flat_map(|p| p.aliases.clone()).collect(),
-        skipped: input.parts.iter().flat_map(|p| p.skipped.clone()).collect(),
+        skipped: match kept_structure(&input, options.keep_checkpoint_metadata) {
+            Some(_) => Vec::new(),
+            None => input.parts.iter().flat_map(|p| p.skipped.clone()).collect(),
+        },
+        structure: kept_structure(&input, options.keep_checkpoint_metadata).is_some(),
         files,
         verified: options.verify,
     })
@@ -305,7 +319,20 @@ fn metadata(input: &Input, keep_values: bool) -> Metadata {
             Json::Object(values).to_string(),
         );
     }
+    if let Some(structure) = kept_structure(input, keep_values) {
+        out.insert(STRUCTURE_KEY.to_owned(), structure.to_string());
+    }
     out
+}
+
+/// The structure the output keeps, if any. One structure names the
+/// tensors of one file; shards of a sharded input each have their own, so
+/// those convert by tensor name only.
+fn kept_structure(input: &Input, keep_values: bool) -> Option<&Json> {
+    match (keep_values, input.parts.as_slice()) {
+        (true, [part]) => part.structure.as_ref(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ mod vm;
 #[cfg(test)]
 mod tests;
 
-pub use value::{StorageRef, TensorRef, Value, ViewKey};
+pub use value::{ObjectValue, StorageRef, TensorRef, Value, ViewKey};
 pub use vm::{load_pickle, Loaded, Policy};
 
 /// Whether `module.name` is on the allow-list the VM interprets.

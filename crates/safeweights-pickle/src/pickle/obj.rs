@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::globals::Global;
-use super::value::{StorageRef, TensorRef, Value};
+use super::value::{ObjectValue, StorageRef, TensorRef, Value};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 
@@ -27,6 +27,7 @@ pub(crate) enum Obj {
     Complex(f64, f64),
     Str(Rc<str>),
     Bytes(Rc<[u8]>),
+    ByteArray(Rc<[u8]>),
     Tuple(Rc<Vec<Obj>>),
     List(Rc<RefCell<Vec<Obj>>>),
     Dict(Rc<RefCell<DictObj>>),
@@ -34,6 +35,20 @@ pub(crate) enum Obj {
     Global(Global),
     Storage(Arc<StorageRef>),
     Tensor(Arc<TensorRef>),
+    /// A call or instantiation of a recorded or allowed global.
+    Object(Rc<RefCell<ObjectObj>>),
+}
+
+/// A recorded call (REDUCE) or instantiation (NEWOBJ) of a global, with
+/// what BUILD, APPENDS and SETITEMS later gave it.
+#[derive(Debug, Default)]
+pub(crate) struct ObjectObj {
+    pub(crate) global: String,
+    pub(crate) new: bool,
+    pub(crate) args: Vec<Obj>,
+    pub(crate) state: Option<Obj>,
+    pub(crate) items: Vec<Obj>,
+    pub(crate) dict_items: Vec<(Obj, Obj)>,
 }
 
 impl Obj {
@@ -46,6 +61,7 @@ impl Obj {
             Obj::Complex(..) => "complex",
             Obj::Str(_) => "str",
             Obj::Bytes(_) => "bytes",
+            Obj::ByteArray(_) => "bytearray",
             Obj::Tuple(_) => "tuple",
             Obj::List(_) => "list",
             Obj::Dict(_) => "dict",
@@ -53,11 +69,26 @@ impl Obj {
             Obj::Global(_) => "global",
             Obj::Storage(_) => "storage",
             Obj::Tensor(_) => "tensor",
+            Obj::Object(_) => "object",
         }
+    }
+
+    pub(crate) fn new_object(global: String, new: bool, args: Vec<Obj>) -> Obj {
+        Obj::Object(Rc::new(RefCell::new(ObjectObj {
+            global,
+            new,
+            args,
+            ..ObjectObj::default()
+        })))
     }
 
     pub(crate) fn new_dict() -> Obj {
         Obj::Dict(Rc::new(RefCell::new(DictObj::default())))
+    }
+
+    /// An empty `collections.OrderedDict`.
+    pub(crate) fn new_ordered_dict() -> Obj {
+        Obj::Dict(Rc::new(RefCell::new(DictObj::ordered())))
     }
 
     pub(crate) fn new_list(items: Vec<Obj>) -> Obj {
@@ -95,9 +126,21 @@ fn key_of(obj: &Obj) -> Option<Key> {
 pub(crate) struct DictObj {
     pub(crate) items: Vec<(Obj, Obj)>,
     index: HashMap<Key, usize>,
+    /// A `collections.OrderedDict` (its type is kept, and BUILD's state:
+    /// a state dict's `_metadata`).
+    pub(crate) ordered: bool,
+    pub(crate) state: Option<Obj>,
 }
 
 impl DictObj {
+    /// An empty `collections.OrderedDict`.
+    pub(crate) fn ordered() -> DictObj {
+        DictObj {
+            ordered: true,
+            ..DictObj::default()
+        }
+    }
+
     /// Python `d[key] = value`: an existing key keeps its position.
     pub(crate) fn set(&mut self, key: Obj, value: Obj) {
         match key_of(&key) {
@@ -133,6 +176,18 @@ pub(crate) fn teardown(roots: Vec<Obj>) {
             Obj::Dict(cell) => {
                 if let Ok(mut dict) = cell.try_borrow_mut() {
                     for (k, v) in dict.items.drain(..) {
+                        work.push(k);
+                        work.push(v);
+                    }
+                    work.extend(dict.state.take());
+                }
+            }
+            Obj::Object(cell) => {
+                if let Ok(mut object) = cell.try_borrow_mut() {
+                    work.append(&mut object.args);
+                    work.append(&mut object.items);
+                    work.extend(object.state.take());
+                    for (k, v) in object.dict_items.drain(..) {
                         work.push(k);
                         work.push(v);
                     }
@@ -175,6 +230,7 @@ impl<'l> Freezer<'l> {
             Obj::Complex(re, im) => Value::Complex(*re, *im),
             Obj::Str(s) => Value::Str(Arc::from(&**s)),
             Obj::Bytes(b) => Value::Bytes(Arc::from(&**b)),
+            Obj::ByteArray(b) => Value::ByteArray(Arc::from(&**b)),
             Obj::Global(g) => match g {
                 Global::Dtype(s) => Value::Dtype(*s),
                 other => Value::Global(Arc::from(other.name())),
@@ -193,6 +249,24 @@ impl<'l> Freezer<'l> {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
                 self.shared(id, |f| Ok(Value::Set(f.seq(&rc.borrow())?.into())))?
             }
+            Obj::Object(rc) => {
+                let id = Rc::as_ptr(rc) as *const u8 as usize;
+                self.shared(id, |f| {
+                    let object = rc.borrow();
+                    let mut dict_items = Vec::with_capacity(object.dict_items.len());
+                    for (k, v) in &object.dict_items {
+                        dict_items.push((f.freeze(k)?, f.freeze(v)?));
+                    }
+                    Ok(Value::Object(Arc::new(ObjectValue {
+                        global: Arc::from(object.global.as_str()),
+                        new: object.new,
+                        args: f.seq(&object.args)?.into(),
+                        state: object.state.as_ref().map(|s| f.freeze(s)).transpose()?,
+                        items: f.seq(&object.items)?.into(),
+                        dict_items: dict_items.into(),
+                    })))
+                })?
+            }
             Obj::Dict(rc) => {
                 let id = Rc::as_ptr(rc) as *const u8 as usize;
                 self.shared(id, |f| {
@@ -201,7 +275,19 @@ impl<'l> Freezer<'l> {
                     for (k, v) in &dict.items {
                         out.push((f.freeze(k)?, f.freeze(v)?));
                     }
-                    Ok(Value::Dict(out.into()))
+                    let plain = Value::Dict(out.into());
+                    if !dict.ordered {
+                        return Ok(plain);
+                    }
+                    // Its type and `_metadata` kept: see `Value::as_dict`.
+                    Ok(Value::Object(Arc::new(ObjectValue {
+                        global: Arc::from("collections.OrderedDict"),
+                        new: false,
+                        args: vec![plain].into(),
+                        state: dict.state.as_ref().map(|s| f.freeze(s)).transpose()?,
+                        items: Vec::new().into(),
+                        dict_items: Vec::new().into(),
+                    })))
                 })?
             }
         })

@@ -217,3 +217,87 @@ fn deep_nesting_is_refused() {
         }
     ));
 }
+
+#[test]
+fn recorded_globals_become_objects_with_their_args_and_state() {
+    // collections.Counter({'a': 2}); numpy.dtype('f4', False, True) + BUILD (3, '>')
+    let p = b"\x80\x02ccollections\nCounter\n}X\x01\x00\x00\x00aK\x02s\x85R\
+cnumpy\ndtype\nX\x02\x00\x00\x00f4\x89\x88\x87RK\x03X\x01\x00\x00\x00>\x86b\x86.";
+    let Value::Tuple(t) = load(p).unwrap() else {
+        panic!()
+    };
+    let (Value::Object(counter), Value::Object(dtype)) = (&t[0], &t[1]) else {
+        panic!("{t:?}")
+    };
+    assert_eq!(&*counter.global, "collections.Counter");
+    assert!(!counter.new && counter.state.is_none());
+    assert!(matches!(&counter.args[0], Value::Dict(items) if items.len() == 1));
+    assert_eq!(&*dtype.global, "numpy.dtype");
+    assert_eq!(dtype.args[0].as_str(), Some("f4"));
+    assert!(matches!(&dtype.state, Some(Value::Tuple(s)) if s[1].as_str() == Some(">")));
+}
+
+#[test]
+fn caller_allowed_classes_are_recorded_and_others_refused() {
+    // copyreg NEWOBJ of cfg.Config with BUILD {'lr': 1}
+    let p = b"\x80\x02ccfg\nConfig\n)\x81}X\x02\x00\x00\x00lrK\x01sb.";
+    assert!(matches!(
+        load(p),
+        Err(Error::RefusedGlobal { ref module, ref name, .. }) if module == "cfg" && name == "Config"
+    ));
+    let limits = Limits {
+        allowed_classes: vec!["cfg.Config".into()],
+        ..Limits::default()
+    };
+    let Value::Object(object) = load_pickle(p, 0, &limits, Policy::Torch).unwrap().value else {
+        panic!()
+    };
+    assert_eq!(&*object.global, "cfg.Config");
+    assert!(object.new && object.args.is_empty());
+    assert!(matches!(&object.state, Some(Value::Dict(d)) if d.len() == 1));
+    // Allowing a class never lets the literals-only header pickles use it.
+    assert!(load_pickle(p, 0, &limits, Policy::Literals).is_err());
+}
+
+#[test]
+fn rebuild_from_type_v2_of_a_plain_tensor_is_the_tensor_and_subclasses_are_refused() {
+    // _rebuild_from_type_v2(_rebuild_tensor_v2, <type>,
+    //     (storage, 0, (1,), (1,), False, {}), {})
+    let pickle = |class: &[u8]| {
+        let mut p =
+            b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\n(ctorch._utils\n_rebuild_tensor_v2\n"
+                .to_vec();
+        p.extend_from_slice(class);
+        p.extend_from_slice(
+            b"((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000\
+X\x03\x00\x00\x00cpuK\x01tQK\x00K\x01\x85K\x01\x85\x89}t}tR.",
+        );
+        p
+    };
+    let plain = load(&pickle(b"ctorch\nTensor\n")).unwrap();
+    assert!(
+        matches!(&plain, Value::Tensor(t) if t.shape == vec![1]),
+        "{plain:?}"
+    );
+    let err = load(&pickle(b"ctorch\nFloatTensor\n")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("tensor subclass torch.FloatTensor"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ordered_dicts_keep_their_type_and_metadata_and_still_read_as_dicts() {
+    // OrderedDict() ; SETITEMS {'w': 1} ; BUILD {'_metadata': {'': 2}}
+    let p = b"\x80\x02ccollections\nOrderedDict\n)R(X\x01\x00\x00\x00wK\x01u\
+}X\t\x00\x00\x00_metadata}X\x00\x00\x00\x00K\x02ssb.";
+    let v = load(p).unwrap();
+    let Value::Object(object) = &v else {
+        panic!("{v:?}")
+    };
+    assert_eq!(&*object.global, "collections.OrderedDict");
+    assert!(matches!(&object.state, Some(state) if state.get("_metadata").is_some()));
+    assert_eq!(v.get("w"), Some(&Value::Int(1)));
+    assert_eq!(v.as_dict().map(|items| items.len()), Some(1));
+}

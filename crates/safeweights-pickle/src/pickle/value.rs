@@ -29,8 +29,10 @@ pub enum Value {
     Complex(f64, f64),
     /// A string.
     Str(Arc<str>),
-    /// A bytes or bytearray object.
+    /// A bytes object.
     Bytes(Arc<[u8]>),
+    /// A bytearray object.
+    ByteArray(Arc<[u8]>),
     /// A tuple (also `torch.Size`).
     Tuple(Arc<[Value]>),
     /// A list.
@@ -48,6 +50,29 @@ pub enum Value {
     Storage(Arc<StorageRef>),
     /// A tensor or parameter.
     Tensor(Arc<TensorRef>),
+    /// A call or instantiation of an allowed global this crate does not
+    /// interpret itself (`torch.device`, numpy arrays, `collections.Counter`,
+    /// quantized and sparse tensor rebuilds, classes the caller allowed):
+    /// recorded as data for the caller to rebuild.
+    Object(Arc<ObjectValue>),
+}
+
+/// What a pickle did with a recorded global: called it (REDUCE) or
+/// instantiated it (NEWOBJ) with `args`, then BUILD, APPENDS and SETITEMS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectValue {
+    /// The global's dotted name, e.g. `torch.device`.
+    pub global: Arc<str>,
+    /// NEWOBJ (`cls.__new__(cls, *args)`) rather than REDUCE (`global(*args)`).
+    pub new: bool,
+    /// The arguments.
+    pub args: Arc<[Value]>,
+    /// The BUILD state, if any.
+    pub state: Option<Value>,
+    /// Items appended (list subclasses).
+    pub items: Arc<[Value]>,
+    /// Items set (dict subclasses), in order.
+    pub dict_items: Arc<[(Value, Value)]>,
 }
 
 impl Value {
@@ -76,14 +101,26 @@ impl Value {
         }
     }
 
+    /// The items of a dict, `OrderedDict` included (recorded as an
+    /// [`Value::Object`] to keep its type and `_metadata`).
+    pub fn as_dict(&self) -> Option<&Arc<[(Value, Value)]>> {
+        match self {
+            Value::Dict(items) => Some(items),
+            Value::Object(object) if &*object.global == "collections.OrderedDict" => {
+                object.args.first().and_then(Value::as_dict)
+            }
+            _ => None,
+        }
+    }
+
     /// Looks up a string key in a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        match self {
-            Value::Dict(items) => items
+        match self.as_dict() {
+            Some(items) => items
                 .iter()
                 .find(|(k, _)| k.as_str() == Some(key))
                 .map(|(_, v)| v),
-            _ => None,
+            None => None,
         }
     }
 
@@ -97,6 +134,7 @@ impl Value {
             Value::Complex(..) => "complex",
             Value::Str(_) => "str",
             Value::Bytes(_) => "bytes",
+            Value::ByteArray(_) => "bytearray",
             Value::Tuple(_) => "tuple",
             Value::List(_) => "list",
             Value::Dict(_) => "dict",
@@ -105,6 +143,7 @@ impl Value {
             Value::Global(_) => "global",
             Value::Storage(_) => "storage",
             Value::Tensor(_) => "tensor",
+            Value::Object(_) => "object",
         }
     }
 }
@@ -153,6 +192,8 @@ pub struct TensorRef {
     pub stride: Vec<u64>,
     /// Whether it was saved as requiring grad (a parameter, usually).
     pub requires_grad: bool,
+    /// Whether it was saved as an `nn.Parameter`.
+    pub parameter: bool,
 }
 
 /// Identity of the exact bytes a tensor view covers: storage (and legacy
@@ -203,6 +244,7 @@ impl TensorRef {
             shape,
             stride,
             requires_grad: false,
+            parameter: false,
         };
         let needed = t.storage_bytes_needed().ok_or_else(overflow)?;
         let have = t.storage.nbytes().ok_or_else(overflow)?;

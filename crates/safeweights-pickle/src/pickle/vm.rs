@@ -174,11 +174,36 @@ impl Vm<'_> {
                 self.call(ins.op.byte, callable, args, at)?
             }
             (ops::BUILD, _) => {
-                let _state = self.pop(at)?;
+                let state = self.pop(at)?;
                 // BUILD only sets attributes (an OrderedDict's `_metadata`,
                 // a parameter's python state); none of them is tensor data.
+                // A recorded object keeps its state for the caller.
                 match self.stack.last() {
-                    Some(Obj::Dict(_) | Obj::Tensor(_)) => return Ok(()),
+                    Some(Obj::Object(cell)) => {
+                        let mut object = cell
+                            .try_borrow_mut()
+                            .map_err(|_| Error::pickle(at, "object in use"))?;
+                        if object.state.is_some() {
+                            return Err(Error::pickle(at, "BUILD twice on one object"));
+                        }
+                        object.state = Some(state);
+                        return Ok(());
+                    }
+                    Some(Obj::Dict(cell)) => {
+                        let mut dict = cell
+                            .try_borrow_mut()
+                            .map_err(|_| Error::pickle(at, "dict in use"))?;
+                        if dict.ordered && dict.state.is_none() {
+                            dict.state = Some(state);
+                        } else {
+                            teardown(vec![state]);
+                        }
+                        return Ok(());
+                    }
+                    Some(Obj::Tensor(_)) => {
+                        teardown(vec![state]);
+                        return Ok(());
+                    }
                     Some(other) => {
                         return Err(Error::pickle(
                             at,
@@ -294,7 +319,7 @@ impl Vm<'_> {
         if self.policy == Policy::Literals {
             return Err(refused());
         }
-        Global::resolve(module, name).ok_or_else(refused)
+        Global::resolve_with(module, name, &self.limits.allowed_classes).ok_or_else(refused)
     }
 
     fn call(&mut self, op: u8, callable: Obj, args: Obj, at: usize) -> Result<Obj> {
@@ -313,17 +338,28 @@ impl Vm<'_> {
         if op == ops::NEWOBJ {
             // cls.__new__(cls, *args): only empty containers and sizes.
             return match global {
-                Global::OrderedDict => Ok(Obj::new_dict()),
+                Global::OrderedDict => Ok(Obj::new_ordered_dict()),
                 Global::Set => Ok(Obj::new_set(Vec::new())),
-                Global::Size => globals::call(global, &args, at),
+                Global::Size => globals::call(&global, &args, at),
+                g if g.is_recorded() => Ok(Obj::new_object(g.name(), true, args.to_vec())),
                 _ => Err(Error::pickle(at, format!("NEWOBJ on {}", global.name()))),
             };
         }
-        globals::call(global, &args, at)
+        globals::call(&global, &args, at)
     }
 
     fn extend(&mut self, items: Vec<Obj>, at: usize) -> Result<()> {
         let max = self.limits.max_container_len;
+        if let Some(Obj::Object(object)) = self.stack.last() {
+            let mut object = object
+                .try_borrow_mut()
+                .map_err(|_| Error::pickle(at, "object in use"))?;
+            if object.items.len().saturating_add(items.len()) > max {
+                return Err(Error::limit("max_container_len", max as u64, at));
+            }
+            object.items.extend(items);
+            return Ok(());
+        }
         let cell = match self.stack.last() {
             Some(Obj::List(cell) | Obj::Set(cell)) => cell.clone(),
             other => {
@@ -342,6 +378,28 @@ impl Vm<'_> {
     }
 
     fn set_items(&mut self, items: Vec<Obj>, at: usize) -> Result<()> {
+        if let Some(Obj::Object(object)) = self.stack.last() {
+            if items.len() % 2 != 0 {
+                return Err(Error::pickle(at, "SETITEMS with an odd number of items"));
+            }
+            let mut object = object
+                .try_borrow_mut()
+                .map_err(|_| Error::pickle(at, "object in use"))?;
+            if object.dict_items.len().saturating_add(items.len() / 2)
+                > self.limits.max_container_len
+            {
+                return Err(Error::limit(
+                    "max_container_len",
+                    self.limits.max_container_len as u64,
+                    at,
+                ));
+            }
+            let mut it = items.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                object.dict_items.push((k, v));
+            }
+            return Ok(());
+        }
         let Some(Obj::Dict(cell)) = self.stack.last().cloned() else {
             return Err(Error::pickle(at, "SETITEM(S) target is not a dict"));
         };
@@ -387,7 +445,7 @@ impl Vm<'_> {
             _ => return Err(bad("has no kind")),
         }
         let (
-            Some(Obj::Global(Global::StorageClass(scalar))),
+            Some(Obj::Global(Global::StorageClass(scalar, _))),
             Some(Obj::Str(key)),
             Some(Obj::Str(location)),
             Some(Obj::Int(numel)),

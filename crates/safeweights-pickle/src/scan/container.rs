@@ -28,6 +28,8 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
             scan_pickle_file(data, sink);
             FileFormat::Safetensors
         }
+        // A git-lfs pointer or an HTML page starts with no opcode.
+        kind if kind.is_placeholder() => FileFormat::NotAModel(kind),
         _ => super::tar::scan_tar(data, sink).unwrap_or_else(|| scan_pickle_file(data, sink)),
     }
 }

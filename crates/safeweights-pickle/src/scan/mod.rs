@@ -115,6 +115,9 @@ pub enum FileFormat {
     Npy,
     /// A safetensors file.
     Safetensors,
+    /// Not a model file at all but what stands in for one: a git-lfs
+    /// pointer or a web page ([`safeweights::FileKind::is_placeholder`]).
+    NotAModel(safeweights::FileKind),
     /// Not recognized; nothing to scan.
     Unknown,
 }

@@ -35,7 +35,8 @@ impl TensorEntry {
 /// A value that could not be kept, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// Dotted path of the value.
+    /// Dotted path of the value; empty for the checkpoint as a whole (its
+    /// structure could not be kept).
     pub path: String,
     /// Why it was skipped.
     pub reason: String,
@@ -48,6 +49,8 @@ pub(crate) struct Flat {
     pub(crate) aliases: Vec<(String, String)>,
     pub(crate) metadata: Map<String, Json>,
     pub(crate) skipped: Vec<Skipped>,
+    /// The entry each stored view is named by (aliases included).
+    pub(crate) names: HashMap<ViewKey, String>,
 }
 
 pub(crate) fn flatten(root: &Value, limits: &Limits) -> Result<Flat> {
@@ -65,6 +68,7 @@ pub(crate) fn flatten(root: &Value, limits: &Limits) -> Result<Flat> {
         views: HashMap::new(),
     };
     w.walk(root, "", 0)?;
+    w.flat.names = w.views;
     Ok(w.flat)
 }
 
@@ -78,6 +82,9 @@ fn tree_size(
 ) -> Result<u64> {
     if depth > limits.max_depth {
         return Err(Error::limit("max_depth", limits.max_depth as u64, 0));
+    }
+    if let (Value::Object(_), Some(items)) = (v, v.as_dict()) {
+        return tree_size(&Value::Dict(items.clone()), memo, depth, limits);
     }
     let (id, children): (usize, Vec<&Value>) = match v {
         Value::Tuple(items) | Value::List(items) | Value::Set(items) => {
@@ -131,6 +138,10 @@ impl Walker<'_> {
         }
         if depth > self.limits.max_depth {
             return Err(Error::limit("max_depth", self.limits.max_depth as u64, 0));
+        }
+        if let (Value::Object(_), Some(items)) = (v, v.as_dict()) {
+            // An OrderedDict: walked as the dict it is.
+            return self.walk(&Value::Dict(items.clone()), path, depth);
         }
         match v {
             Value::Tensor(t) => self.tensor(t, path),

@@ -14,6 +14,7 @@
 mod flatten;
 mod gather;
 mod legacy;
+mod structure;
 mod zipfmt;
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use serde_json::{Map, Value as Json};
 
 pub use flatten::{Skipped, TensorEntry};
 pub(crate) use gather::tensor_bytes;
+pub use structure::{STRUCTURE_KEY, STRUCTURE_VERSION};
 pub(crate) use zipfmt::is_torchscript_member;
 
 use crate::error::{Error, Result};
@@ -131,6 +133,16 @@ impl Checkpoint {
     /// Values that are neither tensors nor representable metadata.
     pub fn skipped(&self) -> &[Skipped] {
         &self.flat.skipped
+    }
+
+    /// The whole object tree as the `safeweights.checkpoint` document
+    /// (docs/checkpoint-format.md): what `safeweights.load` needs to
+    /// rebuild what `torch.load(weights_only=True)` returns, tensors named
+    /// as in [`tensors`](Self::tensors). Values that [`metadata`](Self::metadata)
+    /// skips (NaN, bytes, complex...) are kept; `Err` names the first value
+    /// it cannot hold (a tensor that was not converted, a bare storage...).
+    pub fn structure(&self) -> Result<Json> {
+        structure::document(&self.root, &self.flat.names, &self.limits)
     }
 
     /// Where `bytes` lie in the checkpoint's data (the file, for

@@ -93,6 +93,31 @@ impl Comparison {
         total
     }
 
+    /// Compares two tensors of the same shape stored in different dtypes
+    /// (a bf16 copy against its f32 source, say) value by value: the
+    /// differences are the cast's error. Both dtypes must have whole-byte
+    /// elements and `a` and `b` the same number of elements; any extra
+    /// elements of the longer one are ignored.
+    pub fn of_bytes_across(
+        (dtype_a, a): (Dtype, &[u8]),
+        (dtype_b, b): (Dtype, &[u8]),
+        tolerance: &Tolerance,
+        scratch: &mut (Vec<f64>, Vec<f64>),
+    ) -> Comparison {
+        let (size_a, size_b) = (dtype_a.bits() / 8, dtype_b.bits() / 8);
+        if size_a == 0 || size_b == 0 {
+            return Comparison::default();
+        }
+        let elements = (chunk_bytes(dtype_a) / size_a).max(1);
+        let mut total = Comparison::default();
+        for (x, y) in a.chunks(elements * size_a).zip(b.chunks(elements * size_b)) {
+            decode_into(dtype_a, x, &mut scratch.0);
+            decode_into(dtype_b, y, &mut scratch.1);
+            total.merge(&Comparison::of(&scratch.0, &scratch.1, tolerance));
+        }
+        total
+    }
+
     /// Adds the pairs counted in `other`.
     pub fn merge(&mut self, other: &Comparison) {
         self.values += other.values;
@@ -140,6 +165,42 @@ mod tests {
         assert!(loose.equal(1.15, 1.0)); // 0.15 <= 0.1 + 0.1
         assert!(!loose.equal(1.0, 1.25));
         assert!(!loose.equal(f64::INFINITY, 1e300));
+    }
+
+    #[test]
+    fn across_dtypes_the_difference_is_the_casts_error() {
+        let source: Vec<f32> = vec![1.0, 1.001, -2.71, 1e-3];
+        let f32_bytes: Vec<u8> = source.iter().flat_map(|v| v.to_le_bytes()).collect();
+        // bf16 keeps the top 16 bits of an f32 (truncation, for the test).
+        let bf16_bytes: Vec<u8> = source
+            .iter()
+            .flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes())
+            .collect();
+        let mut scratch = Default::default();
+        let c = Comparison::of_bytes_across(
+            (Dtype::BF16, &bf16_bytes),
+            (Dtype::F32, &f32_bytes),
+            &Tolerance::default(),
+            &mut scratch,
+        );
+        assert_eq!(c.values, 4);
+        assert_eq!(c.differing, 3, "1.0 survives the cast exactly");
+        let worst = source
+            .iter()
+            .map(|v| (f32::from_bits(v.to_bits() & 0xffff_0000) - v).abs() as f64)
+            .fold(0.0, f64::max);
+        assert_eq!(c.max_abs_diff, worst);
+        let loose = Tolerance {
+            rtol: 1e-2,
+            ..Tolerance::default()
+        };
+        let c = Comparison::of_bytes_across(
+            (Dtype::BF16, &bf16_bytes),
+            (Dtype::F32, &f32_bytes),
+            &loose,
+            &mut scratch,
+        );
+        assert!(c.is_equal());
     }
 
     #[test]

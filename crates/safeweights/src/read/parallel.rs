@@ -1,7 +1,7 @@
 //! Splitting large reads across threads.
 
 use crate::error::Result;
-use crate::split::{run_grouped, thread_count};
+use crate::pool::{run_grouped, threads_at_most};
 
 /// Reads above this size are split so that both disk queues and memory
 /// copies run on several cores.
@@ -25,7 +25,7 @@ pub(crate) fn read_chunks_parallel(
 ) -> Result<()> {
     let pieces = split_pieces(chunks);
     let total: usize = pieces.iter().map(|c| c.buffer.len()).sum();
-    let threads = thread_count(8);
+    let threads = threads_at_most(8);
     if total < PARALLEL_THRESHOLD || threads < 2 {
         return pieces
             .into_iter()

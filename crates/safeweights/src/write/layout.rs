@@ -159,9 +159,8 @@ fn check_names(specs: &[TensorSpec], order: &[usize]) -> Result<()> {
             });
         }
         if !seen.insert(name) {
-            return Err(Error::DuplicateKey {
-                within: "the tensors to write".into(),
-                key: name.to_owned(),
+            return Err(Error::DuplicateTensorName {
+                name: name.to_owned(),
             });
         }
     }

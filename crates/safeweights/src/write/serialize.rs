@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::{Dtype, Metadata};
-use crate::split::{run_grouped, thread_count};
+use crate::pool::{run_grouped, threads_at_most};
 use crate::write::atomic::{write_all_at, AtomicFile};
 use crate::write::layout::{Layout, TensorSpec, WriteOptions};
 
@@ -115,7 +115,7 @@ pub fn serialize_into<S: AsRef<str>>(
         }
     }
     let data_len = pieces.iter().map(|piece| piece.1.len()).sum();
-    let threads = thread_count(4);
+    let threads = threads_at_most(4);
     let copy = |(target, source): (&mut [u8], &[u8])| {
         target.copy_from_slice(source);
         Ok(())
