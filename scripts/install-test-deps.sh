@@ -3,15 +3,22 @@
 # Python packages (scripts/setup.sh installs those):
 #   nginx-light  serves fixtures over HTTP Range requests (CLI tests/remote.rs)
 #   bsdutils     provides `script`, a pseudo-terminal for the colour test
+#   zsh, fish    check that the generated completion scripts parse (`zsh -n`,
+#                `fish -n`; bash is always there)
+#   groff-base   renders the generated man page (CLI tests/packaging.rs)
 #   cargo-fuzz   runs the fuzz targets (fuzz/run.sh), from crates.io
-# The CLI tests that need nginx or `script` print a notice and skip when
-# they are missing; CI always has them through this script.
+# Tests that need one of these and do not find it skip with a SKIPPED notice,
+# or fail under SAFEWEIGHTS_REQUIRE_ALL=1 (scripts/test.sh, so in CI).
 set -euo pipefail
-if ! command -v nginx >/dev/null || ! command -v script >/dev/null; then
+missing=0
+for tool in nginx script zsh fish groff; do
+    command -v "$tool" >/dev/null || missing=1
+done
+if [ "$missing" = 1 ]; then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light bsdutils >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light bsdutils zsh fish groff-base >/dev/null
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz"

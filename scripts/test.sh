@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs the whole test suite: formatting and lints,
-# the Rust tests (library, pickle reader, CLI), the Python tests, and a short
+# the Rust tests (library, pickle reader, CLI), the Python tests, the
+# packages as users install them (scripts/test-packaging.sh), and a short
 # fuzzing run. This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ echo "==> pytest"
 
 echo "==> the reference safetensors package's own Python tests, run against safeweights"
 scripts/reference-tests.sh
+
+echo "==> packaging: crates, cargo install, sdist, the wheel in a fresh venv"
+scripts/test-packaging.sh
 
 echo "==> fuzzing (${FUZZ_SECONDS:=20}s per target)"
 fuzz/run.sh "$FUZZ_SECONDS"

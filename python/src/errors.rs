@@ -331,9 +331,11 @@ fn convert(error: Error, writing: bool) -> PyErr {
 
 fn convert_pickle(error: PickleError) -> PyErr {
     match error.root() {
-        PickleError::RefusedGlobal { .. } | PickleError::RefusedOpcode { .. } => {
-            UnsafeCheckpointError::new_err(error.to_string())
-        }
+        // An ambiguous archive is refused like a payload: another reader
+        // could load something else from it.
+        PickleError::RefusedGlobal { .. }
+        | PickleError::RefusedOpcode { .. }
+        | PickleError::AmbiguousArchive { .. } => UnsafeCheckpointError::new_err(error.to_string()),
         PickleError::Io { path, source } => io_to_py_err(source, Some(path.display().to_string())),
         _ => CheckpointError::new_err(error.to_string()),
     }

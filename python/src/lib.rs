@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod cli;
 pub mod dtype;
 pub mod errors;
 pub mod record;
@@ -44,5 +45,6 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_class::<checkpoint::PickledObject>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;
+    m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     Ok(())
 }

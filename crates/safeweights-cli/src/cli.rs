@@ -34,7 +34,7 @@ Examples:
 
 /// Inspect, validate, convert, scan, compare and edit model checkpoints.
 #[derive(Debug, Parser)]
-#[command(name = "safeweights", version, about, after_help = MAIN_HELP)]
+#[command(name = "safeweights", about, after_help = MAIN_HELP)]
 pub struct Cli {
     /// Print one JSON document on stdout instead of text.
     #[arg(long, global = true)]
@@ -275,6 +275,27 @@ Examples:
   safeweights filter model.safetensors out.safetensors --exclude '*.bias'
   safeweights filter model.safetensors out.safetensors -t 'model.*' --rename model.=")]
     Filter(FilterArgs),
+
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Install (each shell reads its completions from its own place):
+  bash  safeweights completions bash > ~/.local/share/bash-completion/completions/safeweights
+  zsh   safeweights completions zsh > ~/.zfunc/_safeweights
+        (with fpath+=(~/.zfunc); autoload -U compinit; compinit in ~/.zshrc)
+  fish  safeweights completions fish > ~/.config/fish/completions/safeweights.fish
+
+Examples:
+  safeweights completions bash
+  source <(safeweights completions bash)   # this shell only")]
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = "\
+Examples:
+  safeweights man | man -l -
+  safeweights man > ~/.local/share/man/man1/safeweights.1
+  safeweights man --dir ~/.local/share/man/man1   # also safeweights-inspect.1, ...")]
+    Man(ManArgs),
 }
 
 /// Arguments of `inspect`.
@@ -456,4 +477,21 @@ pub struct ConvertArgs {
     /// `torch.load` returned) and plain values (`safeweights.values`).
     #[arg(long)]
     pub drop_values: bool,
+}
+
+/// Arguments of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write safeweights.1 and one safeweights-COMMAND.1 per command into
+    /// this directory (created if missing) instead of printing safeweights.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

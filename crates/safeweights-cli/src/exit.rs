@@ -15,7 +15,6 @@
 
 use std::fmt;
 use std::io;
-use std::process::ExitCode;
 
 use serde_json::json;
 
@@ -259,18 +258,18 @@ pub type CliResult<T = Status> = Result<T, CliError>;
 /// line on stderr and, with `--json`, one JSON document on stdout; nothing
 /// is printed when stdout was closed under us or the command already
 /// reported the failure.
-pub fn finish(result: CliResult, json: bool) -> ExitCode {
+pub fn finish(result: CliResult, json: bool) -> u8 {
     match result {
-        Ok(Status::Success) => ExitCode::SUCCESS,
-        Ok(Status::Negative) => ExitCode::from(1),
-        Err(error) if error.broken_pipe => ExitCode::SUCCESS,
-        Err(error) if error.reported => ExitCode::from(error.exit_code()),
+        Ok(Status::Success) => 0,
+        Ok(Status::Negative) => 1,
+        Err(error) if error.broken_pipe => 0,
+        Err(error) if error.reported => error.exit_code(),
         Err(error) => {
             crate::output::print_error(&error.to_string());
             if json {
                 crate::output::print_json_error(&error.to_json());
             }
-            ExitCode::from(error.exit_code())
+            error.exit_code()
         }
     }
 }

@@ -62,6 +62,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The zip archive can be read as different members by different
+    /// readers (torch's, Python's `zipfile`, a streaming reader): whatever
+    /// we would read, another loader could run something else. Dangerous.
+    AmbiguousArchive {
+        /// How the readers could disagree.
+        message: String,
+    },
     /// The checkpoint's structure is not a plain tensor checkpoint.
     Checkpoint {
         /// What is wrong.
@@ -141,6 +148,7 @@ impl Error {
             | Error::Pickle { .. }
             | Error::LimitExceeded { .. }
             | Error::Zip { .. }
+            | Error::AmbiguousArchive { .. }
             | Error::Checkpoint { .. }
             | Error::Numpy { .. }
             | Error::Index { .. } => true,
@@ -151,11 +159,14 @@ impl Error {
     }
 
     /// True when the input was refused because loading it could run code
-    /// (a refused pickle opcode or global).
+    /// (a refused pickle opcode or global, or an ambiguous archive whose
+    /// other reading could hold anything).
     pub fn is_unsafe(&self) -> bool {
         matches!(
             self.root(),
-            Error::RefusedOpcode { .. } | Error::RefusedGlobal { .. }
+            Error::RefusedOpcode { .. }
+                | Error::RefusedGlobal { .. }
+                | Error::AmbiguousArchive { .. }
         )
     }
 
@@ -176,6 +187,12 @@ impl Error {
 
     pub(crate) fn zip(message: impl Into<String>) -> Error {
         Error::Zip {
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn ambiguous(message: impl Into<String>) -> Error {
+        Error::AmbiguousArchive {
             message: message.into(),
         }
     }
@@ -248,6 +265,13 @@ impl fmt::Display for Error {
                  only if you trust the file"
             ),
             Error::Zip { message } => write!(f, "invalid or unsafe zip archive: {message}"),
+            Error::AmbiguousArchive { message } => write!(
+                f,
+                "ambiguous zip archive, refused: {message}; other tools could load different \
+                 content from this file than what safeweights would read, so it may hide a \
+                 payload; do not load it with torch.load or np.load, and re-create it from a \
+                 trusted source"
+            ),
             Error::Checkpoint { message } => write!(f, "unsupported checkpoint: {message}"),
             Error::Numpy { message } => write!(f, "invalid or unsupported numpy file: {message}"),
             Error::Safetensors { source } => write!(f, "{source}"),

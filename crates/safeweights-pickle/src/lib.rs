@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod convert;
+mod decompress;
 pub mod dtype;
 pub mod error;
 pub mod limits;

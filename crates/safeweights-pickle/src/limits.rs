@@ -25,9 +25,16 @@ pub struct Limits {
     pub max_nodes: u64,
     /// Maximum entries in one zip archive.
     pub max_zip_entries: usize,
-    /// Maximum decompressed size of one deflated zip member.
+    /// Maximum decompressed size of one compressed zip member or one
+    /// compressed (gzip, bzip2, xz) file: the memory one read may take.
     pub max_decompressed: u64,
-    /// Maximum ratio of decompressed to compressed size of a zip member.
+    /// Maximum total decompressed size of all the compressed members of
+    /// one archive. A decompression bomb is output far beyond any plausible
+    /// model; there is deliberately no compression-ratio limit, because a
+    /// zero-initialised matrix (a LoRA B) compresses past 1000:1.
+    pub max_total_decompressed: u64,
+    /// Maximum ratio of a strided tensor's bytes to its storage's bytes
+    /// (a view that repeats one storage many times is an expansion bomb).
     pub max_ratio: u64,
     /// Maximum nesting of archives inside archives for the scanner.
     pub max_archive_depth: usize,
@@ -51,6 +58,7 @@ impl Default for Limits {
             max_nodes: 20_000_000,
             max_zip_entries: 1_000_000,
             max_decompressed: 4 << 30,
+            max_total_decompressed: 64 << 30,
             max_ratio: 1_000,
             max_archive_depth: 4,
             allowed_classes: Vec::new(),

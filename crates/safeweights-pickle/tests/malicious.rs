@@ -178,19 +178,22 @@ fn zip_local_and_central_names_differ() {
     let Some((err, report)) = check("zip_name_mismatch.pt", Verdict::Dangerous, "system") else {
         return;
     };
-    assert!(err.contains("different name in its local header"), "{err}");
+    assert!(err.contains("another name in its local header"), "{err}");
     assert!(report
         .issues()
-        .any(|f| f.subject == "inconsistent zip archive"));
+        .any(|f| f.subject == "ambiguous archive" && f.verdict == Verdict::Dangerous));
 }
 
+/// A CRC of 0 is what `set_crc32_options(False)` writes and torch loads:
+/// the payload behind it must be judged like any other, not hidden behind
+/// a CRC complaint.
 #[test]
-fn zip_with_a_bad_crc() {
+fn zip_with_a_zero_crc_is_read_as_torch_reads_it() {
     let Some((err, report)) = check("bad_crc.pt", Verdict::Dangerous, "system") else {
         return;
     };
-    assert!(err.contains("CRC"), "{err}");
-    assert!(report.issues().any(|f| f.reason.contains("CRC")));
+    assert!(err.contains("refused pickle global"), "{err}");
+    assert!(!report.issues().any(|f| f.reason.contains("CRC")));
 }
 
 #[test]
@@ -227,11 +230,11 @@ fn deflate_bomb() {
     let Some((err, _)) = check("deflate_bomb.npz", Verdict::Suspicious, "unreadable member") else {
         return;
     };
-    assert!(err.contains("max_ratio"), "{err}");
+    assert!(err.contains("max_decompressed"), "{err}");
     let Some((err, _)) = check("deflate_bomb.pt", Verdict::Suspicious, "unreadable member") else {
         return;
     };
-    assert!(err.contains("max_ratio"), "{err}");
+    assert!(err.contains("max_decompressed"), "{err}");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod copy;
 mod diff;
 mod dump;
 mod filter;
+mod generate;
 mod inspect;
 mod metadata;
 mod scan;
@@ -72,6 +73,8 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Filter(args) => filter::run(ctx, args, &mut out),
         Command::Scan(args) => scan::run(ctx, args, &mut out),
         Command::Convert(args) => convert::run(ctx, args, &mut out),
+        Command::Completions(args) => generate::completions(ctx, args, &mut out),
+        Command::Man(args) => generate::man(ctx, args, &mut out),
     };
     // Flush even after an error, so partial output is not lost, but
     // report the command's error first.

@@ -111,6 +111,8 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::Pickle => "pickle",
         FileFormat::Npy => "numpy .npy",
         FileFormat::Safetensors => "safetensors",
+        FileFormat::Compressed => "compressed stream (gzip, bzip2 or xz)",
+        FileFormat::SevenZip => "7z archive",
         FileFormat::NotAModel(FileKind::GitLfsPointer) => {
             "not a model file: a git-lfs pointer (fetch the file with `git lfs pull`)"
         }

@@ -13,6 +13,7 @@
 //! # Ok::<(), safeweights_pickle::Error>(())
 //! ```
 
+mod archive;
 mod compat;
 mod container;
 mod danger;
@@ -115,6 +116,12 @@ pub enum FileFormat {
     Npy,
     /// A safetensors file.
     Safetensors,
+    /// A gzip, bzip2 or xz stream (joblib, pandas and `gzip.open` read
+    /// through it); its content is scanned.
+    Compressed,
+    /// A 7z archive: no loader opens it directly, and safeweights cannot
+    /// look inside, so it is never reported safe.
+    SevenZip,
     /// Not a model file at all but what stands in for one: a git-lfs
     /// pointer or a web page ([`safeweights::FileKind::is_placeholder`]).
     NotAModel(safeweights::FileKind),
@@ -168,9 +175,33 @@ pub(crate) struct Sink<'f> {
     depth: usize,
     findings: Vec<Finding>,
     omitted: u64,
+    /// Bytes decompressed so far, over all nesting levels; bounded by
+    /// `max_total_decompressed` so nested bombs cannot multiply.
+    decompressed: u64,
 }
 
 impl<'f> Sink<'f> {
+    /// Takes `bytes` from the decompression budget; false (and a finding)
+    /// when the budget cannot cover them.
+    pub(crate) fn spend(&mut self, bytes: u64, what: &str) -> bool {
+        let total = self.decompressed.saturating_add(bytes);
+        if total > self.limits.max_total_decompressed {
+            self.add(Finding::new(
+                what,
+                0,
+                Verdict::Suspicious,
+                format!(
+                    "not scanned: decompressing it would pass max_total_decompressed ({} bytes \
+                     for the whole file), a decompression bomb or an implausibly large model",
+                    self.limits.max_total_decompressed
+                ),
+            ));
+            return false;
+        }
+        self.decompressed = total;
+        true
+    }
+
     pub(crate) fn add(&mut self, mut finding: Finding) {
         if self.findings.len() >= MAX_FINDINGS {
             self.omitted += 1;
@@ -191,12 +222,14 @@ impl<'f> Sink<'f> {
             depth: self.depth,
             findings: Vec::new(),
             omitted: 0,
+            decompressed: self.decompressed,
         }
     }
 
     /// Keeps a trial's findings.
     pub(crate) fn commit(&mut self, trial: Sink<'f>) {
         self.omitted += trial.omitted;
+        self.decompressed = self.decompressed.max(trial.decompressed);
         for finding in trial.findings {
             // Already located (member paths included) by the trial sink.
             if self.findings.len() >= MAX_FINDINGS {
@@ -243,6 +276,7 @@ pub fn scan_bytes(file: &str, data: &[u8], limits: &Limits) -> ScanReport {
         depth: 0,
         findings: Vec::new(),
         omitted: 0,
+        decompressed: 0,
     };
     let format = container::scan_any(data, &mut sink);
     ScanReport {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::pickle::{load_pickle, Loaded, Policy, StorageRef};
-use crate::zip::{Method, ZipArchive, ZipEntry};
+use crate::zip::{CrcCheck, Method, ZipArchive, ZipEntry};
 
 #[derive(Debug)]
 pub(crate) struct ZipStorages {
@@ -27,7 +27,7 @@ pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(ZipStorages, Loaded)
     refuse_torchscript(&archive, &prefix)?;
     let big_endian = match archive.find(&format!("{prefix}byteorder")) {
         None => false,
-        Some(e) => match archive.read(data, e, limits)?.trim_ascii() {
+        Some(e) => match read(&archive, data, e, limits)?.trim_ascii() {
             b"little" => false,
             b"big" => true,
             _ => {
@@ -37,7 +37,7 @@ pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(ZipStorages, Loaded)
             }
         },
     };
-    let pickle = archive.read(data, pkl, limits)?;
+    let pickle = read(&archive, data, pkl, limits)?;
     let loaded =
         load_pickle(&pickle, 0, limits, Policy::Torch).map_err(|e| e.within(pkl.name.clone()))?;
     let storages = ZipStorages {
@@ -47,6 +47,17 @@ pub(crate) fn open(data: &[u8], limits: &Limits) -> Result<(ZipStorages, Loaded)
         verified: Mutex::new(HashSet::new()),
     };
     Ok((storages, loaded))
+}
+
+/// Reads a record as torch does: a CRC-32 of 0 is one torch wrote with
+/// `set_crc32_options(False)`, and torch loads such files.
+fn read<'a>(
+    archive: &ZipArchive,
+    data: &'a [u8],
+    entry: &ZipEntry,
+    limits: &Limits,
+) -> Result<Cow<'a, [u8]>> {
+    archive.read_checked(data, entry, limits, CrcCheck::ZeroMeansUnset)
 }
 
 fn find_data_pkl(archive: &ZipArchive) -> Result<&ZipEntry> {
@@ -118,7 +129,7 @@ impl ZipStorages {
                 return Ok(Cow::Borrowed(bytes));
             }
         }
-        let bytes = self.archive.read(data, entry, limits)?;
+        let bytes = read(&self.archive, data, entry, limits)?;
         if let Ok(mut set) = self.verified.lock() {
             set.insert(index);
         }

@@ -1,0 +1,171 @@
+//! The zipfile model (tests/support/zipfile_model.rs) against the real
+//! Python `zipfile` on every variant of many base archives (single-byte
+//! flips, truncations, appended bytes, comment-length edits, random
+//! splices), and the property the `zip_differential` fuzz target checks
+//! on top of it: whenever our reader accepts an archive, Python's zipfile
+//! sees exactly the same members at the same places.
+
+mod common;
+#[path = "support/zipfile_model.rs"]
+mod zipfile_model;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use safeweights_pickle::zip::ZipArchive;
+use safeweights_pickle::Limits;
+use zipfile_model::Info;
+
+static BASES: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+
+/// Deterministic variants of one base archive.
+fn variants(base: &[u8], seed: u64, out: &mut Vec<Vec<u8>>) {
+    out.push(base.to_vec());
+    let n = base.len();
+    // Every byte of the tail (where the directory and end records are)
+    // and a stride through the rest.
+    let tail = n.saturating_sub(100);
+    let stride = (tail / 30).max(1);
+    let positions = (0..tail).step_by(stride).chain(tail..n);
+    for pos in positions {
+        for mask in [0xff, 0x01] {
+            let mut v = base.to_vec();
+            v[pos] ^= mask;
+            out.push(v);
+        }
+    }
+    for cut in [1, 2, 21, 22, 23, 46, n / 2] {
+        out.push(base[..n.saturating_sub(cut)].to_vec());
+    }
+    for junk in [&b"x"[..], b"PK\x05\x06", &[0u8; 22]] {
+        let mut v = base.to_vec();
+        v.extend(junk);
+        out.push(v);
+        let mut v = junk.to_vec();
+        v.extend(base);
+        out.push(v);
+    }
+    let mut state = seed | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..40 {
+        let mut v = base.to_vec();
+        for _ in 0..(next() % 4 + 1) {
+            let at = (next() as usize) % n.max(1);
+            let from = (next() as usize) % n.max(1);
+            let len = ((next() as usize) % 24).min(n - at).min(n - from);
+            let chunk = base[from..from + len].to_vec();
+            v[at..at + len].copy_from_slice(&chunk);
+        }
+        out.push(v);
+    }
+}
+
+fn real_zipfile(dir: &Path) -> BTreeMap<String, Option<Vec<serde_json::Value>>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zipfile_infolist.py");
+    let python = common::python_with(&[]).expect("the generator ran, so Python is there");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).expect("json")
+}
+
+fn as_json(infos: &[Info]) -> Vec<serde_json::Value> {
+    infos
+        .iter()
+        .map(|i| {
+            serde_json::json!([
+                i.filename,
+                i.header_offset.to_string(),
+                i.compress_size,
+                i.file_size,
+                i.compress_type,
+                i.crc,
+                i.data_start
+            ])
+        })
+        .collect()
+}
+
+#[test]
+fn model_matches_python_zipfile_and_our_reader_never_sees_other_members() {
+    let Some(bases) = common::generate("gen_zip_variants.py", &BASES) else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zipfile_model_variants");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut all = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(bases)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for (i, path) in names.iter().enumerate() {
+        variants(&std::fs::read(path).unwrap(), i as u64 + 1, &mut all);
+    }
+    for (i, v) in all.iter().enumerate() {
+        std::fs::write(dir.join(format!("{i:06}")), v).unwrap();
+    }
+    let real = real_zipfile(&dir);
+    assert_eq!(real.len(), all.len());
+    let (mut opened, mut accepted) = (0, 0);
+    for (i, data) in all.iter().enumerate() {
+        let key = format!("{i:06}");
+        let model = zipfile_model::infolist(data);
+        let expected = &real[&key];
+        assert_eq!(
+            model.as_deref().map(as_json),
+            expected.clone(),
+            "variant {key}: the model disagrees with zipfile"
+        );
+        opened += usize::from(model.is_some());
+        if let Ok(ours) = ZipArchive::parse(data, &Limits::default()) {
+            accepted += 1;
+            let Some(model) = model else {
+                panic!("variant {key}: we accept what zipfile refuses");
+            };
+            let ours: Vec<_> = ours
+                .entries()
+                .iter()
+                .map(|e| {
+                    (
+                        e.name.clone(),
+                        e.local_header as i128,
+                        Some(e.data.start as u64),
+                    )
+                })
+                .collect();
+            let theirs: Vec<_> = model
+                .iter()
+                .map(|m| (m.filename.clone(), m.header_offset, m.data_start))
+                .collect();
+            assert_eq!(
+                ours, theirs,
+                "variant {key}: zipfile sees other members than we do"
+            );
+        }
+    }
+    // The corpus exercises both sides: archives zipfile opens and ones it
+    // refuses, archives we accept and ones we refuse.
+    assert!(all.len() > 2000, "{}", all.len());
+    assert!(
+        opened > all.len() / 4 && opened < all.len(),
+        "{opened}/{}",
+        all.len()
+    );
+    assert!(accepted > 50 && accepted < opened, "{accepted}/{opened}");
+}
