@@ -405,10 +405,11 @@ def _head(path: str) -> bytes:
 
 
 def _is_pickle(head: bytes) -> bool:
-    """A torch.save file (a zip archive or a bare pickle stream), as the core's
-    one sniffer recognises it: a safetensors file whose header length starts
-    with 0x80 is not a pickle."""
-    return sniff_format(head) in ("zip", "pickle")
+    """A torch.save file (a zip archive, a bare pickle stream, or torch's
+    pre-0.4 tar format, which the pickle reader names when it refuses it),
+    as the core's one sniffer recognises it: a safetensors file whose header
+    length starts with 0x80 is not a pickle."""
+    return sniff_format(head) in ("zip", "pickle", "tar")
 
 
 def _read_all(f: Any) -> bytearray:

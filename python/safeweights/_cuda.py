@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
-from ._frameworks import byte_array
+from ._frameworks import byte_array, empty_tensor
 
 # Staging: two pinned buffers of 64 MiB each, reused through torch's caching
 # host allocator. On an H100 this was the fastest of 8 to 128 MiB times 2 to
@@ -96,7 +96,7 @@ def load_to_cuda(device: Any, resolve: Any, records: List[Any]) -> List[Any]:
     result = []
     for record, (torch_dtype, shape), start in zip(records, targets, plan.placements):
         if record.nbytes == 0:
-            result.append(torch.empty(shape, dtype=torch_dtype, device=device))
+            result.append(empty_tensor(torch, shape, torch_dtype, device))
         else:
             result.append(arena[start : start + record.nbytes].view(torch_dtype).reshape(shape))
     return result

@@ -100,6 +100,13 @@ def parse_device(device: Any) -> Any:
     raise SafetensorError(f"device {device} is invalid")
 
 
+
+def empty_tensor(torch: Any, shape: Any, dtype: Any, device: Any = None) -> Any:
+    """A tensor with no elements. `torch.empty(shape)` computes contiguous
+    strides first and overflows on shapes such as `[0, 2**40, 2**40]`;
+    reshaping an empty tensor gives the reference's shape and strides."""
+    return torch.empty(0, dtype=dtype, device=device).reshape(shape)
+
 class NumpyConverter:
     """Builds numpy arrays; read-only when the source memory is (`bytes`)."""
 
@@ -171,7 +178,7 @@ class TorchConverter:
         torch_dtype, shape = self.resolve(record)
         nbytes = record.nbytes
         if nbytes == 0:
-            return torch.empty(shape, dtype=torch_dtype)
+            return empty_tensor(torch, shape, torch_dtype)
         storage = record.storage
         buffer = byte_array(storage, record.offset, nbytes)
         if (storage.address + record.offset) % torch_dtype.itemsize:

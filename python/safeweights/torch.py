@@ -30,6 +30,7 @@ import torch
 
 from . import SafetensorError, TensorSpec, UnsupportedDtypeError, _dtypes, deserialize, safe_open, serialize, serialize_file
 from ._checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
+from ._frameworks import empty_tensor
 
 
 def storage_ptr(tensor: torch.Tensor) -> int:
@@ -296,7 +297,7 @@ def _view2torch(safeview) -> Dict[str, torch.Tensor]:
         if v["dtype"] == "F4" and shape:
             shape = [*shape[:-1], shape[-1] // 2]
         if len(v["data"]) == 0:
-            arr = torch.empty(shape, dtype=dtype)
+            arr = empty_tensor(torch, shape, dtype)
         else:
             arr = torch.frombuffer(v["data"], dtype=dtype).reshape(shape)
         if sys.byteorder == "big":

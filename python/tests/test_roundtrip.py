@@ -150,3 +150,20 @@ def test_save_model_and_load_model_handle_tied_weights(tmp_path):
     assert torch.equal(fresh.b.weight, model.a.weight)
     reference_missing, _ = safetensors.torch.load_model(Tied(), path)
     assert set(missing) == set(reference_missing)
+
+
+def test_empty_tensor_with_huge_dims_loads_like_the_reference(tmp_path):
+    # torch.empty([0, 2**40, 2**40]) overflows computing strides; the
+    # reference reshapes an empty tensor and returns it.
+    header = json.dumps({"e": {"dtype": "F32", "shape": [0, 2**40, 2**40], "data_offsets": [0, 0]}}).encode()
+    path = tmp_path / "empty.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with safetensors.safe_open(path, framework="pt") as f:
+        want = f.get_tensor("e")
+    with safeweights.safe_open(path, framework="pt") as f:
+        got = f.get_tensor("e")
+    loaded = safeweights.torch.load_file(path)["e"]
+    from_bytes = safeweights.torch.load(path.read_bytes())["e"]
+    for t in (got, loaded, from_bytes):
+        assert (t.shape, t.stride(), t.dtype) == (want.shape, want.stride(), want.dtype)
+    assert safetensors.torch.load_file(path)["e"].shape == loaded.shape

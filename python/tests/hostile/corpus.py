@@ -45,14 +45,16 @@ class Case:
     expect: str  # "payload" or "benign"
     build: Callable[[Path], None]
     """Writes the file at the given path."""
+    ext: str = ".pkl"
+    """The name an attacker would give it (scanners that go by name see this)."""
 
 
 CASES: List[Case] = []
 
 
-def case(cls: str, expect: str = "payload"):
+def case(cls: str, expect: str = "payload", ext: str = ".pkl"):
     def register(build: Callable[[Path], None]) -> Callable[[Path], None]:
-        CASES.append(Case(build.__name__, cls, expect, build))
+        CASES.append(Case(build.__name__, cls, expect, build, ext))
         return build
 
     return register
@@ -154,22 +156,22 @@ def _legacy_with(replace_index: int, new_pickle: bytes) -> bytes:
     return data[:start] + new_pickle + data[end:]
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def legacy_payload_in_sys_info(path):
     path.write_bytes(_legacy_with(2, b"\x80\x02" + system_call_v2() + b"."))
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def legacy_payload_in_storage_keys(path):
     path.write_bytes(_legacy_with(4, b"\x80\x02" + system_call_v2() + b"."))
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def legacy_payload_in_protocol_version(path):
     path.write_bytes(_legacy_with(1, system_call_v0() + b"."))
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def legacy_magic_without_proto(path):
     magic = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b"."
     data = _legacy_with(2, system_call_v0() + b".")
@@ -211,22 +213,22 @@ def _tar_main() -> bytes:
     return b"\x80\x02}q\x00X\x01\x00\x00\x00wq\x01X\x01\x00\x00\x001Qs."
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def tar_payload_in_pickle(path):
     path.write_bytes(_tar_checkpoint(b"\x80\x02" + system_call_v2() + b"."))
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def tar_payload_in_storage_record(path):
     path.write_bytes(_tar_checkpoint(_tar_main(), storage_args=b"\x80\x02" + system_call_v2() + b"."))
 
 
-@case("legacy")
+@case("legacy", ext=".pt")
 def tar_payload_in_storage_views(path):
     path.write_bytes(_tar_checkpoint(_tar_main(), views=b"\x80\x02" + system_call_v2() + b"."))
 
 
-@case("legacy", "benign")
+@case("legacy", "benign", ".pt")
 def tar_benign(path):
     path.write_bytes(_tar_checkpoint(_tar_main()))
 
@@ -243,7 +245,7 @@ def _npy(descr: str, body: bytes) -> bytes:
 _PAYLOAD_ARRAY = b"\x80\x02" + system_call_v2() + b"."
 for _descr in ["'object'", "'|O'", "'O'", "'O8'", "[('a', 'O')]"]:
     _label = _descr.strip("'[]()").replace("|", "pipe").replace(", ", "_").replace("'", "")
-    CASES.append(Case(f"npy_descr_{_label}", "weak-checks", "payload", write(_npy(_descr, _PAYLOAD_ARRAY))))
+    CASES.append(Case(f"npy_descr_{_label}", "weak-checks", "payload", write(_npy(_descr, _PAYLOAD_ARRAY)), ".npy"))
 
 for _name, _data in {
     "escaped_hex_string": b"S'o\\x73'\nS'sy\\x73tem'\n\x93(S'" + CMD + b"'\ntR.",
@@ -272,17 +274,17 @@ def _state():
     return {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(3, dtype=torch.float16)}
 
 
-@case("benign", "benign")
+@case("benign", "benign", ".pt")
 def torch_zip(path):
     torch.save(_state(), path)
 
 
-@case("benign", "benign")
+@case("benign", "benign", ".pt")
 def torch_legacy(path):
     torch.save(_state(), path, _use_new_zipfile_serialization=False)
 
 
-@case("benign", "benign")
+@case("benign", "benign", ".pt")
 def torch_legacy_sys_info_big_endian(path):
     # sys_info says big-endian; torch still reads the storages little-endian.
     data = bytearray(_legacy_bytes(_state()))
@@ -293,7 +295,7 @@ def torch_legacy_sys_info_big_endian(path):
     path.write_bytes(bytes(data))
 
 
-@case("benign", "benign")
+@case("benign", "benign", ".npy")
 def numpy_npy(path):
     with open(path, "wb") as f:
         np.save(f, np.arange(5, dtype=np.int32))
@@ -309,7 +311,7 @@ def build_all(directory: Path) -> List[tuple]:
     directory.mkdir(parents=True, exist_ok=True)
     out = []
     for c in CASES:
-        path = directory / f"{c.cls}__{c.name}"
+        path = directory / f"{c.cls}__{c.name}{c.ext}"
         c.build(path)
         out.append((c, path))
     return out

@@ -27,3 +27,20 @@ def test_every_class_has_several_variants():
         by_class.setdefault(c.cls, []).append(c)
     assert set(by_class) == {"no-proto", "proto0-stop", "legacy", "weak-checks", "benign"}
     assert all(len(v) >= 3 for v in by_class.values()), {k: len(v) for k, v in by_class.items()}
+
+
+def test_pre_0_4_tar_checkpoints_are_refused_with_a_clear_message(tmp_path):
+    import subprocess
+
+    import safeweights
+    from safeweights.torch import load_checkpoint
+
+    from corpus import tar_benign
+    from oracle import cli
+
+    path = tmp_path / "old.pt"
+    tar_benign(path)
+    with pytest.raises(safeweights.SafetensorError, match="pre-0.4 tar format"):
+        load_checkpoint(path)
+    convert = subprocess.run([cli(), "convert", str(path), str(tmp_path / "out.safetensors")], capture_output=True, text=True)
+    assert convert.returncode != 0 and "pre-0.4 tar format" in convert.stderr

@@ -1,12 +1,13 @@
-//! Format detection and the containers: zip archives, legacy torch
-//! streams, `.npy` files and safetensors files.
+//! Format detection (the core's sniffer) and the containers: zip
+//! archives, legacy torch streams, `.npy` files and safetensors files.
+//! Whatever is no zip or `.npy` is also simulated as a pickle, because
+//! `pickle.load` (and torch.load's legacy path) reads any bytes as one.
 
 use super::archive;
 use super::pickle::{scan_pickles, Scanned, Start};
 use super::{FileFormat, Finding, Sink, Verdict};
 use crate::decompress::Wrapper;
 use crate::numpy;
-use crate::pickle::ops;
 use safeweights::{sniff, FileKind};
 
 /// Pickles in a legacy torch file before the raw storages begin.
@@ -26,6 +27,10 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         }
         FileKind::Safetensors => {
             check_safetensors(data, sink);
+            // The header length's bytes can also start a pickle (a STRING
+            // quoting everything up to a newline in the data), which
+            // torch.load's legacy path would run: a genuine file is none.
+            scan_pickle_file(data, sink);
             FileFormat::Safetensors
         }
         kind if kind.is_placeholder() => FileFormat::NotAModel(kind),
@@ -49,14 +54,17 @@ fn scan_pickle_file(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         safe_reader_check(crate::torch::validate(data, sink.limits), sink, false);
         return FileFormat::TorchLegacy;
     }
-    let first = if data.first() == Some(&ops::PROTO) {
+    let first = if sniff(data) == FileKind::Pickle {
         Start::Pickle
     } else {
         Start::Guess
     };
     match scan_pickles(data, 0, (first, Start::Guess), usize::MAX, sink) {
         Scanned::NotPickle => FileFormat::Unknown,
-        Scanned::Complete(_) | Scanned::Broken => {
+        // A broken stream is already reported; loading it again with the
+        // safe reader could only fail once more.
+        Scanned::Broken => FileFormat::Pickle,
+        Scanned::Complete(_) => {
             safe_reader_check(crate::torch::validate_pickle(data, sink.limits), sink, true);
             FileFormat::Pickle
         }

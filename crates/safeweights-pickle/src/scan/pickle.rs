@@ -108,8 +108,7 @@ pub(crate) enum Start {
 /// end of the data or at the first that breaks), as repeated `pickle.load`
 /// calls on one file read them: `first` says what the first is known to
 /// be, `later` the others (`Start::Guess` for bare streams, so trailing
-/// bytes that are no pickle are not reported). One operation budget
-/// covers them all.
+/// bytes that are no pickle are not reported).
 pub(crate) fn scan_pickles(
     data: &[u8],
     start: usize,
@@ -118,8 +117,10 @@ pub(crate) fn scan_pickles(
     sink: &mut Sink<'_>,
 ) -> Scanned {
     let mut pos = start;
-    let mut budget = sink.limits.max_ops;
     for i in 0..count {
+        // Per pickle, as the reader counts: the total is bounded anyway,
+        // since every opcode consumes at least one byte.
+        let mut budget = sink.limits.max_ops;
         if i > 0 && pos >= data.len() {
             break;
         }
@@ -284,12 +285,19 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
-    fn global(&mut self, module: &str, name: &str, ins: &Instr<'_>) -> SVal {
+    /// Reports an import. A module name no import could find (NUL bytes,
+    /// spaces, punctuation: what binary data read as GLOBAL looks like)
+    /// stops the unpickler with an ImportError, so it ends the pickle.
+    fn global(&mut self, module: &str, name: &str, ins: &Instr<'_>) -> Result<SVal, Broken> {
+        if !importable(module) {
+            return Err(broken(ins, "a module name no import can find"));
+        }
+        self.imported = true;
         let (verdict, reason) = classify(module, name);
         let shown = format!("{module}.{name}");
         self.sink
             .add(Finding::new(shown, ins.offset, verdict, reason));
-        SVal::Global(Rc::new((module.to_owned(), name.to_owned())))
+        Ok(SVal::Global(Rc::new((module.to_owned(), name.to_owned()))))
     }
 
     fn step(&mut self, ins: &Instr<'_>) -> Result<(), Broken> {
@@ -315,12 +323,11 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 top
             }
             (ops::GLOBAL | ops::INST, Arg::TwoLines(m, n)) => {
-                self.imported = true;
                 let g = self.global(
                     &String::from_utf8_lossy(m),
                     &String::from_utf8_lossy(n),
                     ins,
-                );
+                )?;
                 if ins.op.byte == ops::INST {
                     self.pop_mark(ins)?;
                     SVal::Computed
@@ -329,12 +336,12 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 }
             }
             (ops::STACK_GLOBAL, _) => {
-                self.imported = true;
                 let name = self.pop(ins)?;
                 let module = self.pop(ins)?;
                 match (module, name) {
-                    (SVal::Str(m), SVal::Str(n)) => self.global(&m, &n, ins),
+                    (SVal::Str(m), SVal::Str(n)) => self.global(&m, &n, ins)?,
                     (SVal::Computed, _) | (_, SVal::Computed) => {
+                        self.imported = true;
                         self.sink.add(Finding::new(
                             "global with a computed name",
                             ins.offset,
@@ -479,6 +486,15 @@ fn tuple(items: Vec<SVal>) -> SVal {
         })
         .collect();
     SVal::Tuple(flat.into())
+}
+
+/// Whether `module` could name an importable module: dotted words of
+/// letters, digits and underscores (any alphabet, as Python identifiers).
+fn importable(module: &str) -> bool {
+    !module.is_empty()
+        && module
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'))
 }
 
 /// A memo index as CPython reads it (text keys through `int()` rules).

@@ -206,3 +206,30 @@ fn npy_descr_spelled_object_is_an_object_array() {
         );
     }
 }
+
+/// A valid safetensors file whose header length reads as `S'`: a STRING
+/// quoting everything up to `'\n` in the tensor data, after which the
+/// data is a pickle that torch.load's legacy path runs.
+#[test]
+fn safetensors_pickle_polyglot_is_dangerous() {
+    let data = b"'\ncos\nsystem\n(S'x'\ntR.";
+    let json = format!(
+        "{{\"t\":{{\"dtype\":\"U8\",\"shape\":[{n}],\"data_offsets\":[0,{n}]}}}}",
+        n = data.len()
+    );
+    let len: u64 = 0x0002_2753;
+    let mut file = len.to_le_bytes().to_vec();
+    file.extend(json.as_bytes());
+    file.resize(8 + len as usize, b' ');
+    file.extend(data);
+    assert!(safeweights::read::SafeTensors::parse(&file).is_ok());
+    let r = scan(&file);
+    assert_eq!(r.format, FileFormat::Safetensors);
+    assert!(has(&r, "os.system", Verdict::Dangerous), "{:?}", r.findings);
+    // A genuine file's header length starts no pickle.
+    let mut genuine = 0x0063u64.to_le_bytes().to_vec();
+    genuine.extend(b"{\"t\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}");
+    genuine.resize(8 + 0x63, b' ');
+    genuine.extend(b"\n\n");
+    assert_eq!(scan(&genuine).issues().count(), 0);
+}

@@ -258,6 +258,12 @@ fn check_storage_size(storage: &StorageRef, have: u64) -> Result<()> {
 
 /// Explains what an unrecognized file most likely is, from the core's sniffer.
 fn describe_unknown(data: &[u8]) -> String {
+    if crate::tar::is_tar(data) && crate::tar::is_torch_tar(&crate::tar::members(data).0) {
+        return "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, \
+                pickle), which the safe reader does not read: check it with `safeweights scan`, \
+                then load it with torch in a sandbox and save it again with a current torch"
+            .into();
+    }
     match safeweights::sniff(data) {
         FileKind::GitLfsPointer => {
             "this is a git-lfs pointer file, not the checkpoint: fetch the real file with `git lfs pull`".into()
@@ -271,12 +277,6 @@ fn describe_unknown(data: &[u8]) -> String {
                 .into()
         }
         FileKind::Numpy => "a numpy .npy file: use the numpy reader".into(),
-        FileKind::Tar if crate::tar::is_torch_tar(&crate::tar::members(data).0) => {
-            "a torch checkpoint in the pre-0.4 tar format (members storages, tensors, pickle), \
-             which the safe reader does not read: check it with `safeweights scan`, then load it \
-             with torch in a sandbox and save it again with a current torch"
-                .into()
-        }
         FileKind::Safetensors => "a safetensors file, not a PyTorch checkpoint".into(),
         FileKind::Unknown => {
             "not a PyTorch checkpoint (neither a zip archive nor a legacy torch file)".into()
