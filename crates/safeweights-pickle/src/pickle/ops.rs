@@ -240,10 +240,17 @@ impl<'a> Cursor<'a> {
     }
 
     fn take_len(&mut self, n: u64, max_len: usize) -> Result<&'a [u8]> {
+        // A length past the end of the data is a truncated pickle (where
+        // CPython fails too), whatever our cap: the cap only matters for
+        // bytes that are really there.
+        let remaining = self.data.len().saturating_sub(self.pos);
         let n = usize::try_from(n)
             .ok()
-            .filter(|&n| n <= max_len)
-            .ok_or_else(|| Error::limit("max_string_len", max_len as u64, self.op))?;
+            .filter(|&n| n <= remaining)
+            .ok_or_else(|| Error::pickle(self.op, "opcode argument runs past the end of data"))?;
+        if n > max_len {
+            return Err(Error::limit("max_string_len", max_len as u64, self.op));
+        }
         self.take(n)
     }
 
@@ -288,8 +295,14 @@ mod tests {
 
     #[test]
     fn truncation_and_limits_are_errors() {
+        // A length past the end of the data is a truncation (CPython fails
+        // there too), not a limit: the cap applies to bytes that exist.
         assert!(matches!(
             decode(b"X\xff\xff\xff\xff", 0, 1000),
+            Err(Error::Pickle { .. })
+        ));
+        assert!(matches!(
+            decode(b"X\x05\x00\x00\x00abcde", 0, 3),
             Err(Error::LimitExceeded { .. })
         ));
         assert!(matches!(

@@ -368,9 +368,17 @@ impl<'d, 's, 'f> Sim<'d, 's, 'f> {
                 SVal::Computed
             }
             (ops::EXT1 | ops::EXT2 | ops::EXT4, _) => {
-                // The copyreg extension registry maps the code to a global.
-                self.imported = true;
-                SVal::Computed
+                // The copyreg extension registry maps a code to a global, and
+                // it is empty in a standard interpreter (nothing in the
+                // standard library, torch or numpy registers a code): there
+                // the unpickler raises here, before importing anything. The
+                // opcode itself is reported above, for pickles known to be
+                // pickles; data that only might be one (a safetensors header
+                // length whose low byte is 0x82..0x84) is no pickle.
+                return Err(broken(
+                    ins,
+                    "unregistered extension code (copyreg's registry is empty)",
+                ));
             }
             (ops::BUILD | ops::APPEND, _) => return self.pop(ins).map(drop),
             (ops::BINPERSID, _) => {

@@ -233,3 +233,35 @@ fn safetensors_pickle_polyglot_is_dangerous() {
     genuine.extend(b"\n\n");
     assert_eq!(scan(&genuine).issues().count(), 0);
 }
+
+/// Regression: valid safetensors files whose header length's low byte is
+/// also a pickle opcode were flagged (EXT1..EXT4 as suspicious; BINUNICODE8,
+/// BINBYTES8 and BYTEARRAY8, whose 8-byte length runs past the file, as a
+/// stopped simulation, dangerous), although `pickle.load` fails on them
+/// before importing anything.
+#[test]
+fn valid_safetensors_files_scan_safe_for_every_header_length_residue() {
+    for residue in 0..256usize {
+        let json = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        // Whitespace after the JSON object is part of a valid header; a few
+        // hundred bytes more give the length's second byte non-zero values.
+        for extra in [0usize, 256, 512] {
+            let pad = (residue + 256 - json.len() % 256) % 256 + extra;
+            let mut header = json.to_vec();
+            header.resize(json.len() + pad, b' ');
+            assert_eq!(header.len() % 256, residue);
+            let mut file = (header.len() as u64).to_le_bytes().to_vec();
+            file.extend_from_slice(&header);
+            file.extend_from_slice(&[0; 4]);
+            let r = scan(&file);
+            assert_eq!(r.format, FileFormat::Safetensors, "residue {residue}");
+            assert_eq!(
+                r.verdict(),
+                Verdict::Safe,
+                "residue {residue}, header {}: {:?}",
+                header.len(),
+                r.findings
+            );
+        }
+    }
+}
