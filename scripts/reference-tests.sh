@@ -33,17 +33,25 @@ if [[ ! -f "$SDIST" ]]; then
     "$PYTHON" -m pip download --quiet --no-binary :all: --no-deps --no-build-isolation \
         "safetensors==$VERSION" -d "$WORK"
 fi
+# The tests write about 1 GB into ./tests (test_threadable saves 4 files of
+# 200 MB at once): run them in RAM where /dev/shm has room, and remove them
+# afterwards either way, since disk is short on some CI machines.
+RUN="$WORK/run"
+if [[ -d /dev/shm && -w /dev/shm ]] && (($(df -k --output=avail /dev/shm | tail -1) > 3 * 1024 * 1024)); then
+    RUN=$(mktemp -d /dev/shm/safeweights-reference-tests.XXXXXX)
+fi
+trap 'rm -rf "$RUN" "$WORK/src"' EXIT
 rm -rf "$WORK/src" "$WORK/run"
-mkdir -p "$WORK/src" "$WORK/run/tests"
+mkdir -p "$WORK/src" "$RUN/tests"
 tar -xzf "$SDIST" -C "$WORK/src"
 origin="$WORK/src/safetensors-$VERSION/bindings/python/tests"
-cp -r "$origin/data" "$WORK/run/tests/"
+cp -r "$origin/data" "$RUN/tests/"
 found=()
 for name in "${TESTS[@]}"; do
     if [[ -f "$origin/$name.py" ]]; then
         # `from safetensors import x` / `from safetensors.torch import y`,
         # at any indentation: the tests import nothing else of the package.
-        sed -E 's/\bfrom safetensors([ .])/from safeweights\1/' "$origin/$name.py" >"$WORK/run/tests/$name.py"
+        sed -E 's/\bfrom safetensors([ .])/from safeweights\1/' "$origin/$name.py" >"$RUN/tests/$name.py"
         found+=("tests/$name.py")
     fi
 done
@@ -51,12 +59,12 @@ if [[ ${#found[@]} -eq 0 ]]; then
     echo "reference-tests.sh: none of ${TESTS[*]} is in the sdist" >&2
     exit 1
 fi
-if grep -n "safetensors import\|import safetensors" "${found[@]/#/$WORK/run/}"; then
+if grep -n "safetensors import\|import safetensors" "${found[@]/#/$RUN/}"; then
     echo "reference-tests.sh: an import above still names safetensors" >&2
     exit 1
 fi
-: >"$WORK/run/pytest.ini"
-cd "$WORK/run"
+: >"$RUN/pytest.ini"
+cd "$RUN"
 deselect=()
 for ((i = 0; i < ${#DESELECT[@]}; i += 2)); do
     echo "reference-tests.sh: deselected ${DESELECT[i]}: ${DESELECT[i + 1]}"

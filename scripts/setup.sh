@@ -12,7 +12,9 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 echo "==> installing Python dependencies (requirements-dev.txt)"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# --no-cache-dir: pip would otherwise keep a second copy of every wheel it
+# downloads (4 GB for torch and its CUDA libraries) in ~/.cache/pip.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir -r requirements-dev.txt
 
 echo "==> building the safeweights CLI (release)"
 cargo build --release --locked -p safeweights-cli --quiet
