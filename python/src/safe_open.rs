@@ -341,7 +341,12 @@ impl SafeSlice {
                 &selection,
             )?)?;
             match &file.bytes {
-                Bytes::Memory { .. } => {
+                Bytes::Memory {
+                    backing,
+                    data_start,
+                } => {
+                    // A copy out of the map: a truncated file is an error.
+                    backing.check_readable(data_start + info.begin as usize, info.byte_len())?;
                     let data = file.memory_bytes(info).unwrap_or_default();
                     slice::gather_into(
                         &info.name,
