@@ -5,6 +5,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __version__: str
 SNIFF_LEN: int
+# Whether the test-only crash points (cargo feature fault-injection) are built in.
+_FAULT_INJECTION: bool
 
 PathLike = Union[str, "os.PathLike[str]"]
 

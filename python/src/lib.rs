@@ -30,6 +30,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Test builds only (the `fault-injection` feature): crash points.
+    m.add("_FAULT_INJECTION", cfg!(feature = "fault-injection"))?;
     // Zero-copy tensors are views of file maps: a file truncated under them
     // ends the process with a message naming it, not a bare "Bus error".
     safeweights::read::bus_error::install_bus_error_handler();
