@@ -23,12 +23,14 @@ from ._safeweights_rust import RawTensor, _PickledDtype, _PickledObject, load_to
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any, allowed: Any = None) -> Any:
+def load_legacy(source: Any, device: Any, allowed: Any = None, mmap: bool = True) -> Any:
     """Loads a torch.save file (path, bytes or bytearray); tensors go to
     `device` (None: cpu). `allowed` maps `module.qualname` to the classes
-    the caller allows (see `safeweights.add_safe_types`)."""
+    the caller allows (see `safeweights.add_safe_types`). With `mmap`, cpu
+    tensors stored as they load are copy-on-write views of the file;
+    without, every tensor is read into memory."""
     allowed = dict(allowed or {})
-    tree, records = load_torch_pickle(source, list(allowed))
+    tree, records = load_torch_pickle(source, list(allowed), mmap)
     quantized = _quantized()
     tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
     converter = TorchConverter(device if device is not None else parse_device(None))

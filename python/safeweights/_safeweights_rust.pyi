@@ -145,7 +145,7 @@ class _PickledObject:
     dict_items: List[Tuple[Any, Any]]
 
 def load_torch_pickle(
-    source: Union[PathLike, bytes, bytearray], allowed_classes: List[str] = ...
+    source: Union[PathLike, bytes, bytearray], allowed_classes: List[str] = ..., mmap: bool = True
 ) -> Tuple[Any, List[RawTensor]]: ...
 
 def sniff_format(prefix: bytes) -> str:

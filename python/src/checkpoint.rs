@@ -320,13 +320,16 @@ impl<'py> Converter<'_, 'py> {
 /// once (identical views are one record, the very object found at each
 /// place in the tree). `allowed_classes` are `module.qualname` names the
 /// caller allows beyond the built-in allow-list (recorded as
-/// `_PickledObject`s, never built here).
+/// `_PickledObject`s, never built here). With `mmap` false, every tensor
+/// of a file is copied out under the bus-error guard (a file truncated
+/// meanwhile raises) instead of viewing a private map of the file.
 #[pyfunction]
-#[pyo3(signature = (source, allowed_classes = Vec::new()))]
+#[pyo3(signature = (source, allowed_classes = Vec::new(), mmap = true))]
 pub fn load_torch_pickle<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
     allowed_classes: Vec<String>,
+    mmap: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let limits = Limits {
         allowed_classes,
@@ -349,7 +352,7 @@ pub fn load_torch_pickle<'py>(
         py.detach(|| {
             (
                 Checkpoint::open_with_limits(&path, limits),
-                map_private(&path),
+                if mmap { map_private(&path) } else { None },
             )
         })
     };

@@ -106,3 +106,17 @@ def test_view_records_name_their_base_and_strides(tmp_path):
     assert w.base.shape == (12,) and w.base.base is None and w.base.nbytes == 48
     # A tensor alone on its whole storage is a plain record.
     assert alone.base is None and alone.stride is None and alone.nbytes == 8
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_mmap_false_reads_torch_files_into_memory_views_still_shared(tmp_path, zip_format):
+    path = tmp_path / "views.pt"
+    save(path, zip_format)
+    expected = torch.load(path, weights_only=True)
+    loaded = load_checkpoint(path, mmap=False)
+    # Nothing views the file any more: cutting it changes nothing loaded.
+    path.write_bytes(b"")
+    for name, tensor in expected.items():
+        assert torch.equal(loaded[name], tensor), name
+        assert loaded[name].stride() == tensor.stride(), name
+    assert same_storage(loaded["weight"], loaded["row"])

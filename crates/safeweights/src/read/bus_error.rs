@@ -391,7 +391,8 @@ mod linux {
             &number[at..],
             b" of the map); tensors loaded from it can no longer be read. Do not \
               modify files in place while they are loaded; load with backend=\"pread\" \
-              to get an exception instead of this crash.\n",
+              (mmap=False for load and load_checkpoint) to get an exception instead \
+              of this crash.\n",
         ] {
             write_stderr(part);
         }
