@@ -120,3 +120,19 @@ def test_mmap_false_reads_torch_files_into_memory_views_still_shared(tmp_path, z
         assert torch.equal(loaded[name], tensor), name
         assert loaded[name].stride() == tensor.stride(), name
     assert same_storage(loaded["weight"], loaded["row"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs torch with CUDA and a GPU")
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_views_loaded_onto_a_gpu_share_one_device_storage(tmp_path, zip_format):
+    path = tmp_path / "views.pt"
+    save(path, zip_format)
+    expected = torch.load(path, weights_only=True, map_location="cuda")
+    loaded = load_checkpoint(path, map_location="cuda")
+    for name, tensor in expected.items():
+        assert loaded[name].device == tensor.device, name
+        assert torch.equal(loaded[name], tensor), name
+        assert loaded[name].stride() == tensor.stride(), name
+    loaded["b"][2] = -2.0
+    assert loaded["c"][0, 4] == -2.0 and loaded["d"][0] == -2.0
+    assert same_storage(loaded["weight"], loaded["transposed"])
