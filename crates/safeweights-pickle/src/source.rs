@@ -10,21 +10,24 @@ use crate::error::{Error, Result};
 
 /// The bytes of an input, mapped or owned.
 #[derive(Debug)]
-pub(crate) enum Source {
+pub enum Source {
     /// The map, registered so that a truncation under it is reported
     /// naming the file (`safeweights::read::bus_error`), and, under
     /// `bus_error::guard`, as an error: its bytes are only copied out
     /// (parsed, converted, checked), never handed out as lasting views.
     Mapped {
+        /// Keeps the map registered while it lives.
         _registration: MappingRegistration,
+        /// The read-only map.
         map: Mmap,
     },
+    /// Bytes held in memory (an empty file, or a caller's buffer).
     Owned(Vec<u8>),
 }
 
 impl Source {
     /// Maps a file read-only (empty files are read, as they cannot be mapped).
-    pub(crate) fn open(path: &Path) -> Result<Source> {
+    pub fn open(path: &Path) -> Result<Source> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len == 0 {
@@ -38,7 +41,8 @@ impl Source {
         })
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// The bytes, whole.
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Source::Mapped { map, .. } => map,
             Source::Owned(v) => v,
@@ -49,8 +53,9 @@ impl Source {
 /// Runs `read` over mapped inputs so that a file truncated under it is an
 /// error naming the file (`Error::Io`, kind `UnexpectedEof`, as a
 /// positioned read reports it), never a `SIGBUS` that ends the process:
-/// every copy out of an input map in this crate runs under it.
-pub(crate) fn guarded<T>(read: impl FnOnce() -> Result<T>) -> Result<T> {
+/// every copy out of an input map in this crate runs under it, and so does
+/// the converter (`safeweights-convert`).
+pub fn guarded<T>(read: impl FnOnce() -> Result<T>) -> Result<T> {
     safeweights::read::bus_error::guard(read).unwrap_or_else(|fault| {
         let path = fault.path.clone();
         Err(Error::io(path, fault.into()))

@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use safeweights_pickle::convert::{convert_with_progress, ConvertOptions, Progress, Stage};
-use safeweights_pickle::Error;
+use safeweights_convert::Error;
+use safeweights_convert::{convert_with_progress, ConvertOptions, Progress, Stage};
 
 /// A `.npy` file of `len` uint8 values (1, 2, 3, ...).
 fn npy(path: &Path, len: usize) {
