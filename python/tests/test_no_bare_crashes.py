@@ -231,3 +231,34 @@ def test_a_torch_file_truncated_while_it_loads_raises_or_names_the_file(tmp_path
         assert done.stdout.startswith("loaded"), (done.stdout, done.stderr)
         assert done.returncode == -signal.SIGBUS
         assert f"safeweights: fatal: {path}: the file was truncated" in done.stderr, done.stderr
+
+
+def test_python_m_safeweights_convert_of_a_file_truncated_while_it_runs_is_an_error(tmp_path):
+    # The CLI inside the wheel: convert copies out of a map of its input
+    # under the bus-error guard, so the cut is an error (exit 2), not SIGBUS.
+    import time
+
+    path = tmp_path / "big.npy"
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d,), }" % (4 << 30)
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+        f.truncate(f.tell() + (4 << 30))
+    output = tmp_path / "out"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "safeweights", "convert", str(path), str(output)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Cut once the converter has mapped its input (and copies out of it).
+    deadline = time.monotonic() + 60
+    while str(path) not in open(f"/proc/{child.pid}/maps").read():
+        assert child.poll() is None and time.monotonic() < deadline, "the converter never mapped its input"
+        time.sleep(0.01)
+    time.sleep(0.1)
+    os.truncate(path, 4096)
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 2, stderr
+    assert str(path) in stderr and "became shorter" in stderr, stderr
+    assert not output.exists() or os.listdir(output) == []
