@@ -75,7 +75,7 @@ fn to_f32_bits(from: Dtype, element: &[u8]) -> u32 {
     }
 }
 
-fn push_from_f32_bits(to: Dtype, bits: u32, out: &mut Vec<u8>) {
+pub(crate) fn push_from_f32_bits(to: Dtype, bits: u32, out: &mut Vec<u8>) {
     match to {
         Dtype::BF16 => out.extend_from_slice(&f32_to_bf16_bits(bits).to_le_bytes()),
         Dtype::F16 => out.extend_from_slice(&f32_to_f16_bits(bits).to_le_bytes()),

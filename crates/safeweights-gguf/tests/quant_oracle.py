@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import gguf
+np.seterr(all="ignore")  # random blocks hold NaN and infinite scales on purpose
 from gguf import GGMLQuantizationType as Q
 from gguf import quants
 
