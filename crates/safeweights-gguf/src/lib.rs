@@ -24,6 +24,7 @@ mod file;
 mod ggml;
 pub mod quant;
 mod read;
+pub mod template;
 mod value;
 pub mod write;
 
