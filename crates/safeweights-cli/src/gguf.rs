@@ -282,3 +282,22 @@ pub fn scan_report(path: &Path) -> CliResult<safeweights_pickle::scan::ScanRepor
         omitted: 0,
     })
 }
+
+/// Dequantizes a GGUF file into a temporary safetensors file (in the
+/// system's temporary directory) and returns its path; the caller removes it.
+pub fn dequantized_copy(path: &Path, sync: bool) -> CliResult<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let temp = std::env::temp_dir().join(format!(
+        "safeweights-gguf-{}-{}.safetensors",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut options = safeweights_convert::gguf::GgufToSafetensors {
+        force: true,
+        ..Default::default()
+    };
+    options.write.sync = sync;
+    safeweights_convert::gguf::gguf_to_safetensors(path, &temp, &options)?;
+    Ok(temp)
+}

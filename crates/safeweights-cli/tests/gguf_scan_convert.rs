@@ -123,3 +123,39 @@ fn convert_goes_both_ways_with_reliable_exit_codes() {
     assert_eq!(code(&failed), 1, "{}", common::stderr(&failed));
     assert!(!target.exists());
 }
+
+#[test]
+fn stats_and_diff_see_dequantized_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("model.gguf");
+    write_gguf(&input, "{{ messages }}");
+    let doc = json(&["stats", input.to_str().unwrap()], 0);
+    let w = &doc["tensors"][0];
+    assert_eq!(
+        (w["name"].as_str(), w["dtype"].as_str()),
+        (Some("w"), Some("F32")),
+        "{doc}"
+    );
+    // The Q8_0 blocks of -4..3.875 in steps of 1/8 decode close to them.
+    let (min, max) = (w["min"].as_f64().unwrap(), w["max"].as_f64().unwrap());
+    assert!(
+        (min + 4.0).abs() < 0.02 && (max - 3.875).abs() < 0.02,
+        "{w}"
+    );
+    let out = dir.path().join("out.safetensors");
+    json(
+        &["convert", input.to_str().unwrap(), out.to_str().unwrap()],
+        0,
+    );
+    let same = run(&["diff", input.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(code(&same), 0, "{}", stdout(&same));
+    let other = dir.path().join("other.gguf");
+    write_gguf(&other, "x");
+    let bytes = std::fs::read(&other).unwrap();
+    let mut changed = bytes.clone();
+    let at = bytes.len() - 60; // inside the blocks, past the header
+    changed[at] ^= 0x40;
+    std::fs::write(&other, &changed).unwrap();
+    let differs = run(&["diff", input.to_str().unwrap(), other.to_str().unwrap()]);
+    assert_eq!(code(&differs), 1, "{}", stdout(&differs));
+}
