@@ -75,11 +75,30 @@ fn to_f32_bits(from: Dtype, element: &[u8]) -> u32 {
     }
 }
 
-pub(crate) fn push_from_f32_bits(to: Dtype, bits: u32, out: &mut Vec<u8>) {
+fn push_from_f32_bits(to: Dtype, bits: u32, out: &mut Vec<u8>) {
     match to {
         Dtype::BF16 => out.extend_from_slice(&f32_to_bf16_bits(bits).to_le_bytes()),
         Dtype::F16 => out.extend_from_slice(&f32_to_f16_bits(bits).to_le_bytes()),
         _ => out.extend_from_slice(&bits.to_le_bytes()),
+    }
+}
+
+/// Appends `values` as bytes of `to` (F32, F16 or BF16), rounding as
+/// [`for_each_chunk`] does.
+pub(crate) fn extend_from_f32(to: Dtype, values: &[f32], out: &mut Vec<u8>) {
+    out.reserve(values.len() * to.bits() / 8);
+    match to {
+        Dtype::F16 => out.extend(
+            values
+                .iter()
+                .flat_map(|v| f32_to_f16_bits(v.to_bits()).to_le_bytes()),
+        ),
+        Dtype::BF16 => out.extend(
+            values
+                .iter()
+                .flat_map(|v| f32_to_bf16_bits(v.to_bits()).to_le_bytes()),
+        ),
+        _ => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
     }
 }
 

@@ -300,9 +300,49 @@ fn tensor_bytes(ckpt: &ShardedCheckpoint, p: &Planned) -> Result<Vec<u8>, GgufEr
     if let Some(heads) = p.permute {
         values = llama::permute_rows(&values, p.decl.dims[0] as usize, heads);
     }
+    quantize_in_parallel(p.decl.ggml_type, &values, p.decl.dims[0] as usize)
+        .map_err(|e| GgufError::gguf(file.path(), e).in_tensor(&p.source))
+}
+
+/// Quantizes whole rows of `values` on every core, concatenated in order.
+fn quantize_in_parallel(
+    ty: GgmlType,
+    values: &[f32],
+    row: usize,
+) -> Result<Vec<u8>, safeweights_gguf::Error> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = values.len() / row.max(1);
+    let per_part = (rows.div_ceil(threads).max(1) * row).max(1);
+    let encode = move |part: &[f32]| {
+        let mut out = Vec::new();
+        quantize(ty, part, &mut out).map(|()| out)
+    };
+    let parts: Vec<Result<Vec<u8>, _>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .chunks(per_part)
+            .map(|part| (part, scope.spawn(move || encode(part))))
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked (a bug) is redone here, where the
+            // panic reaches the caller as any other would.
+            .map(|(part, handle)| handle.join().unwrap_or_else(|_| encode(part)))
+            .collect()
+    });
     let mut out = Vec::new();
-    quantize(p.decl.ggml_type, &values, &mut out)
-        .map_err(|e| GgufError::gguf(file.path(), e).in_tensor(&p.source))?;
+    for (i, part) in parts.into_iter().enumerate() {
+        match part {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            // Indices count from the start of the tensor, not of the part.
+            Err(safeweights_gguf::Error::NonFinite { ggml_type, index }) => {
+                return Err(safeweights_gguf::Error::NonFinite {
+                    ggml_type,
+                    index: index + (i * per_part) as u64,
+                })
+            }
+            Err(other) => return Err(other),
+        }
+    }
     Ok(out)
 }
 

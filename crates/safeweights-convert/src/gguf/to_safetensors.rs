@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::error::GgufError;
 use super::{llama, meta, LAYOUT_KEY};
-use crate::cast::push_from_f32_bits;
+use crate::cast::extend_from_f32;
 
 /// How to convert a GGUF file to safetensors.
 #[derive(Debug, Clone, Default)]
@@ -262,7 +262,7 @@ fn plan(
 }
 
 /// Elements dequantized per chunk: bounds the buffers to a few megabytes.
-const CHUNK_ELEMENTS: usize = 1 << 20;
+const CHUNK_ELEMENTS: usize = 1 << 22;
 
 fn write_item(
     gguf: &Gguf<'_>,
@@ -288,37 +288,62 @@ fn write_item(
         }
         Make::Decode => {
             let row = info.dims[0] as usize;
-            let row_bytes = ty.row_bytes(row as u64).unwrap_or(0) as usize;
-            let mut written = 0u64;
+            let row_bytes = ty.row_bytes(row as u64).unwrap_or(0).max(1) as usize;
             if let Some(heads) = item.unpermute {
                 // The whole tensor, whose rows are reordered.
                 let mut values = vec![0f32; info.numel() as usize];
                 dequantize(ty, bytes, &mut values).map_err(gguf_err)?;
                 let values = llama::unpermute_rows(&values, row, heads);
-                let mut out = Vec::with_capacity(values.len() * item.dtype.bits() / 8);
-                for v in values {
-                    push_from_f32_bits(item.dtype, v.to_bits(), &mut out);
-                }
+                let mut out = Vec::new();
+                extend_from_f32(item.dtype, &values, &mut out);
                 writer.write(&item.name, &out)?;
                 return Ok(out.len() as u64);
             }
             let rows_per_chunk = (CHUNK_ELEMENTS / row.max(1)).max(1);
-            let mut values = Vec::new();
-            let mut out = Vec::new();
-            for chunk in bytes.chunks(rows_per_chunk * row_bytes.max(1)) {
-                let n = chunk.len() / row_bytes.max(1) * row;
-                values.resize(n, 0f32);
-                dequantize(ty, chunk, &mut values).map_err(gguf_err)?;
-                out.clear();
-                for v in &values {
-                    push_from_f32_bits(item.dtype, v.to_bits(), &mut out);
+            let mut written = 0u64;
+            for chunk in bytes.chunks(rows_per_chunk * row_bytes) {
+                for part in decode_in_parallel(ty, chunk, row_bytes, row, item.dtype) {
+                    let part = part.map_err(gguf_err)?;
+                    writer.write(&item.name, &part)?;
+                    written += part.len() as u64;
                 }
-                writer.write(&item.name, &out)?;
-                written += out.len() as u64;
             }
             Ok(written)
         }
     }
+}
+
+/// Dequantizes and casts whole rows of `chunk` on every core, returning
+/// the parts in order.
+fn decode_in_parallel(
+    ty: GgmlType,
+    chunk: &[u8],
+    row_bytes: usize,
+    row: usize,
+    dtype: Dtype,
+) -> Vec<Result<Vec<u8>, safeweights_gguf::Error>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = chunk.len() / row_bytes;
+    let per_part = rows.div_ceil(threads).max(1) * row_bytes;
+    let decode = move |part: &[u8]| {
+        let mut values = vec![0f32; part.len() / row_bytes * row];
+        dequantize(ty, part, &mut values)?;
+        let mut out = Vec::new();
+        extend_from_f32(dtype, &values, &mut out);
+        Ok(out)
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunk
+            .chunks(per_part)
+            .map(|part| (part, scope.spawn(move || decode(part))))
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked (a bug) is redone on this thread, where
+            // the panic reaches the caller as any other would.
+            .map(|(part, handle)| handle.join().unwrap_or_else(|_| decode(part)))
+            .collect()
+    })
 }
 
 /// The record that lets safetensors to GGUF rebuild the file byte for

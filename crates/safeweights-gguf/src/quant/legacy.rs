@@ -21,18 +21,24 @@ fn nibble(qs: &[u8], i: usize) -> u8 {
     }
 }
 
+/// Decodes 16 bytes of packed nibbles with `put`: value `j` is the low
+/// nibble of byte `j`, value `j + 16` its high nibble.
+fn split_nibbles(qs: &[u8], out: &mut [f32], mut put: impl FnMut(u8) -> f32) {
+    let (low, high) = out.split_at_mut(16);
+    for ((&q, l), h) in qs[..16].iter().zip(low).zip(high) {
+        *l = put(q & 0x0f);
+        *h = put(q >> 4);
+    }
+}
+
 pub(super) fn q4_0(block: &[u8], out: &mut [f32]) {
     let d = f16_at(block, 0);
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = d * f32::from(nibble(&block[2..], i) as i8 - 8);
-    }
+    split_nibbles(&block[2..], out, |q| d * f32::from(q as i8 - 8));
 }
 
 pub(super) fn q4_1(block: &[u8], out: &mut [f32]) {
     let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = d * f32::from(nibble(&block[4..], i)) + m;
-    }
+    split_nibbles(&block[4..], out, |q| d * f32::from(q) + m);
 }
 
 fn five_bit(qh: u32, qs: &[u8], i: usize) -> u8 {
@@ -69,9 +75,9 @@ pub(super) const IQ4NL_LEVELS: [i8; 16] = [
 
 pub(super) fn iq4_nl(block: &[u8], out: &mut [f32]) {
     let d = f16_at(block, 0);
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = d * f32::from(IQ4NL_LEVELS[usize::from(nibble(&block[2..], i))]);
-    }
+    split_nibbles(&block[2..], out, |q| {
+        d * f32::from(IQ4NL_LEVELS[usize::from(q)])
+    });
 }
 
 /// E2M1 values, doubled (the scale below is halved to match).
@@ -89,7 +95,7 @@ pub(crate) fn e8m0_half(e: u8) -> f32 {
 
 pub(super) fn mxfp4(block: &[u8], out: &mut [f32]) {
     let d = e8m0_half(block[0]);
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = d * f32::from(MXFP4_LEVELS[usize::from(nibble(&block[1..], i))]);
-    }
+    split_nibbles(&block[1..], out, |q| {
+        d * f32::from(MXFP4_LEVELS[usize::from(q)])
+    });
 }
