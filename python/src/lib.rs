@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod dtype;
 pub mod errors;
+pub mod gguf;
 pub mod record;
 pub mod safe_open;
 pub mod serialize;
@@ -47,6 +48,7 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
     m.add_function(wrap_pyfunction!(sniff::sniff_format, m)?)?;
     m.add("SNIFF_LEN", sniff::SNIFF_LEN)?;
+    m.add_class::<gguf::GgufHandle>()?;
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_class::<checkpoint::PickledObject>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;

@@ -29,6 +29,8 @@ mod input;
 mod output;
 mod verify;
 
+pub mod gguf;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -12,6 +12,7 @@ use crate::exit::{CliError, CliResult};
 mod checksum;
 mod clean;
 mod convert;
+mod convert_gguf;
 mod copy;
 mod diff;
 mod dump;
