@@ -43,6 +43,7 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_sharded, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize::parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(sniff::sniff_format, m)?)?;
     m.add("SNIFF_LEN", sniff::SNIFF_LEN)?;
     m.add_class::<checkpoint::PickledDtype>()?;
