@@ -125,6 +125,37 @@ def save_resume_and_fail(rank: int, world_size: int, ckpt: str, async_ckpt: str,
     dist.barrier()
     load_and_check(rank, world_size, ckpt, out, resume=True)
     save_with_failing_rank(rank, world_size, failed_ckpt, failing_rank=2, out=out)
+    save_column_sharded(world_size, os.path.join(out, "columns"))
+
+
+def column_tensors() -> Dict[str, torch.Tensor]:
+    """Full tensors the column-sharded job saves (and the test expects)."""
+    return {
+        "cols": torch.arange(6 * 8, dtype=torch.float32).reshape(6, 8),
+        "blocks": torch.arange(4 * 4 * 3, dtype=torch.int32).reshape(4, 4, 3),
+        "rows": torch.arange(8 * 3, dtype=torch.bfloat16).reshape(8, 3),
+    }
+
+
+def save_column_sharded(world_size: int, path: str) -> None:
+    """Tensors split along other dimensions than the first (DTensor
+    `Shard(1)` on a 1-d mesh, `Shard(0), Shard(1)` on a 2x2 mesh), for
+    consolidation."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    from safeweights.dcp import SafeweightsStorageWriter
+
+    flat_mesh = init_device_mesh("cpu", (world_size,))
+    grid = init_device_mesh("cpu", (2, world_size // 2))
+    full_tensors = column_tensors()
+    state = {
+        "cols": distribute_tensor(full_tensors["cols"], flat_mesh, [Shard(1)]),
+        "blocks": distribute_tensor(full_tensors["blocks"], grid, [Shard(0), Shard(1)]),
+        "rows": distribute_tensor(full_tensors["rows"], flat_mesh, [Shard(0)]),
+    }
+    dcp.save(state, storage_writer=SafeweightsStorageWriter(path))
 
 
 def load_and_check(rank: int, world_size: int, ckpt: str, out: str, resume: bool) -> None:

@@ -317,3 +317,27 @@ def test_a_save_with_fewer_files_removes_the_old_ones(tmp_path):
     _save(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["__0_0.safetensors", "safeweights.dcp.json"]
     _assert_same_state(_load(tmp_path), _state())
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "safeweights", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_validate_and_verify_report_broken_shards(tmp_path):
+    _save(tmp_path, max_shard_size=2048)
+    assert _cli("validate", str(tmp_path)).returncode == 0
+    assert _cli("verify", str(tmp_path)).returncode == 0
+    # A flipped byte: valid structure, but verify names the tensor.
+    last = sorted(n for n in os.listdir(tmp_path) if n.endswith(".safetensors"))[-1]
+    path = tmp_path / last
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    verified = _cli("verify", str(tmp_path))
+    assert verified.returncode == 1 and last in verified.stderr and "does not match its checksum" in verified.stderr
+    # A truncated shard: validate says which file and which tensors.
+    os.truncate(path, len(data) - 3)
+    validated = _cli("validate", str(tmp_path), "--json")
+    assert validated.returncode == 1
+    report = json.loads(validated.stdout)["files"][0]
+    assert report["valid"] is False and last in report["error"] and "when saved" in report["error"]

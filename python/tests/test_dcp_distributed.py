@@ -112,3 +112,40 @@ def test_our_checkpoint_directory_scans_safe(saved):
     verdicts = {os.path.basename(f["path"]): f["verdict"] for f in report["files"]}
     assert verdicts and set(verdicts.values()) == {"safe"}, verdicts
     assert all(f["format"] != "pickle" for f in report["files"])
+
+
+def test_consolidation_of_tensors_split_along_any_dimension(saved, tmp_path):
+    from safeweights import safe_open
+    from safeweights.dcp import consolidate
+
+    root, _ = saved
+    written = consolidate(str(root / "columns"), str(tmp_path / "out"), max_shard_size="1KB")
+    assert written[-1].endswith("model.safetensors.index.json")
+    expected = dcp_jobs.column_tensors()
+    with safe_open(str(tmp_path / "out"), framework="pt") as f:
+        assert sorted(f.keys()) == sorted(expected)
+        for name, tensor in expected.items():
+            got = f.get_tensor(name)
+            assert got.dtype == tensor.dtype and torch.equal(got, tensor), name
+
+
+def test_cli_on_a_four_rank_checkpoint(saved, tmp_path):
+    import json
+
+    _, dirs = saved
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "safeweights", *args], capture_output=True, text=True, timeout=120)
+
+    inspected = cli("inspect", dirs["ckpt"], "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    report = json.loads(inspected.stdout)
+    assert report["world_size"] == 4 and len(report["files"]) == 4
+    by_name = {t["name"]: t for t in report["tensors"]}
+    assert len(by_name["model.0.weight"]["chunks"]) == 4 and by_name["model.0.weight"]["shape"] == [16, 8]
+    assert {v["name"]: v["type"] for v in report["values"]}["step"] == "int"
+    assert cli("validate", dirs["ckpt"]).returncode == 0
+    assert cli("verify", dirs["ckpt"]).returncode == 0
+    consolidated = cli("consolidate", dirs["ckpt"], str(tmp_path / "hf"), "--max-shard-size", "2KB")
+    assert consolidated.returncode == 0, consolidated.stderr
+    assert cli("validate", str(tmp_path / "hf")).returncode == 0

@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Tuple, Union
 
-from .._safeweights_rust import parse_size, serialize_file
-from ._format import DcpError, write_json_atomically
+from .._safeweights_rust import dcp_consolidate, parse_size, serialize_file
+from ._format import METADATA_FILE, DcpError, write_json_atomically
 from ._metadata import ChunkLocation
-from ._reader import SafeweightsStorageReader
+from ._reader import SafeweightsStorageReader, _verified
 
 INDEX_FILE = "model.safetensors.index.json"
 DEFAULT_MAX_SHARD_SIZE = "5GB"
@@ -32,10 +32,11 @@ def consolidate(
     plus `model.safetensors.index.json`, which every Hugging Face tool and
     torch's `HuggingFaceStorageReader` load. Returns the paths written.
 
-    It streams: each output shard is assembled from the chunks' byte
-    ranges (positioned reads), written, and released before the next, so
-    memory stays bounded by one output shard (or the largest tensor when
-    it is larger), never the model. Non-tensor values are not part of a
+    It streams: for a safeweights checkpoint the Rust writer takes each
+    tensor's chunks from their byte ranges (positioned reads) into the
+    output in 16 MiB pieces when they split the first dimension, one tensor
+    at a time otherwise, so memory stays bounded by the largest tensor;
+    output of torch's HF writer is assembled one output shard at a time. Non-tensor values are not part of a
     Hugging Face layout and are left out. An index already in `output_dir`
     is refused unless `overwrite=True`. With `verify=True` every chunk is
     checked against its stored SHA-256 first.
@@ -47,15 +48,27 @@ def consolidate(
     source = os.fspath(checkpoint_dir)
     target = os.fspath(output_dir)
     limit = parse_size(max_shard_size)
+    index_path = os.path.join(target, INDEX_FILE)
+    if os.path.exists(index_path) and not overwrite:
+        raise FileExistsError(f"{index_path} exists: pass overwrite=True (--force) to replace it")
     reader = SafeweightsStorageReader(source, verify=verify)
+    if verify:
+        # Every chunk read once, whole, checked against its digest.
+        reader.read_metadata()
+        for name in {loc.file for loc in reader.storage.values() if isinstance(loc, ChunkLocation)}:
+            with reader._open(name, []) as handle:
+                digests = reader._digests(handle, name, [])
+                for entry in handle.keys():
+                    _verified(handle, name, entry, digests, source)
+    if os.path.isfile(os.path.join(source, METADATA_FILE)):
+        # Ours: the core's streaming consolidation (GIL released, memory
+        # bounded by the largest tensor).
+        return [os.fspath(p) for p in dcp_consolidate(source, target, limit, durable=durable)]
     metadata = reader.read_metadata()
     tensors = _tensors(metadata)
     if not tensors:
         raise DcpError(f"{source}: the checkpoint holds no tensors to consolidate", path=source)
     os.makedirs(target, exist_ok=True)
-    index_path = os.path.join(target, INDEX_FILE)
-    if os.path.exists(index_path) and not overwrite:
-        raise FileExistsError(f"{index_path} exists: pass overwrite=True (--force) to replace it")
     shards = _plan(tensors, limit)
     count = len(shards)
     weight_map: Dict[str, str] = {}

@@ -9,10 +9,11 @@ import hashlib
 import io
 import json
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .. import _types
+from .. import _dtypes, _types
 from .._checkpoint import _Rebuilder
 from .._location import Placement
 from .._safe_open import safe_open
@@ -213,6 +214,9 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
                     if location.entry not in whole:
                         whole[location.entry] = _verified(handle, name, location.entry, digests, self.path)
                     source = _narrow(whole[location.entry], item.storage_offsets, item.lengths)
+                elif _read_rows_into(handle, location.entry, item, target):
+                    planner.commit_tensor(item, target)
+                    continue
                 else:
                     source = _read_box(handle, location.entry, item.storage_offsets, item.lengths)
                 if tuple(target.shape) != tuple(source.shape):
@@ -267,6 +271,32 @@ def _read_box(handle: safe_open, entry: str, offsets: Any, lengths: Any) -> Any:
     if not lengths:
         return handle.get_tensor(entry)
     return handle.get_slice(entry)[tuple(slice(o, o + n) for o, n in zip(offsets, lengths))]
+
+
+def _read_rows_into(handle: safe_open, entry: str, item: Any, target: Any) -> bool:
+    """Reads the box straight into `target` when it is a run of whole rows
+    of the stored chunk (any resharding along dim 0: FSDP, `Shard(0)`) and
+    `target` is a contiguous cpu tensor of the stored dtype: one positioned
+    read, no intermediate buffer. False when that does not apply."""
+    import torch
+
+    if sys.byteorder != "little" or target.device.type != "cpu" or not target.is_contiguous():
+        return False
+    view = handle.get_slice(entry)
+    shape, dtype = view.get_shape(), _dtypes.torch_dtypes().get(view.get_dtype())
+    offsets, lengths = list(item.storage_offsets), list(item.lengths)
+    if dtype is None or target.dtype != dtype or dtype.itemsize == 0 or len(shape) != len(lengths):
+        return False
+    if any(offsets[1:]) or lengths[1:] != shape[1:] or tuple(target.shape) != tuple(lengths):
+        return False
+    row = dtype.itemsize
+    for n in shape[1:]:
+        row *= n
+    first = offsets[0] if offsets else 0
+    length = target.numel() * dtype.itemsize
+    # The target stays alive (and contiguous) during the call: we hold it.
+    handle._file.read_range_into(entry, first * row, target.data_ptr() if length else 0, length)
+    return True
 
 
 def _narrow(tensor: Any, offsets: Any, lengths: Any) -> Any:
@@ -357,8 +387,6 @@ def _hf_metadata(directory: str, names: List[str]) -> Tuple[Any, Dict[Any, Any]]
         TensorProperties,
         TensorStorageMetadata,
     )
-
-    from .. import _dtypes
 
     state: Dict[str, Any] = {}
     storage: Dict[Any, Any] = {}
