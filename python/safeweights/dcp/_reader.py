@@ -174,6 +174,12 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
                 path=path,
                 tensors=tensors,
             )
+        if isinstance(expected, int) and size > expected:
+            raise ShardMismatchError(
+                f"{path}: shard file is {size} bytes, {expected} when saved (another save's file?); it holds {listing}",
+                path=path,
+                tensors=tensors,
+            )
         try:
             handle = safe_open(path, framework="pt", backend="pread")
         except SafetensorError as error:
