@@ -222,7 +222,7 @@ def test_torch_hf_writer_with_a_value_is_reported_as_pickle(tmp_path):
 
 def test_torch_default_format_is_reported_as_pickle(tmp_path):
     dcp.save({"w": torch.ones(3), "step": 7}, checkpoint_id=str(tmp_path), no_dist=True)
-    with pytest.raises(PickledCheckpointError, match="torch's default DCP format.*safeweights convert"):
+    with pytest.raises(PickledCheckpointError, match="torch's default DCP format.*SafeweightsStorageWriter"):
         SafeweightsStorageReader(str(tmp_path)).read_metadata()
     with pytest.raises(CheckpointException, match="torch's default DCP format"):
         _load(tmp_path, {"w": torch.zeros(3), "step": 0})

@@ -162,7 +162,8 @@ def _no_document(directory: str) -> DcpError:
     if os.path.exists(os.path.join(directory, TORCH_METADATA_FILE)):
         return PickledCheckpointError(
             f"{directory} is a checkpoint in torch's default DCP format (a pickled .metadata and .distcp files):"
-            f" loading it would run pickle. Convert it first: `safeweights convert {directory} OUT_DIR`",
+            " loading it would run pickle, which safeweights never does. If you trust its origin, load it once"
+            " with torch's FileSystemReader and save it again with safeweights.dcp.SafeweightsStorageWriter",
             path=os.path.join(directory, TORCH_METADATA_FILE),
         )
     if not os.path.isdir(directory):
