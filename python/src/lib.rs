@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod dcp;
 pub mod dtype;
 pub mod errors;
 pub mod gguf;
@@ -46,6 +47,8 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_sharded, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize::parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(dcp::dcp_consolidate, m)?)?;
     m.add_function(wrap_pyfunction!(sniff::sniff_format, m)?)?;
     m.add("SNIFF_LEN", sniff::SNIFF_LEN)?;
     m.add_class::<gguf::GgufHandle>()?;

@@ -289,6 +289,25 @@ Examples:
   safeweights shard ckpt/ --max-shard-size 1GB ckpt/ --force")]
     Shard(ShardArgs),
 
+    /// Consolidate a distributed checkpoint into full tensors.
+    #[command(after_help = "\
+CKPT_DIR is a checkpoint written through safeweights.dcp (torch.distributed.checkpoint
+with SafeweightsStorageWriter): per-rank __R_P.safetensors files and
+safeweights.dcp.json. OUT_DIR receives the full tensors in a standard Hugging
+Face layout, model-0000N-of-0000M.safetensors plus model.safetensors.index.json,
+which every safetensors tool and torch's HuggingFaceStorageReader load.
+Non-tensor values (step counters, configs) are not part of that layout.
+
+It streams: tensors sharded on their first dimension (FSDP, DTensor Shard(0))
+go from the chunks' byte ranges to the output in 16 MiB pieces; others are
+assembled one tensor at a time, so memory stays bounded by the largest tensor.
+An index already in OUT_DIR is replaced only with --force.
+
+Examples:
+  safeweights consolidate ckpt/step-1000 hf-model/
+  safeweights consolidate ckpt/step-1000 hf-model/ --max-shard-size 2GB --force")]
+    Consolidate(ConsolidateArgs),
+
     /// Merge a sharded checkpoint into one file.
     #[command(after_help = "\
 Output is byte-identical to the library writer's for the same tensors and
@@ -416,7 +435,7 @@ pub struct ChecksumArgs {
 /// Arguments of `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A .safetensors file.
+    /// A .safetensors file, or a safeweights.dcp checkpoint directory.
     pub file: PathBuf,
     /// A manifest printed by `checksum` to check against.
     #[arg(long, value_name = "M")]
@@ -450,6 +469,21 @@ pub struct ShardArgs {
     /// Output directory (created if missing).
     pub outdir: PathBuf,
     /// Replace a checkpoint already in OUTDIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `consolidate`.
+#[derive(Debug, Args)]
+pub struct ConsolidateArgs {
+    /// A safeweights.dcp checkpoint directory.
+    pub ckpt_dir: PathBuf,
+    /// Output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// Largest output shard, e.g. 5GB, 500MB, 2GiB.
+    #[arg(long, value_name = "SIZE", default_value = "5GB")]
+    pub max_shard_size: String,
+    /// Replace an index already in OUT_DIR.
     #[arg(long)]
     pub force: bool,
 }
