@@ -17,7 +17,7 @@ use crate::source::{Checkpoint, Entry};
 
 /// Runs `stats`.
 pub fn run(ctx: Context, args: &StatsArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
+    let checkpoint = Checkpoint::open_path(&args.file, &ctx)?;
     let selection = Selection::new(&args.tensors, &[]);
     let entries: Vec<Entry<'_>> = checkpoint
         .entries()
