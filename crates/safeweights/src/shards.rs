@@ -383,6 +383,11 @@ impl ShardedCheckpoint {
         &self.shards
     }
 
+    /// The open shard files, owned, in index order.
+    pub fn into_shards(self) -> Vec<SafetensorsFile> {
+        self.shards
+    }
+
     /// Tensor names, sorted.
     pub fn names(&self) -> Vec<&str> {
         self.index.weight_map.keys().map(String::as_str).collect()

@@ -28,6 +28,9 @@ pub(crate) fn classify(error: object_store::Error) -> Error {
 /// does not export, so the status and S3's error codes are read from the
 /// message here, and nowhere else.
 fn kind_of_generic(error: &object_store::Error, message: &str) -> RemoteErrorKind {
+    if message.contains("non-2xx status code: 5") {
+        return RemoteErrorKind::Server;
+    }
     if chain_mentions_timeout(error) {
         return RemoteErrorKind::TimedOut;
     }
@@ -48,8 +51,6 @@ fn kind_of_generic(error: &object_store::Error, message: &str) -> RemoteErrorKin
         || has("301 Moved Permanently")
     {
         RemoteErrorKind::WrongRegion
-    } else if has("Server returned non-2xx status code: 5") || has("status code: 5") {
-        RemoteErrorKind::Server
     } else if has("error sending request") || has("connection") {
         RemoteErrorKind::Connection
     } else {
@@ -77,7 +78,7 @@ fn chain_mentions_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
         let text = error.to_string().to_ascii_lowercase();
-        if io_timeout || text.contains("timed out") || text.contains("timeout") {
+        if io_timeout || text.contains("timed out") {
             return true;
         }
         current = error.source();

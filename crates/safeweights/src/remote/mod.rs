@@ -35,4 +35,6 @@ pub use config::RemoteOptions;
 pub use object::{RemoteObject, RemoteStats};
 pub(crate) use open::gather_remote;
 pub use open::{open_checkpoint, open_file};
-pub use write::{unwrap_io, upload_file, RemoteWriter};
+pub use write::{
+    copy_object, download_file, serialize_to_url, unwrap_io, upload_file, RemoteWriter,
+};

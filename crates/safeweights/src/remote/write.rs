@@ -9,9 +9,15 @@ use std::path::Path;
 use object_store::WriteMultipart;
 
 use crate::error::{Error, RemoteErrorKind, Result};
+use crate::format::{HeaderLimits, Metadata};
+use crate::read::file::read_header;
 use crate::remote::config::{locate, Located, RemoteOptions};
 use crate::remote::errors::classify;
+use crate::remote::object::{RemoteObject, RemoteStats};
 use crate::remote::runtime::block_on;
+use crate::write::{serialize_to_writer, TensorRef, WriteOptions};
+use crate::write::{write_all_at, AtomicFile};
+use std::sync::Arc;
 
 /// An object being written to S3 by multipart upload; a `std::io::Write`.
 pub struct RemoteWriter {
@@ -58,6 +64,10 @@ impl RemoteWriter {
 
     /// Completes the upload: the object appears, whole, now.
     pub fn finish(mut self) -> Result<u64> {
+        let upload = self.upload.as_mut().ok_or_else(|| finished(&self.url))?;
+        // Wait for every part first: a failed part is an error while the
+        // upload is still ours to abort (`finish` would consume it).
+        block_on(upload.wait_for_capacity(0)).map_err(|e| classify(e).in_file(&self.url))?;
         let upload = self.upload.take().ok_or_else(|| finished(&self.url))?;
         block_on(upload.finish()).map_err(|e| classify(e).in_file(&self.url))?;
         Ok(self.written)
@@ -121,8 +131,73 @@ fn finished(url: &str) -> Error {
     }
 }
 
+/// Serializes tensors to `url` by multipart upload: the object appears
+/// only when the whole file is written, and a failure leaves nothing.
+pub fn serialize_to_url<S: AsRef<str>>(
+    tensors: &[(S, TensorRef<'_>)],
+    metadata: Option<&Metadata>,
+    options: &WriteOptions,
+    url: &str,
+    remote: &RemoteOptions,
+) -> Result<u64> {
+    let mut writer = RemoteWriter::create(url, remote)?;
+    serialize_to_writer(tensors, metadata, options, &mut writer).map_err(unwrap_io)?;
+    writer.finish()
+}
+
+/// Downloads `url` to `destination` in one streaming request, through a
+/// temporary file that is renamed into place only once the whole object
+/// arrived and its safetensors header is valid (so a failure leaves the
+/// destination as it was). `progress` is told each piece's length.
+pub fn download_file(
+    url: &str,
+    destination: &Path,
+    remote: &RemoteOptions,
+    sync: bool,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    let stats = Arc::new(RemoteStats::default());
+    let (object, _) = RemoteObject::open(url, Arc::new(remote.clone()), stats)?;
+    let atomic = AtomicFile::create(destination)?;
+    let mut offset = 0u64;
+    object.stream(|chunk| {
+        write_all_at(atomic.file(), chunk, offset)
+            .map_err(|e| Error::Io(e).in_file(destination))?;
+        offset += chunk.len() as u64;
+        progress(chunk.len() as u64);
+        Ok(())
+    })?;
+    read_header(atomic.file(), offset, &HeaderLimits::default()).map_err(|e| e.in_file(url))?;
+    atomic.commit(sync)?;
+    Ok(offset)
+}
+
+/// Copies one object to another (`s3://` destination), streaming: memory
+/// stays bounded by the upload's parts.
+pub fn copy_object(
+    source: &str,
+    destination: &str,
+    remote: &RemoteOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
+    let stats = Arc::new(RemoteStats::default());
+    let (object, _) = RemoteObject::open(source, Arc::new(remote.clone()), stats)?;
+    let mut writer = RemoteWriter::create(destination, remote)?;
+    object.stream(|chunk| {
+        std::io::Write::write_all(&mut writer, chunk).map_err(unwrap_io)?;
+        progress(chunk.len() as u64);
+        Ok(())
+    })?;
+    writer.finish()
+}
+
 /// Uploads a local file to `url`; returns its length.
-pub fn upload_file(local: &Path, url: &str, options: &RemoteOptions) -> Result<u64> {
+pub fn upload_file(
+    local: &Path,
+    url: &str,
+    options: &RemoteOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<u64> {
     let mut file = std::fs::File::open(local).map_err(|e| Error::Io(e).in_file(local))?;
     let mut writer = RemoteWriter::create(url, options)?;
     let mut buffer = vec![0u8; options.part_size.clamp(1 << 20, 64 << 20)];
@@ -134,6 +209,7 @@ pub fn upload_file(local: &Path, url: &str, options: &RemoteOptions) -> Result<u
             break;
         }
         std::io::Write::write_all(&mut writer, &buffer[..n]).map_err(unwrap_io)?;
+        progress(n as u64);
     }
     writer.finish()
 }
