@@ -113,6 +113,7 @@ class Faults:
     drop_mid_body: Dict[str, int] = field(default_factory=dict)  # substring -> times to cut the body in half
     delay: float = 0.0  # seconds before answering anything
     log: List[str] = field(default_factory=list)  # "METHOD path status"
+    sent: int = 0  # body bytes sent to the client
 
     def count(self, needle: str) -> int:
         return sum(needle in line for line in self.log)
@@ -176,6 +177,7 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                faults.sent += len(data)
                 self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward

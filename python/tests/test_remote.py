@@ -2,7 +2,6 @@
 process, SigV4 and IAM checked), uploaded and inspected with the official
 boto3 client; faults injected by our own proxy between client and server."""
 
-import io
 import os
 import subprocess
 import sys
@@ -244,7 +243,7 @@ def test_cp_uploads_downloads_and_verifies(s3, tmp_path):
     assert back.read_bytes() == local.read_bytes()
     # A file that is not valid safetensors is refused before anything is uploaded.
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(io.BytesIO(b"\x10\x00\x00\x00\x00\x00\x00\x00{}").read())
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}")  # header runs past the end
     result = cli("cp", str(bad), "s3://models/cp/bad.safetensors", env=env)
     assert result.returncode == 1, result.stderr
     assert s3.client().list_objects_v2(Bucket="models", Prefix="cp/bad").get("KeyCount", 0) == 0
