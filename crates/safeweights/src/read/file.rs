@@ -42,7 +42,7 @@ enum Source {
     Pread(File),
     /// An object read by byte ranges over the network.
     #[cfg(feature = "remote")]
-    Remote(crate::remote::RemoteObject),
+    Remote(Box<crate::remote::RemoteObject>),
 }
 
 /// An open, validated safetensors file. The header is parsed once; tensor
@@ -100,7 +100,7 @@ impl SafetensorsFile {
         SafetensorsFile {
             path: PathBuf::from(object.url()),
             header,
-            source: Source::Remote(object),
+            source: Source::Remote(Box::new(object)),
         }
     }
 
