@@ -17,9 +17,11 @@ With --json, a failure also prints one JSON document on stdout:
              \"message\": ..., \"path\": ... or null}}
 
 Checkpoints: every command that reads accepts a .safetensors file, a sharded
-checkpoint's index (*.safetensors.index.json) or a directory holding one.
-inspect, dump and diff also accept http:// and https:// URLs, read with HTTP
-Range requests (only the header and the bytes needed are downloaded).
+checkpoint's index (*.safetensors.index.json) or a directory holding one,
+and s3://bucket/key, http:// and https:// URLs of a file or an index, read
+with Range requests (only the header and the bytes needed are fetched).
+s3:// settings come from AWS_* variables and ~/.aws (AWS_ENDPOINT_URL for
+S3-compatible servers). scan and convert take local files only.
 
 Colour is used on terminals unless NO_COLOR is set. --json prints exactly
 one JSON document on stdout.
