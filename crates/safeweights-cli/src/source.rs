@@ -82,6 +82,25 @@ impl Checkpoint {
         }
     }
 
+    /// As [`Checkpoint::open`], but a local GGUF file is first dequantized
+    /// (bit for bit as `gguf.quants`) into a temporary safetensors file,
+    /// unlinked as soon as it is open, so that `diff` and `stats` compare
+    /// and summarise its values.
+    pub fn open_dequantized(arg: &str, ctx: &Context) -> CliResult<Self> {
+        let path = Path::new(arg);
+        if is_url(arg) || !crate::gguf::is_gguf(path) {
+            return Checkpoint::open(arg, ctx);
+        }
+        let temp = crate::gguf::dequantized_copy(path, ctx.sync)?;
+        let opened = ShardedCheckpoint::open_path(&temp, &open_options(ctx));
+        // Open (by descriptor) or not, the file is no longer needed by name.
+        std::fs::remove_file(&temp).ok();
+        Ok(Checkpoint {
+            inner: opened?,
+            url: None,
+        })
+    }
+
     /// Every tensor, shard by shard, each shard in data-offset order.
     pub fn entries(&self) -> Vec<Entry<'_>> {
         self.inner
