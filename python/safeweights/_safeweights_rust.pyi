@@ -94,7 +94,9 @@ class _SafeSlice:
 
 class _SafeFile:
     @staticmethod
-    def open(path: PathLike, backend: str = "mmap") -> "_SafeFile": ...
+    def open(
+        path: PathLike, backend: str = "mmap", storage_options: Optional[Dict[str, str]] = None
+    ) -> "_SafeFile": ...
     @staticmethod
     def from_bytes(data: bytes) -> "_SafeFile": ...
     @staticmethod
@@ -120,6 +122,7 @@ def serialize_file(
     *,
     alignment: int = 8,
     durable: bool = True,
+    storage_options: Optional[Dict[str, str]] = None,
 ) -> None: ...
 def serialize_sharded(
     tensor_dict: Mapping[str, TensorSpec],
