@@ -464,7 +464,7 @@ def seven_zip_cases() -> Dict[str, Tuple[bytes, Case]]:
     good = seven_zip([("model.pkl", evil)])
     add("truncated.7z", good[: len(good) // 2], None, min_verdict="suspicious")
     add("benign_torch.7z", seven_zip([("pytorch_model.bin", benign_pt)]), "benign", min_verdict="safe")
-    add("benign_arrays.7z", seven_zip([("a.npy", npy(np.arange(6, dtype=np.float32)))]), None,
+    add("benign_arrays.7z", seven_zip([("a.npy", npy(np.arange(6, dtype=np.float32)))]), "benign",
         min_verdict="safe")
     return out
 
