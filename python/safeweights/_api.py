@@ -91,6 +91,9 @@ def load(
       `UnsafeCheckpointError` naming anything else;
     - a numpy `.npy` file (an array) or `.npz` file (a dict of arrays);
       object arrays are refused.
+    - a GGUF file (a path): every tensor dequantized, bit for bit as
+      `gguf.quants`, as `{name: torch tensor}` with GGUF's names
+      (`safeweights.gguf.open` reads it lazily).
 
     `map_location` is `torch.load`'s: None (where they were saved), a
     device string, a `torch.device`, a dict `{"cuda:1": "cuda:0"}`, or a
@@ -113,6 +116,10 @@ def load(
                 arrays = _load_numpy(path, kind, use_mmap)
                 if arrays is not None:
                     return arrays
+            if kind == "gguf":
+                from .gguf import load as load_gguf
+
+                return load_gguf(path)
     else:
         f = _peekable(f)
         head = f.read(SNIFF_LEN)

@@ -135,7 +135,7 @@ def load_checkpoint(
         if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
             from ._legacy import load_legacy
 
-            return _place_tree(load_legacy(path, device, _allowed(safe_types)), placement)
+            return _place_tree(load_legacy(path, device, _allowed(safe_types), mmap), placement)
         source: Any = path
     else:
         source = _read_all(f)
