@@ -154,6 +154,21 @@ def load_torch_pickle(
     source: Union[PathLike, bytes, bytearray], allowed_classes: List[str] = ..., mmap: bool = True
 ) -> Tuple[Any, List[RawTensor]]: ...
 
+def load_numpy(
+    source: Union[PathLike, bytes, bytearray],
+) -> Optional[List[Tuple[Optional[str], str, bool, RawTensor]]]:
+    """An `.npy` or `.npz` file read by our own readers (never numpy.load):
+    `(name, descr, fortran_order, record)` per array, None for a zip that
+    is no `.npz`."""
+    ...
+
+def zip_members(
+    source: Union[PathLike, bytes, bytearray], read: Optional[str] = None
+) -> Tuple[List[str], Optional[bytes]]:
+    """The members our zip reader sees (and one member's bytes): for the
+    differential tests."""
+    ...
+
 def sniff_format(prefix: bytes) -> str:
     """What a file is from its first `SNIFF_LEN` bytes ("safetensors", "zip", "pickle", ...)."""
     ...
