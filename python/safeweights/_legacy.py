@@ -7,8 +7,10 @@ torch tensors through the same converter (`_frameworks.TorchConverter`).
 Identical views come back as one tensor, as `torch.load` would share them.
 Globals the reader records as data (`torch.device`, `OrderedDict` with its
 `_metadata`, numpy arrays, allowed classes...) are rebuilt by
-`safeweights._legacy_objects`. Onto a CUDA device, every record moves in one
-pass, in file order, through the pinned buffers of `safeweights._cuda`.
+`safeweights._legacy_objects`. Each record carries the location its storage
+was saved from (`"cuda:1"`), which `map_location` maps as in `torch.load`.
+Onto one CUDA device, every record moves in one pass, in file order,
+through the pinned buffers of `safeweights._cuda`.
 """
 
 from __future__ import annotations
@@ -16,22 +18,32 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ._frameworks import TorchConverter, byte_array, parse_device
+from ._location import Placement
 from ._safeweights_rust import RawTensor, _PickledDtype, _PickledObject, load_torch_pickle
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any, allowed: Any = None) -> Any:
-    """Loads a torch.save file (path, bytes or bytearray); tensors go to
-    `device` (None: cpu). `allowed` maps `module.qualname` to the classes
-    the caller allows (see `safeweights.add_safe_types`)."""
+def load_legacy(source: Any, placement: Placement, allowed: Any = None) -> Any:
+    """Loads a torch.save file (path, bytes or bytearray), each tensor
+    placed as `torch.load` places its storage: by `map_location` applied to
+    the location the file saved it from (`placement`; None: back there).
+    `allowed` maps `module.qualname` to the classes the caller allows (see
+    `safeweights.add_safe_types`). Quantized tensors stay on the cpu."""
     allowed = dict(allowed or {})
     tree, records = load_torch_pickle(source, list(allowed))
     quantized = _quantized()
     tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
+    device = placement.fixed_device
     converter = TorchConverter(device if device is not None else parse_device(None))
     # In file order, so that onto a GPU every record moves in one pass.
     ordered = sorted((r for r in records if id(r) not in tensors), key=lambda r: (id(r.storage), r.offset))
-    tensors.update(zip(map(id, ordered), converter.tensors(ordered)))
+    converted = converter.tensors(ordered)
+    if device is None:
+        # torch calls map_location once per storage; a record is one view
+        # of a storage (identical views are one record), so it may be
+        # called once per distinct view.
+        converted = [placement.place(tensor, record.location) for record, tensor in zip(ordered, converted)]
+    tensors.update(zip(map(id, ordered), converted))
     return _Rebuild(tensors, allowed).value(tree)
 
 

@@ -74,6 +74,9 @@ class RawTensor:
     def name(self) -> str: ...
     @property
     def requires_grad(self) -> bool: ...
+    @property
+    def location(self) -> str:
+        """Where a pickle checkpoint says its storage was saved from (`"cuda:1"`); `"cpu"` otherwise."""
 
 class _SafeSlice:
     def get_shape(self) -> List[int]: ...

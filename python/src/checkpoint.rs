@@ -388,6 +388,7 @@ pub fn load_torch_pickle<'py>(
                 })?,
             name: entry_name(tensor),
             requires_grad: tensor.requires_grad,
+            location: tensor.storage.location.to_string(),
         };
         records.push(Py::new(py, RawTensor::new(location, layout))?);
     }
