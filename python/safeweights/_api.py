@@ -92,6 +92,9 @@ def load(
       `UnsafeCheckpointError` naming anything else;
     - a numpy `.npy` file (an array) or `.npz` file (a dict of arrays);
       object arrays are refused.
+    - a GGUF file (a path): every tensor dequantized, bit for bit as
+      `gguf.quants`, as `{name: torch tensor}` with GGUF's names
+      (`safeweights.gguf.open` reads it lazily).
 
     `map_location` is `torch.load`'s: None (where they were saved), a
     device string, a `torch.device`, a dict `{"cuda:1": "cuda:0"}`, or a
@@ -112,6 +115,10 @@ def load(
                 kind = sniff_format(file.read(SNIFF_LEN))
             if kind == "numpy":
                 return _load_npy(path, use_mmap)
+            if kind == "gguf":
+                from .gguf import load as load_gguf
+
+                return load_gguf(path)
             if kind == "zip" and _is_npz(path):
                 return _load_npz(path)
     else:

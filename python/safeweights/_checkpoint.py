@@ -135,7 +135,7 @@ def load_checkpoint(
         if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
             from ._legacy import load_legacy
 
-            return load_legacy(path, placement, _allowed(safe_types))
+            return load_legacy(path, placement, _allowed(safe_types), mmap)
         source: Any = path
     else:
         source = _read_all(f)

@@ -278,6 +278,10 @@ pub enum CoreError {
     /// An error of the pickle reader: refusals (a global or opcode that
     /// could run code) are `UnsafeCheckpointError` naming what was refused.
     Pickle(PickleError),
+    /// An error of the GGUF reader or codec: a malformed file is an
+    /// `InvalidHeaderError`, a missing tensor a `TensorNotFoundError`, a
+    /// type without a dequantization rule an `InvalidTensorError`.
+    Gguf(safeweights_gguf::Error),
 }
 
 impl From<Error> for CoreError {
@@ -298,6 +302,7 @@ impl From<CoreError> for PyErr {
             CoreError::Read(error) => convert(error, false),
             CoreError::Write(error) => convert(error, true),
             CoreError::Pickle(error) => convert_pickle(error),
+            CoreError::Gguf(error) => convert_gguf(error),
         }
     }
 }
@@ -326,6 +331,21 @@ fn convert(error: Error, writing: bool) -> PyErr {
         Error::DuplicateTensorName { .. } => InvalidTensorError::new_err(message),
         // A panicking worker is a bug in safeweights, as Python's own internal errors are.
         Error::WorkerPanicked { .. } => pyo3::exceptions::PySystemError::new_err(message),
+        _ => InvalidHeaderError::new_err(message),
+    }
+}
+
+fn convert_gguf(error: safeweights_gguf::Error) -> PyErr {
+    use safeweights_gguf::Error as G;
+    let message = error.to_string();
+    match error {
+        G::Io {
+            path,
+            kind,
+            message,
+        } => io_to_py_err(&io::Error::new(kind, message), Some(path)),
+        G::TensorNotFound { .. } => TensorNotFoundError::new_err(message),
+        G::NotDequantizable { .. } | G::QuantLength { .. } => InvalidTensorError::new_err(message),
         _ => InvalidHeaderError::new_err(message),
     }
 }

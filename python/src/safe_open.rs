@@ -286,6 +286,54 @@ impl SafeFile {
             .collect()
     }
 
+    /// Reads `length` bytes of tensor `name`, starting `offset` bytes into
+    /// its data, into the memory at `address`, with the GIL released (a
+    /// positioned read with the pread backend, a copy from the map
+    /// otherwise). `safeweights.dcp` reads each rank's rows straight into
+    /// its destination tensor this way.
+    ///
+    /// `address` is trusted as `TensorSpec.data_ptr` is: `length` bytes are
+    /// written there with no check. Pass only the address of a live,
+    /// contiguous cpu tensor of at least `length` bytes, kept alive
+    /// during the call.
+    fn read_range_into(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        offset: u64,
+        address: usize,
+        length: usize,
+    ) -> PyResult<()> {
+        let handle = self.handle()?;
+        let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
+        let end = offset.checked_add(length as u64);
+        if end.is_none_or(|end| end > info.byte_len() as u64) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "tensor {name:?}: bytes {offset}..{offset}+{length} are outside its {} bytes",
+                info.byte_len()
+            )));
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        let info = info.clone();
+        let opened = &handle.opened.files[file];
+        py.detach(|| {
+            // SAFETY: the caller's contract (above).
+            let target = unsafe { caller_memory(address, length) };
+            match (&opened.bytes, opened.memory_bytes(&info)) {
+                (Bytes::Pread(reader), _) => reader.read_range(&info, offset, target),
+                (_, Some(bytes)) => {
+                    let start = offset as usize;
+                    target.copy_from_slice(&bytes[start..start + length]);
+                    Ok(())
+                }
+                (_, None) => Ok(()),
+            }
+        })
+        .map_err(|error| CoreError::from(error).into())
+    }
+
     /// A lazy slice of one tensor.
     fn slice(&self, name: &str) -> PyResult<SafeSlice> {
         let handle = self.handle()?;
@@ -293,6 +341,16 @@ impl SafeFile {
         let info = info.clone();
         Ok(SafeSlice { handle, file, info })
     }
+}
+
+/// The caller's buffer at `address`.
+///
+/// # Safety
+/// `address` must be valid for reads and writes of `length` bytes, and not
+/// used by anything else, for the returned lifetime.
+unsafe fn caller_memory<'a>(address: usize, length: usize) -> &'a mut [u8] {
+    // SAFETY: forwarded to the caller.
+    unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) }
 }
 
 /// The native side of a `get_slice` object: the tensor's shape and dtype,
@@ -342,7 +400,12 @@ impl SafeSlice {
                 &selection,
             )?)?;
             match &file.bytes {
-                Bytes::Memory { .. } => {
+                Bytes::Memory {
+                    backing,
+                    data_start,
+                } => {
+                    // A copy out of the map: a truncated file is an error.
+                    backing.check_readable(data_start + info.begin as usize, info.byte_len())?;
                     let data = file.memory_bytes(info).unwrap_or_default();
                     slice::gather_into(
                         &info.name,

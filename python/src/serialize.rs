@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
-use safeweights::shards::{parse_size, write_sharded};
+use safeweights::shards::{parse_size as core_parse_size, write_sharded};
 use safeweights::write::{
     interruptible, serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec,
     WriteOptions,
@@ -289,6 +289,29 @@ fn write_interruptibly<T: Send>(
     }
 }
 
+/// A shard size in bytes: a positive integer, or a string such as `"5GB"`,
+/// `"500MB"`, `"2GiB"` (the CLI's `--max-shard-size` rules).
+///
+/// Example: `parse_size("5GB") == 5_000_000_000`.
+#[pyfunction]
+pub fn parse_size(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    shard_size(value)
+}
+
+fn shard_size(max_shard_size: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match max_shard_size.extract::<u64>() {
+        Ok(bytes) if bytes > 0 => Ok(bytes),
+        _ => {
+            let text: String = max_shard_size.str()?.extract()?;
+            core_parse_size(&text).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "max_shard_size {text:?} is not a size such as \"5GB\", \"500MB\" or a number of bytes"
+                ))
+            })
+        }
+    }
+}
+
 /// Writes tensors into `directory` as `model-0000N-of-0000M.safetensors`
 /// shards of at most `max_shard_size` (bytes or a string such as `"5GB"`)
 /// plus `model.safetensors.index.json`, or as one `model.safetensors` when
@@ -309,17 +332,7 @@ pub fn serialize_sharded(
     overwrite: bool,
     durable: bool,
 ) -> PyResult<Vec<PathBuf>> {
-    let limit = match max_shard_size.extract::<u64>() {
-        Ok(bytes) if bytes > 0 => bytes,
-        _ => {
-            let text: String = max_shard_size.str()?.extract()?;
-            parse_size(&text).ok_or_else(|| {
-                pyo3::exceptions::PyValueError::new_err(format!(
-                    "max_shard_size {text:?} is not a size such as \"5GB\", \"500MB\" or a number of bytes"
-                ))
-            })?
-        }
-    };
+    let limit = shard_size(max_shard_size)?;
     let inputs = collect_inputs(tensor_dict)?;
     checked_specs(&inputs)?;
     std::fs::create_dir_all(&directory)

@@ -200,6 +200,19 @@ impl From<safeweights_gguf::Error> for CliError {
     }
 }
 
+impl From<safeweights_convert::gguf::GgufError> for CliError {
+    fn from(error: safeweights_convert::gguf::GgufError) -> Self {
+        use safeweights_convert::gguf::GgufError as E;
+        match error {
+            E::Safetensors { source } => CliError::from(source),
+            E::Io { path, source } => CliError::from(source).at(path.display()),
+            ref e if e.is_invalid_input() => CliError::invalid(e.to_string()),
+            E::Gguf { .. } => CliError::input(error.to_string()),
+            other => CliError::usage(other.to_string()),
+        }
+    }
+}
+
 impl From<safeweights_pickle::Error> for CliError {
     fn from(error: safeweights_pickle::Error) -> Self {
         use safeweights_pickle::Error as E;

@@ -14,6 +14,7 @@ use clap::{CommandFactory, FromArgMatches};
 
 mod cli;
 mod commands;
+mod dcp;
 mod digest;
 mod exit;
 mod gguf;

@@ -57,6 +57,22 @@ impl Checkpoint {
         }
     }
 
+    /// As [`Checkpoint::open`], but a local GGUF file is first dequantized
+    /// (bit for bit as `gguf.quants`) into a temporary safetensors file,
+    /// unlinked as soon as it is open, so that `diff` and `stats` compare
+    /// and summarise its values.
+    pub fn open_dequantized(arg: &str, ctx: &Context) -> CliResult<Self> {
+        let path = Path::new(arg);
+        if !crate::gguf::is_gguf(path) {
+            return Checkpoint::open(arg, ctx);
+        }
+        let temp = crate::gguf::dequantized_copy(path, ctx.sync)?;
+        let opened = ShardedCheckpoint::open_path(&temp, &open_options(ctx));
+        // Open (by descriptor) or not, the file is no longer needed by name.
+        std::fs::remove_file(&temp).ok();
+        opened.map(Checkpoint::Local).map_err(CliError::from)
+    }
+
     /// Opens a directory, an index file or a single file (never a URL).
     pub fn open_local(path: &Path, ctx: &Context) -> CliResult<Self> {
         ShardedCheckpoint::open_path(path, &open_options(ctx))

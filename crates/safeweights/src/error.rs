@@ -211,6 +211,14 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// A distributed checkpoint (`safeweights.dcp`) that cannot be used;
+    /// `detail` names the file and the tensors concerned.
+    DistributedCheckpoint {
+        /// What is wrong.
+        problem: DcpProblem,
+        /// The message, with the file and tensors.
+        detail: String,
+    },
     /// A buffer passed by the caller has the wrong size.
     BufferSize {
         /// Tensor name.
@@ -220,6 +228,26 @@ pub enum Error {
         /// Bytes provided.
         actual: usize,
     },
+}
+
+/// What is wrong with a distributed checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DcpProblem {
+    /// No global metadata: the save never finished.
+    Incomplete,
+    /// A shard file named by the metadata does not exist.
+    MissingShard,
+    /// A shard file is shorter than when it was saved.
+    Truncated,
+    /// A shard file belongs to another save (save id, rank or rank count).
+    Mismatch,
+    /// A tensor's bytes differ from the digest stored when saving.
+    ChecksumMismatch,
+    /// Torch's pickle-based DCP format, which this reader does not run.
+    Pickled,
+    /// The metadata is malformed or disagrees with the shards.
+    Invalid,
 }
 
 impl Error {
@@ -401,6 +429,7 @@ impl fmt::Display for Error {
                 "internal error: a worker thread panicked ({message}); this is a bug in safeweights, please report it"
             ),
             Error::Shard { reason } => write!(f, "sharded checkpoint: {reason}"),
+            Error::DistributedCheckpoint { detail, .. } => write!(f, "{detail}"),
             Error::BufferSize {
                 tensor,
                 expected,

@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod dcp;
 pub mod edit;
 mod error;
 pub mod format;
@@ -35,6 +36,6 @@ pub mod shards;
 pub mod slice;
 pub mod write;
 
-pub use error::{Error, Result};
+pub use error::{DcpProblem, Error, Result};
 pub use format::sniff::{sniff, FileKind};
 pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};

@@ -20,6 +20,9 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
     if crate::gguf::is_gguf(local) {
         return crate::gguf::inspect(ctx, local, out);
     }
+    if crate::dcp::is_dcp_directory(local) {
+        return crate::dcp::inspect(ctx, local, out);
+    }
     let checkpoint = Checkpoint::open(&args.file, &ctx)?;
     let entries = checkpoint.entries();
     let sharded = checkpoint.shard_count() > 1;

@@ -12,6 +12,7 @@ use crate::exit::{CliError, CliResult};
 mod checksum;
 mod clean;
 mod convert;
+mod convert_gguf;
 mod copy;
 mod diff;
 mod dump;
@@ -74,6 +75,22 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Metadata(args) => metadata::run(ctx, args, &mut out),
         Command::Shard(args) => shard::run_shard(ctx, args, &mut out),
         Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
+        Command::Consolidate(args) => {
+            let limit = parse_size(&args.max_shard_size).ok_or_else(|| {
+                CliError::usage(format!(
+                    "--max-shard-size {:?} is not a size such as 5GB or 2GiB",
+                    args.max_shard_size
+                ))
+            })?;
+            crate::dcp::consolidate(
+                ctx,
+                &args.ckpt_dir,
+                &args.out_dir,
+                limit,
+                args.force,
+                &mut out,
+            )
+        }
         Command::Filter(args) => filter::run(ctx, args, &mut out),
         Command::Scan(args) => scan::run(ctx, args, &mut out),
         Command::Clean(args) => clean::run(ctx, args, &mut out),

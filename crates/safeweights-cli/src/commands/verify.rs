@@ -14,6 +14,9 @@ use crate::source::Checkpoint;
 /// Runs `verify`. Exit 1 when a digest mismatches, a listed tensor is
 /// missing, a tensor has no digest, or there are no digests at all.
 pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
+    if args.manifest.is_none() && crate::dcp::is_dcp_directory(&args.file) {
+        return crate::dcp::verify(ctx, &args.file, out);
+    }
     let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
     let expected = match &args.manifest {
         Some(path) => {

@@ -207,6 +207,7 @@ impl SafetensorsFile {
         let name = &info.name;
         match &self.source {
             Source::Mmap(map) => {
+                self.check_covers(map, self.header.data_start() + info.end)?;
                 let data = self.mapped_range(map, info);
                 slice::gather(name, info.dtype, &info.shape, data, selection)
             }
@@ -218,12 +219,23 @@ impl SafetensorsFile {
         }
     }
 
+    /// Before a copy out of the map: a file cut under it (shorter than
+    /// `end` now) is an error naming it, not a bus error in the copy.
+    fn check_covers(&self, map: &FileMap, end: u64) -> Result<()> {
+        match map.covers(end) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(truncated(&self.path)),
+            Err(error) => Err(Error::Io(error).in_file(&self.path)),
+        }
+    }
+
     /// Reads bytes at `offset` from the start of the data section.
     fn read_at(&self, offset: u64, buffer: &mut [u8]) -> Result<()> {
         let start = self.header.data_start() + offset;
         match &self.source {
             Source::Mmap(map) => {
                 let start = start as usize;
+                self.check_covers(map, (start + buffer.len()) as u64)?;
                 let bytes = map
                     .get(start..start + buffer.len())
                     .ok_or_else(|| truncated(&self.path))?;

@@ -14,6 +14,7 @@ pub use layout::{Layout, TensorSpec, WriteOptions};
 pub use serialize::{serialize, serialize_into, serialize_to_file, TensorRef};
 pub use stream::StreamingWriter;
 
-pub(crate) use atomic::{sync_directory, write_all_at, AtomicFile};
+pub use atomic::AtomicFile;
+pub(crate) use atomic::{sync_directory, write_all_at};
 pub(crate) use json::header_json;
 pub(crate) use layout::pad_header;
