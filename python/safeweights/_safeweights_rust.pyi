@@ -80,6 +80,9 @@ class RawTensor:
     @property
     def requires_grad(self) -> bool: ...
     @property
+    def location(self) -> str:
+        """Where a pickle checkpoint says its storage was saved from (`"cuda:1"`); `"cpu"` otherwise."""
+    @property
     def base(self) -> Optional[RawTensor]: ...
     @property
     def storage_offset(self) -> int: ...

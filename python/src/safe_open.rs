@@ -64,6 +64,7 @@ fn record(
         shape: framework_shape(&info.name, info.dtype, shape)?,
         name: info.name.clone(),
         requires_grad: false,
+        location: "cpu".to_owned(),
     };
     Py::new(py, RawTensor::new(location, layout))
 }
