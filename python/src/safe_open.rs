@@ -9,10 +9,10 @@ use std::sync::{Arc, RwLock};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use safeweights::read::Backend;
 use safeweights::slice;
-use safeweights::{Metadata, TensorInfo};
+use safeweights::{Metadata, TensorEntry, TensorInfo};
 
 use crate::dtype::{framework_name, framework_shape};
 use crate::errors::{new_err, ClosedFileError, CoreError, Multi, SafetensorError};
@@ -53,13 +53,13 @@ impl std::fmt::Debug for Handle {
 fn record(
     py: Python<'_>,
     location: Location,
-    info: &TensorInfo,
+    info: TensorEntry<'_>,
     shape: &[usize],
 ) -> PyResult<Py<RawTensor>> {
     let layout = Layout {
         dtype: framework_name(info.dtype),
-        shape: framework_shape(&info.name, info.dtype, shape)?,
-        name: info.name.clone(),
+        shape: framework_shape(info.name, info.dtype, shape)?,
+        name: info.name.to_owned(),
         requires_grad: false,
     };
     Py::new(py, RawTensor::new(location, layout))
@@ -78,7 +78,7 @@ impl Handle {
         &self,
         py: Python<'_>,
         file: usize,
-        info: &TensorInfo,
+        info: TensorEntry<'_>,
     ) -> PyResult<Py<RawTensor>> {
         let location = match &self.opened.files[file].bytes {
             Bytes::Memory {
@@ -95,13 +95,13 @@ impl Handle {
                 let backing = py.detach(|| {
                     let mut backing = Backing::zeroed(info.byte_len())?;
                     reader
-                        .read_into(&info.name, backing.as_mut_slice())
+                        .read_into(info.name, backing.as_mut_slice())
                         .map(|_| backing)
                 });
                 Location::whole(py, backing.map_err(CoreError::from)?)?
             }
         };
-        record(py, location, info, &info.shape)
+        record(py, location, info, info.shape)
     }
 }
 
@@ -224,25 +224,17 @@ impl SafeFile {
         }
     }
 
-    /// Tensor names, sorted alphabetically.
-    fn keys(&self) -> PyResult<Vec<String>> {
+    /// Tensor names, sorted alphabetically. Python strings are made
+    /// straight from the header's names, with no Rust copy in between.
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let handle = self.handle()?;
-        Ok(handle
-            .opened
-            .sorted_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect())
+        PyList::new(py, handle.opened.sorted_names())
     }
 
     /// Tensor names in the order of their data in the file.
-    fn offset_keys(&self) -> PyResult<Vec<String>> {
+    fn offset_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let handle = self.handle()?;
-        Ok(handle
-            .opened
-            .offset_order()
-            .map(|(_, t)| t.name.clone())
-            .collect())
+        PyList::new(py, handle.opened.offset_order().map(|(_, t)| t.name))
     }
 
     /// The `__metadata__` string map, or `None` when the file has none.
@@ -289,7 +281,7 @@ impl SafeFile {
     fn slice(&self, name: &str) -> PyResult<SafeSlice> {
         let handle = self.handle()?;
         let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
-        let info = info.clone();
+        let info = info.to_info();
         Ok(SafeSlice { handle, file, info })
     }
 }
@@ -323,30 +315,27 @@ impl SafeSlice {
 
     /// The record of the whole tensor, as `_SafeFile.tensor` gives it.
     fn whole(&self, py: Python<'_>) -> PyResult<Py<RawTensor>> {
-        self.handle.raw_tensor(py, self.file, &self.info)
+        self.handle.raw_tensor(py, self.file, self.info.as_entry())
     }
 
     /// The record of the elements `index` selects, gathered into a new
     /// buffer (writable, never an alias of the file).
     fn read(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<RawTensor>> {
         let args = parse_index(index)?;
-        let info = &self.info;
+        let info = self.info.as_entry();
         let file = &self.handle.opened.files[self.file];
         let gathered = py.detach(|| -> safeweights::Result<(Vec<usize>, Backing)> {
-            let selection = slice::plan(&info.name, &info.shape, &args)?;
+            let selection = slice::plan(info.name, info.shape, &args)?;
             let mut out = Backing::zeroed(slice::output_len(
-                &info.name,
-                info.dtype,
-                &info.shape,
-                &selection,
+                info.name, info.dtype, info.shape, &selection,
             )?)?;
             match &file.bytes {
                 Bytes::Memory { .. } => {
                     let data = file.memory_bytes(info).unwrap_or_default();
                     slice::gather_into(
-                        &info.name,
+                        info.name,
                         info.dtype,
-                        &info.shape,
+                        info.shape,
                         data,
                         &selection,
                         out.as_mut_slice(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use safeweights::read::{Backend, OpenOptions, SafetensorsFile};
 use safeweights::resolve::{resolve_path, Target};
 use safeweights::shards::{open_shards, user_metadata};
-use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorInfo};
+use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorEntry};
 
 use crate::storage::Backing;
 
@@ -50,7 +50,7 @@ impl OpenedFile {
     }
 
     /// A tensor's bytes, when the file is in memory.
-    pub fn memory_bytes(&self, info: &TensorInfo) -> Option<&[u8]> {
+    pub fn memory_bytes(&self, info: TensorEntry<'_>) -> Option<&[u8]> {
         match &self.bytes {
             Bytes::Memory {
                 backing,
@@ -122,7 +122,7 @@ impl Opened {
     }
 
     /// The file holding `name`, and its header entry.
-    pub fn lookup(&self, name: &str) -> Result<(usize, &TensorInfo)> {
+    pub fn lookup(&self, name: &str) -> Result<(usize, TensorEntry<'_>)> {
         let index = match &self.location {
             None => 0,
             Some(location) => *location.get(name).ok_or_else(|| Error::TensorNotFound {
@@ -134,17 +134,20 @@ impl Opened {
 
     /// Names sorted alphabetically, as the reference's `keys()`.
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.offset_order().map(|(_, t)| t.name.as_str()).collect();
+        if let [file] = &self.files[..] {
+            return file.header.sorted_names();
+        }
+        let mut names: Vec<&str> = self.offset_order().map(|(_, t)| t.name).collect();
         names.sort_unstable();
         names
     }
 
     /// Every tensor in storage order: file by file, by data offset.
-    pub fn offset_order(&self) -> impl Iterator<Item = (usize, &TensorInfo)> {
+    pub fn offset_order(&self) -> impl Iterator<Item = (usize, TensorEntry<'_>)> {
         self.files
             .iter()
             .enumerate()
-            .flat_map(|(i, f)| f.header.tensors().iter().map(move |t| (i, t)))
+            .flat_map(|(i, f)| f.header.tensors().map(move |t| (i, t)))
     }
 
     /// Metadata of the first file, without a sharded checkpoint's id. Shards may carry different metadata (a

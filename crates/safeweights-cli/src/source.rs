@@ -7,7 +7,7 @@ use std::path::Path;
 use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
 use safeweights::resolve::{resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
-use safeweights::{Metadata, TensorInfo};
+use safeweights::{Metadata, TensorEntry};
 
 use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
@@ -27,7 +27,7 @@ pub enum Checkpoint {
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
     /// Header entry (offsets are relative to its shard's data section).
-    pub info: &'a TensorInfo,
+    pub info: TensorEntry<'a>,
     /// Index of the shard, see [`Checkpoint::shard_name`].
     pub shard: usize,
 }
@@ -66,25 +66,29 @@ impl Checkpoint {
 
     /// Every tensor, shard by shard, each shard in data-offset order.
     pub fn entries(&self) -> Vec<Entry<'_>> {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint
-                .shards()
-                .iter()
-                .enumerate()
-                .flat_map(|(shard, file)| {
-                    file.header()
-                        .tensors()
-                        .iter()
-                        .map(move |info| Entry { info, shard })
-                })
-                .collect(),
-            Checkpoint::Remote(remote) => remote
-                .header()
-                .tensors()
-                .iter()
-                .map(|info| Entry { info, shard: 0 })
-                .collect(),
-        }
+        self.iter_entries().collect()
+    }
+
+    /// The headers of the shards, in order (one for a single or remote file).
+    fn headers(&self) -> impl Iterator<Item = &safeweights::Header> + Clone {
+        let (local, remote) = match self {
+            Checkpoint::Local(checkpoint) => (checkpoint.shards(), None),
+            Checkpoint::Remote(remote) => (&[][..], Some(remote.header())),
+        };
+        local.iter().map(SafetensorsFile::header).chain(remote)
+    }
+
+    /// [`Checkpoint::entries`] without collecting them: a million-tensor
+    /// file is walked with no per-tensor memory.
+    pub fn iter_entries(&self) -> impl Iterator<Item = Entry<'_>> + Clone {
+        self.headers()
+            .enumerate()
+            .flat_map(|(shard, header)| header.tensors().map(move |info| Entry { info, shard }))
+    }
+
+    /// Number of tensors in all shards.
+    pub fn tensor_count(&self) -> usize {
+        self.headers().map(safeweights::Header::len).sum()
     }
 
     /// Looks a tensor up by name.

@@ -37,4 +37,4 @@ pub mod write;
 
 pub use error::{Error, Result};
 pub use format::sniff::{sniff, FileKind};
-pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};
+pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorEntry, TensorInfo, Tensors};

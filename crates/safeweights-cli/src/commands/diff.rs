@@ -46,7 +46,7 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         c.entries()
             .into_iter()
             .filter(|e| selection.contains(&e.info.name))
-            .map(|e| (e.info.name.clone(), ()))
+            .map(|e| (e.info.name.to_owned(), ()))
             .collect()
     };
     let (names_a, names_b) = (index(&a), index(&b));
@@ -293,7 +293,7 @@ fn compare_all(
         .iter()
         .zip(identical)
         .map(|((e, _), identical)| Compared {
-            name: e.info.name.clone(),
+            name: e.info.name.to_owned(),
             identical,
             comparison: Comparison::identical(if identical { values_of(e) } else { 0 }),
         })

@@ -108,7 +108,10 @@ pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
 }
 
 fn named<'a>(entries: &[Entry<'a>]) -> Vec<(Entry<'a>, String)> {
-    entries.iter().map(|e| (*e, e.info.name.clone())).collect()
+    entries
+        .iter()
+        .map(|e| (*e, e.info.name.to_owned()))
+        .collect()
 }
 
 fn report(ctx: Context, out: &mut Out, written: &[PathBuf]) -> CliResult {

@@ -22,7 +22,7 @@ pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
         let opened = if crate::gguf::is_gguf(path) {
             crate::gguf::validate(path)
         } else {
-            Checkpoint::open_local(path, &ctx).map(|checkpoint| checkpoint.entries().len())
+            Checkpoint::open_local(path, &ctx).map(|checkpoint| checkpoint.tensor_count())
         };
         match opened {
             Ok(tensors) => {

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::format::dtype::Dtype;
 use crate::format::parse::parse_header_json;
 use crate::format::sniff::foreign;
+use crate::format::table::{Table, TensorEntry, Tensors};
 use crate::format::validate::{check_sizes_and_sort, check_tiling};
 
 /// Size of the little-endian length prefix that starts every file.
@@ -21,7 +22,8 @@ pub const DEFAULT_MAX_HEADER_SIZE: u64 = 100_000_000;
 /// that writing it is deterministic.
 pub type Metadata = BTreeMap<String, String>;
 
-/// One tensor's entry in the header.
+/// One tensor's entry, owned: what writers lay out. A parsed [`Header`]
+/// hands out borrowed [`TensorEntry`]s instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
     /// Tensor name.
@@ -76,11 +78,15 @@ impl Default for HeaderLimits {
 /// Construction guarantees every rule of the format: known dtypes, shapes
 /// whose byte size matches the offsets without overflow, tensors that tile
 /// the data section exactly with no holes or overlaps, unique names.
+///
+/// The tensors are stored compactly (all names in one string, all shapes
+/// in one array, see `table.rs`), so a parsed header takes less memory
+/// than its JSON; lookups by name go through a table of `u32` indices.
 #[derive(Debug, Clone)]
 pub struct Header {
     metadata: Option<Metadata>,
-    tensors: Vec<TensorInfo>,
-    index: HashTable<usize>,
+    tensors: Table,
+    index: HashTable<u32>,
     hasher: std::hash::RandomState,
     header_len: u64,
 }
@@ -123,12 +129,14 @@ impl Header {
             }
             other => other,
         })?;
-        let tensors = check_sizes_and_sort(parsed.tensors)?;
+        let mut tensors = parsed.tensors;
+        check_sizes_and_sort(&mut tensors)?;
         // Duplicate names are checked before the tiling, so that two
         // identical entries are reported as a duplicate, not an overlap.
         let hasher = std::hash::RandomState::new();
         let index = build_index(&tensors, &hasher)?;
         check_tiling(&tensors, data_len)?;
+        tensors.shrink_to_fit();
         Ok(Header {
             metadata: parsed.metadata,
             tensors,
@@ -164,7 +172,7 @@ impl Header {
 
     /// Total length of the data section in bytes.
     pub fn data_len(&self) -> u64 {
-        self.tensors.last().map_or(0, |t| t.end)
+        self.tensors.iter().next_back().map_or(0, |t| t.end)
     }
 
     /// The `__metadata__` map, if the file has one.
@@ -173,8 +181,13 @@ impl Header {
     }
 
     /// All tensors, sorted by data offset.
-    pub fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
+    pub fn tensors(&self) -> Tensors<'_> {
+        self.tensors.iter()
+    }
+
+    /// The tensor at `position` in data-offset order.
+    pub fn tensor_at(&self, position: usize) -> Option<TensorEntry<'_>> {
+        (position < self.tensors.len()).then(|| self.tensors.get(position))
     }
 
     /// Number of tensors.
@@ -184,19 +197,19 @@ impl Header {
 
     /// True when the file holds no tensors.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
+        self.tensors.len() == 0
     }
 
     /// Looks a tensor up by name.
-    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+    pub fn get(&self, name: &str) -> Option<TensorEntry<'_>> {
         let hash = self.hasher.hash_one(name);
         self.index
-            .find(hash, |&i| self.tensors[i].name == name)
-            .map(|&i| &self.tensors[i])
+            .find(hash, |&i| self.tensors.name(i as usize) == name)
+            .map(|&i| self.tensors.get(i as usize))
     }
 
     /// Looks a tensor up by name, with an error naming it when it is absent.
-    pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
+    pub fn tensor(&self, name: &str) -> Result<TensorEntry<'_>> {
         self.get(name).ok_or_else(|| Error::TensorNotFound {
             name: name.to_owned(),
         })
@@ -204,7 +217,7 @@ impl Header {
 
     /// Tensor names sorted alphabetically (the order `keys()` uses).
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name).collect();
         names.sort_unstable();
         names
     }
@@ -228,21 +241,25 @@ pub(crate) fn foreign_or(error: Error, file_prefix: &[u8]) -> Error {
 /// Builds the name index, rejecting duplicate names. The reference keeps the
 /// last of two identical entries silently; we refuse, because the README of
 /// the format forbids duplicates and two readers could see different files.
-fn build_index(
-    tensors: &[TensorInfo],
-    hasher: &std::hash::RandomState,
-) -> Result<HashTable<usize>> {
+fn build_index(tensors: &Table, hasher: &std::hash::RandomState) -> Result<HashTable<u32>> {
+    // Every entry takes more than 40 bytes of JSON, and the table's own
+    // offsets are u32, so the count always fits.
+    let count = u32::try_from(tensors.len()).map_err(|_| Error::HeaderTooLarge {
+        len: tensors.len() as u64,
+        limit: u64::from(u32::MAX),
+    })?;
     let mut index = HashTable::with_capacity(tensors.len());
-    for (i, tensor) in tensors.iter().enumerate() {
-        let hash = hasher.hash_one(tensor.name.as_str());
-        let existing = index.find(hash, |&j: &usize| tensors[j].name == tensor.name);
+    for i in 0..count {
+        let name = tensors.name(i as usize);
+        let hash = hasher.hash_one(name);
+        let existing = index.find(hash, |&j: &u32| tensors.name(j as usize) == name);
         if existing.is_some() {
             return Err(Error::DuplicateKey {
                 within: "the header".to_owned(),
-                key: tensor.name.clone(),
+                key: name.to_owned(),
             });
         }
-        index.insert_unique(hash, i, |&j| hasher.hash_one(tensors[j].name.as_str()));
+        index.insert_unique(hash, i, |&j| hasher.hash_one(tensors.name(j as usize)));
     }
     Ok(index)
 }
