@@ -15,6 +15,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod dtype;
 pub mod errors;
+mod readahead;
 pub mod record;
 pub mod safe_open;
 pub mod serialize;

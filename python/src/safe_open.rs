@@ -260,6 +260,24 @@ impl SafeFile {
             .collect()
     }
 
+    /// Reads the bytes of every tensor (`name=None`) or of one into memory
+    /// with parallel reads, before they are touched: from a cold page cache
+    /// several requests are kept in flight instead of one page fault at a
+    /// time. A hint: nothing happens for buffers and pread handles.
+    #[pyo3(signature = (name=None))]
+    fn read_ahead(&self, py: Python<'_>, name: Option<&str>) -> PyResult<()> {
+        let handle = self.handle()?;
+        let opened = &handle.opened;
+        match name {
+            Some(name) => {
+                let (file, info) = opened.lookup(name).map_err(CoreError::from)?;
+                py.detach(|| opened.files[file].read_ahead(Some(info)));
+            }
+            None => py.detach(|| opened.files.iter().for_each(|f| f.read_ahead(None))),
+        }
+        Ok(())
+    }
+
     /// The record of one whole tensor.
     fn tensor(&self, py: Python<'_>, name: &str) -> PyResult<Py<RawTensor>> {
         let handle = self.handle()?;

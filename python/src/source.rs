@@ -49,6 +49,28 @@ impl OpenedFile {
         })
     }
 
+    /// Reads the data section (`name: None`) or one tensor's bytes of a
+    /// mapped file into memory with parallel reads (see `readahead.rs`);
+    /// nothing for other inputs, or for a data section that does not fit
+    /// in half the available memory.
+    pub fn read_ahead(&self, tensor: Option<TensorEntry<'_>>) {
+        let Bytes::Memory {
+            backing,
+            data_start,
+        } = &self.bytes
+        else {
+            return;
+        };
+        let (begin, len) = match tensor {
+            Some(info) => (info.begin, info.end - info.begin),
+            None => (0, self.header.data_len()),
+        };
+        if tensor.is_none() && !crate::readahead::fits_in_memory(len) {
+            return;
+        }
+        crate::readahead::populate(backing, data_start + begin as usize, len as usize);
+    }
+
     /// A tensor's bytes, when the file is in memory.
     pub fn memory_bytes(&self, info: TensorEntry<'_>) -> Option<&[u8]> {
         match &self.bytes {

@@ -62,8 +62,8 @@ impl RemoteFile {
             json.extend_from_slice(&rest);
             json
         };
-        let header =
-            Header::parse(&json, file_len - header_end).map_err(|e| CliError::from(e).at(url))?;
+        let header = Header::parse_owned(json, file_len - header_end)
+            .map_err(|e| CliError::from(e).at(url))?;
         Ok(RemoteFile { http, header })
     }
 

@@ -270,7 +270,7 @@ pub(crate) fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> 
     let mut json = try_zeroed(len as usize)?;
     read_exact_at(file, &mut json, PREFIX_LEN as u64)?;
     let data_len = file_len - PREFIX_LEN as u64 - len;
-    Header::parse(&json, data_len).map_err(|error| foreign_or(error, &prefix))
+    Header::parse_owned(json, data_len).map_err(|error| foreign_or(error, &prefix))
 }
 
 #[cfg(unix)]
