@@ -197,31 +197,36 @@ impl Error {
         }
     }
 
-    pub(crate) fn checkpoint(message: impl Into<String>) -> Error {
+    /// A checkpoint whose structure is not a plain tensor checkpoint.
+    pub fn checkpoint(message: impl Into<String>) -> Error {
         Error::Checkpoint {
             message: message.into(),
         }
     }
 
-    pub(crate) fn numpy(message: impl Into<String>) -> Error {
+    /// A malformed or unsupported `.npy` / `.npz` file.
+    pub fn numpy(message: impl Into<String>) -> Error {
         Error::Numpy {
             message: message.into(),
         }
     }
 
-    pub(crate) fn index(message: impl Into<String>) -> Error {
+    /// A sharded index that disagrees with its shards.
+    pub fn index(message: impl Into<String>) -> Error {
         Error::Index {
             message: message.into(),
         }
     }
 
-    pub(crate) fn usage(message: impl Into<String>) -> Error {
+    /// A request that cannot be carried out as given.
+    pub fn usage(message: impl Into<String>) -> Error {
         Error::Usage {
             message: message.into(),
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
+    /// An I/O failure on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {
             path: path.into(),
             source,

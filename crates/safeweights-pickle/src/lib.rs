@@ -7,7 +7,6 @@
 
 #![deny(missing_docs)]
 
-pub mod convert;
 mod decompress;
 pub mod dtype;
 pub mod error;
@@ -16,7 +15,7 @@ pub mod numpy;
 pub mod pickle;
 pub mod scalar;
 pub mod scan;
-mod source;
+pub mod source;
 mod tar;
 pub mod torch;
 pub mod zip;

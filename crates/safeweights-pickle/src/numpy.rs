@@ -269,7 +269,7 @@ impl Npz {
     }
 
     /// Wraps an archive already parsed with [`ZipArchive::parse`].
-    pub(crate) fn from_archive(archive: ZipArchive) -> Npz {
+    pub fn from_archive(archive: ZipArchive) -> Npz {
         Npz { archive }
     }
 

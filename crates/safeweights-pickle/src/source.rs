@@ -10,19 +10,22 @@ use crate::error::{Error, Result};
 
 /// The bytes of an input, mapped or owned.
 #[derive(Debug)]
-pub(crate) enum Source {
+pub enum Source {
     /// The map, registered so that a truncation under it is reported
     /// naming the file (`safeweights::read::bus_error`).
     Mapped {
+        /// Keeps the map registered while it lives.
         _registration: MappingRegistration,
+        /// The read-only map.
         map: Mmap,
     },
+    /// Bytes held in memory (an empty file, or a caller's buffer).
     Owned(Vec<u8>),
 }
 
 impl Source {
     /// Maps a file read-only (empty files are read, as they cannot be mapped).
-    pub(crate) fn open(path: &Path) -> Result<Source> {
+    pub fn open(path: &Path) -> Result<Source> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len == 0 {
@@ -36,7 +39,8 @@ impl Source {
         })
     }
 
-    pub(crate) fn bytes(&self) -> &[u8] {
+    /// The bytes, whole.
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Source::Mapped { map, .. } => map,
             Source::Owned(v) => v,

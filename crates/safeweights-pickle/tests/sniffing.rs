@@ -1,15 +1,12 @@
-//! The converter and the scanner recognise files with the core's one
+//! The scanner recognises files with the core's one
 //! sniffer, which must not take a safetensors file whose header length has
 //! low byte `0x80` (a pickle's PROTO opcode) for a pickle stream, as the
 //! Python package's own copy of the detection did.
 
-use std::path::PathBuf;
-
 use safeweights::write::{serialize, TensorRef, WriteOptions};
 use safeweights::{Dtype, Metadata};
-use safeweights_pickle::convert::{convert, ConvertOptions};
 use safeweights_pickle::scan::{scan_bytes, FileFormat};
-use safeweights_pickle::{Error, Limits};
+use safeweights_pickle::Limits;
 
 /// A safetensors file from our writer whose header length is `0x80` modulo 256.
 fn safetensors_with_header_low_byte_0x80() -> Vec<u8> {
@@ -24,49 +21,10 @@ fn safetensors_with_header_low_byte_0x80() -> Vec<u8> {
         .expect("some padding gives a header length ending in 0x80")
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn scan_takes_a_safetensors_file_with_header_low_byte_0x80_for_safetensors() {
     let bytes = safetensors_with_header_low_byte_0x80();
     let report = scan_bytes("model.safetensors", &bytes, &Limits::default());
     assert_eq!(report.format, FileFormat::Safetensors);
     assert_eq!(report.issues().count(), 0, "{:?}", report.findings);
-}
-
-#[test]
-fn convert_says_a_safetensors_file_with_header_low_byte_0x80_needs_no_conversion() {
-    let dir = temp_dir("sniffing_convert");
-    let input = dir.join("model.safetensors");
-    std::fs::write(&input, safetensors_with_header_low_byte_0x80()).unwrap();
-    let output = dir.join("out.safetensors");
-    let error = convert(&input, &output, &ConvertOptions::default()).unwrap_err();
-    assert!(
-        error.to_string().contains("already is safetensors"),
-        "{error}"
-    );
-    assert!(!output.exists());
-}
-
-#[test]
-fn convert_reports_a_corrupt_safetensors_file_as_such() {
-    let dir = temp_dir("sniffing_corrupt");
-    let input = dir.join("model.safetensors");
-    let mut bytes = safetensors_with_header_low_byte_0x80();
-    bytes.truncate(bytes.len() - 1);
-    std::fs::write(&input, &bytes).unwrap();
-    let error = convert(
-        &input,
-        &dir.join("out.safetensors"),
-        &ConvertOptions::default(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(error.root(), Error::Safetensors { .. }),
-        "{error:?}"
-    );
 }

@@ -233,19 +233,59 @@ pub fn write_sharded<S: AsRef<str>>(
     max_shard_size: u64,
     options: &WriteOptions,
 ) -> Result<Vec<PathBuf>> {
-    let directory = directory.as_ref();
+    let names: Vec<&str> = tensors.iter().map(|(name, _)| name.as_ref()).collect();
     let sizes: Vec<u64> = tensors.iter().map(|(_, t)| t.data.len() as u64).collect();
-    let plan = plan_shards(&sizes, max_shard_size);
-    let publisher = ShardPublisher::begin(
-        directory,
-        "model",
-        plan.len(),
-        options.overwrite,
-        options.sync,
-    )?;
+    let set = ShardSet {
+        names: &names,
+        sizes: &sizes,
+        max_shard_size,
+        overwrite: options.overwrite,
+        sync: options.sync,
+    };
+    publish_shards(
+        directory.as_ref(),
+        &set,
+        metadata,
+        |range, metadata, path| serialize_to_file(&tensors[range], metadata, path, options),
+    )
+}
+
+/// The tensors of a sharded write, in file order, and how to publish them.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardSet<'a> {
+    /// Every tensor's name.
+    pub names: &'a [&'a str],
+    /// Every tensor's data size in bytes.
+    pub sizes: &'a [u64],
+    /// The largest shard's data size; a larger tensor gets a shard of its own.
+    pub max_shard_size: u64,
+    /// Replace a checkpoint already in the directory.
+    pub overwrite: bool,
+    /// `fsync` each file and the directory.
+    pub sync: bool,
+}
+
+/// Plans `set` into shards and publishes them atomically as a set (see
+/// [`ShardPublisher`]): `write(range, metadata, path)` writes the tensors
+/// `range` with `metadata` (stamped with the checkpoint id when there are
+/// several shards) as one complete file at `path`. A failed write abandons
+/// the new set and leaves any old checkpoint loadable. Returns the paths
+/// written, index last.
+///
+/// [`write_sharded`] writes tensors from memory through it; writers with a
+/// source of their own (the CLI's `shard`, streaming from another file) call
+/// it with theirs.
+pub fn publish_shards<E: From<Error>>(
+    directory: &Path,
+    set: &ShardSet<'_>,
+    metadata: Option<&Metadata>,
+    mut write: impl FnMut(Range<usize>, Option<&Metadata>, &Path) -> std::result::Result<(), E>,
+) -> std::result::Result<Vec<PathBuf>, E> {
+    let plan = plan_shards(set.sizes, set.max_shard_size);
+    let publisher = ShardPublisher::begin(directory, "model", plan.len(), set.overwrite, set.sync)?;
     if plan.len() <= 1 {
         let path = publisher.single_path();
-        serialize_to_file(tensors, metadata, &path, options)?;
+        write(0..set.names.len(), metadata, &path)?;
         publisher.finish_single()?;
         return Ok(vec![path]);
     }
@@ -253,9 +293,7 @@ pub fn write_sharded<S: AsRef<str>>(
     let mut written = Vec::with_capacity(plan.len() + 1);
     for (i, range) in plan.iter().enumerate() {
         let path = publisher.shard_path(i);
-        if let Err(error) =
-            serialize_to_file(&tensors[range.clone()], Some(&stamped), &path, options)
-        {
+        if let Err(error) = write(range.clone(), Some(&stamped), &path) {
             publisher.abandon();
             return Err(error);
         }
@@ -266,11 +304,8 @@ pub fn write_sharded<S: AsRef<str>>(
         .shard_names()
         .iter()
         .zip(&plan)
-        .map(|(name, range)| {
-            let held = tensors[range.clone()].iter().map(|(tensor, _)| tensor);
-            (name, held)
-        });
-    let index = ShardIndex::from_shards(sizes.iter().sum(), shards);
+        .map(|(name, range)| (name, set.names[range.clone()].iter()));
+    let index = ShardIndex::from_shards(set.sizes.iter().sum(), shards);
     written.push(publisher.finish(index)?);
     Ok(written)
 }

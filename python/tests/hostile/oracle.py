@@ -51,7 +51,11 @@ LOADERS = ("pickle", "pickle_stream", "torch", "numpy", "gzip_pickle")
 """The real loaders run on every file."""
 
 TIMEOUT_S = 60.0
-"""Seconds one loader may take on one file (torch's import included)."""
+"""Seconds one loader may take on one file."""
+
+WORKER_START_TIMEOUT_S = 300.0
+"""Seconds a fresh worker may take to import torch and numpy (not counted in
+any job's timeout: on a busy machine the import alone takes seconds)."""
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -163,6 +167,12 @@ def _worker() -> None:
     """Reads jobs (one JSON line each) from stdin; for each, announces it,
     runs the loader in the job's directory and prints the outcome."""
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 28, 1 << 28))
+    # Import the loaders' libraries before the first job, so a job's timeout
+    # measures the load, not torch's import (seconds on a busy machine).
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+
+    print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         job = json.loads(line)
         os.chdir(job["cwd"])
@@ -215,6 +225,8 @@ def _run_jobs(jobs: List[dict], home: str, timeout: float) -> Dict[int, dict]:
         proc.stdin.write("".join(json.dumps(j) + "\n" for j in pending))
         proc.stdin.close()
         current: Optional[int] = None
+        started = lines.get(timeout=WORKER_START_TIMEOUT_S)
+        assert started is not None and json.loads(started).get("ready"), f"the oracle worker did not start: {started!r}"
         while True:
             try:
                 line = lines.get(timeout=timeout)

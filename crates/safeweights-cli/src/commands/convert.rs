@@ -6,7 +6,7 @@ use std::path::Path;
 
 use safeweights::shards::parse_size;
 use safeweights::Dtype;
-use safeweights_pickle::convert::{
+use safeweights_convert::{
     convert_with_progress, default_output, directory_inputs, ConvertOptions, ConvertReport,
     InputFormat, Stage,
 };

@@ -7,8 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use safeweights::shards::{parse_size, plan_shards, ShardIndex, ShardPublisher};
-use safeweights::write::WriteOptions;
+use safeweights::shards::{parse_size, publish_shards, ShardSet};
 use serde_json::json;
 
 use crate::cli::{MergeArgs, ShardArgs};
@@ -28,61 +27,27 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
     })?;
     let checkpoint = Checkpoint::open_local(&args.input, &ctx)?;
     let entries = checkpoint.entries();
+    let names: Vec<&str> = entries.iter().map(|e| e.info.name.as_str()).collect();
     let sizes: Vec<u64> = entries.iter().map(|e| e.info.end - e.info.begin).collect();
-    let plan = plan_shards(&sizes, max);
     std::fs::create_dir_all(&args.outdir)
         .map_err(|e| CliError::from(e).at(args.outdir.display()))?;
-    let options = WriteOptions {
+    let set = ShardSet {
+        names: &names,
+        sizes: &sizes,
+        max_shard_size: max,
+        overwrite: args.force,
         sync: ctx.sync,
-        ..WriteOptions::default()
     };
-    let publisher =
-        ShardPublisher::begin(&args.outdir, "model", plan.len(), args.force, options.sync)?;
     let bar = progress(sizes.iter().sum(), "shard");
-    let metadata = checkpoint.metadata();
-    let mut written: Vec<PathBuf> = Vec::new();
-    if plan.len() <= 1 {
-        let path = publisher.single_path();
-        write_file(
-            &checkpoint,
-            &named(&entries),
-            metadata,
-            &path,
-            &bar,
-            ctx.sync,
-        )?;
-        publisher.finish_single()?;
-        written.push(path);
-    } else {
-        let stamped = publisher.shard_metadata(metadata);
-        for (i, range) in plan.iter().enumerate() {
-            let path = publisher.shard_path(i);
-            let done = write_file(
-                &checkpoint,
-                &named(&entries[range.clone()]),
-                Some(&stamped),
-                &path,
-                &bar,
-                ctx.sync,
-            );
-            if let Err(error) = done {
-                publisher.abandon();
-                return Err(error);
-            }
-            publisher.shard_written(i);
-            written.push(path);
-        }
-        let shards = publisher
-            .shard_names()
-            .iter()
-            .zip(&plan)
-            .map(|(name, range)| {
-                let held = entries[range.clone()].iter().map(|e| &e.info.name);
-                (name, held)
-            });
-        let index = ShardIndex::from_shards(sizes.iter().sum(), shards);
-        written.push(publisher.finish(index)?);
-    }
+    let written = publish_shards(
+        &args.outdir,
+        &set,
+        checkpoint.metadata(),
+        |range, metadata, path| {
+            let tensors = named(&entries[range]);
+            write_file(&checkpoint, &tensors, metadata, path, &bar, ctx.sync)
+        },
+    )?;
     bar.finish_and_clear();
     report(ctx, out, &written)
 }

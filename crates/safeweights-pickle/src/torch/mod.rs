@@ -91,7 +91,8 @@ impl Checkpoint {
         Checkpoint::from_source(Source::Owned(bytes), limits)
     }
 
-    pub(crate) fn from_source(source: Source, limits: Limits) -> Result<Checkpoint> {
+    /// Reads a checkpoint from an opened [`Source`].
+    pub fn from_source(source: Source, limits: Limits) -> Result<Checkpoint> {
         let parts = load_parts(source.bytes(), &limits)?;
         Ok(Checkpoint {
             source,

@@ -40,50 +40,13 @@ pub fn generate(script: &str, cell: &'static OnceLock<Option<PathBuf>>) -> Optio
     .as_deref()
 }
 
-/// The one policy for a missing test dependency (a Python interpreter, a
-/// Python package, nginx), the same in every crate's tests: with
-/// `SAFEWEIGHTS_REQUIRE_ALL=1` (set by `scripts/test.sh`, so in CI) the test
-/// fails; otherwise it says loudly on stderr that it skips, and the caller
-/// returns early.
-pub fn require<T>(what: &str, found: Option<T>) -> Option<T> {
-    if found.is_some() {
-        return found;
-    }
-    let hint = "install it with scripts/install-test-deps.sh, or point SAFEWEIGHTS_PYTHON at an interpreter that has it";
-    if std::env::var_os("SAFEWEIGHTS_REQUIRE_ALL").is_some_and(|v| v == "1") {
-        panic!("missing test dependency: {what} ({hint}); SAFEWEIGHTS_REQUIRE_ALL=1 makes this a failure, not a skip");
-    }
-    // Straight to stderr, past the test harness's capture, so that a skip
-    // is seen even when the test passes.
-    use std::io::Write;
-    let notice = format!("SKIPPED: missing test dependency: {what} ({hint}); set SAFEWEIGHTS_REQUIRE_ALL=1 to fail instead\n");
-    // A closed stderr cannot be reported anywhere else.
-    std::io::stderr().write_all(notice.as_bytes()).ok();
-    None
-}
-
-/// The interpreter (`$SAFEWEIGHTS_PYTHON`, else the workspace's `.venv`)
-/// when it runs and has every one of `modules`, found without importing
-/// them (importing torch takes seconds).
-pub fn python_with(modules: &[&str]) -> Option<std::path::PathBuf> {
-    let python = std::env::var_os("SAFEWEIGHTS_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python")
-        });
-    let probe = format!(
-        "import importlib.util, sys; sys.exit(0 if all(importlib.util.find_spec(m) for m in {modules:?}) else 1)"
-    );
-    let found = std::process::Command::new(&python)
-        .args(["-c", &probe])
-        .output()
-        .is_ok_and(|run| run.status.success());
-    found.then_some(python)
-}
-
 /// Decodes lowercase hex.
 pub fn unhex(s: &str) -> Vec<u8> {
     (0..s.len() / 2)
         .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
 }
+
+// Not every test binary that includes this module uses both.
+#[allow(unused_imports)]
+pub use safeweights_testkit::{python_with, require};

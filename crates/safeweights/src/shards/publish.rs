@@ -110,11 +110,17 @@ impl ShardPublisher {
         } else {
             conventional
         };
-        Ok(ShardPublisher {
-            names,
-            old_index,
-            ..publisher
-        })
+        let mut publisher = publisher;
+        publisher.names = names;
+        publisher.old_index = old_index;
+        // Tracked from the start, not once each is written: a signal that
+        // lands between a shard's rename and the next line would otherwise
+        // leave it behind. The names are new (never the old set's), so
+        // removing them on a signal cannot touch the old checkpoint.
+        for i in 0..publisher.names.len() {
+            track(&publisher.shard_path(i));
+        }
+        Ok(publisher)
     }
 
     /// This save's checkpoint id.
@@ -151,12 +157,11 @@ impl ShardPublisher {
     }
 
     /// Called after shard `i` has been written (a crash point in tests).
-    /// Until the switch, the shard is removed if a signal stops the
+    /// Until the switch, every new shard is removed if a signal stops the
     /// program (see [`remove_temporary_files_for_exit`]).
     ///
     /// [`remove_temporary_files_for_exit`]: crate::write::remove_temporary_files_for_exit
     pub fn shard_written(&self, i: usize) {
-        track(&self.shard_path(i));
         crash_point(&format!("shard-{}", i + 1));
     }
 
@@ -269,6 +274,15 @@ impl ShardPublisher {
     }
 }
 
+impl Drop for ShardPublisher {
+    /// A save given up without [`abandon`](ShardPublisher::abandon) (an
+    /// early `?`) must not leave its names tracked: a later save may publish
+    /// under the same names, and a signal's cleanup would then remove them.
+    fn drop(&mut self) {
+        self.untrack_shards();
+    }
+}
+
 /// `{prefix}-00001-of-00003.safetensors`, optionally with a `.{tag}`
 /// before the extension, as [`ShardPublisher::begin`] names shards.
 fn is_shard_name(prefix: &str, name: &str) -> bool {
@@ -363,5 +377,24 @@ mod tests {
         ] {
             assert!(!is_shard_name("model", other), "{other}");
         }
+    }
+
+    fn tracked(path: &Path) -> bool {
+        crate::write::inflight::registry().contains(path)
+    }
+
+    #[test]
+    fn a_signal_between_a_shards_rename_and_the_next_line_still_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let publisher = ShardPublisher::begin(dir.path(), "model", 3, false, false).unwrap();
+        let paths: Vec<PathBuf> = (0..3).map(|i| publisher.shard_path(i)).collect();
+        // Before any shard is written: every new name is already on the
+        // signal cleanup's list.
+        assert!(paths.iter().all(|p| tracked(p)));
+        drop(publisher);
+        assert!(
+            paths.iter().all(|p| !tracked(p)),
+            "a dropped save left names tracked"
+        );
     }
 }

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use safeweights::shards::ShardIndex;
 
-use crate::convert::input::{detect_file, open_part, parse_index, Part};
-use crate::error::{Error, Result};
-use crate::limits::Limits;
-use crate::source::Source;
+use crate::input::{detect_file, open_part, parse_index, Part};
+use safeweights_pickle::source::Source;
+use safeweights_pickle::Limits;
+use safeweights_pickle::{Error, Result};
 
 /// Opens every shard the index at `path` lists, in file-name order.
 pub(crate) fn open_shards(path: &Path, source: &Source, limits: &Limits) -> Result<Vec<Part>> {

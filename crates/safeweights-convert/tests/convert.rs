@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 
 use safeweights::read::SafetensorsFile;
 use safeweights::shards::ShardedCheckpoint;
-use safeweights_pickle::convert::{
+use safeweights_convert::{
     convert, convert_with_progress, verify_conversion, ConvertOptions, InputFormat, Stage,
 };
-use safeweights_pickle::{Dtype, Error};
+use safeweights_convert::{Dtype, Error};
 use serde_json::Value as Json;
 
 static FIXTURES: OnceLock<Option<PathBuf>> = OnceLock::new();
@@ -139,7 +139,7 @@ fn checkpoint_values_are_kept_on_request() {
     let meta = file.header().metadata().unwrap();
     assert_eq!(meta["format"], "pt");
     let values: Json =
-        serde_json::from_str(&meta[safeweights_pickle::convert::CHECKPOINT_METADATA_KEY]).unwrap();
+        serde_json::from_str(&meta[safeweights_convert::CHECKPOINT_METADATA_KEY]).unwrap();
     assert_eq!(values["epoch"], 3);
     assert_eq!(values["hyper_parameters.name"], "tiny");
 }
@@ -487,4 +487,30 @@ fn progress_covers_every_byte_in_both_stages() {
         last,
         [(Stage::Write, total, total), (Stage::Verify, total, total)]
     );
+}
+
+#[test]
+fn convert_streams_tensors_into_safetensors() {
+    let Some(dir) = fixtures() else { return };
+    let out = dir.join("tied.safetensors");
+    let options = ConvertOptions {
+        keep_checkpoint_metadata: true,
+        ..ConvertOptions::default()
+    };
+    let report = convert(&dir.join("tied.pt"), &out, &options).unwrap();
+    assert_eq!(report.tensors, 5);
+    let bytes = std::fs::read(&out).unwrap();
+    let file = safeweights::read::SafeTensors::parse(&bytes).unwrap();
+    let metadata = file.metadata().unwrap();
+    assert!(
+        metadata
+            .iter()
+            .any(|(k, v)| k == "lm_head.weight" || v == "lm_head.weight"),
+        "tied alias recorded as the reference does: {metadata:?}"
+    );
+    let ckpt = safeweights_pickle::torch::Checkpoint::open(&dir.join("tied.pt")).unwrap();
+    for e in ckpt.tensors() {
+        let t = file.tensor(&e.name).unwrap();
+        assert_eq!(t.data(), &*ckpt.read_tensor(e).unwrap(), "{}", e.name);
+    }
 }

@@ -10,13 +10,13 @@ use safeweights::shards::ShardIndex;
 use safeweights::{sniff, FileKind, Header};
 use serde_json::{Map, Value as Json};
 
-use crate::dtype::Dtype;
-use crate::error::{Error, Result};
-use crate::limits::Limits;
-use crate::numpy::{self, Npz};
-use crate::source::Source;
-use crate::torch::{Checkpoint, Format, Skipped};
-use crate::zip::ZipArchive;
+use safeweights_pickle::numpy::{self, Npz};
+use safeweights_pickle::source::Source;
+use safeweights_pickle::torch::{Checkpoint, Format, Skipped};
+use safeweights_pickle::zip::ZipArchive;
+use safeweights_pickle::Dtype;
+use safeweights_pickle::Limits;
+use safeweights_pickle::{Error, Result};
 
 /// The format of a converted input file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub(crate) fn open(path: &Path, limits: &Limits) -> Result<Input> {
     let source = Source::open(path)?;
     let kind = detect_file(path, &source, limits)?;
     if let Kind::Index = kind {
-        let parts = crate::convert::index::open_shards(path, &source, limits)?;
+        let parts = crate::index::open_shards(path, &source, limits)?;
         return Ok(Input { parts });
     }
     Ok(Input {

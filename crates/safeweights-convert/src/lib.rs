@@ -9,13 +9,18 @@
 //! straight from the memory map, casts are done chunk by chunk).
 //!
 //! ```no_run
-//! use safeweights_pickle::convert::{convert, ConvertOptions};
+//! use safeweights_convert::{convert, ConvertOptions};
 //!
 //! let options = ConvertOptions { max_shard_size: Some(5_000_000_000), ..Default::default() };
 //! let report = convert("pytorch_model.bin".as_ref(), "model.safetensors".as_ref(), &options)?;
 //! println!("{} tensors in {:?}", report.tensors, report.files);
-//! # Ok::<(), safeweights_pickle::Error>(())
+//! # Ok::<(), safeweights_convert::Error>(())
 //! ```
+//!
+//! This crate sits above the format readers (`safeweights`,
+//! `safeweights-pickle`, `safeweights-gguf`), which never depend on it.
+
+#![deny(missing_docs)]
 
 mod cast;
 mod directory;
@@ -31,15 +36,13 @@ use safeweights::write::WriteOptions;
 use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
-pub use crate::torch::STRUCTURE_KEY;
 pub use directory::directory_inputs;
 pub use input::InputFormat;
+pub use safeweights_pickle::torch::STRUCTURE_KEY;
 
-use crate::dtype::Dtype;
-use crate::error::{Error, Result};
-use crate::limits::Limits;
-use crate::torch::Skipped;
 use input::Input;
+use safeweights_pickle::torch::Skipped;
+pub use safeweights_pickle::{Dtype, Error, Limits, Result};
 
 /// Metadata key holding the checkpoint's plain values as a JSON object, by
 /// dotted path. The whole structure is under [`STRUCTURE_KEY`].

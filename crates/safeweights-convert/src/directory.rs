@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use safeweights_pickle::{Error, Result};
 
 /// The sharded checkpoint's index Hugging Face writes.
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";

@@ -10,8 +10,8 @@
 //! half and float NaN keep their sign and top payload bits, quieted, as
 //! the F16C and SSE instructions torch uses do.
 
-use crate::dtype::Dtype;
-use crate::error::{Error, Result};
+use safeweights_pickle::Dtype;
+use safeweights_pickle::{Error, Result};
 
 /// Elements cast per chunk: bounds the buffer to a few megabytes.
 const CHUNK_ELEMENTS: usize = 1 << 20;

@@ -7,12 +7,12 @@ use safeweights::read::{OpenOptions, SafetensorsFile};
 use safeweights::shards::{ShardIndex, ShardedCheckpoint, CHECKPOINT_ID_KEY};
 use safeweights::Metadata;
 
-use crate::convert::cast;
-use crate::convert::input::Input;
-use crate::convert::output::Target;
-use crate::convert::Reporter;
-use crate::dtype::Dtype;
-use crate::error::{Error, Result};
+use crate::cast;
+use crate::input::Input;
+use crate::output::Target;
+use crate::Reporter;
+use safeweights_pickle::Dtype;
+use safeweights_pickle::{Error, Result};
 
 /// Finds the written output for a path given to `convert`: the file
 /// itself, else the single file or index that path stands for.
@@ -103,7 +103,7 @@ pub(crate) fn verify(
 type Mismatch = (PathBuf, String);
 
 fn compare_tensor(
-    part: &crate::convert::input::Part,
+    part: &crate::input::Part,
     i: usize,
     cast_to: Option<Dtype>,
     out: &ShardedCheckpoint,

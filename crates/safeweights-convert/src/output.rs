@@ -8,11 +8,11 @@ use safeweights::shards::{plan_shards, ShardIndex, ShardPublisher};
 use safeweights::write::{StreamingWriter, TensorSpec, WriteOptions};
 use safeweights::Metadata;
 
-use crate::convert::cast;
-use crate::convert::input::Input;
-use crate::convert::{core_err, ConvertOptions, Reporter};
-use crate::dtype::Dtype;
-use crate::error::{Error, Result};
+use crate::cast;
+use crate::input::Input;
+use crate::{core_err, ConvertOptions, Reporter};
+use safeweights_pickle::Dtype;
+use safeweights_pickle::{Error, Result};
 
 /// The output location: a single file, or shards plus an index beside it.
 #[derive(Debug, Clone)]
