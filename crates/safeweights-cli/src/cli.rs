@@ -148,8 +148,9 @@ and its shards, else pytorch_model.bin, else every .pt and .pth file, into
 the matching safetensors names beside them (or in OUT, a directory); --json
 then prints {\"input\", \"conversions\": [...]}.
 
-After writing, the output is read back and compared with the input tensor by
-tensor, unless --no-verify is given.
+After writing, the output is read back and checked tensor by tensor against
+digests of the input taken as it was read (the input is read once), unless
+--no-verify is given.
 
 Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
 2 usage or I/O error (including an existing output without --force),
