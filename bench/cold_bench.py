@@ -169,7 +169,7 @@ def cold_rows(directory: Path, total: int, repeat: int, rows: list[Row]) -> None
         "ours": lambda: child_seconds("load_ours", p),
         "ref": lambda: child_seconds("load_ref", p),
         "runai": lambda: child_seconds("load_runai", p),
-        "dd": lambda: wall_seconds(["dd", f"if={p}", "of=/dev/null", "bs=16M"]),
+        "dd": lambda: wall_seconds(["dd", f"if={p}", "of=/dev/null", "bs=16M", "status=none"]),
     }, before=drop_caches)
     rows.append(Row("cold load_file + touch", "safetensors", 1.5, s["ours"], s["ref"], nbytes=nbytes))
     rows.append(Row("cold load_file + touch", "Run:ai streamer", 1.0, s["ours"], s["runai"], nbytes=nbytes))
@@ -190,7 +190,7 @@ def cold_rows(directory: Path, total: int, repeat: int, rows: list[Row]) -> None
     s = interleaved(repeat, {
         "stats": lambda: wall_seconds([CLI, "stats", p]),
         "verify": lambda: wall_seconds([CLI, "verify", str(checked)]),
-        "dd": lambda: wall_seconds(["dd", f"if={p}", "of=/dev/null", "bs=16M"]),
+        "dd": lambda: wall_seconds(["dd", f"if={p}", "of=/dev/null", "bs=16M", "status=none"]),
     }, before=drop_caches)
     rows.append(Row("cold CLI stats", "dd (read rate)", 0.5, s["stats"], s["dd"], nbytes=nbytes))
     rows.append(Row("cold CLI verify", "dd (read rate)", 0.5, s["verify"], s["dd"], nbytes=nbytes))

@@ -62,7 +62,7 @@ pub fn populate(backing: &Backing, offset: usize, len: usize) {
     let workers = workers().min(chunks);
     std::thread::scope(|scope| {
         for _ in 1..workers {
-            scope.spawn(&work);
+            scope.spawn(work);
         }
         work();
     });

@@ -45,7 +45,7 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
     let index = |c: &'_ Checkpoint| -> BTreeMap<String, ()> {
         c.entries()
             .into_iter()
-            .filter(|e| selection.contains(&e.info.name))
+            .filter(|e| selection.contains(e.info.name))
             .map(|e| (e.info.name.to_owned(), ()))
             .collect()
     };
@@ -185,7 +185,7 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
                     "~ {} {} {}: {} of {} values differ (max abs diff {}, mean abs diff {})",
                     c.name,
                     e.info.dtype,
-                    shape_string(&e.info.shape),
+                    shape_string(e.info.shape),
                     group_digits(cmp.differing),
                     group_digits(cmp.values),
                     float(cmp.max_abs_diff),

@@ -22,7 +22,7 @@ pub fn run(ctx: Context, args: &StatsArgs, out: &mut Out) -> CliResult {
     let entries: Vec<Entry<'_>> = checkpoint
         .entries()
         .into_iter()
-        .filter(|e| selection.contains(&e.info.name))
+        .filter(|e| selection.contains(e.info.name))
         .collect();
     if entries.is_empty() && !args.tensors.is_empty() {
         return Err(CliError::usage(format!(
@@ -121,7 +121,7 @@ fn print_table(out: &mut Out, entries: &[Entry<'_>], summaries: &[Summary]) -> C
         table.styled_row(vec![
             (e.info.name.to_owned(), None),
             (e.info.dtype.name().to_owned(), None),
-            (shape_string(&e.info.shape), None),
+            (shape_string(e.info.shape), None),
             (opt(s.min()), None),
             (opt(s.max()), None),
             (opt(s.mean()), None),

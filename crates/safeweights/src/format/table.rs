@@ -240,7 +240,7 @@ mod tests {
         assert_eq!(entries[1].shape, &[] as &[usize]);
         assert_eq!(entries[2].shape, &[1]);
         assert_eq!(entries[2].name, "é");
-        assert_eq!(table.iter().rev().next().unwrap().name, "é");
+        assert_eq!(table.iter().next_back().unwrap().name, "é");
         assert_eq!(table.iter().nth(1).unwrap().name, "scalar");
         assert_eq!(entries[1].to_info().as_entry(), entries[1]);
     }
