@@ -46,7 +46,7 @@ pub fn populate(backing: &Backing, offset: usize, len: usize) {
         return;
     };
     let end = offset.saturating_add(len).min(map.len());
-    if offset >= end {
+    if offset >= end || resident(map, offset, end - offset) {
         return;
     }
     let chunks = (end - offset).div_ceil(CHUNK);
@@ -66,6 +66,31 @@ pub fn populate(backing: &Backing, offset: usize, len: usize) {
         }
         work();
     });
+}
+
+/// Whether every page of `[start, start + len)` of `map` is in memory
+/// already (`mincore`): a warm load then keeps its cheaper page faults,
+/// and the hints, which walk the page cache even when it holds
+/// everything, are skipped.
+#[cfg(target_os = "linux")]
+fn resident(map: &memmap2::MmapMut, start: usize, len: usize) -> bool {
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let base = map.as_ptr() as usize;
+    // A map starts on a page boundary, so rounding down stays inside it.
+    let first = (base + start) & !(page - 1);
+    let end = base + start + len;
+    let mut pages = vec![0u8; (end - first).div_ceil(page)];
+    // SAFETY: `[first, end)` lies inside the mapping (the caller clamps
+    // `start + len` to its length), and `pages` has one byte per page.
+    let status =
+        unsafe { libc::mincore(first as *mut libc::c_void, end - first, pages.as_mut_ptr()) };
+    status == 0 && pages.iter().all(|p| p & 1 == 1)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident(_: &memmap2::MmapMut, _: usize, _: usize) -> bool {
+    false
 }
 
 #[cfg(target_os = "linux")]
