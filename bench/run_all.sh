@@ -18,6 +18,8 @@ echo "==> a 1 GiB training state through safeweights.save/load vs torch.save/tor
 "$py" bench/train_state_bench.py --size-mib 1024
 echo "==> convert and scan vs torch.load + save_file and picklescan"
 "$py" bench/pickle_bench.py --size-gib 2
+echo "==> GGUF conversions vs gguf-py (1 GiB Q4_0/Q8_0 to safetensors, 1 GiB F32 to Q8_0)"
+"$py" bench/gguf_bench.py --size-mib 1024
 echo "==> durability: fsync on vs off"
 "$py" bench/durability_bench.py --mib 64 256
 echo "==> concurrency soak: one writer, six readers, 5 minutes (wrong bytes must be 0)"

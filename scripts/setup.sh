@@ -19,6 +19,8 @@ echo "==> installing Python dependencies (requirements-dev.txt)"
 echo "==> building the safeweights CLI (release)"
 cargo build --release --locked -p safeweights-cli --quiet
 
+# With the test-only crash points (python/tests/test_crash_consistency.py);
+# released wheels are built without them.
 echo "==> building the Python package into .venv"
 (cd python && VIRTUAL_ENV="$PWD/../.venv" PATH="$PWD/../.venv/bin:$PATH" \
-    maturin develop --release --quiet)
+    maturin develop --release --quiet --features fault-injection)

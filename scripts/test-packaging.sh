@@ -128,6 +128,9 @@ with open("evil.pkl", "wb") as f:
     pickle.dump({"weight": [1.0], "extra": Payload()}, f)
 import sys, safeweights
 assert safeweights.__file__.startswith(sys.prefix), f"imported from {safeweights.__file__}"
+# The test-only crash points (feature fault-injection) are not in a release.
+from safeweights import _safeweights_rust
+assert _safeweights_rust._FAULT_INJECTION is False, "the release wheel has fault injection built in"
 PY
 safeweights --version >version.txt
 grep -q "^safeweights [0-9]" version.txt || fail "--version: $(cat version.txt)"

@@ -29,7 +29,8 @@ cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
 
 disk
 echo "==> cargo test"
-cargo test --workspace --exclude safeweights-python --locked
+# fault-injection: the crash points the crash-consistency tests use (test-only).
+cargo test --workspace --exclude safeweights-python --locked --features safeweights-cli/fault-injection
 
 disk
 echo "==> pytest"

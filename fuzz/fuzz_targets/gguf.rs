@@ -1,10 +1,13 @@
 //! The strict GGUF reader on arbitrary bytes: never panics, and what it
 //! accepts is consistent: every key and tensor is found by name, every
 //! array element decodes, and every tensor's bytes lie inside the data
-//! section, are as long as its type and shape say, and can all be read.
+//! section, are as long as its type and shape say, and can all be read;
+//! and every tensor of a type with a rule dequantizes without a panic
+//! (bounded, so that a huge claimed tensor cannot stall the run).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use safeweights_gguf::quant::{can_dequantize, dequantize};
 use safeweights_gguf::{Gguf, Value};
 
 fuzz_target!(|data: &[u8]| {
@@ -34,6 +37,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(bytes.len() as u64, info.byte_len);
         assert!(gguf.data_offset() + info.offset + info.byte_len <= data.len() as u64);
         checksum = bytes.iter().fold(checksum, |acc, &b| acc.wrapping_add(b));
+        if can_dequantize(info.ggml_type) && info.numel() <= 1 << 16 {
+            let mut values = vec![0f32; info.numel() as usize];
+            dequantize(info.ggml_type, bytes, &mut values).expect("a valid tensor dequantizes");
+            std::hint::black_box(&values);
+        }
     }
     std::hint::black_box(checksum);
 });

@@ -15,7 +15,7 @@ import os
 import zipfile
 from typing import Any, Dict, Iterable, Optional, Union
 
-from ._checkpoint import PathOrFile, _is_path, load_checkpoint, save_checkpoint
+from ._checkpoint import PathOrFile, _is_path, _is_url, load_checkpoint, save_checkpoint
 from ._safe_types import SafeType
 from ._safeweights_rust import SNIFF_LEN, sniff_format
 
@@ -28,6 +28,7 @@ def save(
     max_shard_size: Union[int, str, None] = None,
     overwrite: bool = False,
     durable: bool = True,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Saves `obj` to `f` (a path, a path-like or a binary file object) as a
     safetensors file, without pickle: `torch.save`'s signature.
@@ -66,7 +67,13 @@ def save(
     ```
     """
     save_checkpoint(
-        obj, f, metadata=metadata, max_shard_size=max_shard_size, overwrite=overwrite, durable=durable
+        obj,
+        f,
+        metadata=metadata,
+        max_shard_size=max_shard_size,
+        overwrite=overwrite,
+        durable=durable,
+        storage_options=storage_options,
     )
 
 
@@ -77,6 +84,7 @@ def load(
     weights_only: bool = True,
     mmap: Optional[bool] = None,
     safe_types: Optional[Iterable[SafeType]] = None,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> Any:
     """Loads `f` without executing or importing anything in it:
     `torch.load`'s argument order.
@@ -92,6 +100,9 @@ def load(
       `UnsafeCheckpointError` naming anything else;
     - a numpy `.npy` file (an array) or `.npz` file (a dict of arrays);
       object arrays are refused.
+    - a GGUF file (a path): every tensor dequantized, bit for bit as
+      `gguf.quants`, as `{name: torch tensor}` with GGUF's names
+      (`safeweights.gguf.open` reads it lazily).
 
     `map_location` is `torch.load`'s: None (where they were saved), a
     device string, a `torch.device`, a dict `{"cuda:1": "cuda:0"}`, or a
@@ -105,13 +116,19 @@ def load(
     """
     del weights_only  # Nothing is ever executed, whatever it says.
     use_mmap = True if mmap is None else bool(mmap)
-    if _is_path(f):
+    if _is_path(f) and _is_url(os.fspath(f)):
+        pass  # Safetensors files and indexes only; the native reader says what else it is.
+    elif _is_path(f):
         path = os.fspath(f)
         if os.path.isfile(path):
             with open(path, "rb") as file:
                 kind = sniff_format(file.read(SNIFF_LEN))
             if kind == "numpy":
                 return _load_npy(path, use_mmap)
+            if kind == "gguf":
+                from .gguf import load as load_gguf
+
+                return load_gguf(path)
             if kind == "zip" and _is_npz(path):
                 return _load_npz(path)
     else:
@@ -123,7 +140,13 @@ def load(
             return _load_npy(f, False)
         if kind == "zip" and _is_npz(f):
             return _load_npz(f)
-    return load_checkpoint(f, map_location=map_location, mmap=use_mmap, safe_types=list(safe_types or []))
+    return load_checkpoint(
+        f,
+        map_location=map_location,
+        mmap=use_mmap,
+        safe_types=list(safe_types or []),
+        storage_options=storage_options,
+    )
 
 
 def _peekable(f: Any) -> Any:

@@ -184,6 +184,7 @@ class TorchConverter:
         if (storage.address + record.offset) % torch_dtype.itemsize:
             # Misaligned (not written by us or the reference): copy into
             # aligned memory rather than hand out a misaligned tensor.
+            storage.populate(record.offset, nbytes)  # a truncated file raises
             raw = torch.frombuffer(buffer, dtype=torch.uint8)
             return raw.clone().view(torch_dtype).reshape(shape)
         tensor = torch.frombuffer(buffer, dtype=torch_dtype)
@@ -213,6 +214,9 @@ class TorchConverter:
                 return load_to_cuda(self.device, self.resolve, [record])[0]
         tensor = self.cpu_tensor(record)
         if self._kind != "cpu":
+            # A copy out of the file map: a file truncated under it raises
+            # here (an OSError, errno EIO) instead of a bus error in the copy.
+            record.storage.populate(record.offset, record.nbytes)
             tensor = tensor.to(self.device)
         return tensor
 
@@ -242,6 +246,8 @@ class TorchConverter:
         """`index` applied by torch to the whole tensor of `record` (a view
         of the file where it is mapped), as a new tensor on this device."""
         self._check_device()
+        # The result is a copy out of the map: a truncated file raises here.
+        record.storage.check_readable(record.offset, record.nbytes)
         whole = self.cpu_tensor(record)
         result = whole[index]
         if result.numel() and result.untyped_storage().data_ptr() == whole.untyped_storage().data_ptr():

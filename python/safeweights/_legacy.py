@@ -4,7 +4,10 @@ The native module parses the zip or pre-1.6 stream with an allow-listing
 pickle VM (in Rust, no Python pickle involved) and returns the object tree
 with `RawTensor` records, the same records `safe_open` returns; they become
 torch tensors through the same converter (`_frameworks.TorchConverter`).
-Identical views come back as one tensor, as `torch.load` would share them.
+Identical views come back as one tensor, and different views of one storage
+(a weight and a slice, a transpose or a reshape of it) as views of one
+tensor holding the whole storage, sharing its memory, with torch's strides
+and storage offsets, as `torch.load` gives them.
 Globals the reader records as data (`torch.device`, `OrderedDict` with its
 `_metadata`, numpy arrays, allowed classes...) are rebuilt by
 `safeweights._legacy_objects`. Onto a CUDA device, every record moves in one
@@ -20,19 +23,33 @@ from ._safeweights_rust import RawTensor, _PickledDtype, _PickledObject, load_to
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any, allowed: Any = None) -> Any:
+def load_legacy(source: Any, device: Any, allowed: Any = None, mmap: bool = True) -> Any:
     """Loads a torch.save file (path, bytes or bytearray); tensors go to
     `device` (None: cpu). `allowed` maps `module.qualname` to the classes
-    the caller allows (see `safeweights.add_safe_types`)."""
+    the caller allows (see `safeweights.add_safe_types`). With `mmap`, cpu
+    tensors stored as they load are copy-on-write views of the file;
+    without, every tensor is read into memory."""
     allowed = dict(allowed or {})
-    tree, records = load_torch_pickle(source, list(allowed))
+    tree, records = load_torch_pickle(source, list(allowed), mmap)
     quantized = _quantized()
     tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
     converter = TorchConverter(device if device is not None else parse_device(None))
+    # Views are built on their base (the whole storage), which is loaded once.
+    views = [r for r in records if r.base is not None]
+    bases = {id(r.base): r.base for r in views}
+    plain = [r for r in records if id(r) not in tensors and r.base is None]
     # In file order, so that onto a GPU every record moves in one pass.
-    ordered = sorted((r for r in records if id(r) not in tensors), key=lambda r: (id(r.storage), r.offset))
+    ordered = sorted([*plain, *bases.values()], key=lambda r: (id(r.storage), r.offset))
     tensors.update(zip(map(id, ordered), converter.tensors(ordered)))
+    for record in views:
+        tensors[id(record)] = _view(tensors[id(record.base)], record)
     return _Rebuild(tensors, allowed).value(tree)
+
+
+def _view(base: Any, record: RawTensor) -> Any:
+    """`record` as a view of its base's tensor, sharing its memory as
+    `torch.load` shares one storage between its views."""
+    return base.as_strided(record.shape, record.stride, base.storage_offset() + record.storage_offset)
 
 
 def _quantized_storage(record: RawTensor) -> Any:

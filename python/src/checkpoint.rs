@@ -15,12 +15,14 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+use safeweights::read::bus_error::guard;
+use safeweights::Error;
 use safeweights_pickle::pickle::{ObjectValue, StorageRef, TensorRef, Value, ViewKey};
 use safeweights_pickle::torch::{Checkpoint, TensorEntry};
 use safeweights_pickle::Limits;
 
 use crate::errors::{CheckpointError, CoreError};
-use crate::record::{Layout, Location, RawTensor};
+use crate::record::{Layout, Location, RawTensor, View};
 use crate::storage::{Backing, Storage};
 
 /// Nodes visited while converting, to stop graphs that expand exponentially.
@@ -318,13 +320,16 @@ impl<'py> Converter<'_, 'py> {
 /// once (identical views are one record, the very object found at each
 /// place in the tree). `allowed_classes` are `module.qualname` names the
 /// caller allows beyond the built-in allow-list (recorded as
-/// `_PickledObject`s, never built here).
+/// `_PickledObject`s, never built here). With `mmap` false, every tensor
+/// of a file is copied out under the bus-error guard (a file truncated
+/// meanwhile raises) instead of viewing a private map of the file.
 #[pyfunction]
-#[pyo3(signature = (source, allowed_classes = Vec::new()))]
+#[pyo3(signature = (source, allowed_classes = Vec::new(), mmap = true))]
 pub fn load_torch_pickle<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
     allowed_classes: Vec<String>,
+    mmap: bool,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let limits = Limits {
         allowed_classes,
@@ -347,49 +352,71 @@ pub fn load_torch_pickle<'py>(
         py.detach(|| {
             (
                 Checkpoint::open_with_limits(&path, limits),
-                map_private(&path),
+                if mmap { map_private(&path) } else { None },
             )
         })
     };
     let checkpoint = checkpoint.map_err(CoreError::from)?;
     let mut tensors = Tensors::default();
     tensors.collect(checkpoint.root())?;
-    let data = py.detach(|| read_all(&checkpoint, &tensors.list, mapped.as_ref()))?;
+    let views = Views::plan(&tensors.list);
+    // The bases first, then every tensor that is not a view of one.
+    let reads: Vec<Arc<TensorRef>> = views
+        .bases
+        .iter()
+        .cloned()
+        .chain(
+            tensors
+                .list
+                .iter()
+                .zip(&views.base_of)
+                .filter(|(_, base)| base.is_none())
+                .map(|(tensor, _)| tensor.clone()),
+        )
+        .collect();
+    // Copies out of the reader's map (not the private one, whose pages
+    // become tensors) meet a truncated file as an error, not a crash.
+    let data = py.detach(|| {
+        guard(|| read_all(&checkpoint, &reads, mapped.as_ref())).unwrap_or_else(|fault| {
+            let path = fault.path.clone();
+            Err(CoreError::Read(Error::Io(fault.into()).in_file(&path)))
+        })
+    })?;
     let map_storage = match &mapped {
         Some(map) if data.iter().any(|d| matches!(d, TensorData::Mapped(_))) => {
             Some(Py::new(py, Storage::new(map.clone()))?)
         }
         _ => None,
     };
-    let mut records = Vec::with_capacity(data.len());
-    for (tensor, bytes) in tensors.list.iter().zip(data) {
-        let location = match (bytes, &map_storage) {
-            (TensorData::Mapped(range), Some(storage)) => Location {
-                storage: storage.clone_ref(py),
-                offset: range.start,
-                nbytes: range.len(),
-            },
-            (TensorData::Copied(backing), _) => Location::whole(py, backing)?,
-            (TensorData::Mapped(_), None) => {
-                return Err(CheckpointError::new_err(
-                    "internal error: a mapped tensor without a map",
-                ))
+    let mut data = data.into_iter();
+    let mut base_records = Vec::with_capacity(views.bases.len());
+    for base in &views.bases {
+        let bytes = data.next().ok_or_else(missing_data)?;
+        let location = locate(py, bytes, &map_storage)?;
+        base_records.push(Py::new(py, RawTensor::new(location, layout(base)?))?);
+    }
+    let mut records = Vec::with_capacity(tensors.list.len());
+    for (tensor, base) in tensors.list.iter().zip(&views.base_of) {
+        let record = match base {
+            Some(i) => {
+                let base = &base_records[*i];
+                let view = View {
+                    base: base.clone_ref(py),
+                    storage_offset: to_usize(tensor.offset)?,
+                    stride: tensor
+                        .stride
+                        .iter()
+                        .map(|&s| to_usize(s))
+                        .collect::<PyResult<_>>()?,
+                };
+                RawTensor::view_of(py, layout(tensor)?, view)
+            }
+            None => {
+                let bytes = data.next().ok_or_else(missing_data)?;
+                RawTensor::new(locate(py, bytes, &map_storage)?, layout(tensor)?)
             }
         };
-        let layout = Layout {
-            dtype: tensor.scalar.name,
-            shape: tensor
-                .shape
-                .iter()
-                .map(|&n| usize::try_from(n))
-                .collect::<Result<_, _>>()
-                .map_err(|_| {
-                    CheckpointError::new_err("a tensor dimension exceeds the address space")
-                })?,
-            name: entry_name(tensor),
-            requires_grad: tensor.requires_grad,
-        };
-        records.push(Py::new(py, RawTensor::new(location, layout))?);
+        records.push(Py::new(py, record)?);
     }
     let all_records = PyList::new(py, records.iter().map(|r| r.clone_ref(py)))?;
     let mut converter = Converter {
@@ -400,6 +427,106 @@ pub fn load_torch_pickle<'py>(
     };
     let tree = converter.convert(checkpoint.root())?;
     PyTuple::new(py, [tree, all_records.into_any()])
+}
+
+/// Where a tensor's bytes, as read, are for Python.
+fn locate(py: Python<'_>, bytes: TensorData, map: &Option<Py<Storage>>) -> PyResult<Location> {
+    match (bytes, map) {
+        (TensorData::Mapped(range), Some(storage)) => Ok(Location {
+            storage: storage.clone_ref(py),
+            offset: range.start,
+            nbytes: range.len(),
+        }),
+        (TensorData::Copied(backing), _) => Location::whole(py, backing),
+        (TensorData::Mapped(_), None) => Err(CheckpointError::new_err(
+            "internal error: a mapped tensor without a map",
+        )),
+    }
+}
+
+fn missing_data() -> PyErr {
+    CheckpointError::new_err("internal error: a tensor was not read")
+}
+
+fn to_usize(n: u64) -> PyResult<usize> {
+    usize::try_from(n)
+        .map_err(|_| CheckpointError::new_err("a tensor dimension exceeds the address space"))
+}
+
+/// A tensor's dtype, shape, name and requires_grad for its record.
+fn layout(tensor: &TensorRef) -> PyResult<Layout> {
+    Ok(Layout {
+        dtype: tensor.scalar.name,
+        shape: tensor
+            .shape
+            .iter()
+            .map(|&n| to_usize(n))
+            .collect::<PyResult<_>>()?,
+        name: entry_name(tensor),
+        requires_grad: tensor.requires_grad,
+    })
+}
+
+/// Which tensors come back as views of their whole storage, as `torch.load`
+/// gives them: every tensor of a storage that several distinct tensors view
+/// (so that they share memory: a write through one shows through the
+/// others), and a lone tensor that is not its whole storage laid out
+/// contiguously (so that its strides and storage offset are torch's).
+/// Each such storage is read once, whole (a zero-copy range of the private
+/// map where it lies there unchanged, else one copy), and its views are
+/// built on it. Bounds need no check here: `TensorRef` proved every view
+/// lies inside its storage, and reading the storage checks the file holds
+/// all of it.
+struct Views {
+    /// The whole storages read, as 1-D tensors of their elements.
+    bases: Vec<Arc<TensorRef>>,
+    /// For each tensor, the index of its base.
+    base_of: Vec<Option<usize>>,
+}
+
+impl Views {
+    fn plan(list: &[Arc<TensorRef>]) -> Views {
+        let mut count: HashMap<&str, usize> = HashMap::new();
+        for tensor in list.iter().filter(|t| viewable(t)) {
+            *count.entry(&tensor.storage.key).or_default() += 1;
+        }
+        let mut by_key: HashMap<&str, usize> = HashMap::new();
+        let mut bases = Vec::new();
+        let base_of = list
+            .iter()
+            .map(|tensor| {
+                let key: &str = &tensor.storage.key;
+                let shared = count.get(key).is_some_and(|&n| n > 1);
+                // Plain records: tensors alone on their whole storage.
+                if !viewable(tensor) || (!shared && is_whole_storage(tensor)) {
+                    return None;
+                }
+                Some(*by_key.entry(key).or_insert_with(|| {
+                    bases.push(Arc::new(whole_storage(&tensor.storage)));
+                    bases.len() - 1
+                }))
+            })
+            .collect();
+        Views { bases, base_of }
+    }
+}
+
+/// Whether a tensor can be rebuilt as a view of its whole storage: a root
+/// storage (not a pre-0.4 storage view) of the tensor's own element type
+/// (torch.save refuses views of one storage as different types), not
+/// quantized (those are rebuilt from their integer storage) and not empty.
+fn viewable(tensor: &TensorRef) -> bool {
+    let storage = &tensor.storage;
+    storage.view.is_none()
+        && storage.scalar.is_some_and(|s| s.name == tensor.scalar.name)
+        && !tensor.scalar.name.starts_with('q')
+        && storage.nbytes().is_some_and(|n| n > 0)
+}
+
+/// Whether a tensor is its whole storage, row-major from its first element.
+fn is_whole_storage(tensor: &TensorRef) -> bool {
+    let numel = tensor.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+    tensor.offset == 0 && numel == Some(tensor.storage.numel) && tensor.is_contiguous()
 }
 
 /// How messages and records name a tensor of a pickle checkpoint.

@@ -39,7 +39,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::PyErrArguments;
-use safeweights::Error;
+use safeweights::{Error, RemoteErrorKind};
 use safeweights_pickle::Error as PickleError;
 
 pyo3::create_exception!(
@@ -278,6 +278,10 @@ pub enum CoreError {
     /// An error of the pickle reader: refusals (a global or opcode that
     /// could run code) are `UnsafeCheckpointError` naming what was refused.
     Pickle(PickleError),
+    /// An error of the GGUF reader or codec: a malformed file is an
+    /// `InvalidHeaderError`, a missing tensor a `TensorNotFoundError`, a
+    /// type without a dequantization rule an `InvalidTensorError`.
+    Gguf(safeweights_gguf::Error),
 }
 
 impl From<Error> for CoreError {
@@ -298,6 +302,7 @@ impl From<CoreError> for PyErr {
             CoreError::Read(error) => convert(error, false),
             CoreError::Write(error) => convert(error, true),
             CoreError::Pickle(error) => convert_pickle(error),
+            CoreError::Gguf(error) => convert_gguf(error),
         }
     }
 }
@@ -313,6 +318,9 @@ fn convert(error: Error, writing: bool) -> PyErr {
         };
     }
     let message = error.to_string();
+    if let Error::Remote { kind, message } = error.kind() {
+        return remote_to_py_err(*kind, message, path);
+    }
     match error.kind() {
         Error::ForeignFormat(_) => ForeignFormatError::new_err(message),
         Error::TensorNotFound { .. } => TensorNotFoundError::new_err(message),
@@ -326,6 +334,46 @@ fn convert(error: Error, writing: bool) -> PyErr {
         Error::DuplicateTensorName { .. } => InvalidTensorError::new_err(message),
         // A panicking worker is a bug in safeweights, as Python's own internal errors are.
         Error::WorkerPanicked { .. } => pyo3::exceptions::PySystemError::new_err(message),
+        _ => InvalidHeaderError::new_err(message),
+    }
+}
+
+/// A failed remote read or write, as the built-in exception a local file
+/// would raise for the same trouble (`FileNotFoundError` for 404,
+/// `PermissionError` for 401/403, `TimeoutError`, `ConnectionError`),
+/// with the URL as `filename`.
+fn remote_to_py_err(kind: RemoteErrorKind, message: &str, url: Option<String>) -> PyErr {
+    use pyo3::exceptions::{PyConnectionError, PyTimeoutError};
+    let text = Error::Remote {
+        kind,
+        message: message.to_owned(),
+    }
+    .to_string();
+    let url = url.unwrap_or_default();
+    match kind {
+        RemoteErrorKind::NotFound => PyFileNotFoundError::new_err((2, text, url)),
+        RemoteErrorKind::PermissionDenied | RemoteErrorKind::Unauthenticated => {
+            PyPermissionError::new_err((13, text, url))
+        }
+        RemoteErrorKind::TimedOut => PyTimeoutError::new_err((110, text, url)),
+        RemoteErrorKind::Connection | RemoteErrorKind::Server => {
+            PyConnectionError::new_err((104, text, url))
+        }
+        _ => PyOSError::new_err((5, text, url)),
+    }
+}
+
+fn convert_gguf(error: safeweights_gguf::Error) -> PyErr {
+    use safeweights_gguf::Error as G;
+    let message = error.to_string();
+    match error {
+        G::Io {
+            path,
+            kind,
+            message,
+        } => io_to_py_err(&io::Error::new(kind, message), Some(path)),
+        G::TensorNotFound { .. } => TensorNotFoundError::new_err(message),
+        G::NotDequantizable { .. } | G::QuantLength { .. } => InvalidTensorError::new_err(message),
         _ => InvalidHeaderError::new_err(message),
     }
 }

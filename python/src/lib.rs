@@ -13,8 +13,10 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod dcp;
 pub mod dtype;
 pub mod errors;
+pub mod gguf;
 mod readahead;
 pub mod record;
 pub mod safe_open;
@@ -31,6 +33,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Test builds only (the `fault-injection` feature): crash points.
+    m.add("_FAULT_INJECTION", cfg!(feature = "fault-injection"))?;
     // Zero-copy tensors are views of file maps: a file truncated under them
     // ends the process with a message naming it, not a bare "Bus error".
     safeweights::read::bus_error::install_bus_error_handler();
@@ -44,8 +48,11 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_sharded, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize::parse_size, m)?)?;
+    m.add_function(wrap_pyfunction!(dcp::dcp_consolidate, m)?)?;
     m.add_function(wrap_pyfunction!(sniff::sniff_format, m)?)?;
     m.add("SNIFF_LEN", sniff::SNIFF_LEN)?;
+    m.add_class::<gguf::GgufHandle>()?;
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_class::<checkpoint::PickledObject>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;

@@ -22,6 +22,12 @@ use crate::storage::{Backing, Storage};
 /// (an `F4` tensor's last dimension halved: two values per byte). `name` is
 /// the tensor's name in the file (for pickle checkpoints, its storage's).
 /// Records of one file share one `storage`.
+///
+/// A record with a `base` is a view of another record (pickle checkpoints
+/// only: one of several views of a storage, or a view that is not its
+/// whole storage, as `torch.load` gives them): the tensor is `base`'s
+/// tensor seen with `shape`, `stride` and `storage_offset` (in elements),
+/// and `offset`/`nbytes` are `base`'s.
 #[pyclass(module = "safeweights._safeweights_rust", name = "RawTensor", frozen)]
 #[derive(Debug)]
 pub struct RawTensor {
@@ -32,6 +38,18 @@ pub struct RawTensor {
     shape: Vec<usize>,
     name: String,
     requires_grad: bool,
+    view: Option<View>,
+}
+
+/// A record seen as a strided view of another (see [`RawTensor`]).
+#[derive(Debug)]
+pub struct View {
+    /// The record of the whole storage.
+    pub base: Py<RawTensor>,
+    /// Offset of the first element in `base`, in elements.
+    pub storage_offset: usize,
+    /// Strides per dimension, in elements.
+    pub stride: Vec<usize>,
 }
 
 /// Where a record's bytes are.
@@ -81,6 +99,23 @@ impl RawTensor {
             shape: layout.shape,
             name: layout.name,
             requires_grad: layout.requires_grad,
+            view: None,
+        }
+    }
+
+    /// A record of `view.base`'s bytes seen as `layout` says, through
+    /// `view`'s strides and offset.
+    pub fn view_of(py: Python<'_>, layout: Layout, view: View) -> Self {
+        let base = view.base.get();
+        RawTensor {
+            storage: base.storage.clone_ref(py),
+            offset: base.offset,
+            nbytes: base.nbytes,
+            dtype: layout.dtype,
+            shape: layout.shape,
+            name: layout.name,
+            requires_grad: layout.requires_grad,
+            view: Some(view),
         }
     }
 }
@@ -128,6 +163,28 @@ impl RawTensor {
     #[getter]
     fn requires_grad(&self) -> bool {
         self.requires_grad
+    }
+
+    /// The record of the whole storage this one views, or None (see the
+    /// class documentation).
+    #[getter]
+    fn base(&self, py: Python<'_>) -> Option<Py<RawTensor>> {
+        self.view.as_ref().map(|v| v.base.clone_ref(py))
+    }
+
+    /// A view's offset in `base`, in elements (0 without a base).
+    #[getter]
+    fn storage_offset(&self) -> usize {
+        self.view.as_ref().map_or(0, |v| v.storage_offset)
+    }
+
+    /// A view's strides in elements; None without a base (contiguous).
+    #[getter]
+    fn stride<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        self.view
+            .as_ref()
+            .map(|v| PyTuple::new(py, &v.stride))
+            .transpose()
     }
 
     fn __repr__(&self) -> String {

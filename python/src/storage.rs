@@ -25,6 +25,10 @@ pub struct FileMap {
     // Declared first: unregistered before the map goes away.
     _registration: MappingRegistration,
     map: MmapMut,
+    /// The file, for errors.
+    path: std::path::PathBuf,
+    /// The mapped file, to compare its length with the map's before a copy.
+    file: File,
 }
 
 impl Deref for FileMap {
@@ -70,6 +74,8 @@ impl Backing {
         Ok(Backing::Map(FileMap {
             _registration: register_mapping(map.as_ptr(), map.len(), path),
             map,
+            path: path.to_owned(),
+            file: file.try_clone()?,
         }))
     }
 
@@ -115,6 +121,32 @@ impl Backing {
             }
             Backing::Map(_) | Backing::Borrowed { .. } => &mut [],
         }
+    }
+
+    /// Checks that bytes `[offset, offset + len)` of a file map can still
+    /// be read: that the file is not shorter now than their end. Copy paths
+    /// call it before copying out of a map, so that a file truncated under
+    /// the map is an `UnexpectedEof` error naming the file, not a bus error
+    /// in the copy (a truncation during the copy itself still ends the
+    /// process, with the bus-error message naming the file). Memory that is
+    /// not a file map passes.
+    pub fn check_readable(&self, offset: usize, len: usize) -> Result<(), safeweights::Error> {
+        let Backing::Map(map) = self else {
+            return Ok(());
+        };
+        let end = offset.saturating_add(len).min(map.len()) as u64;
+        let error = match map.file.metadata() {
+            Ok(now) if now.len() >= end => return Ok(()),
+            Ok(now) => std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "the file became shorter while it was open ({} bytes now, {end} needed)",
+                    now.len()
+                ),
+            ),
+            Err(error) => error,
+        };
+        Err(safeweights::Error::Io(error).in_file(&map.path))
     }
 
     /// Whether Python may write into this memory.
@@ -195,12 +227,28 @@ impl Storage {
     /// Reads bytes `[offset, offset + len)` of a file map into the page
     /// cache, if they are not there yet, and maps them (`MADV_POPULATE_READ`,
     /// Linux 5.14+): one call instead of a page fault per 4 KiB page when
-    /// they are copied next. A hint too, like `prefetch`.
-    fn populate(&self, py: Python<'_>, offset: usize, len: usize) {
+    /// they are copied next (a hint: a kernel without the advice, or memory
+    /// that is not a file map, changes nothing but speed). Copy paths call
+    /// it before copying out of a map: if the file is now shorter than the
+    /// bytes' end, it raises a `SafetensorError` (an `OSError` with errno
+    /// `EIO`) naming the file, instead of a bus error in the copy.
+    fn populate(&self, py: Python<'_>, offset: usize, len: usize) -> PyResult<()> {
+        self.check_readable(offset, len)?;
         #[cfg(target_os = "linux")]
         self.advise(py, Advice::PopulateRead, offset, len);
         #[cfg(not(target_os = "linux"))]
-        let _ = (py, offset, len);
+        let _ = py;
+        Ok(())
+    }
+
+    /// Raises a `SafetensorError` (an `OSError` with errno `EIO`) naming the
+    /// file if it is now shorter than the end of bytes `[offset, offset +
+    /// len)` of this file map: what copy paths call before copying out of a
+    /// map, where `populate`'s read-ahead is not wanted.
+    fn check_readable(&self, offset: usize, len: usize) -> PyResult<()> {
+        self.backing
+            .check_readable(offset, len)
+            .map_err(|error| crate::errors::CoreError::Read(error).into())
     }
 
     fn __repr__(&self) -> String {

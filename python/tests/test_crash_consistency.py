@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from safeweights import ShardError, safe_open
+from safeweights._safeweights_rust import _FAULT_INJECTION
 from safeweights.torch import load_checkpoint, save_checkpoint
 
 SHARD_SIZE = 4096
@@ -51,6 +52,12 @@ WRITER = textwrap.dedent(
 
 
 def write_sharded(directory, fill: int, step: int, crash_at: str = "never") -> int:
+    # The crash points are compiled only into test builds (cargo feature
+    # fault-injection, which scripts/setup.sh builds the package with).
+    assert _FAULT_INJECTION or crash_at == "never", (
+        "this safeweights build has no crash points: build it with"
+        " `maturin develop --release --features fault-injection` (scripts/setup.sh does)"
+    )
     env = dict(os.environ, SAFEWEIGHTS_CRASH_AT=crash_at)
     argv = [sys.executable, "-c", WRITER, str(directory), str(fill), str(step)]
     return subprocess.run(argv, env=env, timeout=120).returncode

@@ -17,9 +17,11 @@ With --json, a failure also prints one JSON document on stdout:
              \"message\": ..., \"path\": ... or null}}
 
 Checkpoints: every command that reads accepts a .safetensors file, a sharded
-checkpoint's index (*.safetensors.index.json) or a directory holding one.
-inspect, dump and diff also accept http:// and https:// URLs, read with HTTP
-Range requests (only the header and the bytes needed are downloaded).
+checkpoint's index (*.safetensors.index.json) or a directory holding one,
+and s3://bucket/key, http:// and https:// URLs of a file or an index, read
+with Range requests (only the header and the bytes needed are fetched).
+s3:// settings come from AWS_* variables and ~/.aws (AWS_ENDPOINT_URL for
+S3-compatible servers). scan and convert take local files only.
 
 Colour is used on terminals unless NO_COLOR is set. --json prints exactly
 one JSON document on stdout.
@@ -152,6 +154,15 @@ After writing, the output is read back and checked tensor by tensor against
 digests of the input taken as it was read (the input is read once), unless
 --no-verify is given.
 
+GGUF (llama.cpp's format, recognised by content) converts both ways. A GGUF
+input is dequantized bit for bit as gguf.quants does (quantized tensors
+become f32, or --dtype), its metadata kept as JSON under gguf.metadata;
+--keep-quantized stores the raw blocks instead (MXFP4 as F4 values plus
+F8_E8M0 NAME.scales), and --hf writes Hugging Face Llama names and a
+config.json. An OUT ending in .gguf makes a GGUF file from safetensors
+(a file, index or directory), streamed one tensor at a time: matrices in
+--outtype, vectors in f32; a --keep-quantized file comes back byte for byte.
+
 Exit codes: 0 converted, 1 unsafe or invalid input (nothing written),
 2 usage or I/O error (including an existing output without --force),
 3 the output fails its verification (a bug; please report it).
@@ -161,7 +172,11 @@ Examples:
   safeweights convert model.ckpt model.safetensors --dtype bf16
   safeweights convert pytorch_model.bin.index.json out/ --max-shard-size 5GB
   safeweights convert ./bert-base-uncased/            # the whole model directory
-  safeweights convert arrays.npz --force --json")]
+  safeweights convert arrays.npz --force --json
+  safeweights convert model.gguf model.safetensors --dtype bf16
+  safeweights convert model.gguf raw.safetensors --keep-quantized
+  safeweights convert model.gguf out/model.safetensors --hf
+  safeweights convert ./llama-hf/ model.gguf --outtype q8_0 --arch llama")]
     Convert(ConvertArgs),
 
     /// Compare two checkpoints tensor by tensor.
@@ -277,6 +292,25 @@ Examples:
   safeweights shard ckpt/ --max-shard-size 1GB ckpt/ --force")]
     Shard(ShardArgs),
 
+    /// Consolidate a distributed checkpoint into full tensors.
+    #[command(after_help = "\
+CKPT_DIR is a checkpoint written through safeweights.dcp (torch.distributed.checkpoint
+with SafeweightsStorageWriter): per-rank __R_P.safetensors files and
+safeweights.dcp.json. OUT_DIR receives the full tensors in a standard Hugging
+Face layout, model-0000N-of-0000M.safetensors plus model.safetensors.index.json,
+which every safetensors tool and torch's HuggingFaceStorageReader load.
+Non-tensor values (step counters, configs) are not part of that layout.
+
+It streams: tensors sharded on their first dimension (FSDP, DTensor Shard(0))
+go from the chunks' byte ranges to the output in 16 MiB pieces; others are
+assembled one tensor at a time, so memory stays bounded by the largest tensor.
+An index already in OUT_DIR is replaced only with --force.
+
+Examples:
+  safeweights consolidate ckpt/step-1000 hf-model/
+  safeweights consolidate ckpt/step-1000 hf-model/ --max-shard-size 2GB --force")]
+    Consolidate(ConsolidateArgs),
+
     /// Merge a sharded checkpoint into one file.
     #[command(after_help = "\
 Output is byte-identical to the library writer's for the same tensors and
@@ -322,6 +356,32 @@ Examples:
   safeweights man > ~/.local/share/man/man1/safeweights.1
   safeweights man --dir ~/.local/share/man/man1   # also safeweights-inspect.1, ...")]
     Man(ManArgs),
+
+    /// Copy a model file between local disk and object storage, verified.
+    #[command(after_help = "\
+Examples:
+  safeweights cp model.safetensors s3://bucket/models/model.safetensors
+  safeweights cp s3://bucket/models/model.safetensors ./model.safetensors
+  safeweights cp https://host/model.safetensors s3://bucket/model.safetensors
+
+The source is checked first (a file that is not valid safetensors is
+refused, exit 1, and nothing is written). Uploads go by multipart upload:
+the object appears only when the upload completes, and a failed upload
+leaves nothing. Downloads go to a temporary file renamed into place once
+the whole file arrived and its header is valid. After an upload the
+destination's length and header are read back and compared with the
+source's. s3:// settings come from the AWS_* environment variables and
+~/.aws files (AWS_ENDPOINT_URL for S3-compatible servers).")]
+    Cp(CpArgs),
+}
+
+/// Arguments of `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: a .safetensors file or a URL (s3://, http://, https://).
+    pub source: String,
+    /// Destination: a path or an s3:// URL.
+    pub destination: String,
 }
 
 /// Arguments of `inspect`.
@@ -404,7 +464,7 @@ pub struct ChecksumArgs {
 /// Arguments of `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// A .safetensors file.
+    /// A .safetensors file, or a safeweights.dcp checkpoint directory.
     pub file: PathBuf,
     /// A manifest printed by `checksum` to check against.
     #[arg(long, value_name = "M")]
@@ -438,6 +498,21 @@ pub struct ShardArgs {
     /// Output directory (created if missing).
     pub outdir: PathBuf,
     /// Replace a checkpoint already in OUTDIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `consolidate`.
+#[derive(Debug, Args)]
+pub struct ConsolidateArgs {
+    /// A safeweights.dcp checkpoint directory.
+    pub ckpt_dir: PathBuf,
+    /// Output directory (created if missing).
+    pub out_dir: PathBuf,
+    /// Largest output shard, e.g. 5GB, 500MB, 2GiB.
+    #[arg(long, value_name = "SIZE", default_value = "5GB")]
+    pub max_shard_size: String,
+    /// Replace an index already in OUT_DIR.
     #[arg(long)]
     pub force: bool,
 }
@@ -517,6 +592,20 @@ pub struct ConvertArgs {
     /// `torch.load` returned) and plain values (`safeweights.values`).
     #[arg(long)]
     pub drop_values: bool,
+    /// GGUF input: store the raw quantized blocks (ggml types recorded) so
+    /// that converting back gives the same GGUF file byte for byte.
+    #[arg(long)]
+    pub keep_quantized: bool,
+    /// GGUF input: Hugging Face Llama names and layouts, plus config.json.
+    #[arg(long)]
+    pub hf: bool,
+    /// GGUF output: f32, f16 (default), bf16, q8_0, q4_0, q4_1, q5_0 or q5_1.
+    #[arg(long, value_name = "TYPE")]
+    pub outtype: Option<String>,
+    /// GGUF output: llama (Hugging Face to GGUF names, rotary permutation,
+    /// hyperparameters from config.json) or none (names as they are).
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<String>,
 }
 
 /// Arguments of `completions`.

@@ -178,7 +178,7 @@ impl From<safeweights::Error> for CliError {
 fn core_kind(error: &safeweights::Error) -> ErrorKind {
     use safeweights::Error as E;
     match error.kind() {
-        E::Io(_) | E::CheckpointDirectory { .. } => ErrorKind::Input,
+        E::Io(_) | E::CheckpointDirectory { .. } | E::Remote { .. } => ErrorKind::Input,
         E::WorkerPanicked { .. } => ErrorKind::Internal,
         E::TensorNotFound { .. }
         | E::InvalidSlice { .. }
@@ -196,6 +196,19 @@ impl From<safeweights_gguf::Error> for CliError {
             // The message names the path already.
             safeweights_gguf::Error::Io { .. } => CliError::input(error.to_string()),
             _ => CliError::invalid(error.to_string()),
+        }
+    }
+}
+
+impl From<safeweights_convert::gguf::GgufError> for CliError {
+    fn from(error: safeweights_convert::gguf::GgufError) -> Self {
+        use safeweights_convert::gguf::GgufError as E;
+        match error {
+            E::Safetensors { source } => CliError::from(source),
+            E::Io { path, source } => CliError::from(source).at(path.display()),
+            ref e if e.is_invalid_input() => CliError::invalid(e.to_string()),
+            E::Gguf { .. } => CliError::input(error.to_string()),
+            other => CliError::usage(other.to_string()),
         }
     }
 }

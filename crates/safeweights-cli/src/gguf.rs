@@ -41,7 +41,7 @@ pub fn validate(path: &Path) -> CliResult<usize> {
 /// `inspect` of a GGUF file.
 pub fn inspect(ctx: Context, path: &Path, out: &mut Out) -> CliResult {
     let shown = path.display().to_string();
-    let file = GgufFile::open(path).map_err(|e| CliError::from(e).at(&shown))?;
+    let file = GgufFile::open(path).map_err(CliError::from)?;
     let gguf = file.parse().map_err(|e| CliError::from(e).at(&shown))?;
     let parameters: u64 = gguf.tensors().iter().map(|t| t.numel()).sum();
     let bytes: u64 = gguf.tensors().iter().map(|t| t.byte_len).sum();
@@ -219,4 +219,85 @@ fn summary(value: &Value<'_>) -> String {
             json => json.to_string(),
         },
     }
+}
+
+/// `scan` of a GGUF file: what it is (tensors and metadata, nothing that
+/// runs), whether the strict reader accepts it, and its chat templates,
+/// which are data: safeweights never evaluates them, and only template
+/// constructs that escape a Jinja sandbox make one suspicious.
+pub fn scan_report(path: &Path) -> CliResult<safeweights_pickle::scan::ScanReport> {
+    use safeweights_pickle::scan::{FileFormat, Finding, ScanReport, Verdict};
+    let shown = path.display().to_string();
+    let finding = |subject: String, verdict, reason: String| Finding {
+        file: shown.clone(),
+        member: None,
+        subject,
+        offset: 0,
+        verdict,
+        reason,
+    };
+    let file = GgufFile::open(path).map_err(CliError::from)?;
+    let mut findings = Vec::new();
+    match file.parse() {
+        Err(error) => findings.push(finding(
+            "malformed GGUF".into(),
+            Verdict::Suspicious,
+            format!("{error}; the strict reader refuses it, and llama.cpp's parser has had memory-safety bugs from such files"),
+        )),
+        Ok(gguf) => {
+            findings.push(finding(
+                "GGUF".into(),
+                Verdict::Safe,
+                format!(
+                    "{} tensors and {} metadata keys: data only, nothing in a GGUF file is executed when it is loaded",
+                    gguf.tensors().len(),
+                    gguf.metadata().len()
+                ),
+            ));
+            for (key, text) in safeweights_gguf::template::chat_templates(&gguf) {
+                let escapes = safeweights_gguf::template::template_escapes(text);
+                findings.push(if escapes.is_empty() {
+                    finding(
+                        key.into(),
+                        Verdict::Safe,
+                        "a Jinja chat template: data, never code to safeweights; front-ends render it, which is safe in a sandboxed Jinja".into(),
+                    )
+                } else {
+                    finding(
+                        key.into(),
+                        Verdict::Suspicious,
+                        format!(
+                            "a Jinja chat template using {}, which chat templates never need and sandbox escapes do; render it only with a sandboxed Jinja (jinja2.sandbox), or not at all",
+                            escapes.join(", ")
+                        ),
+                    )
+                });
+            }
+        }
+    }
+    Ok(ScanReport {
+        file: shown,
+        format: FileFormat::Gguf,
+        findings,
+        omitted: 0,
+    })
+}
+
+/// Dequantizes a GGUF file into a temporary safetensors file (in the
+/// system's temporary directory) and returns its path; the caller removes it.
+pub fn dequantized_copy(path: &Path, sync: bool) -> CliResult<std::path::PathBuf> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let temp = std::env::temp_dir().join(format!(
+        "safeweights-gguf-{}-{}.safetensors",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut options = safeweights_convert::gguf::GgufToSafetensors {
+        force: true,
+        ..Default::default()
+    };
+    options.write.sync = sync;
+    safeweights_convert::gguf::gguf_to_safetensors(path, &temp, &options)?;
+    Ok(temp)
 }

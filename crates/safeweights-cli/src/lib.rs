@@ -14,13 +14,13 @@ use clap::{CommandFactory, FromArgMatches};
 
 mod cli;
 mod commands;
+mod dcp;
 mod digest;
 mod exit;
 mod gguf;
 mod output;
 mod parallel;
 mod pattern;
-mod remote;
 mod source;
 mod structure;
 mod values;

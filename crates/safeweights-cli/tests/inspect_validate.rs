@@ -238,8 +238,18 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
 #[test]
 fn help_has_examples_for_every_command() {
     for command in [
-        "inspect", "validate", "diff", "stats", "dump", "checksum", "verify", "metadata", "shard",
-        "merge", "filter",
+        "inspect",
+        "validate",
+        "diff",
+        "stats",
+        "dump",
+        "checksum",
+        "verify",
+        "metadata",
+        "shard",
+        "merge",
+        "filter",
+        "consolidate",
     ] {
         let output = run(&[command, "--help"]);
         assert_eq!(code(&output), 0);

@@ -83,6 +83,31 @@ fn push_from_f32_bits(to: Dtype, bits: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends `values` as bytes of `to` (F32, F16 or BF16), rounding as
+/// [`for_each_chunk`] does.
+pub(crate) fn extend_from_f32(to: Dtype, values: &[f32], out: &mut Vec<u8>) {
+    let start = out.len();
+    match to {
+        Dtype::F16 | Dtype::BF16 => {
+            out.resize(start + values.len() * 2, 0);
+            let convert = if to == Dtype::F16 {
+                f32_to_f16_bits
+            } else {
+                f32_to_bf16_bits
+            };
+            for (o, v) in out[start..].chunks_exact_mut(2).zip(values) {
+                o.copy_from_slice(&convert(v.to_bits()).to_le_bytes());
+            }
+        }
+        _ => {
+            out.resize(start + values.len() * 4, 0);
+            for (o, v) in out[start..].chunks_exact_mut(4).zip(values) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
 fn f64_to_f32_bits(bits: u64) -> u32 {
     let value = f64::from_bits(bits);
     if value.is_nan() {
@@ -173,6 +198,32 @@ fn round_shift(value: u64, shift: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_from_f32_rounds_as_the_element_cast() {
+        let bits = [
+            0x3f80_8000u32,
+            0x3f81_8000,
+            0x477f_f000,
+            0x0000_0001,
+            0x3300_0001,
+            0x7f80_0001,
+            0xffc0_0000,
+            0x7f7f_ffff,
+            0x8000_0000,
+            0x3eaa_aaab,
+        ];
+        let values: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        for to in [Dtype::F16, Dtype::BF16, Dtype::F32] {
+            let mut fast = vec![7u8];
+            extend_from_f32(to, &values, &mut fast);
+            let mut slow = vec![7u8];
+            for v in &values {
+                push_from_f32_bits(to, v.to_bits(), &mut slow);
+            }
+            assert_eq!(fast, slow, "{to}");
+        }
+    }
 
     fn cast(from: Dtype, to: Dtype, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

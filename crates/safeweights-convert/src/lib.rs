@@ -30,6 +30,8 @@ mod input;
 mod output;
 mod verify;
 
+pub mod gguf;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +44,7 @@ pub use input::InputFormat;
 pub use safeweights_pickle::torch::STRUCTURE_KEY;
 
 use input::Input;
+use safeweights_pickle::source::guarded;
 use safeweights_pickle::torch::Skipped;
 pub use safeweights_pickle::{Dtype, Error, Limits, Result};
 
@@ -196,7 +199,46 @@ pub fn convert(input: &Path, output: &Path, options: &ConvertOptions) -> Result<
 /// Output files appear only when every one of them is complete. With
 /// [`ConvertOptions::verify`], a mismatch is [`Error::Verify`] (the files
 /// are left in place for inspection).
+///
+/// An input truncated during the conversion is an [`Error::Io`] naming it
+/// (kind `UnexpectedEof`), never a crash.
 pub fn convert_with_progress(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<ConvertReport> {
+    guarded(|| convert_unguarded(input, output, options, progress))
+        .map_err(|error| truncated_input(input, error))
+}
+
+/// A write from the input's map that the kernel refused with `EFAULT`: the
+/// input was truncated under it (a write(2) from a page past the file's
+/// end fails instead of raising `SIGBUS`). Our own buffers are always
+/// valid, so the input is the one to name.
+fn truncated_input(input: &Path, error: Error) -> Error {
+    const EFAULT: i32 = 14;
+    let bad_address = match error.root() {
+        Error::Io { source, .. } => source.raw_os_error() == Some(EFAULT),
+        Error::Safetensors { source } => matches!(
+            source.kind(),
+            safeweights::Error::Io(io) if io.raw_os_error() == Some(EFAULT)
+        ),
+        _ => false,
+    };
+    if !bad_address {
+        return error;
+    }
+    Error::io(
+        input,
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file became shorter while it was read (writing from its map failed)",
+        ),
+    )
+}
+
+fn convert_unguarded(
     input: &Path,
     output: &Path,
     options: &ConvertOptions,
@@ -252,6 +294,16 @@ pub fn convert_with_progress(
 /// and compares every tensor with `input`, as [`ConvertOptions::verify`]
 /// does. `options` must be those of the conversion (cast and metadata).
 pub fn verify_conversion(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<()> {
+    guarded(|| verify_unguarded(input, output, options, progress))
+        .map_err(|error| truncated_input(input, error))
+}
+
+fn verify_unguarded(
     input: &Path,
     output: &Path,
     options: &ConvertOptions,

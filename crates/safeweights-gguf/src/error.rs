@@ -198,6 +198,46 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
+    /// No dequantization rule for this ggml type (`gguf.quants` has none
+    /// either: Q8_1, Q8_K, NVFP4, Q1_0, the integer types and F64).
+    NotDequantizable {
+        /// The type's name.
+        ggml_type: &'static str,
+    },
+    /// No quantization rule for this ggml type (`gguf.quants` quantizes to
+    /// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1 and Q8_0 only).
+    NotQuantizable {
+        /// The type's name.
+        ggml_type: &'static str,
+    },
+    /// Bytes that are not whole blocks, or a value buffer of the wrong size.
+    QuantLength {
+        /// The type's name.
+        ggml_type: &'static str,
+        /// Bytes given (or that the values would make).
+        bytes: u64,
+        /// Values given.
+        values: u64,
+    },
+    /// The writer was given tensors out of declaration order, or of the
+    /// wrong size, or finished before every declared tensor was written.
+    WriteOrder {
+        /// The tensor due next.
+        expected: String,
+        /// The tensor given (empty when finishing early).
+        got: String,
+        /// Bytes the due tensor holds.
+        expected_bytes: u64,
+        /// Bytes given.
+        got_bytes: u64,
+    },
+    /// NaN or infinity, which a block type cannot hold.
+    NonFinite {
+        /// The type's name.
+        ggml_type: &'static str,
+        /// Index of the first such value.
+        index: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -231,6 +271,11 @@ impl fmt::Display for Error {
             Error::DataBeyondEnd { tensor, end, file_len } => write!(f, "tensor {tensor:?} ends at byte {end}, past the end of the {file_len}-byte file (truncated download?)"),
             Error::Io { path, message, .. } => write!(f, "cannot read {path}: {message}"),
             Error::TensorNotFound { name } => write!(f, "no tensor named {name:?}"),
+            Error::NotDequantizable { ggml_type } => write!(f, "{ggml_type} tensors cannot be dequantized (gguf.quants has no rule for them either); keep them raw with --keep-quantized"),
+            Error::NotQuantizable { ggml_type } => write!(f, "cannot quantize to {ggml_type}; choose f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1"),
+            Error::QuantLength { ggml_type, bytes, values } => write!(f, "{bytes} bytes of {ggml_type} are not whole blocks holding {values} values"),
+            Error::WriteOrder { expected, got, expected_bytes, got_bytes } => write!(f, "GGUF writer: tensor {expected:?} ({expected_bytes} bytes) is due, but got {got:?} ({got_bytes} bytes)"),
+            Error::NonFinite { ggml_type, index } => write!(f, "value #{index} is NaN or infinite, which {ggml_type} cannot store; choose f32, f16 or bf16"),
         }
     }
 }

@@ -22,14 +22,18 @@
 mod error;
 mod file;
 mod ggml;
+pub mod quant;
 mod read;
+pub mod template;
 mod value;
+pub mod write;
 
 pub use error::{Error, Place, Result};
 pub use file::GgufFile;
 pub use ggml::GgmlType;
 pub use read::{Gguf, TensorInfo};
 pub use value::{Array, Value, ValueType};
+pub use write::{GgufWriter, Layout, OwnedValue, TensorDecl};
 
 /// The key that sets the alignment of the data section.
 pub const ALIGNMENT_KEY: &str = "general.alignment";

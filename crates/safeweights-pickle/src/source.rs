@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::Path;
 
 use memmap2::Mmap;
-use safeweights::read::bus_error::{register_mapping, MappingRegistration};
+use safeweights::read::bus_error::{register_copy_source, MappingRegistration};
 
 use crate::error::{Error, Result};
 
@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub enum Source {
     /// The map, registered so that a truncation under it is reported
-    /// naming the file (`safeweights::read::bus_error`).
+    /// naming the file (`safeweights::read::bus_error`), and, under
+    /// `bus_error::guard`, as an error: its bytes are only copied out
+    /// (parsed, converted, checked), never handed out as lasting views.
     Mapped {
         /// Keeps the map registered while it lives.
         _registration: MappingRegistration,
@@ -32,7 +34,7 @@ impl Source {
             return Ok(Source::Owned(Vec::new()));
         }
         let map = map_file(&file).map_err(|e| Error::io(path, e))?;
-        let registration = register_mapping(map.as_ptr(), map.len(), path);
+        let registration = register_copy_source(map.as_ptr(), map.len(), path);
         Ok(Source::Mapped {
             _registration: registration,
             map,
@@ -46,6 +48,18 @@ impl Source {
             Source::Owned(v) => v,
         }
     }
+}
+
+/// Runs `read` over mapped inputs so that a file truncated under it is an
+/// error naming the file (`Error::Io`, kind `UnexpectedEof`, as a
+/// positioned read reports it), never a `SIGBUS` that ends the process:
+/// every copy out of an input map in this crate runs under it, and so does
+/// the converter (`safeweights-convert`).
+pub fn guarded<T>(read: impl FnOnce() -> Result<T>) -> Result<T> {
+    safeweights::read::bus_error::guard(read).unwrap_or_else(|fault| {
+        let path = fault.path.clone();
+        Err(Error::io(path, fault.into()))
+    })
 }
 
 /// Maps `file` read-only.

@@ -25,16 +25,19 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod dcp;
 pub mod edit;
 mod error;
 pub mod format;
 pub mod pool;
 pub mod read;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod resolve;
 pub mod shards;
 pub mod slice;
 pub mod write;
 
-pub use error::{Error, Result};
+pub use error::{DcpProblem, Error, RemoteErrorKind, Result};
 pub use format::sniff::{sniff, FileKind};
 pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorEntry, TensorInfo, Tensors};

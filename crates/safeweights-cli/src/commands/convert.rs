@@ -23,6 +23,14 @@ use crate::output::{human_bytes, progress, write_json, Painter, DIM, GREEN, YELL
 /// Face checkpoint in it ([`directory_inputs`]) into the matching
 /// safetensors layout, beside it or in the output directory.
 pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
+    if super::convert_gguf::applies(args) {
+        return super::convert_gguf::run(ctx, args, out);
+    }
+    if args.keep_quantized || args.hf || args.outtype.is_some() || args.arch.is_some() {
+        return Err(CliError::usage(
+            "--keep-quantized, --hf, --outtype and --arch apply to GGUF conversions only",
+        ));
+    }
     let mut options = options(args)?;
     options.write.sync = ctx.sync;
     if !args.input.is_dir() {

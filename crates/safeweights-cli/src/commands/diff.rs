@@ -39,8 +39,8 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
         rtol: args.rtol,
         equal_nan: args.equal_nan,
     };
-    let a = Checkpoint::open(&args.a, &ctx)?;
-    let b = Checkpoint::open(&args.b, &ctx)?;
+    let a = Checkpoint::open_dequantized(&args.a, &ctx)?;
+    let b = Checkpoint::open_dequantized(&args.b, &ctx)?;
     let selection = Selection::new(&args.tensors, &[]);
     let index = |c: &'_ Checkpoint| -> BTreeMap<String, ()> {
         c.entries()

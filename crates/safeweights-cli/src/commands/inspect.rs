@@ -22,6 +22,9 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
     if crate::gguf::is_gguf(local) {
         return crate::gguf::inspect(ctx, local, out);
     }
+    if crate::dcp::is_dcp_directory(local) {
+        return crate::dcp::inspect(ctx, local, out);
+    }
     let checkpoint = Checkpoint::open(&args.file, &ctx)?;
     let sharded = checkpoint.shard_count() > 1;
     let mut parameters = 0u64;
@@ -127,11 +130,11 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
     if sharded {
         writeln!(out, "  shards      {}", checkpoint.shard_count())?;
     }
-    if let Some(remote) = checkpoint.remote() {
+    if let Some(remote) = checkpoint.remote_stats() {
         writeln!(
             out,
-            "  fetched     {} in {} HTTP requests",
-            human_bytes(remote.bytes_received()),
+            "  fetched     {} in {} requests",
+            human_bytes(remote.bytes()),
             remote.requests()
         )?;
     }

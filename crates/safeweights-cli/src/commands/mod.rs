@@ -12,7 +12,9 @@ use crate::exit::{CliError, CliResult};
 mod checksum;
 mod clean;
 mod convert;
+mod convert_gguf;
 mod copy;
+mod cp;
 mod diff;
 mod dump;
 mod filter;
@@ -74,12 +76,29 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Metadata(args) => metadata::run(ctx, args, &mut out),
         Command::Shard(args) => shard::run_shard(ctx, args, &mut out),
         Command::Merge(args) => shard::run_merge(ctx, args, &mut out),
+        Command::Consolidate(args) => {
+            let limit = parse_size(&args.max_shard_size).ok_or_else(|| {
+                CliError::usage(format!(
+                    "--max-shard-size {:?} is not a size such as 5GB or 2GiB",
+                    args.max_shard_size
+                ))
+            })?;
+            crate::dcp::consolidate(
+                ctx,
+                &args.ckpt_dir,
+                &args.out_dir,
+                limit,
+                args.force,
+                &mut out,
+            )
+        }
         Command::Filter(args) => filter::run(ctx, args, &mut out),
         Command::Scan(args) => scan::run(ctx, args, &mut out),
         Command::Clean(args) => clean::run(ctx, args, &mut out),
         Command::Convert(args) => convert::run(ctx, args, &mut out),
         Command::Completions(args) => generate::completions(ctx, args, &mut out),
         Command::Man(args) => generate::man(ctx, args, &mut out),
+        Command::Cp(args) => cp::run(ctx, args, &mut out),
     };
     // Flush even after an error, so partial output is not lost, but
     // report the command's error first.

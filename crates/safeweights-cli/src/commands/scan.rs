@@ -35,7 +35,12 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
             bar.inc(*len);
             continue;
         }
-        match scan_path(path, &limits) {
+        let scanned = if crate::gguf::is_gguf(path) {
+            crate::gguf::scan_report(path).map_err(|e| e.to_string())
+        } else {
+            scan_path(path, &limits).map_err(|e| e.to_string())
+        };
+        match scanned {
             Ok(report) => {
                 if !ctx.json {
                     bar.suspend(|| print_report(out, &report, args.all, painter))?;
@@ -145,6 +150,7 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::Safetensors => "safetensors",
         FileFormat::Compressed => "compressed stream (gzip, bzip2 or xz)",
         FileFormat::SevenZip => "7z archive",
+        FileFormat::Gguf => "GGUF (llama.cpp)",
         FileFormat::NotAModel(FileKind::GitLfsPointer) => {
             "not a model file: a git-lfs pointer (fetch the file with `git lfs pull`)"
         }

@@ -17,7 +17,11 @@ use crate::source::{Checkpoint, Entry};
 
 /// Runs `stats`.
 pub fn run(ctx: Context, args: &StatsArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
+    let checkpoint = if crate::gguf::is_gguf(&args.file) {
+        Checkpoint::open_dequantized(&args.file.to_string_lossy(), &ctx)?
+    } else {
+        Checkpoint::open_path(&args.file, &ctx)?
+    };
     let selection = Selection::new(&args.tensors, &[]);
     let entries: Vec<Entry<'_>> = checkpoint
         .entries()

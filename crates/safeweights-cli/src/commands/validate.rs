@@ -21,8 +21,10 @@ pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
         // GGUF by content, whatever the name; everything else as safetensors.
         let opened = if crate::gguf::is_gguf(path) {
             crate::gguf::validate(path)
+        } else if crate::dcp::is_dcp_directory(path) {
+            crate::dcp::validate(path, &ctx)
         } else {
-            Checkpoint::open_local(path, &ctx).map(|checkpoint| checkpoint.tensor_count())
+            Checkpoint::open_path(path, &ctx).map(|checkpoint| checkpoint.tensor_count())
         };
         match opened {
             Ok(tensors) => {

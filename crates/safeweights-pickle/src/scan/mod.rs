@@ -125,6 +125,10 @@ pub enum FileFormat {
     /// Not a model file at all but what stands in for one: a git-lfs
     /// pointer or a web page ([`safeweights::FileKind::is_placeholder`]).
     NotAModel(safeweights::FileKind),
+    /// A GGUF file (llama.cpp's format): tensors and metadata, nothing
+    /// executable. The pickle scanner never reports it; callers that
+    /// recognise GGUF (the command line) do.
+    Gguf,
     /// Not recognized; nothing to scan.
     Unknown,
 }

@@ -31,7 +31,7 @@ pub(crate) use zipfmt::is_torchscript_member;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::pickle::{StorageRef, Value};
-use crate::source::Source;
+use crate::source::{guarded, Source};
 
 /// The container format of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +93,7 @@ impl Checkpoint {
 
     /// Reads a checkpoint from an opened [`Source`].
     pub fn from_source(source: Source, limits: Limits) -> Result<Checkpoint> {
-        let parts = load_parts(source.bytes(), &limits)?;
+        let parts = guarded(|| load_parts(source.bytes(), &limits))?;
         Ok(Checkpoint {
             source,
             limits,
@@ -159,7 +159,15 @@ impl Checkpoint {
 
     /// The tensor's bytes: contiguous, row-major, little-endian. Borrowed
     /// from the memory map when the stored layout already is that.
+    ///
+    /// A file truncated while this reads it is an `Io` error; bytes
+    /// borrowed from the map must be read under the same protection
+    /// (`safeweights::read::bus_error::guard`) by a caller that copies them.
     pub fn read_tensor(&self, entry: &TensorEntry) -> Result<Cow<'_, [u8]>> {
+        guarded(|| self.read_tensor_unguarded(entry))
+    }
+
+    fn read_tensor_unguarded(&self, entry: &TensorEntry) -> Result<Cow<'_, [u8]>> {
         let t = &entry.tensor;
         let data = self.source.bytes();
         let (storage, big_endian) = match &self.storages {

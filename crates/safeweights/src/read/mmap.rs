@@ -16,6 +16,17 @@ pub(crate) struct FileMap {
     // Declared first: unregistered before the map goes away.
     _registration: MappingRegistration,
     map: Mmap,
+    /// The mapped file, to check its length before a copy (`covers`).
+    file: File,
+}
+
+impl FileMap {
+    /// Whether the file still holds the first `end` bytes of the map.
+    /// Copy paths check this before copying out of the map, so that a file
+    /// truncated under it is an error rather than a bus error in the copy.
+    pub(crate) fn covers(&self, end: u64) -> io::Result<bool> {
+        Ok(self.file.metadata()?.len() >= end)
+    }
 }
 
 impl Deref for FileMap {
@@ -43,5 +54,6 @@ pub(crate) unsafe fn map_file(file: &File, path: &Path) -> io::Result<FileMap> {
     Ok(FileMap {
         _registration: register_mapping(map.as_ptr(), map.len(), path),
         map,
+        file: file.try_clone()?,
     })
 }

@@ -347,15 +347,23 @@ fn describe(id: Option<&str>) -> String {
     id.map_or_else(|| "(none recorded)".to_owned(), |id| format!("{id:?}"))
 }
 
-/// Fault injection for crash tests: when `SAFEWEIGHTS_CRASH_AT` names this
-/// step (`shard-N` after shard N is in place, `index` after the switch),
-/// the process aborts on the spot, as a `kill -9` or a power cut would stop
-/// it: no destructor runs and no temporary file is removed.
+/// Fault injection for crash tests, compiled only with the test-only
+/// `fault-injection` feature: when `SAFEWEIGHTS_CRASH_AT` names this step
+/// (`shard-N` after shard N is in place, `index` after the switch), the
+/// process aborts on the spot, as a `kill -9` or a power cut would stop it:
+/// no destructor runs and no temporary file is removed. Released builds
+/// have no such hook, so no environment can make a real save abort.
+#[cfg(feature = "fault-injection")]
 fn crash_point(step: &str) {
     if std::env::var_os("SAFEWEIGHTS_CRASH_AT").is_some_and(|at| at == step) {
         std::process::abort();
     }
 }
+
+/// Without the `fault-injection` feature (every released build): nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+fn crash_point(_step: &str) {}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use crate::write::inflight::{check_interrupt, registry, try_lock, RANDOM_LEN, TE
 ///
 /// [`commit`]: AtomicFile::commit
 #[derive(Debug)]
-pub(crate) struct AtomicFile {
+pub struct AtomicFile {
     temp: NamedTempFile,
     destination: PathBuf,
     _registered: Registered,
@@ -43,7 +43,7 @@ impl AtomicFile {
     /// link). A file being replaced passes its permission bits, owner and
     /// group on to the new one (the owner and group where the writer may
     /// set them); a new file gets 0666 minus the umask, like any other.
-    pub(crate) fn create(destination: &Path) -> Result<Self> {
+    pub fn create(destination: &Path) -> Result<Self> {
         let destination = &resolve_links(destination);
         let directory = parent_directory(destination);
         let file_name = destination
@@ -81,7 +81,8 @@ impl AtomicFile {
         })
     }
 
-    pub(crate) fn file(&self) -> &File {
+    /// The temporary file, to write into.
+    pub fn file(&self) -> &File {
         self.temp.as_file()
     }
 
@@ -99,7 +100,8 @@ impl AtomicFile {
         Ok(())
     }
 
-    pub(crate) fn destination(&self) -> &Path {
+    /// Where the file goes on [`AtomicFile::commit`].
+    pub fn destination(&self) -> &Path {
         &self.destination
     }
 
@@ -110,7 +112,7 @@ impl AtomicFile {
     /// the rename itself after it, so that after a power cut the
     /// destination holds the old file or the complete new one (on ext4 with
     /// `data=ordered` an unsynced rename can otherwise expose an empty file).
-    pub(crate) fn commit(self, sync: bool) -> Result<()> {
+    pub fn commit(self, sync: bool) -> Result<()> {
         if sync {
             self.file()
                 .sync_all()

@@ -1,0 +1,365 @@
+//! Safetensors to GGUF, streamed: the header first, then one tensor at a
+//! time (memory stays bounded by one tensor), into a temporary file that
+//! replaces the output only when complete.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use safeweights::read::OpenOptions;
+use safeweights::shards::ShardedCheckpoint;
+use safeweights::write::AtomicFile;
+use safeweights::{Dtype, TensorEntry as StInfo};
+use safeweights_gguf::quant::quantize;
+use safeweights_gguf::{GgmlType, GgufWriter, Layout, OwnedValue, TensorDecl};
+use serde_json::Value as Json;
+
+use super::error::GgufError;
+use super::{llama, meta, mxfp4, LAYOUT_KEY};
+
+/// Which tensor names and metadata to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Arch {
+    /// Names as they are, no architecture metadata.
+    #[default]
+    None,
+    /// Hugging Face Llama to GGUF names (gguf-py's `TensorNameMap`), the
+    /// rotary permutation of Q and K, hyperparameters from `config.json`.
+    Llama,
+}
+
+/// How to convert safetensors to GGUF.
+#[derive(Debug, Clone, Default)]
+pub struct SafetensorsToGguf {
+    /// The type of floating matrices: F32, F16 (the default), BF16, Q8_0,
+    /// Q4_0, Q4_1, Q5_0 or Q5_1. Vectors (norms, biases) stay F32, and a
+    /// matrix whose rows are not whole blocks falls back to F16, as
+    /// llama.cpp's converter does. Ignored (and must be unset) for a
+    /// `--keep-quantized` file, which is rebuilt as it was.
+    pub outtype: Option<GgmlType>,
+    /// Tensor names and metadata.
+    pub arch: Arch,
+    /// Replace an existing output.
+    pub force: bool,
+    /// Sync the file to disk before renaming it into place.
+    pub sync: bool,
+}
+
+/// What a safetensors to GGUF conversion did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GgufWriteReport {
+    /// Tensors written.
+    pub tensors: usize,
+    /// Tensors quantized or cast.
+    pub quantized: usize,
+    /// Whether a `--keep-quantized` file was rebuilt byte for byte.
+    pub rebuilt: bool,
+    /// The file written.
+    pub file: PathBuf,
+}
+
+struct Planned {
+    source: String,
+    decl: TensorDecl,
+    permute: Option<usize>,
+}
+
+/// Converts a safetensors file, directory or index to the GGUF file `output`.
+pub fn safetensors_to_gguf(
+    input: &Path,
+    output: &Path,
+    options: &SafetensorsToGguf,
+) -> Result<GgufWriteReport, GgufError> {
+    let ckpt = ShardedCheckpoint::open_path(input, &OpenOptions::default())?;
+    if !options.force && std::fs::symlink_metadata(output).is_ok() {
+        return Err(GgufError::OutputExists {
+            path: output.to_owned(),
+        });
+    }
+    let recorded = ckpt.metadata().and_then(|m| m.get(LAYOUT_KEY)).cloned();
+    let (layout, planned, end) = match recorded {
+        Some(text) => {
+            if options.outtype.is_some() || options.arch != Arch::None {
+                return Err(GgufError::usage(
+                    "this file holds raw GGUF blocks (--keep-quantized); it converts back as it was, without --outtype or --arch",
+                ));
+            }
+            rebuild_plan(&ckpt, &text, input)?
+        }
+        None => fresh_plan(&ckpt, input, options)?,
+    };
+    let rebuilt = end.is_some();
+    let file = AtomicFile::create(output)?;
+    let sink = BufWriter::with_capacity(8 << 20, file.file());
+    let gguf_err = |e| GgufError::gguf(output, e);
+    let mut writer = GgufWriter::new(sink, &layout).map_err(gguf_err)?;
+    let mut quantized = 0;
+    for p in &planned {
+        let bytes = tensor_bytes(&ckpt, p)?;
+        if !rebuilt && p.decl.ggml_type != source_type(&ckpt, &p.source)? {
+            quantized += 1;
+        }
+        writer
+            .write_tensor(&p.decl.name, &bytes)
+            .map_err(|e| gguf_err(e).in_tensor(&p.decl.name))?;
+    }
+    writer.finish(end).map_err(gguf_err)?;
+    file.commit(options.sync)?;
+    Ok(GgufWriteReport {
+        tensors: planned.len(),
+        quantized,
+        rebuilt,
+        file: output.to_owned(),
+    })
+}
+
+fn info<'a>(ckpt: &'a ShardedCheckpoint, name: &str) -> Result<StInfo<'a>, GgufError> {
+    Ok(ckpt.get(name)?.1)
+}
+
+/// The ggml type a safetensors dtype is stored as unchanged.
+fn ggml_type_of(dtype: Dtype) -> Option<GgmlType> {
+    Some(match dtype {
+        Dtype::F32 => GgmlType::F32,
+        Dtype::F16 => GgmlType::F16,
+        Dtype::BF16 => GgmlType::Bf16,
+        Dtype::F64 => GgmlType::F64,
+        Dtype::I8 => GgmlType::I8,
+        Dtype::I16 => GgmlType::I16,
+        Dtype::I32 => GgmlType::I32,
+        Dtype::I64 => GgmlType::I64,
+        _ => return None,
+    })
+}
+
+fn source_type(ckpt: &ShardedCheckpoint, name: &str) -> Result<GgmlType, GgufError> {
+    Ok(ggml_type_of(info(ckpt, name)?.dtype).unwrap_or(GgmlType::F32))
+}
+
+fn fresh_plan(
+    ckpt: &ShardedCheckpoint,
+    input: &Path,
+    options: &SafetensorsToGguf,
+) -> Result<(Layout, Vec<Planned>, Option<u64>), GgufError> {
+    let outtype = options.outtype.unwrap_or(GgmlType::F16);
+    let config = match options.arch {
+        Arch::Llama => Some(read_config(input)?),
+        Arch::None => None,
+    };
+    let mut metadata = match &config {
+        Some(config) => llama::gguf_metadata(config, input)?,
+        None => Vec::new(),
+    };
+    metadata.push((
+        "general.file_type".into(),
+        OwnedValue::U32(file_type(outtype)),
+    ));
+    let mut planned = Vec::new();
+    for source in ckpt.names() {
+        let st = info(ckpt, source)?;
+        let (name, permute) = match &config {
+            Some(config) => match llama::gguf_name(source) {
+                Some(name) => (name, llama::permute_heads(source, config)),
+                None if source.ends_with("rotary_emb.inv_freq") => continue,
+                None => {
+                    return Err(GgufError::usage(format!(
+                        "tensor {source:?} is not a Llama tensor gguf's TensorNameMap knows; convert with --arch none to keep names as they are"
+                    )))
+                }
+            },
+            None => (source.to_owned(), None),
+        };
+        let Some(stored) = ggml_type_of(st.dtype) else {
+            return Err(GgufError::usage(format!(
+                "tensor {source:?} is {}, which GGUF cannot hold",
+                st.dtype
+            )));
+        };
+        let dims: Vec<u64> = match st.shape {
+            [] => vec![1],
+            shape => shape.iter().rev().map(|&d| d as u64).collect(),
+        };
+        let is_float = matches!(
+            stored,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16 | GgmlType::F64
+        );
+        let ggml_type = match (is_float, dims.len()) {
+            (false, _) => stored,
+            (true, 1) => GgmlType::F32,
+            (true, _) if outtype.row_bytes(dims[0]).is_some() => outtype,
+            (true, _) => GgmlType::F16,
+        };
+        planned.push(Planned {
+            source: source.to_owned(),
+            decl: TensorDecl {
+                name,
+                dims,
+                ggml_type,
+                offset: None,
+            },
+            permute,
+        });
+    }
+    let layout = Layout {
+        version: 3,
+        metadata,
+        tensors: planned.iter().map(|p| p.decl.clone()).collect(),
+    };
+    Ok((layout, planned, None))
+}
+
+/// llama.cpp's `general.file_type` (`LLAMA_FTYPE_*`) for a whole-file type.
+fn file_type(ty: GgmlType) -> u32 {
+    match ty {
+        GgmlType::F32 => 0,
+        GgmlType::F16 => 1,
+        GgmlType::Q4_0 => 2,
+        GgmlType::Q4_1 => 3,
+        GgmlType::Q8_0 => 7,
+        GgmlType::Q5_0 => 8,
+        GgmlType::Q5_1 => 9,
+        _ => 32, // BF16
+    }
+}
+
+fn read_config(input: &Path) -> Result<Json, GgufError> {
+    let dir = if input.is_dir() {
+        input.to_owned()
+    } else {
+        input.parent().map(Path::to_owned).unwrap_or_default()
+    };
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| GgufError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| GgufError::invalid(&path, format!("not JSON: {e}")))
+}
+
+fn rebuild_plan(
+    ckpt: &ShardedCheckpoint,
+    text: &str,
+    input: &Path,
+) -> Result<(Layout, Vec<Planned>, Option<u64>), GgufError> {
+    let bad = |m: &str| GgufError::invalid(input, format!("{LAYOUT_KEY}: {m}"));
+    let doc: Json = serde_json::from_str(text).map_err(|_| bad("not JSON"))?;
+    let meta_text = ckpt
+        .metadata()
+        .and_then(|m| m.get(meta::METADATA_KEY))
+        .ok_or_else(|| bad("the GGUF metadata is missing"))?;
+    let meta_doc: Json = serde_json::from_str(meta_text).map_err(|_| bad("metadata not JSON"))?;
+    let metadata = meta::from_json(&meta_doc).map_err(|m| bad(&m))?;
+    let mut planned = Vec::new();
+    for t in doc["tensors"]
+        .as_array()
+        .ok_or_else(|| bad("no tensor list"))?
+    {
+        let name = t["name"]
+            .as_str()
+            .ok_or_else(|| bad("a tensor has no name"))?;
+        let ggml_type = GgmlType::all()
+            .find(|g| Some(g.name()) == t["ggml_type"].as_str())
+            .ok_or_else(|| bad("unknown ggml type"))?;
+        let dims = t["dims"]
+            .as_array()
+            .and_then(|d| d.iter().map(Json::as_u64).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| bad("bad dims"))?;
+        planned.push(Planned {
+            source: name.to_owned(),
+            decl: TensorDecl {
+                name: name.to_owned(),
+                dims,
+                ggml_type,
+                offset: Some(t["offset"].as_u64().ok_or_else(|| bad("bad offset"))?),
+            },
+            permute: None,
+        });
+    }
+    let version = doc["version"].as_u64().unwrap_or(3) as u32;
+    let layout = Layout {
+        version,
+        metadata,
+        tensors: planned.iter().map(|p| p.decl.clone()).collect(),
+    };
+    Ok((layout, planned, doc["data_len"].as_u64()))
+}
+
+/// The bytes of one planned tensor in its GGUF type.
+fn tensor_bytes(ckpt: &ShardedCheckpoint, p: &Planned) -> Result<Vec<u8>, GgufError> {
+    let (file, st) = ckpt.get(&p.source)?;
+    let raw = file.bytes_of(st)?;
+    if p.decl.ggml_type == GgmlType::Mxfp4 && st.dtype == Dtype::F4 {
+        let (sfile, sinfo) = ckpt.get(&format!("{}.scales", p.source))?;
+        return Ok(mxfp4::join(&raw, &sfile.bytes_of(sinfo)?));
+    }
+    let stored = ggml_type_of(st.dtype);
+    if stored == Some(p.decl.ggml_type) && p.permute.is_none() || stored.is_none() {
+        // Unchanged, or raw blocks kept as U8.
+        return Ok(raw.into_owned());
+    }
+    let mut values = to_f32(st.dtype, &raw);
+    if let Some(heads) = p.permute {
+        values = llama::permute_rows(&values, p.decl.dims[0] as usize, heads);
+    }
+    quantize_in_parallel(p.decl.ggml_type, &values, p.decl.dims[0] as usize)
+        .map_err(|e| GgufError::gguf(file.path(), e).in_tensor(&p.source))
+}
+
+/// Quantizes whole rows of `values` on every core, concatenated in order.
+fn quantize_in_parallel(
+    ty: GgmlType,
+    values: &[f32],
+    row: usize,
+) -> Result<Vec<u8>, safeweights_gguf::Error> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rows = values.len() / row.max(1);
+    let per_part = (rows.div_ceil(threads).max(1) * row).max(1);
+    let encode = move |part: &[f32]| {
+        let mut out = Vec::new();
+        quantize(ty, part, &mut out).map(|()| out)
+    };
+    let parts: Vec<Result<Vec<u8>, _>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .chunks(per_part)
+            .map(|part| (part, scope.spawn(move || encode(part))))
+            .collect();
+        handles
+            .into_iter()
+            // A worker that panicked (a bug) is redone here, where the
+            // panic reaches the caller as any other would.
+            .map(|(part, handle)| handle.join().unwrap_or_else(|_| encode(part)))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        match part {
+            Ok(bytes) => out.extend_from_slice(&bytes),
+            // Indices count from the start of the tensor, not of the part.
+            Err(safeweights_gguf::Error::NonFinite { ggml_type, index }) => {
+                return Err(safeweights_gguf::Error::NonFinite {
+                    ggml_type,
+                    index: index + (i * per_part) as u64,
+                })
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(out)
+}
+
+fn to_f32(dtype: Dtype, raw: &[u8]) -> Vec<f32> {
+    use safeweights_gguf::quant::dequantize;
+    let ty = ggml_type_of(dtype).unwrap_or(GgmlType::F32);
+    if ty == GgmlType::F64 {
+        return raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+            .collect();
+    }
+    let n = raw.len() * 8 / dtype.bits();
+    let mut values = vec![0f32; n];
+    // Plain float types always decode; the lengths match by construction.
+    if dequantize(ty, raw, &mut values).is_err() {
+        values.clear();
+    }
+    values
+}

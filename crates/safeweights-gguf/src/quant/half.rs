@@ -1,0 +1,120 @@
+//! Half-precision conversions, bit for bit as numpy does them (the
+//! reference `gguf.quants` computes with numpy).
+#![forbid(unsafe_code)]
+
+/// IEEE half to single, exactly (numpy's `npy_halfbits_to_floatbits`):
+/// NaN payloads are shifted over, never quieted.
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = h & 0x7c00;
+    let man = u32::from(h & 0x03ff);
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // Subnormal: normalise the significand.
+            let shift = man.leading_zeros() - 21;
+            let man = (man << shift) & 0x03ff;
+            sign | ((113 - shift) << 23) | (man << 13)
+        }
+        0x7c00 => sign | 0x7f80_0000 | (man << 13),
+        _ => sign | ((u32::from(h & 0x7fff) + 0x1_c000) << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Single to IEEE half, rounding to nearest even (numpy's
+/// `astype(np.float16)`); overflow gives infinity, NaN stays NaN.
+pub(crate) fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let man = bits & 0x007f_ffff;
+    if exp == 0xff {
+        let payload = if man == 0 {
+            0
+        } else {
+            0x0200 | (man >> 13) as u16
+        };
+        return sign | 0x7c00 | payload;
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x0080_0000;
+        let shift = (14 - e) as u32;
+        return sign | round_shift(m, shift) as u16;
+    }
+    // A carry out of the significand rounds up into the exponent, and from
+    // the largest finite value into infinity, as it should.
+    let h = ((e as u32) << 10) | (man >> 13);
+    sign | round_even(h, man & 0x1fff, 0x1000) as u16
+}
+
+fn round_shift(m: u32, shift: u32) -> u32 {
+    let kept = m >> shift;
+    let rest = m & ((1 << shift) - 1);
+    round_even(kept, rest, 1 << (shift - 1))
+}
+
+fn round_even(kept: u32, rest: u32, halfway: u32) -> u32 {
+    if rest > halfway || (rest == halfway && kept & 1 == 1) {
+        kept + 1
+    } else {
+        kept
+    }
+}
+
+/// Brain float to single: the top half of the bits.
+pub(crate) fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+/// Single to brain float as ggml's `ggml_compute_fp32_to_bf16` (and
+/// `gguf.quants`): NaN forced quiet, otherwise round to nearest even.
+pub(crate) fn f32_to_bf16(x: f32) -> u16 {
+    let n = x.to_bits();
+    if n & 0x7fff_ffff > 0x7f80_0000 {
+        return ((n >> 16) | 64) as u16;
+    }
+    ((u64::from(n) + 0x7fff + u64::from((n >> 16) & 1)) >> 16) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_half_survives_the_round_trip() {
+        for h in 0..=u16::MAX {
+            let f = f16_to_f32(h);
+            if f.is_nan() {
+                assert_eq!(f.to_bits() & 0x7f80_0000, 0x7f80_0000);
+                continue;
+            }
+            assert_eq!(f32_to_f16(f), h, "{h:#06x}");
+        }
+    }
+
+    #[test]
+    fn halves_round_to_nearest_even() {
+        assert_eq!(f32_to_f16(1.0 + 2f32.powi(-11)), 0x3c00); // tie, even kept
+        assert_eq!(f32_to_f16(1.0 + 3.0 * 2f32.powi(-11)), 0x3c02); // tie, rounds up
+        assert_eq!(f32_to_f16(65520.0), 0x7c00); // rounds to infinity
+        assert_eq!(f32_to_f16(2f32.powi(-25)), 0); // tie to zero
+        assert_eq!(f32_to_f16(3.0 * 2f32.powi(-26)), 1);
+        assert_eq!(f32_to_f16(-0.0), 0x8000);
+    }
+
+    #[test]
+    fn brain_floats_round_and_keep_nan_quiet() {
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)), 0x3f80);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)), 0x3f82);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x7f80_0001)), 0x7fc0);
+        assert_eq!(bf16_to_f32(0x3f80), 1.0);
+    }
+}

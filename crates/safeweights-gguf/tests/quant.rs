@@ -1,0 +1,99 @@
+//! Dequantization and quantization against the real `gguf` package:
+//! every type `gguf.quants` can dequantize (quantized data and random
+//! blocks, so NaN and infinite scales too, and every half-float bit
+//! pattern) decodes to exactly its f32 bits, and every type it can
+//! quantize encodes to exactly its bytes.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use safeweights_gguf::quant::{can_dequantize, dequantize, quantize};
+use safeweights_gguf::{GgmlType, GgufFile};
+
+fn oracle(dir: &Path) -> bool {
+    let Some(python) = common::require(
+        "a Python with the gguf package",
+        common::python_with(&["gguf", "numpy"]),
+    ) else {
+        return false;
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/quant_oracle.py");
+    let run = Command::new(python).arg(script).arg(dir).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    true
+}
+
+fn f32_bits(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+#[test]
+fn every_type_dequantizes_bit_for_bit_as_gguf_quants() {
+    let dir = tempfile::tempdir().unwrap();
+    if !oracle(dir.path()) {
+        return;
+    }
+    let file = GgufFile::open(dir.path().join("types.gguf")).unwrap();
+    let gguf = file.parse().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut nans = 0;
+    for info in gguf.tensors() {
+        let bytes = gguf.bytes_of(info);
+        let mut ours = vec![0f32; info.numel() as usize];
+        dequantize(info.ggml_type, bytes, &mut ours).unwrap();
+        let theirs = std::fs::read(dir.path().join(format!("{}.f32", info.name))).unwrap();
+        let theirs = f32_bits(&theirs);
+        let ours: Vec<u32> = ours.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(ours.len(), theirs.len(), "{}", info.name);
+        if let Some(i) = (0..ours.len()).find(|&i| ours[i] != theirs[i]) {
+            panic!(
+                "{} ({}): value {i} is {:#010x}, gguf.quants says {:#010x}",
+                info.name, info.ggml_type, ours[i], theirs[i]
+            );
+        }
+        nans += ours.iter().filter(|b| f32::from_bits(**b).is_nan()).count();
+        seen.insert(info.ggml_type.name());
+    }
+    let dequantizable = GgmlType::all().filter(|t| can_dequantize(*t) && *t != GgmlType::F32);
+    assert_eq!(seen.len(), dequantizable.count(), "{seen:?}");
+    assert!(nans > 100, "only {nans} NaNs were compared");
+}
+
+#[test]
+fn quantization_matches_gguf_quants_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    if !oracle(dir.path()) {
+        return;
+    }
+    let input = std::fs::read(dir.path().join("quantize_input.f32")).unwrap();
+    let values: Vec<f32> = f32_bits(&input).into_iter().map(f32::from_bits).collect();
+    for ty in [
+        GgmlType::F16,
+        GgmlType::Bf16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ] {
+        let theirs = std::fs::read(dir.path().join(format!("quantize_{}.bin", ty.name()))).unwrap();
+        let mut ours = Vec::new();
+        quantize(ty, &values, &mut ours).unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{ty}");
+        if let Some(i) = (0..ours.len()).find(|&i| ours[i] != theirs[i]) {
+            let block = i / ty.block_bytes() as usize;
+            panic!(
+                "{ty}: byte {i} (block {block}) is {:#04x}, gguf.quants says {:#04x}",
+                ours[i], theirs[i]
+            );
+        }
+    }
+}
