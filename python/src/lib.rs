@@ -18,6 +18,7 @@ pub mod dtype;
 pub mod errors;
 pub mod gguf;
 pub mod numpy;
+mod readahead;
 pub mod record;
 pub mod safe_open;
 pub mod serialize;

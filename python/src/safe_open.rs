@@ -10,12 +10,12 @@ use std::sync::{Arc, RwLock};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use safeweights::read::Backend;
 use safeweights::remote::RemoteOptions;
 use safeweights::resolve::is_url;
 use safeweights::slice;
-use safeweights::{Metadata, TensorInfo};
+use safeweights::{Metadata, TensorEntry, TensorInfo};
 
 use crate::dtype::{framework_name, framework_shape};
 use crate::errors::{new_err, ClosedFileError, CoreError, Multi, SafetensorError};
@@ -56,13 +56,13 @@ impl std::fmt::Debug for Handle {
 fn record(
     py: Python<'_>,
     location: Location,
-    info: &TensorInfo,
+    info: TensorEntry<'_>,
     shape: &[usize],
 ) -> PyResult<Py<RawTensor>> {
     let layout = Layout {
         dtype: framework_name(info.dtype),
-        shape: framework_shape(&info.name, info.dtype, shape)?,
-        name: info.name.clone(),
+        shape: framework_shape(info.name, info.dtype, shape)?,
+        name: info.name.to_owned(),
         requires_grad: false,
         location: "cpu".to_owned(),
     };
@@ -82,7 +82,7 @@ impl Handle {
         &self,
         py: Python<'_>,
         file: usize,
-        info: &TensorInfo,
+        info: TensorEntry<'_>,
     ) -> PyResult<Py<RawTensor>> {
         let location = match &self.opened.files[file].bytes {
             Bytes::Memory {
@@ -99,13 +99,13 @@ impl Handle {
                 let backing = py.detach(|| {
                     let mut backing = Backing::zeroed(info.byte_len())?;
                     reader
-                        .read_into(&info.name, backing.as_mut_slice())
+                        .read_into(info.name, backing.as_mut_slice())
                         .map(|_| backing)
                 });
                 Location::whole(py, backing.map_err(CoreError::from)?)?
             }
         };
-        record(py, location, info, &info.shape)
+        record(py, location, info, info.shape)
     }
 }
 
@@ -163,7 +163,7 @@ fn remote_records(
         for info in tensors {
             // Tensors tile the data section in offset order (validated).
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(info.byte_len());
-            requests.push((info.name.as_str(), head));
+            requests.push((info.name, head));
             rest = tail;
         }
         reader.read_many_into(&mut requests).map(|_| backing)
@@ -172,15 +172,15 @@ fn remote_records(
         py,
         Storage::new(Arc::new(backing.map_err(CoreError::from)?)),
     )?;
-    tensors
-        .iter()
+    header
+        .tensors()
         .map(|info| {
             let location = Location {
                 storage: storage.clone_ref(py),
                 offset: info.begin as usize,
                 nbytes: info.byte_len(),
             };
-            record(py, location, info, &info.shape)
+            record(py, location, info, info.shape)
         })
         .collect()
 }
@@ -338,25 +338,17 @@ impl SafeFile {
         }
     }
 
-    /// Tensor names, sorted alphabetically.
-    fn keys(&self) -> PyResult<Vec<String>> {
+    /// Tensor names, sorted alphabetically. Python strings are made
+    /// straight from the header's names, with no Rust copy in between.
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let handle = self.handle()?;
-        Ok(handle
-            .opened
-            .sorted_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect())
+        PyList::new(py, handle.opened.sorted_names())
     }
 
     /// Tensor names in the order of their data in the file.
-    fn offset_keys(&self) -> PyResult<Vec<String>> {
+    fn offset_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let handle = self.handle()?;
-        Ok(handle
-            .opened
-            .offset_order()
-            .map(|(_, t)| t.name.clone())
-            .collect())
+        PyList::new(py, handle.opened.offset_order().map(|(_, t)| t.name))
     }
 
     /// The `__metadata__` string map, or `None` when the file has none.
@@ -380,6 +372,24 @@ impl SafeFile {
             .iter()
             .map(|file| metadata_dict(py, file.header.metadata()))
             .collect()
+    }
+
+    /// Reads the bytes of every tensor (`name=None`) or of one into memory
+    /// with parallel reads, before they are touched: from a cold page cache
+    /// several requests are kept in flight instead of one page fault at a
+    /// time. A hint: nothing happens for buffers and pread handles.
+    #[pyo3(signature = (name=None))]
+    fn read_ahead(&self, py: Python<'_>, name: Option<&str>) -> PyResult<()> {
+        let handle = self.handle()?;
+        let opened = &handle.opened;
+        match name {
+            Some(name) => {
+                let (file, info) = opened.lookup(name).map_err(CoreError::from)?;
+                py.detach(|| opened.files[file].read_ahead(Some(info)));
+            }
+            None => py.detach(|| opened.files.iter().for_each(|f| f.read_ahead(None))),
+        }
+        Ok(())
     }
 
     /// The record of one whole tensor.
@@ -438,13 +448,12 @@ impl SafeFile {
         if length == 0 {
             return Ok(());
         }
-        let info = info.clone();
         let opened = &handle.opened.files[file];
         py.detach(|| {
             // SAFETY: the caller's contract (above).
             let target = unsafe { caller_memory(address, length) };
-            match (&opened.bytes, opened.memory_bytes(&info)) {
-                (Bytes::Pread(reader), _) => reader.read_range(&info, offset, target),
+            match (&opened.bytes, opened.memory_bytes(info)) {
+                (Bytes::Pread(reader), _) => reader.read_range(info, offset, target),
                 (_, Some(bytes)) => {
                     let start = offset as usize;
                     target.copy_from_slice(&bytes[start..start + length]);
@@ -460,7 +469,7 @@ impl SafeFile {
     fn slice(&self, name: &str) -> PyResult<SafeSlice> {
         let handle = self.handle()?;
         let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
-        let info = info.clone();
+        let info = info.to_info();
         Ok(SafeSlice { handle, file, info })
     }
 }
@@ -504,22 +513,19 @@ impl SafeSlice {
 
     /// The record of the whole tensor, as `_SafeFile.tensor` gives it.
     fn whole(&self, py: Python<'_>) -> PyResult<Py<RawTensor>> {
-        self.handle.raw_tensor(py, self.file, &self.info)
+        self.handle.raw_tensor(py, self.file, self.info.as_entry())
     }
 
     /// The record of the elements `index` selects, gathered into a new
     /// buffer (writable, never an alias of the file).
     fn read(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<RawTensor>> {
         let args = parse_index(index)?;
-        let info = &self.info;
+        let info = self.info.as_entry();
         let file = &self.handle.opened.files[self.file];
         let gathered = py.detach(|| -> safeweights::Result<(Vec<usize>, Backing)> {
-            let selection = slice::plan(&info.name, &info.shape, &args)?;
+            let selection = slice::plan(info.name, info.shape, &args)?;
             let mut out = Backing::zeroed(slice::output_len(
-                &info.name,
-                info.dtype,
-                &info.shape,
-                &selection,
+                info.name, info.dtype, info.shape, &selection,
             )?)?;
             match &file.bytes {
                 Bytes::Memory {
@@ -530,9 +536,9 @@ impl SafeSlice {
                     backing.check_readable(data_start + info.begin as usize, info.byte_len())?;
                     let data = file.memory_bytes(info).unwrap_or_default();
                     slice::gather_into(
-                        &info.name,
+                        info.name,
                         info.dtype,
-                        &info.shape,
+                        info.shape,
                         data,
                         &selection,
                         out.as_mut_slice(),

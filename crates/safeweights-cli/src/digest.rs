@@ -41,7 +41,7 @@ pub fn compute(checkpoint: &Checkpoint) -> CliResult<Digests> {
     bar.finish_and_clear();
     Ok(entries
         .iter()
-        .map(|e| e.info.name.clone())
+        .map(|e| e.info.name.to_owned())
         .zip(hexes)
         .collect())
 }

@@ -40,4 +40,4 @@ pub mod write;
 
 pub use error::{DcpProblem, Error, RemoteErrorKind, Result};
 pub use format::sniff::{sniff, FileKind};
-pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};
+pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorEntry, TensorInfo, Tensors};
