@@ -15,7 +15,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "cargo-fuzz is not installed: cargo install cargo-fuzz" >&2
     exit 2
 fi
-targets=(header reader pickle_vm zip_reader zip_differential gguf)
+targets=(header reader pickle_vm zip_reader zip_differential gguf seven_zip)
 cargo fuzz build
 status=0
 for target in "${targets[@]}"; do

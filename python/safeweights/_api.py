@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import io
 import os
-import zipfile
 from typing import Any, Dict, Iterable, Optional, Union
 
-from ._checkpoint import PathOrFile, _is_path, load_checkpoint, save_checkpoint
+from ._checkpoint import PathOrFile, _is_path, _is_url, load_checkpoint, save_checkpoint
 from ._safe_types import SafeType
 from ._safeweights_rust import SNIFF_LEN, sniff_format
 
@@ -28,6 +27,7 @@ def save(
     max_shard_size: Union[int, str, None] = None,
     overwrite: bool = False,
     durable: bool = True,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Saves `obj` to `f` (a path, a path-like or a binary file object) as a
     safetensors file, without pickle: `torch.save`'s signature.
@@ -66,7 +66,13 @@ def save(
     ```
     """
     save_checkpoint(
-        obj, f, metadata=metadata, max_shard_size=max_shard_size, overwrite=overwrite, durable=durable
+        obj,
+        f,
+        metadata=metadata,
+        max_shard_size=max_shard_size,
+        overwrite=overwrite,
+        durable=durable,
+        storage_options=storage_options,
     )
 
 
@@ -77,6 +83,7 @@ def load(
     weights_only: bool = True,
     mmap: Optional[bool] = None,
     safe_types: Optional[Iterable[SafeType]] = None,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> Any:
     """Loads `f` without executing or importing anything in it:
     `torch.load`'s argument order.
@@ -108,29 +115,40 @@ def load(
     """
     del weights_only  # Nothing is ever executed, whatever it says.
     use_mmap = True if mmap is None else bool(mmap)
-    if _is_path(f):
+    if _is_path(f) and _is_url(os.fspath(f)):
+        pass  # Safetensors files and indexes only; the native reader says what else it is.
+    elif _is_path(f):
         path = os.fspath(f)
         if os.path.isfile(path):
             with open(path, "rb") as file:
                 kind = sniff_format(file.read(SNIFF_LEN))
-            if kind == "numpy":
-                return _load_npy(path, use_mmap)
+            if kind in ("numpy", "zip"):
+                arrays = _load_numpy(path, kind, use_mmap)
+                if arrays is not None:
+                    return arrays
             if kind == "gguf":
                 from .gguf import load as load_gguf
 
                 return load_gguf(path)
-            if kind == "zip" and _is_npz(path):
-                return _load_npz(path)
     else:
         f = _peekable(f)
         head = f.read(SNIFF_LEN)
         f.seek(-len(head), io.SEEK_CUR)
         kind = sniff_format(head)
-        if kind == "numpy":
-            return _load_npy(f, False)
-        if kind == "zip" and _is_npz(f):
-            return _load_npz(f)
-    return load_checkpoint(f, map_location=map_location, mmap=use_mmap, safe_types=list(safe_types or []))
+        if kind in ("numpy", "zip"):
+            data = f.read()
+            # `data` is already a copy of our own: no second one.
+            arrays = _load_numpy(data, kind, True)
+            if arrays is not None:
+                return arrays
+            f = io.BytesIO(data)
+    return load_checkpoint(
+        f,
+        map_location=map_location,
+        mmap=use_mmap,
+        safe_types=list(safe_types or []),
+        storage_options=storage_options,
+    )
 
 
 def _peekable(f: Any) -> Any:
@@ -145,44 +163,35 @@ def _peekable(f: Any) -> Any:
     return io.BytesIO(data)
 
 
-def _is_npz(source: Any) -> bool:
-    """A zip of `.npy` members only (a torch.save zip holds `data.pkl`)."""
-    position = None if isinstance(source, str) else source.tell()
-    try:
-        with zipfile.ZipFile(source) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        return False
-    finally:
-        if position is not None:
-            source.seek(position)
-    return bool(names) and all(name.endswith(".npy") for name in names)
+def _load_numpy(source: Any, kind: str, mmap: bool) -> Any:
+    """An `.npy` file's array, or an `.npz` file's dict of arrays, read by
+    our own readers (the zip reader that refuses ambiguous archives, the
+    `.npy` reader that refuses object arrays), never by `numpy.load`; with
+    numpy's dtypes, byte order and memory layout. None for a zip that is
+    no `.npz` (a torch checkpoint). With `mmap`, an `.npy` stored as it
+    loads is a copy-on-write view of the file."""
+    from ._frameworks import NumpyConverter
+    from ._safeweights_rust import load_numpy
+
+    arrays = load_numpy(source)
+    if arrays is None:
+        return None
+    converter = NumpyConverter()
+    out = {name: _as_numpy_holds_it(converter.tensor(record), descr, fortran)
+           for name, descr, fortran, record in arrays}
+    if kind == "numpy":
+        # Only an .npy is ever a view of the file's map; mmap=False copies it.
+        return out[None] if mmap else out[None].copy(order="K")
+    return out
 
 
-def _load_npy(source: Any, mmap: bool) -> Any:
+def _as_numpy_holds_it(array: Any, descr: str, fortran: bool) -> Any:
+    """`array` (C-order, little-endian) as `numpy.load` returns it: in the
+    file's byte order and memory order."""
     import numpy as np
 
-    from ._safeweights_rust import CheckpointError
-
-    try:
-        array = np.load(source, mmap_mode="c" if mmap else None, allow_pickle=False)
-    except ValueError as error:
-        raise CheckpointError(f"cannot load the .npy file {_name(source)}: {error}") from None
-    # A plain ndarray (np.memmap is a subclass) that still views the map.
-    return array.view(np.ndarray) if type(array) is not np.ndarray else array
-
-
-def _load_npz(source: Any) -> Dict[str, Any]:
-    import numpy as np
-
-    from ._safeweights_rust import CheckpointError
-
-    try:
-        with np.load(source, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except ValueError as error:
-        raise CheckpointError(f"cannot load the .npz file {_name(source)}: {error}") from None
-
-
-def _name(source: Any) -> str:
-    return source if isinstance(source, str) else getattr(source, "name", "<file object>")
+    if descr.startswith(">") and array.dtype.itemsize > 1:
+        array = array.astype(np.dtype(descr))
+    if fortran:
+        array = np.asfortranarray(array)
+    return array

@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _dtypes, _structure, _types
 from ._location import Placement
-from ._safe_open import safe_open
+from ._safe_open import _storage_options, safe_open
 from ._safeweights_rust import (
     SNIFF_LEN,
     CheckpointError,
@@ -54,8 +54,10 @@ def save_checkpoint(
     max_shard_size: Union[int, str, None] = None,
     overwrite: bool = False,
     durable: bool = True,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """Saves `obj` to `f`, a path or a binary file object, without pickle:
+    """Saves `obj` to `f`, a path, an `s3://` URL (multipart upload, see
+    `save_file`) or a binary file object, without pickle:
     `safeweights.save` (see there for the types it keeps exactly).
 
     With `max_shard_size` (bytes, or a string such as `"5GB"`), `f` is a
@@ -94,13 +96,18 @@ def save_checkpoint(
             raise TypeError("max_shard_size needs a directory path, not a file object")
         serialize_sharded(specs, os.fspath(f), max_shard_size, header, overwrite=overwrite, durable=durable)
     elif _is_path(f):
-        serialize_file(specs, os.fspath(f), header, durable=durable)
+        serialize_file(specs, os.fspath(f), header, durable=durable, storage_options=_storage_options(storage_options))
     else:
         f.write(serialize(specs, header))
 
 
 def load_checkpoint(
-    f: PathOrFile, *, map_location: Any = None, mmap: bool = True, safe_types: Optional[List[Any]] = None
+    f: PathOrFile,
+    *,
+    map_location: Any = None,
+    mmap: bool = True,
+    safe_types: Optional[List[Any]] = None,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> Any:
     """Loads what `save_checkpoint` saved, rebuilding the exact object
     (types, key types and order, shared tensors).
@@ -130,13 +137,16 @@ def load_checkpoint(
     """
     placement = Placement(map_location)
     device = placement.fixed_device
-    if _is_path(f):
+    if _is_path(f) and _is_url(os.fspath(f)):
+        # Remote: safetensors files and sharded indexes, read by ranges.
+        source: Any = os.fspath(f)
+    elif _is_path(f):
         path = os.fspath(f)
         if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
             from ._legacy import load_legacy
 
             return _place_tree(load_legacy(path, device, _allowed(safe_types), mmap), placement)
-        source: Any = path
+        source = path
     else:
         source = _read_all(f)
         if _is_pickle(bytes(source[:SNIFF_LEN])):
@@ -145,7 +155,13 @@ def load_checkpoint(
             return _place_tree(load_legacy(source, device, _allowed(safe_types)), placement)
     # Onto a GPU, every tensor moves in one pass through pinned buffers.
     load_device = device if device is not None and device.type == "cuda" else None
-    with safe_open(source, framework="pt", device=load_device, backend="mmap" if mmap else "pread") as handle:
+    with safe_open(
+        source,
+        framework="pt",
+        device=load_device,
+        backend="mmap" if mmap else "pread",
+        storage_options=storage_options,
+    ) as handle:
         structure = (handle.metadata() or {}).get(STRUCTURE_KEY)
         tensors = handle.get_tensors()
         if structure is None:
@@ -397,6 +413,11 @@ def _shape(value: Any) -> List[int]:
 
 def _is_path(f: Any) -> bool:
     return isinstance(f, str) or hasattr(f, "__fspath__")
+
+
+def _is_url(path: Any) -> bool:
+    """`s3://`, `http://` or `https://`: the URLs the native reader takes."""
+    return isinstance(path, str) and path.lower().startswith(("s3://", "http://", "https://"))
 
 
 def _head(path: str) -> bytes:

@@ -10,9 +10,16 @@ from . import _frameworks
 from ._safeweights_rust import _SafeFile, _SafeSlice
 
 
-def _open_native(source: Any, backend: str) -> _SafeFile:
+def _storage_options(options: Optional[Dict[str, Any]]) -> Optional[Dict[str, str]]:
+    """fsspec-style options as strings (`True` as "true"), for the store."""
+    if options is None:
+        return None
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in options.items()}
+
+
+def _open_native(source: Any, backend: str, storage_options: Optional[Dict[str, Any]] = None) -> _SafeFile:
     if isinstance(source, str) or hasattr(source, "__fspath__"):
-        return _SafeFile.open(os.fspath(source), backend)
+        return _SafeFile.open(os.fspath(source), backend, _storage_options(storage_options))
     if isinstance(source, bytes):
         return _SafeFile.from_bytes(source)
     # bytearray, memoryview, file objects: pinned (or read) here.
@@ -25,9 +32,19 @@ class safe_open:
     once, tensor data only when asked for.
 
     `filename` may be a path (`str` or `os.PathLike`), a sharded checkpoint
-    (its `*.index.json` or its directory), a binary file object, or a
+    (its `*.index.json` or its directory), a URL (`s3://bucket/key`,
+    `https://host/path`, of a file or an index), a binary file object, or a
     buffer (`bytes`, `bytearray`, `memoryview`: an extension over the
     reference).
+
+    A URL is read by byte ranges: opening fetches the header (one request,
+    two for a large header), each tensor or slice only its bytes, and
+    `get_tensors` the whole data section in parallel requests.
+    `storage_options` configures it: `endpoint_url`, `region`, `key`,
+    `secret`, `token`, `anon`, `allow_http` (else the standard `AWS_*`
+    variables and `~/.aws` files), plus `timeout` (seconds), `retries`,
+    `max_in_flight`. A server that ignores Range is downloaded once, with a
+    `RuntimeWarning`.
 
     `framework` is `"pt"`/`"torch"` or `"np"`/`"numpy"`; `device` is `"cpu"`
     (default), `"cuda"`, `"cuda:N"`, a `torch.device` or an integer GPU
@@ -54,9 +71,17 @@ class safe_open:
     ```
     """
 
-    def __init__(self, filename: Any, framework: str, device: Any = "cpu", *, backend: str = "mmap") -> None:
+    def __init__(
+        self,
+        filename: Any,
+        framework: str,
+        device: Any = "cpu",
+        *,
+        backend: str = "mmap",
+        storage_options: Optional[Dict[str, Any]] = None,
+    ) -> None:
         self._converter = _frameworks.make_converter(framework, device)
-        self._file = _open_native(filename, backend)
+        self._file = _open_native(filename, backend, storage_options)
 
     def __enter__(self) -> "safe_open":
         return self

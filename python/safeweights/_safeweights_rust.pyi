@@ -94,7 +94,9 @@ class _SafeSlice:
 
 class _SafeFile:
     @staticmethod
-    def open(path: PathLike, backend: str = "mmap") -> "_SafeFile": ...
+    def open(
+        path: PathLike, backend: str = "mmap", storage_options: Optional[Dict[str, str]] = None
+    ) -> "_SafeFile": ...
     @staticmethod
     def from_bytes(data: bytes) -> "_SafeFile": ...
     @staticmethod
@@ -120,6 +122,7 @@ def serialize_file(
     *,
     alignment: int = 8,
     durable: bool = True,
+    storage_options: Optional[Dict[str, str]] = None,
 ) -> None: ...
 def serialize_sharded(
     tensor_dict: Mapping[str, TensorSpec],
@@ -150,6 +153,21 @@ class _PickledObject:
 def load_torch_pickle(
     source: Union[PathLike, bytes, bytearray], allowed_classes: List[str] = ..., mmap: bool = True
 ) -> Tuple[Any, List[RawTensor]]: ...
+
+def load_numpy(
+    source: Union[PathLike, bytes, bytearray],
+) -> Optional[List[Tuple[Optional[str], str, bool, RawTensor]]]:
+    """An `.npy` or `.npz` file read by our own readers (never numpy.load):
+    `(name, descr, fortran_order, record)` per array, None for a zip that
+    is no `.npz`."""
+    ...
+
+def zip_members(
+    source: Union[PathLike, bytes, bytearray], read: Optional[str] = None
+) -> Tuple[List[str], Optional[bytes]]:
+    """The members our zip reader sees (and one member's bytes): for the
+    differential tests."""
+    ...
 
 def sniff_format(prefix: bytes) -> str:
     """What a file is from its first `SNIFF_LEN` bytes ("safetensors", "zip", "pickle", ...)."""

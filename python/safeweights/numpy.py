@@ -16,11 +16,12 @@ BF16 and the 8-bit float dtypes have no numpy type; they load when the
 
 import os
 import sys
-from typing import Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from . import TensorSpec, _dtypes, deserialize, safe_open, serialize, serialize_file
+from ._safe_open import _storage_options
 
 
 class _InvalidArraysError(ValueError, AttributeError):
@@ -72,6 +73,7 @@ def save_file(
     metadata: Optional[Dict[str, str]] = None,
     *,
     durable: bool = True,
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Writes arrays to `filename` (atomically, through a temporary file).
     With `durable` (the default) the file is on disk when this returns;
@@ -79,7 +81,13 @@ def save_file(
 
     Example: `save_file({"embedding": np.zeros((512, 1024))}, "model.safetensors")`."""
     keep_alive_buffer = []
-    serialize_file(_flatten(tensor_dict, keep_alive_buffer), filename, metadata=metadata, durable=durable)
+    serialize_file(
+        _flatten(tensor_dict, keep_alive_buffer),
+        filename,
+        metadata=metadata,
+        durable=durable,
+        storage_options=_storage_options(storage_options),
+    )
 
 
 def load(data: bytes) -> Dict[str, np.ndarray]:
@@ -93,14 +101,19 @@ def load(data: bytes) -> Dict[str, np.ndarray]:
         return f.get_tensors()
 
 
-def load_file(filename: Union[str, os.PathLike], *, backend: str = "mmap") -> Dict[str, np.ndarray]:
+def load_file(
+    filename: Union[str, os.PathLike],
+    *,
+    backend: str = "mmap",
+    storage_options: Optional[Dict[str, Any]] = None,
+) -> Dict[str, np.ndarray]:
     """Loads every array of a file (or sharded checkpoint index) in file order.
 
     The arrays are zero-copy views of a private (copy-on-write) map of the
     file: writable, and writes never reach the file.
 
     Example: `arrays = load_file("model.safetensors")`."""
-    with safe_open(filename, framework="np", backend=backend) as f:
+    with safe_open(filename, framework="np", backend=backend, storage_options=storage_options) as f:
         return f.get_tensors()
 
 

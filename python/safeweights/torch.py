@@ -31,6 +31,7 @@ import torch
 from . import SafetensorError, TensorSpec, UnsupportedDtypeError, _dtypes, deserialize, safe_open, serialize, serialize_file
 from ._checkpoint import load_checkpoint, save_checkpoint  # noqa: F401
 from ._frameworks import empty_tensor
+from ._safe_open import _storage_options
 
 
 def storage_ptr(tensor: torch.Tensor) -> int:
@@ -218,6 +219,7 @@ def save_file(
     metadata: Optional[Dict[str, str]] = None,
     *,
     durable: bool = True,
+    storage_options: Optional[Dict[str, Any]] = None,
 ):
     """Writes tensors (contiguous, not sharing memory) to `filename`.
 
@@ -229,9 +231,20 @@ def save_file(
     before this returns, so a power cut cannot lose it; `durable=False`
     skips that, for scratch files.
 
+    To an `s3://` URL the file is streamed by multipart upload (memory
+    bounded by the part size); the object appears only when the upload
+    completes, and a failed or interrupted upload leaves nothing.
+    `storage_options` as in `safe_open`.
+
     Example: `save_file({"embedding": torch.zeros(512, 1024)}, "model.safetensors")`."""
     keep_references_alive = []
-    serialize_file(_flatten_as_ptr(tensors, keep_references_alive), filename, metadata=metadata, durable=durable)
+    serialize_file(
+        _flatten_as_ptr(tensors, keep_references_alive),
+        filename,
+        metadata=metadata,
+        durable=durable,
+        storage_options=_storage_options(storage_options),
+    )
 
 
 def load_file(
@@ -239,6 +252,7 @@ def load_file(
     device: Union[str, int] = "cpu",
     *,
     backend: str = "mmap",
+    storage_options: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, torch.Tensor]:
     """Loads every tensor of a file (or of a sharded checkpoint's
     `*.index.json`) as a dict in file order.
@@ -251,8 +265,11 @@ def load_file(
     device allocation, of which every tensor is a 256-byte aligned view; it
     is freed when the last of them is. The copies are complete on return.
 
+    `filename` may be an `s3://` or `https://` URL (see `safe_open` for
+    `storage_options`).
+
     Example: `tensors = load_file("model.safetensors", device="cuda")`."""
-    with safe_open(filename, framework="pt", device=device, backend=backend) as f:
+    with safe_open(filename, framework="pt", device=device, backend=backend, storage_options=storage_options) as f:
         return f.get_tensors()
 
 

@@ -39,7 +39,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use pyo3::PyErrArguments;
-use safeweights::Error;
+use safeweights::{Error, RemoteErrorKind};
 use safeweights_pickle::Error as PickleError;
 
 pyo3::create_exception!(
@@ -318,6 +318,9 @@ fn convert(error: Error, writing: bool) -> PyErr {
         };
     }
     let message = error.to_string();
+    if let Error::Remote { kind, message } = error.kind() {
+        return remote_to_py_err(*kind, message, path);
+    }
     match error.kind() {
         Error::ForeignFormat(_) => ForeignFormatError::new_err(message),
         Error::TensorNotFound { .. } => TensorNotFoundError::new_err(message),
@@ -332,6 +335,31 @@ fn convert(error: Error, writing: bool) -> PyErr {
         // A panicking worker is a bug in safeweights, as Python's own internal errors are.
         Error::WorkerPanicked { .. } => pyo3::exceptions::PySystemError::new_err(message),
         _ => InvalidHeaderError::new_err(message),
+    }
+}
+
+/// A failed remote read or write, as the built-in exception a local file
+/// would raise for the same trouble (`FileNotFoundError` for 404,
+/// `PermissionError` for 401/403, `TimeoutError`, `ConnectionError`),
+/// with the URL as `filename`.
+fn remote_to_py_err(kind: RemoteErrorKind, message: &str, url: Option<String>) -> PyErr {
+    use pyo3::exceptions::{PyConnectionError, PyTimeoutError};
+    let text = Error::Remote {
+        kind,
+        message: message.to_owned(),
+    }
+    .to_string();
+    let url = url.unwrap_or_default();
+    match kind {
+        RemoteErrorKind::NotFound => PyFileNotFoundError::new_err((2, text, url)),
+        RemoteErrorKind::PermissionDenied | RemoteErrorKind::Unauthenticated => {
+            PyPermissionError::new_err((13, text, url))
+        }
+        RemoteErrorKind::TimedOut => PyTimeoutError::new_err((110, text, url)),
+        RemoteErrorKind::Connection | RemoteErrorKind::Server => {
+            PyConnectionError::new_err((104, text, url))
+        }
+        _ => PyOSError::new_err((5, text, url)),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod dcp;
 pub mod dtype;
 pub mod errors;
 pub mod gguf;
+pub mod numpy;
 pub mod record;
 pub mod safe_open;
 pub mod serialize;
@@ -55,6 +56,8 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<checkpoint::PickledDtype>()?;
     m.add_class::<checkpoint::PickledObject>()?;
     m.add_function(wrap_pyfunction!(checkpoint::load_torch_pickle, m)?)?;
+    m.add_function(wrap_pyfunction!(numpy::load_numpy, m)?)?;
+    m.add_function(wrap_pyfunction!(numpy::zip_members, m)?)?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
     Ok(())
 }

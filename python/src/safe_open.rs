@@ -4,6 +4,7 @@
 //! Tensors come back as [`RawTensor`] records; the Python class
 //! `safeweights.safe_open` wraps [`SafeFile`] and converts them.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -11,6 +12,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict};
 use safeweights::read::Backend;
+use safeweights::remote::RemoteOptions;
+use safeweights::resolve::is_url;
 use safeweights::slice;
 use safeweights::{Metadata, TensorInfo};
 
@@ -144,6 +147,97 @@ fn parse_backend(backend: &str) -> PyResult<Backend> {
     }
 }
 
+/// Every tensor of a remote file, fetched in one batch of parallel ranged
+/// requests into one buffer, whose records are views of it.
+fn remote_records(
+    py: Python<'_>,
+    reader: &safeweights::read::SafetensorsFile,
+    header: &safeweights::Header,
+) -> PyResult<Vec<Py<RawTensor>>> {
+    let tensors = header.tensors();
+    let backing = py.detach(|| {
+        let mut backing = Backing::zeroed(header.data_len() as usize)?;
+        let mut rest = backing.as_mut_slice();
+        let mut requests = Vec::with_capacity(tensors.len());
+        for info in tensors {
+            // Tensors tile the data section in offset order (validated).
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(info.byte_len());
+            requests.push((info.name.as_str(), head));
+            rest = tail;
+        }
+        reader.read_many_into(&mut requests).map(|_| backing)
+    });
+    let storage = Py::new(
+        py,
+        Storage::new(Arc::new(backing.map_err(CoreError::from)?)),
+    )?;
+    tensors
+        .iter()
+        .map(|info| {
+            let location = Location {
+                storage: storage.clone_ref(py),
+                offset: info.begin as usize,
+                nbytes: info.byte_len(),
+            };
+            record(py, location, info, &info.shape)
+        })
+        .collect()
+}
+
+/// Remote options from `storage_options`: `timeout` (seconds),
+/// `max_in_flight`, `part_size` and `retries` are ours, the rest go to the
+/// store (endpoint, region, credentials).
+pub fn remote_options(mut options: HashMap<String, String>) -> PyResult<RemoteOptions> {
+    let mut remote = RemoteOptions {
+        warn: |_| {},
+        ..RemoteOptions::default()
+    };
+    let number = |key: &str, value: &str| {
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!(
+                    "storage_options[{key:?}] must be a positive number, not {value:?}"
+                ))
+            })
+    };
+    if let Some(value) = options.remove("timeout") {
+        remote.timeout = std::time::Duration::from_secs_f64(number("timeout", &value)?);
+    }
+    if let Some(value) = options.remove("max_in_flight") {
+        remote.max_in_flight = number("max_in_flight", &value)? as usize;
+    }
+    if let Some(value) = options.remove("part_size") {
+        remote.part_size = number("part_size", &value)? as usize;
+    }
+    if let Some(value) = options.remove("retries") {
+        remote.retries = value.parse().map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "storage_options[\"retries\"] must be a whole number, not {value:?}"
+            ))
+        })?;
+    }
+    remote.storage_options = options.into_iter().collect();
+    Ok(remote)
+}
+
+/// The server ignored Range, so the file was downloaded whole: say so
+/// with a Python warning, which callers can filter.
+fn warn_no_range(py: Python<'_>, url: &str) -> PyResult<()> {
+    let message = std::ffi::CString::new(format!(
+        "{url}: the server does not support HTTP Range requests; the whole file was downloaded once"
+    ))
+    .unwrap_or_default();
+    PyErr::warn(
+        py,
+        &py.get_type::<pyo3::exceptions::PyRuntimeWarning>(),
+        &message,
+        1,
+    )
+}
+
 /// Opens the safetensors data held in `backing`.
 fn open_backing(py: Python<'_>, backing: Backing) -> PyResult<SafeFile> {
     let backing = Arc::new(backing);
@@ -159,9 +253,28 @@ impl SafeFile {
     /// directory); `backend` is `"mmap"` (a private, copy-on-write map) or
     /// `"pread"` (positioned reads, for network filesystems).
     #[staticmethod]
-    #[pyo3(signature = (path, backend = "mmap"))]
-    fn open(py: Python<'_>, path: PathBuf, backend: &str) -> PyResult<Self> {
+    #[pyo3(signature = (path, backend = "mmap", storage_options = None))]
+    fn open(
+        py: Python<'_>,
+        path: PathBuf,
+        backend: &str,
+        storage_options: Option<HashMap<String, String>>,
+    ) -> PyResult<Self> {
         let backend = parse_backend(backend)?;
+        if let Some(url) = path.to_str().filter(|p| is_url(p)) {
+            let remote = remote_options(storage_options.unwrap_or_default())?;
+            let opened = py
+                .detach(|| Opened::open_url(url, &remote))
+                .map_err(CoreError::from)?;
+            if let Some(file) = opened.files.first() {
+                if let Bytes::Pread(reader) = &file.bytes {
+                    if reader.remote().is_some_and(|r| r.downloaded_whole()) {
+                        warn_no_range(py, url)?;
+                    }
+                }
+            }
+            return Ok(SafeFile::new(Handle::new(opened)));
+        }
         let opened = py
             .detach(|| Opened::open_path(&path, backend))
             .map_err(|error| {
@@ -278,11 +391,20 @@ impl SafeFile {
     /// The records of every tensor, in file order.
     fn tensors(&self, py: Python<'_>) -> PyResult<Vec<Py<RawTensor>>> {
         let handle = self.handle()?;
-        handle
-            .opened
-            .offset_order()
-            .map(|(file, info)| handle.raw_tensor(py, file, info))
-            .collect()
+        let mut records = Vec::new();
+        for (index, file) in handle.opened.files.iter().enumerate() {
+            match &file.bytes {
+                Bytes::Pread(reader) if reader.remote().is_some() => {
+                    records.extend(remote_records(py, reader, &file.header)?);
+                }
+                _ => {
+                    for info in file.header.tensors() {
+                        records.push(handle.raw_tensor(py, index, info)?);
+                    }
+                }
+            }
+        }
+        Ok(records)
     }
 
     /// Reads `length` bytes of tensor `name`, starting `offset` bytes into

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
+use safeweights::remote::serialize_to_url;
+use safeweights::resolve::is_url;
 use safeweights::shards::{parse_size as core_parse_size, write_sharded};
 use safeweights::write::{
     interruptible, serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec,
@@ -20,6 +22,7 @@ use safeweights::{Dtype, Metadata};
 
 use crate::dtype::{self, PACKED_F4};
 use crate::errors::{io_to_py_write_err, CoreError, InvalidTensorError};
+use crate::safe_open::remote_options;
 
 /// Describes one tensor for [`serialize`] / [`serialize_file`]:
 /// `TensorSpec(dtype="float32", shape=[2, 3], data_ptr=ptr, data_len=24)`.
@@ -239,7 +242,7 @@ pub fn serialize<'py>(
 /// `durable` (the default) the file and then its directory are flushed to
 /// disk before the call returns.
 #[pyfunction]
-#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8, durable = true))]
+#[pyo3(signature = (tensor_dict, filename, metadata = None, *, alignment = 8, durable = true, storage_options = None))]
 pub fn serialize_file(
     py: Python<'_>,
     tensor_dict: &Bound<'_, PyAny>,
@@ -247,9 +250,19 @@ pub fn serialize_file(
     metadata: Option<Metadata>,
     alignment: usize,
     durable: bool,
+    storage_options: Option<std::collections::HashMap<String, String>>,
 ) -> PyResult<()> {
     let inputs = collect_inputs(tensor_dict)?;
     checked_specs(&inputs)?;
+    if let Some(url) = filename.to_str().filter(|f| is_url(f)) {
+        let remote = remote_options(storage_options.unwrap_or_default())?;
+        return write_interruptibly(py, || {
+            // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
+            let refs = unsafe { tensor_refs(&inputs) };
+            let options = durable_options(alignment, durable);
+            serialize_to_url(&refs, metadata.as_ref(), &options, url, &remote).map(|_| ())
+        });
+    }
     write_interruptibly(py, || {
         // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
         let refs = unsafe { tensor_refs(&inputs) };

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use safeweights::read::{Backend, OpenOptions, SafetensorsFile};
+use safeweights::remote::{open_checkpoint, RemoteOptions};
 use safeweights::resolve::{resolve_path, Target};
 use safeweights::shards::{open_shards, user_metadata};
 use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorInfo};
@@ -93,6 +94,39 @@ impl Opened {
                 format!("{other:?} is not a local file or index"),
             ))),
         }
+    }
+
+    /// Opens a URL (`s3://`, `http(s)://`): one file, or a sharded
+    /// checkpoint's index and its shards beside it, read by byte ranges.
+    pub fn open_url(url: &str, remote: &RemoteOptions) -> Result<Opened> {
+        let checkpoint = open_checkpoint(url, &OpenOptions::default(), remote)?;
+        let sharded = checkpoint.shards().len() > 1 || {
+            let prefix = checkpoint.shards().first().map(|s| s.path().to_owned());
+            prefix.is_some_and(|p| p.to_string_lossy() != url)
+        };
+        let metadata = if sharded {
+            user_metadata(checkpoint.metadata())
+        } else {
+            checkpoint.metadata().cloned()
+        };
+        let mut location = HashMap::new();
+        let mut files = Vec::new();
+        for (i, _) in checkpoint.shards().iter().enumerate() {
+            for tensor in checkpoint.shards()[i].header().tensors() {
+                location.insert(tensor.name.clone(), i);
+            }
+        }
+        for file in checkpoint.into_shards() {
+            files.push(OpenedFile {
+                header: file.header().clone(),
+                bytes: Bytes::Pread(file),
+            });
+        }
+        Ok(Opened {
+            files,
+            location: sharded.then_some(location),
+            metadata,
+        })
     }
 
     /// Opens each shard once, with the backend asked for; the core checks

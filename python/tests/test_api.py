@@ -29,9 +29,11 @@ def test_top_level_save_and_load_exist_and_torch_module_keeps_its_meaning():
         "max_shard_size",
         "overwrite",
         "durable",
+        "storage_options",
     ]
     load_params = inspect.signature(safeweights.load).parameters
-    assert list(load_params) == ["f", "map_location", "weights_only", "mmap", "safe_types"]
+    assert list(load_params) == ["f", "map_location", "weights_only", "mmap", "safe_types", "storage_options"]
+    assert load_params["storage_options"].kind is inspect.Parameter.KEYWORD_ONLY
     assert load_params["map_location"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
     # safeweights.torch.save/load stay the safetensors.torch functions (bytes).
     data = safeweights.torch.save({"a": torch.ones(2)})

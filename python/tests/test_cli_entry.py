@@ -61,7 +61,7 @@ def test_version_names_the_build_and_the_python_side(command):
     assert result.stderr == b""
     lines = result.stdout.decode().splitlines()
     assert lines[0].startswith(f"safeweights {safeweights.__version__}"), lines
-    assert "remote: http, https (rustls)" in lines
+    assert "remote: s3, http, https (rustls)" in lines
     assert f"python: {platform.python_version()} ({platform.python_implementation()})" in lines
     assert "torch: installed" in lines
     short = run(command, "-V")

@@ -17,9 +17,11 @@ With --json, a failure also prints one JSON document on stdout:
              \"message\": ..., \"path\": ... or null}}
 
 Checkpoints: every command that reads accepts a .safetensors file, a sharded
-checkpoint's index (*.safetensors.index.json) or a directory holding one.
-inspect, dump and diff also accept http:// and https:// URLs, read with HTTP
-Range requests (only the header and the bytes needed are downloaded).
+checkpoint's index (*.safetensors.index.json) or a directory holding one,
+and s3://bucket/key, http:// and https:// URLs of a file or an index, read
+with Range requests (only the header and the bytes needed are fetched).
+s3:// settings come from AWS_* variables and ~/.aws (AWS_ENDPOINT_URL for
+S3-compatible servers). scan and convert take local files only.
 
 Colour is used on terminals unless NO_COLOR is set. --json prints exactly
 one JSON document on stdout.
@@ -353,6 +355,32 @@ Examples:
   safeweights man > ~/.local/share/man/man1/safeweights.1
   safeweights man --dir ~/.local/share/man/man1   # also safeweights-inspect.1, ...")]
     Man(ManArgs),
+
+    /// Copy a model file between local disk and object storage, verified.
+    #[command(after_help = "\
+Examples:
+  safeweights cp model.safetensors s3://bucket/models/model.safetensors
+  safeweights cp s3://bucket/models/model.safetensors ./model.safetensors
+  safeweights cp https://host/model.safetensors s3://bucket/model.safetensors
+
+The source is checked first (a file that is not valid safetensors is
+refused, exit 1, and nothing is written). Uploads go by multipart upload:
+the object appears only when the upload completes, and a failed upload
+leaves nothing. Downloads go to a temporary file renamed into place once
+the whole file arrived and its header is valid. After an upload the
+destination's length and header are read back and compared with the
+source's. s3:// settings come from the AWS_* environment variables and
+~/.aws files (AWS_ENDPOINT_URL for S3-compatible servers).")]
+    Cp(CpArgs),
+}
+
+/// Arguments of `cp`.
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// Source: a .safetensors file or a URL (s3://, http://, https://).
+    pub source: String,
+    /// Destination: a path or an s3:// URL.
+    pub destination: String,
 }
 
 /// Arguments of `inspect`.

@@ -150,7 +150,7 @@ pub fn verify(ctx: Context, path: &Path, out: &mut Out) -> CliResult {
             continue;
         };
         let expected = digest::parse_stored(text).map_err(|e| e.at(&shown))?;
-        let shard = Checkpoint::open_local(&shard_path, &ctx).map_err(|e| e.at(&shown))?;
+        let shard = Checkpoint::open_path(&shard_path, &ctx).map_err(|e| e.at(&shown))?;
         let actual = digest::compute(&shard).map_err(|e| e.at(&shown))?;
         for (tensor, hex) in &actual {
             match expected.get(tensor) {

@@ -178,7 +178,7 @@ impl From<safeweights::Error> for CliError {
 fn core_kind(error: &safeweights::Error) -> ErrorKind {
     use safeweights::Error as E;
     match error.kind() {
-        E::Io(_) | E::CheckpointDirectory { .. } => ErrorKind::Input,
+        E::Io(_) | E::CheckpointDirectory { .. } | E::Remote { .. } => ErrorKind::Input,
         E::WorkerPanicked { .. } => ErrorKind::Internal,
         E::TensorNotFound { .. }
         | E::InvalidSlice { .. }

@@ -21,7 +21,6 @@ mod gguf;
 mod output;
 mod parallel;
 mod pattern;
-mod remote;
 mod source;
 mod structure;
 mod values;

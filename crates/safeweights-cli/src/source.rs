@@ -1,26 +1,27 @@
-//! One view over everything a command can read: a single file, a sharded
-//! checkpoint (index file or directory), or a remote file over HTTP.
+//! One view over everything a command can read: a single file or a sharded
+//! checkpoint (index file or directory), local or remote (`s3://`,
+//! `http(s)://`); the core's resolver and remote reader tell them apart.
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::Arc;
 
 use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
-use safeweights::resolve::{resolve, Target};
+use safeweights::remote::{open_checkpoint, RemoteOptions, RemoteStats};
+use safeweights::resolve::{is_url, resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorInfo};
 
 use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
 use crate::parallel::PIECE_BYTES;
-use crate::remote::RemoteFile;
 
 /// An opened checkpoint.
 #[derive(Debug)]
-pub enum Checkpoint {
-    /// A local file, index file or directory.
-    Local(ShardedCheckpoint),
-    /// A file read over HTTP Range requests.
-    Remote(RemoteFile),
+pub struct Checkpoint {
+    inner: ShardedCheckpoint,
+    /// The URL it was opened from, for a remote checkpoint.
+    url: Option<String>,
 }
 
 /// A tensor of a checkpoint: its header entry and the shard holding it.
@@ -43,17 +44,41 @@ fn open_options(ctx: &Context) -> OpenOptions {
     }
 }
 
+/// Remote reads with the command's `--timeout`.
+pub fn remote_options(ctx: &Context) -> RemoteOptions {
+    RemoteOptions {
+        timeout: ctx.timeout,
+        ..RemoteOptions::default()
+    }
+}
+
 impl Checkpoint {
     /// Opens a URL, a directory, an index file or a single file, as the
     /// core's resolver tells them apart.
     pub fn open(arg: &str, ctx: &Context) -> CliResult<Self> {
         match resolve(arg)? {
             Target::Url(url) => {
-                RemoteFile::open(&url, ctx.timeout, &ctx.limits).map(Checkpoint::Remote)
+                let inner = open_checkpoint(&url, &open_options(ctx), &remote_options(ctx))?;
+                Ok(Checkpoint {
+                    inner,
+                    url: Some(url),
+                })
             }
-            local => ShardedCheckpoint::open_target(local, &open_options(ctx))
-                .map(Checkpoint::Local)
-                .map_err(CliError::from),
+            local => Ok(Checkpoint {
+                inner: ShardedCheckpoint::open_target(local, &open_options(ctx))?,
+                url: None,
+            }),
+        }
+    }
+
+    /// Opens a path argument, which may be a URL too.
+    pub fn open_path(path: &Path, ctx: &Context) -> CliResult<Self> {
+        match path.to_str() {
+            Some(text) if is_url(text) => Self::open(text, ctx),
+            _ => Ok(Checkpoint {
+                inner: ShardedCheckpoint::open_path(path, &open_options(ctx))?,
+                url: None,
+            }),
         }
     }
 
@@ -63,134 +88,100 @@ impl Checkpoint {
     /// and summarise its values.
     pub fn open_dequantized(arg: &str, ctx: &Context) -> CliResult<Self> {
         let path = Path::new(arg);
-        if !crate::gguf::is_gguf(path) {
+        if is_url(arg) || !crate::gguf::is_gguf(path) {
             return Checkpoint::open(arg, ctx);
         }
         let temp = crate::gguf::dequantized_copy(path, ctx.sync)?;
         let opened = ShardedCheckpoint::open_path(&temp, &open_options(ctx));
         // Open (by descriptor) or not, the file is no longer needed by name.
         std::fs::remove_file(&temp).ok();
-        opened.map(Checkpoint::Local).map_err(CliError::from)
-    }
-
-    /// Opens a directory, an index file or a single file (never a URL).
-    pub fn open_local(path: &Path, ctx: &Context) -> CliResult<Self> {
-        ShardedCheckpoint::open_path(path, &open_options(ctx))
-            .map(Checkpoint::Local)
-            .map_err(CliError::from)
+        Ok(Checkpoint {
+            inner: opened?,
+            url: None,
+        })
     }
 
     /// Every tensor, shard by shard, each shard in data-offset order.
     pub fn entries(&self) -> Vec<Entry<'_>> {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint
-                .shards()
-                .iter()
-                .enumerate()
-                .flat_map(|(shard, file)| {
-                    file.header()
-                        .tensors()
-                        .iter()
-                        .map(move |info| Entry { info, shard })
-                })
-                .collect(),
-            Checkpoint::Remote(remote) => remote
-                .header()
-                .tensors()
-                .iter()
-                .map(|info| Entry { info, shard: 0 })
-                .collect(),
-        }
+        self.inner
+            .shards()
+            .iter()
+            .enumerate()
+            .flat_map(|(shard, file)| {
+                file.header()
+                    .tensors()
+                    .iter()
+                    .map(move |info| Entry { info, shard })
+            })
+            .collect()
     }
 
     /// Looks a tensor up by name.
     pub fn find(&self, name: &str) -> CliResult<Entry<'_>> {
-        let not_found =
-            || CliError::usage(format!("no tensor named {name:?} in {}", self.describe()));
-        match self {
-            Checkpoint::Local(checkpoint) => {
-                let (file, info) = checkpoint.get(name).map_err(|_| not_found())?;
-                let shard = checkpoint
-                    .shards()
-                    .iter()
-                    .position(|s| std::ptr::eq(s, file))
-                    .unwrap_or(0);
-                Ok(Entry { info, shard })
-            }
-            Checkpoint::Remote(remote) => remote
-                .header()
-                .get(name)
-                .map(|info| Entry { info, shard: 0 })
-                .ok_or_else(not_found),
-        }
+        let (file, info) = self.inner.get(name).map_err(|_| {
+            CliError::usage(format!("no tensor named {name:?} in {}", self.describe()))
+        })?;
+        let shard = self
+            .inner
+            .shards()
+            .iter()
+            .position(|s| std::ptr::eq(s, file))
+            .unwrap_or(0);
+        Ok(Entry { info, shard })
     }
 
-    /// The shard files of a local checkpoint (none for a remote file).
-    pub fn local_shards(&self) -> &[SafetensorsFile] {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint.shards(),
-            Checkpoint::Remote(_) => &[],
-        }
+    /// The shard files (local or remote).
+    pub fn shards(&self) -> &[SafetensorsFile] {
+        self.inner.shards()
     }
 
-    /// Number of shards (1 for a single or remote file).
+    /// Whether the checkpoint is read over the network.
+    pub fn is_remote(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// Number of shards (1 for a single file).
     pub fn shard_count(&self) -> usize {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint.shards().len(),
-            Checkpoint::Remote(_) => 1,
-        }
+        self.inner.shards().len()
     }
 
-    /// File name of a shard (the URL for a remote file).
+    /// File name of a shard (the URL for a remote single file).
     pub fn shard_name(&self, shard: usize) -> String {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint
-                .shards()
-                .get(shard)
-                .and_then(|s| s.path().file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            Checkpoint::Remote(remote) => remote.url().to_owned(),
+        if let (Some(url), 1) = (&self.url, self.shard_count()) {
+            return url.clone();
         }
+        self.inner
+            .shards()
+            .get(shard)
+            .and_then(|s| s.path().file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// Header length in bytes (without the 8-byte prefix) of each shard.
     pub fn header_sizes(&self) -> Vec<u64> {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint
-                .shards()
-                .iter()
-                .map(|s| s.header().header_len())
-                .collect(),
-            Checkpoint::Remote(remote) => vec![remote.header().header_len()],
-        }
+        self.inner
+            .shards()
+            .iter()
+            .map(|s| s.header().header_len())
+            .collect()
     }
 
     /// `__metadata__` (of the first shard for a sharded checkpoint).
     pub fn metadata(&self) -> Option<&Metadata> {
-        match self {
-            Checkpoint::Local(checkpoint) => checkpoint.metadata(),
-            Checkpoint::Remote(remote) => remote.header().metadata(),
-        }
+        self.inner.metadata()
     }
 
-    /// `len` bytes of a tensor starting `offset` bytes into it: read with
-    /// one `pread`, or fetched with one Range request.
+    /// `len` bytes of a tensor starting `offset` bytes into it: one
+    /// `pread`, or ranged requests.
     pub fn read(&self, entry: Entry<'_>, offset: u64, len: u64) -> CliResult<Cow<'_, [u8]>> {
-        match self {
-            Checkpoint::Local(checkpoint) => {
-                let file = &checkpoint.shards()[entry.shard];
-                let len = usize::try_from(len)
-                    .map_err(|_| CliError::internal("a piece larger than the address space"))?;
-                let mut buffer =
-                    try_zeroed(len).map_err(|e| safeweights::Error::Io(e).in_file(file.path()))?;
-                file.read_range(entry.info, offset, &mut buffer)?;
-                Ok(Cow::Owned(buffer))
-            }
-            Checkpoint::Remote(remote) => remote
-                .read_data(entry.info.begin + offset, len)
-                .map(Cow::Owned),
-        }
+        let file = &self.inner.shards()[entry.shard];
+        let len = usize::try_from(len)
+            .map_err(|_| CliError::internal("a piece larger than the address space"))?;
+        let mut buffer =
+            try_zeroed(len).map_err(|e| safeweights::Error::Io(e).in_file(file.path()))?;
+        file.read_range(entry.info, offset, &mut buffer)?;
+        Ok(Cow::Owned(buffer))
     }
 
     /// Reads a whole tensor in pieces of at most [`PIECE_BYTES`], in
@@ -211,25 +202,28 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// The remote file, when this is one (for request statistics).
-    pub fn remote(&self) -> Option<&RemoteFile> {
-        match self {
-            Checkpoint::Remote(remote) => Some(remote),
-            Checkpoint::Local(_) => None,
-        }
+    /// Requests made and bytes fetched, for a remote checkpoint (every
+    /// shard shares the counters).
+    pub fn remote_stats(&self) -> Option<&Arc<RemoteStats>> {
+        self.url.as_ref()?;
+        self.inner
+            .shards()
+            .first()
+            .and_then(|s| s.remote())
+            .map(|r| r.stats())
     }
 
-    /// The HTTP request count and bytes received, as JSON, for remote files.
+    /// The request count and bytes received, as JSON, for remote files.
     pub fn http_json(&self) -> Option<serde_json::Value> {
-        self.remote()
-            .map(|r| serde_json::json!({ "requests": r.requests(), "bytes": r.bytes_received() }))
+        self.remote_stats()
+            .map(|r| serde_json::json!({ "requests": r.requests(), "bytes": r.bytes() }))
     }
 
     fn describe(&self) -> String {
-        match self {
-            Checkpoint::Local(_) if self.shard_count() == 1 => self.shard_name(0),
-            Checkpoint::Local(_) => "the checkpoint".into(),
-            Checkpoint::Remote(remote) => remote.url().to_owned(),
+        match &self.url {
+            Some(url) => url.clone(),
+            None if self.shard_count() == 1 => self.shard_name(0),
+            None => "the checkpoint".into(),
         }
     }
 }

@@ -19,8 +19,8 @@ pub fn short() -> String {
 pub fn long(host_lines: &[String]) -> String {
     let mut lines = vec![
         short(),
-        // ureq with its `tls` feature: rustls, no system OpenSSL needed.
-        "remote: http, https (rustls)".to_owned(),
+        // object_store with reqwest and rustls: no system OpenSSL needed.
+        "remote: s3, http, https (rustls)".to_owned(),
         format!(
             "target: {}",
             option_env!("SAFEWEIGHTS_BUILD_TARGET").unwrap_or("unknown")

@@ -79,7 +79,10 @@ fn version_names_the_version_the_commit_and_the_capabilities() {
         }
         None => assert_eq!(lines[0], version),
     }
-    assert!(lines.contains(&"remote: http, https (rustls)"), "{text}");
+    assert!(
+        lines.contains(&"remote: s3, http, https (rustls)"),
+        "{text}"
+    );
     assert!(lines
         .iter()
         .any(|l| l.starts_with("target: ") && !l.ends_with("unknown")));

@@ -121,6 +121,33 @@ pub fn is_zip(data: &[u8]) -> bool {
     safeweights::sniff(data) == safeweights::FileKind::Zip
 }
 
+/// Whether `data`, which does not start like a zip, ends like one that
+/// Python's `zipfile` would open: an end-of-central-directory record in
+/// the last 64 KiB whose directory, found the way `zipfile` finds it
+/// (from the record's position back by the directory's size, whatever the
+/// offsets say), starts with a central header. `zipfile.ZipFile` reads
+/// such a file (a self-extracting archive, a zip after a pickle); torch's
+/// reader and `np.load` go by the first bytes. Random data almost never
+/// passes both signature checks.
+pub fn ends_like_zip(data: &[u8]) -> bool {
+    let lowest = data.len().saturating_sub(EOCD_LEN + usize::from(u16::MAX));
+    let sig = EOCD_SIG.to_le_bytes();
+    let Some(eocd) = data
+        .get(lowest..data.len().saturating_sub(EOCD_LEN - 4))
+        .and_then(|tail| tail.windows(4).rposition(|w| w == sig))
+        .map(|i| lowest + i)
+    else {
+        return false;
+    };
+    let Ok(size) = le(data, eocd + 12, 4) else {
+        return false;
+    };
+    usize::try_from(size)
+        .ok()
+        .and_then(|size| eocd.checked_sub(size))
+        .is_some_and(|start| le(data, start, 4).is_ok_and(|s| s == u64::from(CENTRAL_SIG)))
+}
+
 /// Turns ambiguities into errors (strict parsing) or collects them
 /// (lenient parsing, for the scanner).
 struct Checker<'a> {
@@ -149,13 +176,25 @@ impl ZipArchive {
     /// Parses as torch's reader would and returns every ambiguity found
     /// instead of failing on the first, so a scanner can report them and
     /// still look inside. Never use this to read weights.
+    ///
+    /// When the archive cannot be read as torch's reader reads it but an
+    /// ambiguity was seen on the way (Python's `zipfile` shifting offsets
+    /// over prepended data finds members where torch's reader finds none),
+    /// the error is that [`Error::AmbiguousArchive`]: some reader loads
+    /// members that we could not look at.
     pub fn parse_lenient(data: &[u8], limits: &Limits) -> Result<(ZipArchive, Vec<String>)> {
         let mut issues = Vec::new();
         let checker = Checker {
             issues: Some(&mut issues),
         };
-        let archive = ZipArchive::parse_inner(data, limits, checker)?;
-        Ok((archive, issues))
+        match ZipArchive::parse_inner(data, limits, checker) {
+            Ok(archive) => Ok((archive, issues)),
+            Err(e) if !issues.is_empty() => Err(Error::ambiguous(format!(
+                "{}; and then: {e}",
+                issues.join("; ")
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     fn parse_inner(data: &[u8], limits: &Limits, mut check: Checker<'_>) -> Result<ZipArchive> {

@@ -611,3 +611,26 @@ fn prefixes_are_read_without_decompressing_the_rest() {
     let entry = archive.find("d").unwrap();
     assert!(archive.read_prefix(&broken, entry, 100).is_err());
 }
+
+#[test]
+fn a_zip_after_other_data_is_found_from_its_end_and_ambiguous() {
+    // Offsets relative to the zip's own start, as `cat stub a.zip` leaves
+    // them: Python's zipfile shifts them and reads the members, torch's
+    // reader cannot; the lenient parse calls it ambiguous, not invalid.
+    let zip = build(&[m("arc/data.pkl", b"\x80\x02}q\x00.")]);
+    let mut shifted = b"\x80\x02N.".to_vec();
+    shifted.extend(&zip);
+    assert!(ends_like_zip(&shifted) && ends_like_zip(&zip));
+    assert!(matches!(
+        ZipArchive::parse_lenient(&shifted, &Limits::default()),
+        Err(Error::AmbiguousArchive { .. })
+    ));
+    // No directory where the end record says: not a zip that zipfile opens.
+    let mut cut = zip.clone();
+    cut.drain(..4);
+    let tail = cut.len() - EOCD_LEN;
+    cut[tail + 12] ^= 1;
+    assert!(!ends_like_zip(&cut));
+    assert!(!ends_like_zip(b"PK\x05\x06"));
+    assert!(!ends_like_zip(b""));
+}

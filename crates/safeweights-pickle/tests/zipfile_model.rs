@@ -3,7 +3,9 @@
 //! flips, truncations, appended bytes, comment-length edits, random
 //! splices), and the property the `zip_differential` fuzz target checks
 //! on top of it: whenever our reader accepts an archive, Python's zipfile
-//! sees exactly the same members at the same places.
+//! sees exactly the same members at the same places, and torch's own
+//! reader (`torch._C.PyTorchFileReader`, what `torch.load` uses) the same
+//! records and the same `data.pkl`, or refuses the file.
 
 mod common;
 #[path = "support/zipfile_model.rs"]
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use safeweights_pickle::zip::ZipArchive;
+use safeweights_pickle::zip::{CrcCheck, ZipArchive};
 use safeweights_pickle::Limits;
 use zipfile_model::Info;
 
@@ -83,6 +85,52 @@ fn real_zipfile(dir: &Path) -> BTreeMap<String, Option<Vec<serde_json::Value>>> 
     serde_json::from_slice(&run.stdout).expect("json")
 }
 
+/// What torch's reader sees in one file: its records and the CRC-32 of
+/// its `data.pkl`.
+type TorchView = (Vec<String>, Option<u32>);
+
+/// What torch's reader sees in every file of `dir`: `None` when it refuses
+/// the file.
+fn real_torch(dir: &Path) -> BTreeMap<String, Option<TorchView>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_records.py");
+    let python =
+        common::python_with(&["torch"]).expect("the generator ran on torch, so it is there");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("python runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&run.stdout).expect("json")
+}
+
+/// Our records as torch names them (without the archive's top folder)
+/// and the CRC-32 of the `data.pkl` our torch reader would read.
+fn ours_as_torch(data: &[u8], ours: &ZipArchive) -> TorchView {
+    let names: Vec<_> = ours.entries().iter().map(|e| e.name.clone()).collect();
+    let prefix = names
+        .first()
+        .and_then(|n| n.split_once('/'))
+        .map_or(String::new(), |(dir, _)| format!("{dir}/"));
+    let records = names
+        .iter()
+        .map(|n| n.strip_prefix(prefix.as_str()).unwrap_or(n).to_owned())
+        .collect();
+    let crc = ours
+        .find(&format!("{prefix}data.pkl"))
+        // As our torch reader reads it: a CRC of 0 means unset, as in torch.
+        .and_then(|e| {
+            ours.read_checked(data, e, &Limits::default(), CrcCheck::ZeroMeansUnset)
+                .ok()
+        })
+        .map(|b| crc32fast::hash(&b));
+    (records, crc)
+}
+
 fn as_json(infos: &[Info]) -> Vec<serde_json::Value> {
     infos
         .iter()
@@ -122,6 +170,9 @@ fn model_matches_python_zipfile_and_our_reader_never_sees_other_members() {
     }
     let real = real_zipfile(&dir);
     assert_eq!(real.len(), all.len());
+    let torch = real_torch(&dir);
+    assert_eq!(torch.len(), all.len());
+    let mut torch_agreed = 0;
     let (mut opened, mut accepted) = (0, 0);
     for (i, data) in all.iter().enumerate() {
         let key = format!("{i:06}");
@@ -157,8 +208,29 @@ fn model_matches_python_zipfile_and_our_reader_never_sees_other_members() {
                 ours, theirs,
                 "variant {key}: zipfile sees other members than we do"
             );
+            if let Some((records, crc)) = &torch[&key] {
+                let accepted = ZipArchive::parse(data, &Limits::default()).unwrap();
+                let (our_records, our_crc) = ours_as_torch(data, &accepted);
+                let mut sorted = our_records.clone();
+                sorted.sort();
+                let mut theirs = records.clone();
+                theirs.sort();
+                assert_eq!(
+                    sorted, theirs,
+                    "variant {key}: torch's reader sees other records"
+                );
+                // Torch reads records without checking their CRC-32; ours
+                // refuses a bad one (and scan looks at the unchecked bytes):
+                // a refusal, not another data.pkl.
+                if let (Some(ours), Some(theirs)) = (our_crc, crc) {
+                    assert_eq!(ours, *theirs, "variant {key}: torch reads another data.pkl");
+                }
+                torch_agreed += 1;
+            }
         }
     }
+    // Torch's reader was really compared: it opened many accepted files.
+    assert!(torch_agreed > 20, "{torch_agreed}");
     // The corpus exercises both sides: archives zipfile opens and ones it
     // refuses, archives we accept and ones we refuse.
     assert!(all.len() > 2000, "{}", all.len());

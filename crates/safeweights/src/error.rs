@@ -211,6 +211,14 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
+    /// Reading or writing an object over the network (`s3://`, `http(s)://`)
+    /// failed; `kind` says how, so callers never parse the message.
+    Remote {
+        /// What went wrong.
+        kind: RemoteErrorKind,
+        /// The server's or the client's own words, for people.
+        message: String,
+    },
     /// A distributed checkpoint (`safeweights.dcp`) that cannot be used;
     /// `detail` names the file and the tensors concerned.
     DistributedCheckpoint {
@@ -248,6 +256,56 @@ pub enum DcpProblem {
     Pickled,
     /// The metadata is malformed or disagrees with the shards.
     Invalid,
+}
+
+/// How a remote read or write failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemoteErrorKind {
+    /// The object or bucket does not exist (HTTP 404). Not retried.
+    NotFound,
+    /// The credentials are not allowed to do this (HTTP 403). Not retried.
+    PermissionDenied,
+    /// No credentials, or credentials the server does not accept (HTTP 401).
+    Unauthenticated,
+    /// The bucket lives in another region than the one configured.
+    WrongRegion,
+    /// The server did not answer within the timeout, retries included.
+    TimedOut,
+    /// The connection could not be made, or it broke in the middle of a
+    /// response, and retries did not help.
+    Connection,
+    /// The server kept failing (5xx) after every retry.
+    Server,
+    /// The object changed between two reads of it (its ETag moved).
+    Changed,
+    /// The URL or the storage options cannot be used.
+    Config,
+    /// Anything else the client or server reported.
+    Other,
+}
+
+impl RemoteErrorKind {
+    fn advice(self) -> &'static str {
+        match self {
+            RemoteErrorKind::NotFound => "check the bucket, the key and the endpoint",
+            RemoteErrorKind::PermissionDenied => {
+                "the credentials were accepted but may not read or write this object"
+            }
+            RemoteErrorKind::Unauthenticated => {
+                "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile, or storage_options"
+            }
+            RemoteErrorKind::WrongRegion => {
+                "set AWS_REGION (or storage_options region) to the bucket's region"
+            }
+            RemoteErrorKind::TimedOut => "timed out waiting for the server; raise the timeout",
+            RemoteErrorKind::Connection => "the connection failed or broke; retries did not help",
+            RemoteErrorKind::Server => "the server kept failing after every retry",
+            RemoteErrorKind::Changed => "the object was replaced while it was read; run again",
+            RemoteErrorKind::Config => "fix the URL or the storage options",
+            RemoteErrorKind::Other => "",
+        }
+    }
 }
 
 impl Error {
@@ -291,6 +349,7 @@ impl Error {
                 | Error::InvalidSlice { .. }
                 | Error::InvalidTensor { .. }
                 | Error::BufferSize { .. }
+                | Error::Remote { .. }
         )
     }
 }
@@ -316,6 +375,14 @@ impl fmt::Display for Error {
         match self {
             Error::Io(error) => write!(f, "{error}"),
             Error::File { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Remote { kind, message } => {
+                let advice = kind.advice();
+                if advice.is_empty() {
+                    write!(f, "{message}")
+                } else {
+                    write!(f, "{message} ({advice})")
+                }
+            }
             Error::FileTooSmall { len } => write!(
                 f,
                 "file is {len} bytes, too short for a safetensors file (at least 8 bytes); it is probably truncated"

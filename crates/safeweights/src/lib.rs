@@ -31,11 +31,13 @@ mod error;
 pub mod format;
 pub mod pool;
 pub mod read;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod resolve;
 pub mod shards;
 pub mod slice;
 pub mod write;
 
-pub use error::{DcpProblem, Error, Result};
+pub use error::{DcpProblem, Error, RemoteErrorKind, Result};
 pub use format::sniff::{sniff, FileKind};
 pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};

@@ -15,7 +15,8 @@ use crate::format::sniff::{sniff, FileKind, SNIFF_LEN};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Target {
-    /// An `http://` or `https://` URL of one file.
+    /// An `s3://`, `http://` or `https://` URL: one file or an index,
+    /// which the remote reader tells apart by content as here.
     Url(String),
     /// One file, read as safetensors (the reader says what it is otherwise).
     File(PathBuf),
@@ -23,10 +24,13 @@ pub enum Target {
     Index(PathBuf),
 }
 
-/// Whether `arg` is an `http://` or `https://` URL.
+/// The URL schemes the remote reader understands.
+pub const URL_SCHEMES: [&str; 3] = ["s3://", "http://", "https://"];
+
+/// Whether `arg` is an `s3://`, `http://` or `https://` URL.
 pub fn is_url(arg: &str) -> bool {
     let lower = arg.to_ascii_lowercase();
-    lower.starts_with("http://") || lower.starts_with("https://")
+    URL_SCHEMES.iter().any(|scheme| lower.starts_with(scheme))
 }
 
 /// Resolves a command-line argument: a URL, else a path (see [`resolve_path`]).
@@ -119,6 +123,7 @@ mod tests {
         assert!(is_url("HTTP://host/m.safetensors"));
         assert!(!is_url("model.safetensors"));
         assert!(!is_url("ftp://host/m"));
+        assert!(is_url("s3://bucket/key.safetensors"));
         assert_eq!(
             resolve("https://h/x").unwrap(),
             Target::Url("https://h/x".into())

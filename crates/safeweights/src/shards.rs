@@ -348,16 +348,34 @@ impl ShardedCheckpoint {
         Self::open_target(resolve_path(path.as_ref())?, options)
     }
 
-    /// Opens a resolved local target; a URL is refused (the CLI reads
-    /// those with HTTP range requests).
+    /// Opens a resolved target. A URL is read with the default
+    /// [`RemoteOptions`](crate::remote::RemoteOptions) (see
+    /// [`crate::remote::open_checkpoint`] for others); without the `remote`
+    /// feature it is refused.
     pub fn open_target(target: Target, options: &OpenOptions) -> Result<Self> {
         match target {
             Target::Index(index) => Self::open(index, options),
             Target::File(file) => Self::single(SafetensorsFile::open_with(file, options)?),
+            #[cfg(feature = "remote")]
+            Target::Url(url) => crate::remote::open_checkpoint(&url, options, &Default::default()),
+            #[cfg(not(feature = "remote"))]
             Target::Url(url) => Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::Unsupported,
-                format!("{url} is a URL, not a local path"),
+                format!("{url} is a URL: build safeweights with the `remote` feature to read it"),
             ))),
+        }
+    }
+
+    /// Builds a checkpoint from shards opened and checked by
+    /// [`assemble_shards`].
+    #[cfg(feature = "remote")]
+    pub(crate) fn from_opened(shards: OpenedShards<SafetensorsFile>) -> Self {
+        let metadata = user_metadata(shards.files.first().and_then(|f| f.header().metadata()));
+        ShardedCheckpoint {
+            index: shards.index,
+            shards: shards.files,
+            location: shards.location,
+            metadata,
         }
     }
 
@@ -398,6 +416,11 @@ impl ShardedCheckpoint {
     /// The open shard files.
     pub fn shards(&self) -> &[SafetensorsFile] {
         &self.shards
+    }
+
+    /// The open shard files, owned, in index order.
+    pub fn into_shards(self) -> Vec<SafetensorsFile> {
+        self.shards
     }
 
     /// Tensor names, sorted.
@@ -455,28 +478,42 @@ pub fn open_shards<T>(
 ) -> Result<OpenedShards<T>> {
     let index = ShardIndex::read(index_path)?;
     let directory = index_path.parent().unwrap_or(Path::new("."));
-    let opened = (|| {
-        let names = index.shard_files();
-        let mut files = Vec::with_capacity(names.len());
-        for name in &names {
+    assemble_shards(
+        index,
+        |name| {
             let path = directory.join(name);
             if !path.exists() {
                 return Err(Error::Shard {
                     reason: format!("shard {name:?} listed in the index is missing"),
                 });
             }
-            files.push(open(&path)?);
-        }
-        let headers: Vec<&Header> = files.iter().map(&header_of).collect();
-        let location = locate_tensors(&names, &headers, &index)?;
-        let stamps = names.iter().zip(&headers);
-        publish::check_checkpoint_ids(
-            &index,
-            stamps.map(|(name, header)| (*name, header.metadata())),
-        )?;
-        Ok((files, location))
-    })();
-    let (files, location) = opened.map_err(|e| e.in_file(index_path))?;
+            open(&path)
+        },
+        header_of,
+    )
+    .map_err(|e| e.in_file(index_path))
+}
+
+/// Opens each shard an index names with `open` (given the shard's file
+/// name, local or remote) and checks that index and shards agree.
+pub(crate) fn assemble_shards<T>(
+    index: ShardIndex,
+    mut open: impl FnMut(&str) -> Result<T>,
+    header_of: impl Fn(&T) -> &Header,
+) -> Result<OpenedShards<T>> {
+    let names = index.shard_files();
+    let mut files = Vec::with_capacity(names.len());
+    for name in &names {
+        files.push(open(name)?);
+    }
+    let headers: Vec<&Header> = files.iter().map(&header_of).collect();
+    let location = locate_tensors(&names, &headers, &index)?;
+    let stamps = names.iter().zip(&headers);
+    publish::check_checkpoint_ids(
+        &index,
+        stamps.map(|(name, header)| (*name, header.metadata())),
+    )?;
+    drop(headers);
     Ok(OpenedShards {
         index,
         files,

@@ -1,9 +1,10 @@
 """Generators for crafted container files: zip parser differentials, missed
-containers (gzip, bzip2, xz, 7z, nested zips, bzip2/LZMA npz members) and
+containers (gzip, bzip2, xz, nested zips, bzip2/LZMA npz members), 7z
+archives written by py7zr, and
 benign files we used to refuse (zero matrices, torch's CRC-less zips).
 
 Everything is built here from `torch.save`, `np.savez`, `zipfile`,
-`struct`, `gzip`, `bz2` and `lzma`; no binary blobs. `corpus(out)` writes
+`struct`, `gzip`, `bz2`, `lzma` and `py7zr`; no binary blobs. `corpus(out)` writes
 every file and returns `Case`s saying what each one exercises. Payloads
 only create the oracle's MARKER file.
 
@@ -44,7 +45,7 @@ class Case:
 
     name: str
     cls: str
-    """The class it belongs to: `zip`, `container` or `benign`."""
+    """The class it belongs to: `zip`, `container`, `7z` or `benign`."""
     expect: Optional[str]
     """`payload` (some real loader runs it), `benign` (one loads it, none
     runs anything), or None (no real loader in the oracle opens it)."""
@@ -289,6 +290,37 @@ def overlapping(members, alias: str, target: str) -> bytes:
     return w.bytes()
 
 
+def prepended(members, junk: bytes) -> bytes:
+    """Data before a zip whose offsets do not count it: Python's zipfile
+    shifts every offset to find the members, torch's reader does not."""
+    return junk + simple_zip(members)
+
+
+def zip64_proper(members) -> bytes:
+    """A well-formed zip64 end: classic fields all 0xFFFF, the zip64 record
+    just before its locator. Every reader agrees."""
+    w = Writer()
+    recs = [w.record(n, d) for n, d in members]
+    at, size = w.directory([r.central() for r in recs])
+    z = w.zip64_record(len(recs), size, at)
+    w.zip64_locator(z)
+    w.eocd(0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)
+    return w.bytes()
+
+
+def eocd_signature_in_tail(members) -> bytes:
+    """The comment ends with an end-record signature too close to the end
+    to be a record: Python's zipfile tries it and fails, torch's reader
+    takes the real record before it."""
+    w = Writer()
+    recs = [w.record(n, d) for n, d in members]
+    at, size = w.directory([r.central() for r in recs])
+    tail = struct.pack("<I", EOCD) + b"\x00\x00"
+    w.eocd(len(recs), size, at, comment_len=len(tail))
+    w.buf += tail
+    return w.bytes()
+
+
 def zip_cases() -> Dict[str, Tuple[bytes, Case]]:
     decoy = torch_members(decoy_state())
     evil = torch_members(evil_state())
@@ -322,7 +354,14 @@ def zip_cases() -> Dict[str, Tuple[bytes, Case]]:
         overlapping(decoy, "arc/extra.pkl", "arc/data.pkl"), None, min_verdict="dangerous")
     benign_zip = simple_zip(decoy)
     add("data_after.pt", benign_zip + b"trailing bytes", "benign")
-    add("pickle_before_zip.pt", evil_pickle() + benign_zip, "payload", ambiguous=False)
+    # torch.load reads the pickle, zipfile the zip after it (from its end records).
+    add("pickle_before_zip.pt", evil_pickle() + benign_zip, "payload")
+    # Where torch's reader and Python's zipfile part ways.
+    add("prepended_junk.pt", prepended(evil, b"\x00" * 100), None)
+    # np.load goes by the first bytes: a local-header signature sends it to zipfile.
+    add("prepended_junk.npz", prepended(npz_evil, struct.pack("<I", LOCAL) + bytes(96)), "payload")
+    add("zip64_proper.pt", zip64_proper(decoy), "benign", ambiguous=False, min_verdict="safe")
+    add("eocd_signature_in_tail.pt", eocd_signature_in_tail(decoy), "benign")
     return out
 
 
@@ -366,10 +405,67 @@ def container_cases() -> Dict[str, Tuple[bytes, Case]]:
     add("object_member_lzma.npz", npz_lzma.getvalue(), "payload")
     add("nested_2.zip", nested_zip(evil, 2), None)
     add("nested_12.zip", nested_zip(evil, 12), None, min_verdict="suspicious")
-    # The 7z signature, a version and a start header: no loader opens it,
-    # and we cannot look inside.
+    # A 7z signature and garbage: no 7z reader opens it, nor do we.
     add("model.7z", b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24) + gzip.compress(evil), None,
         min_verdict="suspicious")
+    return out
+
+
+# ---------------------------------------------------------------- 7z ("nullifAI")
+
+
+def seven_zip(members: List[Tuple[str, bytes]], filters=None, password=None,
+              header_encryption=False) -> bytes:
+    """A 7z archive written by py7zr (LZMA2 unless `filters` says)."""
+    import py7zr
+
+    buf = io.BytesIO()
+    with py7zr.SevenZipFile(buf, "w", filters=filters, password=password,
+                            header_encryption=header_encryption) as archive:
+        for name, data in members:
+            archive.writestr(data, name)
+    return buf.getvalue()
+
+
+def seven_zip_cases() -> Dict[str, Tuple[bytes, Case]]:
+    """7z archives: the oracle's `sevenzip` loader extracts them with py7zr
+    and loads every member with torch.load (pickle.load where torch refuses)."""
+    import py7zr
+
+    evil = evil_pickle()
+    evil_pt = simple_zip(torch_members(evil_state()))
+    benign_pt = simple_zip(torch_members(decoy_state()))
+    out = {}
+
+    def add(name, data, expect, min_verdict="dangerous"):
+        out[name] = (data, Case(name, "7z", expect, False, min_verdict))
+
+    add("pickle_lzma2.7z", seven_zip([("model.pkl", evil)]), "payload")
+    add("torch_zip_lzma2.7z", seven_zip([("pytorch_model.bin", evil_pt)]), "payload")
+    for tag, filters in (("copy", [{"id": py7zr.FILTER_COPY}]),
+                         ("bzip2", [{"id": py7zr.FILTER_BZIP2}]),
+                         ("deflate", [{"id": py7zr.FILTER_DEFLATE}]),
+                         ("lzma_bcj", [{"id": py7zr.FILTER_X86}, {"id": py7zr.FILTER_LZMA}]),
+                         ("ppmd", [{"id": py7zr.FILTER_PPMD}])):
+        add(f"pickle_{tag}.7z", seven_zip([("model.pkl", evil)], filters), "payload")
+    # A solid block: a benign member first, the payload after it.
+    add("solid_benign_then_evil.7z",
+        seven_zip([("config.pkl", pickle.dumps({"lr": 0.1}, protocol=2)), ("model.pkl", evil)]),
+        "payload")
+    add("npz_inside.7z", seven_zip([("arrays.npz", simple_zip([("x.npy", evil_object_npy())]))]), "payload")
+    add("nested.7z", seven_zip([("inner.7z", seven_zip([("model.pkl", evil)]))]), None)
+    add("inside_zip.zip", simple_zip([("model.7z", seven_zip([("model.pkl", evil)]))]), None)
+    # Encrypted: no extractor runs it without the password, and we cannot look inside.
+    add("encrypted.7z", seven_zip([("model.pkl", evil)], password="secret"), None,
+        min_verdict="suspicious")
+    add("encrypted_header.7z",
+        seven_zip([("model.pkl", evil)], password="secret", header_encryption=True), None,
+        min_verdict="suspicious")
+    good = seven_zip([("model.pkl", evil)])
+    add("truncated.7z", good[: len(good) // 2], None, min_verdict="suspicious")
+    add("benign_torch.7z", seven_zip([("pytorch_model.bin", benign_pt)]), "benign", min_verdict="safe")
+    add("benign_arrays.7z", seven_zip([("a.npy", npy(np.arange(6, dtype=np.float32)))]), "benign",
+        min_verdict="safe")
     return out
 
 
@@ -410,6 +506,7 @@ def corpus(out_dir: str) -> List[Tuple[str, Case]]:
     files: Dict[str, Tuple[bytes, Case]] = {}
     files.update(zip_cases())
     files.update(container_cases())
+    files.update(seven_zip_cases())
     files.update(benign_cases(out_dir))
     written = []
     for name, (data, case) in sorted(files.items()):

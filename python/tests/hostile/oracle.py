@@ -47,8 +47,14 @@ from typing import Any, Dict, Iterable, List, Optional
 MARKER = "MARKER"
 """The file a test payload creates in its working directory."""
 
-LOADERS = ("pickle", "pickle_stream", "torch", "numpy", "gzip_pickle")
-"""The real loaders run on every file."""
+LOADERS = ("pickle", "pickle_stream", "torch", "numpy", "gzip_pickle", "sevenzip")
+"""The real loaders run on every file (`sevenzip`: extract with py7zr, then
+load every member as a user would: torch.load, np.load or pickle.load)."""
+
+ZIP_VIEWS = "zip_views"
+"""Not a loader: what Python's `zipfile` and torch's own reader
+(`torch._C.PyTorchFileReader`) see in a zip (run it through `run_loaders`
+with `loaders=[ZIP_VIEWS]`; its value is `zip_views()`'s)."""
 
 TIMEOUT_S = 60.0
 """Seconds one loader may take on one file."""
@@ -152,6 +158,10 @@ def _load(loader: str, path: str) -> Any:
         import torch
 
         return torch.load(path, weights_only=False, map_location="cpu")
+    if loader == "sevenzip":
+        return _extract_and_load(path)
+    if loader == ZIP_VIEWS:
+        return zip_views(path)
     if loader == "numpy":
         import numpy as np
 
@@ -161,6 +171,65 @@ def _load(loader: str, path: str) -> Any:
                 return {name: loaded[name] for name in loaded.files}
         return loaded
     raise ValueError(f"unknown loader {loader!r}")
+
+
+def _load_member(path: str) -> Any:
+    """An extracted file, loaded the way a user would try: torch.load,
+    then np.load, then pickle.load; the last error when none loads it."""
+    error: BaseException = ValueError("not tried")
+    for loader in ("torch", "numpy", "pickle"):
+        try:
+            return _load(loader, path)
+        except Exception as e:  # the next loader may read it
+            error = e
+    raise error
+
+
+def _extract_and_load(path: str) -> Any:
+    """Extracts a 7z archive with py7zr (what 7-Zip would leave on disk)
+    and loads every extracted file; `{relative path: value}`."""
+    import py7zr
+
+    out = os.path.abspath("extracted")
+    with py7zr.SevenZipFile(path) as archive:
+        archive.extractall(out)
+    values = {}
+    for root, _, files in sorted(os.walk(out)):
+        for name in sorted(files):
+            member = os.path.join(root, name)
+            values[os.path.relpath(member, out)] = _load_member(member)
+    return values
+
+
+def zip_views(path: str) -> Dict[str, Any]:
+    """What two real zip readers see: `{"zipfile": [names] or None,
+    "zipfile_data_pkl": bytes or None, "torch": [records] or None,
+    "torch_data_pkl": bytes or None}` (None: that reader refused the file;
+    `*_data_pkl`: the `data.pkl` record it would unpickle). Run it in the
+    sandboxed worker: torch's reader is C++ and this input is hostile."""
+    import zipfile
+
+    views: Dict[str, Any] = {"zipfile": None, "zipfile_data_pkl": None, "torch": None, "torch_data_pkl": None}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            views["zipfile"] = names
+            pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+            if pkl:
+                views["zipfile_data_pkl"] = archive.read(pkl[0])
+    except Exception:  # zipfile refused it: it sees no members
+        pass
+    try:
+        import torch
+
+        reader = torch._C.PyTorchFileReader(path)
+        records = reader.get_all_records()
+        views["torch"] = records
+        if "data.pkl" in records:
+            views["torch_data_pkl"] = reader.get_record("data.pkl")
+    except Exception:  # torch's reader refused it: it sees no members
+        pass
+    return views
 
 
 def _worker() -> None:
@@ -282,7 +351,7 @@ def payload_ran(results: Dict[str, LoaderResult]) -> List[str]:
     return [name for name, r in results.items() if r.ran_payload]
 
 
-REFERENCE_ORDER = ("torch", "numpy", "pickle", "gzip_pickle")
+REFERENCE_ORDER = ("torch", "numpy", "pickle", "gzip_pickle", "sevenzip")
 """Whose value counts when several loaders load a file: a legacy torch
 stream's first pickle is only its magic number to `pickle.load`."""
 

@@ -10,22 +10,29 @@ use serde_json::json;
 use crate::cli::ChecksumArgs;
 use crate::commands::{Context, Out};
 use crate::digest::{self, METADATA_KEY};
-use crate::exit::{CliResult, Status};
+use crate::exit::{CliError, CliResult, Status};
 use crate::output::write_json;
 use crate::source::Checkpoint;
 
 /// Runs `checksum`.
 pub fn run(ctx: Context, args: &ChecksumArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
+    let checkpoint = Checkpoint::open_path(&args.file, &ctx)?;
     let digests = digest::compute(&checkpoint)?;
     if !args.write {
         write_json(out, &digest::manifest(&digests))?;
         return Ok(Status::Success);
     }
+    if checkpoint.is_remote() {
+        return Err(CliError::usage(format!(
+            "{}: --write edits the file in place, which a remote object cannot be; \
+             copy it here with `safeweights cp`, or keep the manifest (without --write)",
+            args.file.display()
+        )));
+    }
     // Each shard stores the digests of its own tensors, so a shard stays
     // verifiable on its own and the index file is left untouched.
     let plans: Vec<(std::path::PathBuf, Metadata)> = checkpoint
-        .local_shards()
+        .shards()
         .iter()
         .map(|shard| {
             let own: digest::Digests = shard

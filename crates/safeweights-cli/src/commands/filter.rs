@@ -23,7 +23,7 @@ pub fn run(ctx: Context, args: &FilterArgs, out: &mut Out) -> CliResult {
                 .ok_or_else(|| CliError::usage(format!("--rename {r:?}: expected FROM=TO")))
         })
         .collect::<CliResult<Vec<_>>>()?;
-    let checkpoint = Checkpoint::open_local(&args.input, &ctx)?;
+    let checkpoint = Checkpoint::open_path(&args.input, &ctx)?;
     let selection = Selection::new(&args.tensors, &args.exclude);
     let mut seen = HashSet::new();
     let mut chosen = Vec::new();

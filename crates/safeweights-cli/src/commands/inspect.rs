@@ -121,11 +121,11 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
     if sharded {
         writeln!(out, "  shards      {}", checkpoint.shard_count())?;
     }
-    if let Some(remote) = checkpoint.remote() {
+    if let Some(remote) = checkpoint.remote_stats() {
         writeln!(
             out,
-            "  fetched     {} in {} HTTP requests",
-            human_bytes(remote.bytes_received()),
+            "  fetched     {} in {} requests",
+            human_bytes(remote.bytes()),
             remote.requests()
         )?;
     }

@@ -14,6 +14,7 @@ mod clean;
 mod convert;
 mod convert_gguf;
 mod copy;
+mod cp;
 mod diff;
 mod dump;
 mod filter;
@@ -97,6 +98,7 @@ pub fn run(cli: &Cli) -> CliResult {
         Command::Convert(args) => convert::run(ctx, args, &mut out),
         Command::Completions(args) => generate::completions(ctx, args, &mut out),
         Command::Man(args) => generate::man(ctx, args, &mut out),
+        Command::Cp(args) => cp::run(ctx, args, &mut out),
     };
     // Flush even after an error, so partial output is not lost, but
     // report the command's error first.

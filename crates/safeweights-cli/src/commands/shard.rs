@@ -25,7 +25,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
             args.max_shard_size
         ))
     })?;
-    let checkpoint = Checkpoint::open_local(&args.input, &ctx)?;
+    let checkpoint = Checkpoint::open_path(&args.input, &ctx)?;
     let entries = checkpoint.entries();
     let names: Vec<&str> = entries.iter().map(|e| e.info.name.as_str()).collect();
     let sizes: Vec<u64> = entries.iter().map(|e| e.info.end - e.info.begin).collect();
@@ -54,7 +54,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
 
 /// Runs `merge`.
 pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
-    let checkpoint = Checkpoint::open_local(&args.input, &ctx)?;
+    let checkpoint = Checkpoint::open_path(&args.input, &ctx)?;
     let entries = checkpoint.entries();
     let bar = progress(
         entries.iter().map(|e| e.info.end - e.info.begin).sum(),

@@ -20,7 +20,7 @@ pub fn run(ctx: Context, args: &StatsArgs, out: &mut Out) -> CliResult {
     let checkpoint = if crate::gguf::is_gguf(&args.file) {
         Checkpoint::open_dequantized(&args.file.to_string_lossy(), &ctx)?
     } else {
-        Checkpoint::open_local(&args.file, &ctx)?
+        Checkpoint::open_path(&args.file, &ctx)?
     };
     let selection = Selection::new(&args.tensors, &[]);
     let entries: Vec<Entry<'_>> = checkpoint

@@ -17,7 +17,7 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
     if args.manifest.is_none() && crate::dcp::is_dcp_directory(&args.file) {
         return crate::dcp::verify(ctx, &args.file, out);
     }
-    let checkpoint = Checkpoint::open_local(&args.file, &ctx)?;
+    let checkpoint = Checkpoint::open_path(&args.file, &ctx)?;
     let expected = match &args.manifest {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -88,7 +88,7 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
 /// shard has any.
 fn stored_digests(checkpoint: &Checkpoint) -> CliResult<Option<digest::Digests>> {
     let mut merged: Option<digest::Digests> = None;
-    for shard in checkpoint.local_shards() {
+    for shard in checkpoint.shards() {
         if let Some(text) = shard.header().metadata().and_then(|m| m.get(METADATA_KEY)) {
             merged
                 .get_or_insert_with(Default::default)

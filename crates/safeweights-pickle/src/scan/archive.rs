@@ -1,5 +1,5 @@
 //! Archives and compressed wrappers: zip (torch checkpoints, `.npz`,
-//! nested zips), gzip/bzip2/xz streams, and 7z, which is only reported.
+//! nested zips) and gzip/bzip2/xz streams (7z: `seven_zip`).
 
 use super::container::{safe_reader_check, scan_any};
 use super::pickle::{scan_pickles, Start};
@@ -12,17 +12,6 @@ use safeweights::{sniff, FileKind};
 /// Largest `.npy` header peeked at before deciding whether a member can
 /// hold a pickle.
 const NPY_PEEK: usize = 1 << 20;
-
-pub(super) fn report_seven_zip(sink: &mut Sink<'_>) -> FileFormat {
-    sink.add(Finding::new(
-        "7z archive: cannot be checked",
-        0,
-        Verdict::Suspicious,
-        "safeweights does not open 7z archives; models packed in 7z have hidden payloads from \
-         scanners (\"nullifAI\"); unpack it in a sandbox and scan every file inside",
-    ));
-    FileFormat::SevenZip
-}
 
 /// Scans what a gzip, bzip2 or xz stream holds, as joblib, pandas and
 /// `gzip.open` + `pickle.load` would read it.
@@ -89,12 +78,20 @@ pub(super) fn scan_zip(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
             archive
         }
         Err(e) => {
-            sink.add(Finding::new(
-                "invalid zip archive",
-                0,
-                Verdict::Suspicious,
-                e.to_string(),
-            ));
+            let ambiguous = matches!(e.root(), crate::Error::AmbiguousArchive { .. });
+            sink.add(if ambiguous {
+                Finding::new(
+                    "ambiguous archive",
+                    0,
+                    Verdict::Dangerous,
+                    format!(
+                        "{e}; another reader (Python's zipfile, behind np.load) loads members \
+                         from this file that torch's reader and safeweights cannot see"
+                    ),
+                )
+            } else {
+                Finding::new("invalid zip archive", 0, Verdict::Suspicious, e.to_string())
+            });
             return FileFormat::Zip;
         }
     };

@@ -20,7 +20,7 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         FileKind::Gzip => archive::scan_compressed(data, Wrapper::Gzip, sink),
         FileKind::Bzip2 => archive::scan_compressed(data, Wrapper::Bzip2, sink),
         FileKind::Xz => archive::scan_compressed(data, Wrapper::Xz, sink),
-        FileKind::SevenZip => archive::report_seven_zip(sink),
+        FileKind::SevenZip => super::seven_zip::scan_seven_zip(data, sink),
         FileKind::Numpy => {
             scan_npy(data, sink);
             FileFormat::Npy
@@ -36,10 +36,17 @@ pub(crate) fn scan_any(data: &[u8], sink: &mut Sink<'_>) -> FileFormat {
         kind if kind.is_placeholder() => FileFormat::NotAModel(kind),
         // pickle.load needs no magic number: whatever is no archive,
         // array or safetensors file is simulated as a pickle.
-        _ => match super::tar::scan_tar(data, sink) {
-            Some(format) => format,
-            None => scan_pickle_file(data, sink),
-        },
+        _ => {
+            // Python's zipfile opens a zip after other data (a pickle, a
+            // self-extractor's stub) from its end records: so do we.
+            if crate::zip::ends_like_zip(data) {
+                archive::scan_zip(data, sink);
+            }
+            match super::tar::scan_tar(data, sink) {
+                Some(format) => format,
+                None => scan_pickle_file(data, sink),
+            }
+        }
     }
 }
 

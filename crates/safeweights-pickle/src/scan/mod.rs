@@ -18,6 +18,7 @@ mod compat;
 mod container;
 mod danger;
 mod pickle;
+mod seven_zip;
 mod tar;
 mod text;
 
@@ -119,8 +120,9 @@ pub enum FileFormat {
     /// A gzip, bzip2 or xz stream (joblib, pandas and `gzip.open` read
     /// through it); its content is scanned.
     Compressed,
-    /// A 7z archive: no loader opens it directly, and safeweights cannot
-    /// look inside, so it is never reported safe.
+    /// A 7z archive: no loader opens it directly, but users extract it and
+    /// load what is inside, so every member is scanned (a member that
+    /// cannot be read makes it suspicious).
     SevenZip,
     /// Not a model file at all but what stands in for one: a git-lfs
     /// pointer or a web page ([`safeweights::FileKind::is_placeholder`]).

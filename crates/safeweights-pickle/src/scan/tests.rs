@@ -265,3 +265,53 @@ fn valid_safetensors_files_scan_safe_for_every_header_length_residue() {
         }
     }
 }
+
+#[test]
+fn a_zip_after_a_pickle_or_junk_is_an_ambiguous_archive() {
+    // torch.load reads the first bytes, Python's zipfile the end records.
+    let mut zip = Vec::new();
+    {
+        let name = b"a/data.pkl";
+        let data = b"\x80\x02cos\nsystem\nX\x01\x00\x00\x00x\x85R.";
+        let crc = crc32fast::hash(data);
+        let mut local = vec![];
+        local.extend(0x0403_4b50u32.to_le_bytes());
+        local.extend([20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        local.extend(crc.to_le_bytes());
+        local.extend((data.len() as u32).to_le_bytes());
+        local.extend((data.len() as u32).to_le_bytes());
+        local.extend((name.len() as u16).to_le_bytes());
+        local.extend([0, 0]);
+        local.extend(name);
+        local.extend(data);
+        zip.extend(&local);
+        let dir_at = zip.len() as u32;
+        let mut central = vec![];
+        central.extend(0x0201_4b50u32.to_le_bytes());
+        central.extend([20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        central.extend(crc.to_le_bytes());
+        central.extend((data.len() as u32).to_le_bytes());
+        central.extend((data.len() as u32).to_le_bytes());
+        central.extend((name.len() as u16).to_le_bytes());
+        central.extend([0u8; 12]);
+        central.extend(0u32.to_le_bytes());
+        central.extend(name);
+        zip.extend(&central);
+        zip.extend(0x0605_4b50u32.to_le_bytes());
+        zip.extend([0, 0, 0, 0, 1, 0, 1, 0]);
+        zip.extend((central.len() as u32).to_le_bytes());
+        zip.extend(dir_at.to_le_bytes());
+        zip.extend([0, 0]);
+    }
+    assert_eq!(scan(&zip).verdict(), Verdict::Dangerous);
+    for stub in [&b"\x80\x02N."[..], &[0u8; 100][..]] {
+        let mut file = stub.to_vec();
+        file.extend(&zip);
+        let r = scan(&file);
+        assert!(
+            has(&r, "ambiguous archive", Verdict::Dangerous),
+            "{:?}",
+            r.findings
+        );
+    }
+}

@@ -40,6 +40,9 @@ pub struct OpenOptions {
 enum Source {
     Mmap(FileMap),
     Pread(File),
+    /// An object read by byte ranges over the network.
+    #[cfg(feature = "remote")]
+    Remote(Box<crate::remote::RemoteObject>),
 }
 
 /// An open, validated safetensors file. The header is parsed once; tensor
@@ -90,7 +93,27 @@ impl SafetensorsFile {
         })
     }
 
-    /// The path the file was opened from.
+    /// A remote file whose header has been fetched and validated; its
+    /// path is the URL.
+    #[cfg(feature = "remote")]
+    pub(crate) fn from_remote(object: crate::remote::RemoteObject, header: Header) -> Self {
+        SafetensorsFile {
+            path: PathBuf::from(object.url()),
+            header,
+            source: Source::Remote(Box::new(object)),
+        }
+    }
+
+    /// The remote object, for a file opened from a URL.
+    #[cfg(feature = "remote")]
+    pub fn remote(&self) -> Option<&crate::remote::RemoteObject> {
+        match &self.source {
+            Source::Remote(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    /// The path the file was opened from (the URL of a remote file).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -100,11 +123,12 @@ impl SafetensorsFile {
         &self.header
     }
 
-    /// The backend in use.
+    /// The backend in use (a remote file reads into owned buffers, as
+    /// [`Backend::Pread`] does).
     pub fn backend(&self) -> Backend {
         match self.source {
             Source::Mmap(_) => Backend::Mmap,
-            Source::Pread(_) => Backend::Pread,
+            _ => Backend::Pread,
         }
     }
 
@@ -112,7 +136,7 @@ impl SafetensorsFile {
     pub fn mapped_bytes(&self) -> Option<&[u8]> {
         match &self.source {
             Source::Mmap(map) => Some(map),
-            Source::Pread(_) => None,
+            _ => None,
         }
     }
 
@@ -131,7 +155,7 @@ impl SafetensorsFile {
     pub fn bytes_of(&self, info: &TensorInfo) -> Result<Cow<'_, [u8]>> {
         match &self.source {
             Source::Mmap(map) => Ok(Cow::Borrowed(self.mapped_range(map, info))),
-            Source::Pread(_) => {
+            _ => {
                 let mut buffer =
                     try_zeroed(info.byte_len()).map_err(|e| Error::Io(e).in_file(&self.path))?;
                 self.read_at(info.begin, &mut buffer)?;
@@ -160,7 +184,7 @@ impl SafetensorsFile {
         let info = self.info(name)?;
         Ok(match &self.source {
             Source::Mmap(map) => Some(TensorView::new(info, self.mapped_range(map, info))),
-            Source::Pread(_) => None,
+            _ => None,
         })
     }
 
@@ -189,6 +213,16 @@ impl SafetensorsFile {
                 buffer,
             });
         }
+        #[cfg(feature = "remote")]
+        if let Source::Remote(object) = &self.source {
+            // One coalesced batch of ranged requests, run concurrently.
+            let start = self.header.data_start();
+            let mut targets: Vec<(u64, &mut [u8])> = chunks
+                .into_iter()
+                .map(|c| (start + c.offset, c.buffer))
+                .collect();
+            return object.read_into(&mut targets);
+        }
         read_chunks_parallel(chunks, &|offset, buffer| self.read_at(offset, buffer))
     }
 
@@ -215,6 +249,11 @@ impl SafetensorsFile {
                 slice::gather_with(name, info.dtype, &info.shape, selection, |offset, out| {
                     self.read_at(info.begin + offset as u64, out)
                 })
+            }
+            #[cfg(feature = "remote")]
+            Source::Remote(object) => {
+                let start = self.header.data_start() + info.begin;
+                crate::remote::gather_remote(object, start, info, selection)
             }
         }
     }
@@ -249,6 +288,8 @@ impl SafetensorsFile {
                     Error::Io(error).in_file(&self.path)
                 }
             }),
+            #[cfg(feature = "remote")]
+            Source::Remote(object) => object.read_into(&mut [(start, buffer)]),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 mod alloc;
 pub mod bus_error;
-mod file;
+pub(crate) mod file;
 mod mmap;
 mod parallel;
 mod view;

@@ -126,6 +126,31 @@ pub fn serialize_into<S: AsRef<str>>(
     run_grouped(pieces, |piece| piece.1.len(), data_len, threads, copy)
 }
 
+/// Writes the file sequentially to `writer`, straight from the tensors'
+/// buffers: memory stays bounded by what `writer` buffers (a multipart
+/// upload's part). Returns the number of bytes written.
+pub fn serialize_to_writer<S: AsRef<str>, W: std::io::Write>(
+    tensors: &[(S, TensorRef<'_>)],
+    metadata: Option<&Metadata>,
+    options: &WriteOptions,
+    writer: &mut W,
+) -> std::io::Result<u64> {
+    let layout = plan(tensors, metadata, options).map_err(std::io::Error::other)?;
+    writer.write_all(&layout.header)?;
+    let mut position = 0u64;
+    for (info, &i) in layout.tensors.iter().zip(&layout.input_index) {
+        // Alignment may leave zero padding before a tensor.
+        let padding = vec![0u8; (info.begin - position) as usize];
+        writer.write_all(&padding)?;
+        let data = tensors.get(i).map(|(_, t)| t.data).unwrap_or_default();
+        for chunk in data.chunks(COPY_CHUNK) {
+            writer.write_all(chunk)?;
+        }
+        position = info.end;
+    }
+    Ok(layout.header.len() as u64 + position)
+}
+
 /// Writes tensors to `path` through a temporary file and a rename.
 ///
 /// The file's blocks are allocated up front and the tensors are then
