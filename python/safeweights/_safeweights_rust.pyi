@@ -121,6 +121,16 @@ def serialize_file(
     alignment: int = 8,
     durable: bool = True,
 ) -> None: ...
+def serialize_file_checksummed(
+    tensor_dict: Mapping[str, TensorSpec],
+    filename: PathLike,
+    metadata: Optional[Dict[str, str]],
+    checksum_key: str,
+    *,
+    alignment: int = 8,
+    durable: bool = True,
+) -> Dict[str, str]: ...
+def xxh3_128_hex(address: int, length: int) -> str: ...
 def serialize_sharded(
     tensor_dict: Mapping[str, TensorSpec],
     directory: PathLike,

@@ -11,15 +11,16 @@ import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from .. import _dtypes, _types
 from .._checkpoint import _Rebuilder
 from .._location import Placement
 from .._safe_open import safe_open
-from .._safeweights_rust import SNIFF_LEN, SafetensorError, sniff_format
+from .._safeweights_rust import SNIFF_LEN, SafetensorError, sniff_format, xxh3_128_hex
 from ._format import (
     DIGESTS_KEY,
+    SHA256_DIGESTS_KEY,
     METADATA_FILE,
     RANK_KEY,
     SAVE_ID_KEY,
@@ -235,8 +236,12 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
                 target.copy_(source)
                 planner.commit_tensor(item, target)
 
-    def _digests(self, handle: safe_open, name: str, entries: List[str]) -> Dict[str, str]:
-        text = (handle.metadata() or {}).get(DIGESTS_KEY)
+    def _digests(self, handle: safe_open, name: str, entries: List[str]) -> "_Digests":
+        """The stored digests and their algorithm: XXH3-128, or SHA-256
+        in checkpoints saved before the writer hashed while writing."""
+        metadata = handle.metadata() or {}
+        algorithm = "xxh3-128" if DIGESTS_KEY in metadata else "sha256"
+        text = metadata.get(DIGESTS_KEY, metadata.get(SHA256_DIGESTS_KEY))
         path = os.path.join(self.path, name)
         if text is None:
             raise ChecksumMismatchError(
@@ -248,7 +253,7 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
             digests = json.loads(text)
         except ValueError:
             raise ChecksumMismatchError(f"{path}: the stored checksums are not valid JSON", path=path, tensors=entries) from None
-        return digests if isinstance(digests, dict) else {}
+        return _Digests(algorithm, digests if isinstance(digests, dict) else {})
 
     def _decode_object(self, fqn: str, location: ObjectLocation) -> Any:
         document = location.value
@@ -311,20 +316,29 @@ def _narrow(tensor: Any, offsets: Any, lengths: Any) -> Any:
     return tensor
 
 
-def _verified(handle: safe_open, name: str, entry: str, digests: Dict[str, str], directory: str) -> Any:
+class _Digests(NamedTuple):
+    algorithm: str  # "xxh3-128" or "sha256"
+    by_tensor: Dict[str, str]
+
+
+def _verified(handle: safe_open, name: str, entry: str, digests: _Digests, directory: str) -> Any:
     import torch
 
     tensor = handle.get_tensor(entry)
     path = os.path.join(directory, name)
-    expected = digests.get(entry)
+    expected = digests.by_tensor.get(entry)
     if expected is None:
         raise ChecksumMismatchError(f"{path}: no checksum stored for tensor {entry!r}", path=path, tensors=[entry])
-    flat = tensor.reshape(-1)
-    data = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-    actual = hashlib.sha256(data).hexdigest()
+    if digests.algorithm == "xxh3-128":
+        contiguous = tensor.contiguous()  # get_tensor's result already is; kept alive for the call
+        actual = xxh3_128_hex(contiguous.data_ptr(), contiguous.numel() * contiguous.element_size())
+    else:
+        flat = tensor.reshape(-1)
+        data = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+        actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise ChecksumMismatchError(
-            f"{path}: tensor {entry!r} is corrupt: its SHA-256 is {actual}, {expected} when saved",
+            f"{path}: tensor {entry!r} is corrupt: its {digests.algorithm} digest is {actual}, {expected} when saved",
             path=path,
             tensors=[entry],
         )
