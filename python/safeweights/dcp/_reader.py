@@ -215,15 +215,22 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
         with self._open(name, entries) as handle:
             digests = self._digests(handle, name, entries) if self.verify else None
             whole: Dict[str, Any] = {}
+            # Runs of whole rows go straight into their destinations, all in
+            # one native call per file (parallel positioned reads); the rest
+            # is sliced and copied here.
+            requests: List[Tuple[str, int, int, int]] = []
+            direct: List[Tuple[Any, Any]] = []
             for item, location in items:
                 target = planner.resolve_tensor(item).detach()
+                request = None if digests is not None else _rows_request(handle, location.entry, item, target)
+                if request is not None:
+                    requests.append(request)
+                    direct.append((item, target))  # keeps each target alive through the read
+                    continue
                 if digests is not None:
                     if location.entry not in whole:
                         whole[location.entry] = _verified(handle, name, location.entry, digests, self.path)
                     source = _narrow(whole[location.entry], item.storage_offsets, item.lengths)
-                elif _read_rows_into(handle, location.entry, item, target):
-                    planner.commit_tensor(item, target)
-                    continue
                 else:
                     source = _read_box(handle, location.entry, item.storage_offsets, item.lengths)
                 if tuple(target.shape) != tuple(source.shape):
@@ -234,6 +241,10 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
                         tensors=[location.entry],
                     )
                 target.copy_(source)
+                planner.commit_tensor(item, target)
+            if requests:
+                handle._file.read_ranges_into(requests, self.thread_count or 4)
+            for item, target in direct:
                 planner.commit_tensor(item, target)
 
     def _digests(self, handle: safe_open, name: str, entries: List[str]) -> "_Digests":
@@ -284,30 +295,28 @@ def _read_box(handle: safe_open, entry: str, offsets: Any, lengths: Any) -> Any:
     return handle.get_slice(entry)[tuple(slice(o, o + n) for o, n in zip(offsets, lengths))]
 
 
-def _read_rows_into(handle: safe_open, entry: str, item: Any, target: Any) -> bool:
-    """Reads the box straight into `target` when it is a run of whole rows
-    of the stored chunk (any resharding along dim 0: FSDP, `Shard(0)`) and
-    `target` is a contiguous cpu tensor of the stored dtype: one positioned
-    read, no intermediate buffer. False when that does not apply."""
-    import torch
-
+def _rows_request(handle: safe_open, entry: str, item: Any, target: Any) -> Optional[Tuple[str, int, int, int]]:
+    """The positioned read `(entry, offset, address, length)` that fills
+    `target` straight from the file when the box is a run of whole rows of
+    the stored chunk (any resharding along dim 0: FSDP, `Shard(0)`) and
+    `target` is a contiguous cpu tensor of the stored dtype: no
+    intermediate buffer. None when that does not apply. The caller keeps
+    `target` alive until the read is done."""
     if sys.byteorder != "little" or target.device.type != "cpu" or not target.is_contiguous():
-        return False
+        return None
     view = handle.get_slice(entry)
     shape, dtype = view.get_shape(), _dtypes.torch_dtypes().get(view.get_dtype())
     offsets, lengths = list(item.storage_offsets), list(item.lengths)
     if dtype is None or target.dtype != dtype or dtype.itemsize == 0 or len(shape) != len(lengths):
-        return False
+        return None
     if any(offsets[1:]) or lengths[1:] != shape[1:] or tuple(target.shape) != tuple(lengths):
-        return False
+        return None
     row = dtype.itemsize
     for n in shape[1:]:
         row *= n
     first = offsets[0] if offsets else 0
     length = target.numel() * dtype.itemsize
-    # The target stays alive (and contiguous) during the call: we hold it.
-    handle._file.read_range_into(entry, first * row, target.data_ptr() if length else 0, length)
-    return True
+    return (entry, first * row, target.data_ptr() if length else 0, length)
 
 
 def _narrow(tensor: Any, offsets: Any, lengths: Any) -> Any:
