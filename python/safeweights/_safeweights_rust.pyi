@@ -115,6 +115,7 @@ class _SafeFile:
     def tensors(self) -> List[RawTensor]: ...
     def slice(self, name: str) -> _SafeSlice: ...
     def read_range_into(self, name: str, offset: int, address: int, length: int) -> None: ...
+    def read_ranges_into(self, requests: List[Tuple[str, int, int, int]], thread_count: Optional[int] = None) -> None: ...
 
 def serialize(
     tensor_dict: Mapping[str, TensorSpec], metadata: Optional[Dict[str, str]] = None, *, alignment: int = 8
@@ -128,6 +129,16 @@ def serialize_file(
     durable: bool = True,
     storage_options: Optional[Dict[str, str]] = None,
 ) -> None: ...
+def serialize_file_checksummed(
+    tensor_dict: Mapping[str, TensorSpec],
+    filename: PathLike,
+    metadata: Optional[Dict[str, str]],
+    checksum_key: str,
+    *,
+    alignment: int = 8,
+    durable: bool = True,
+) -> Dict[str, str]: ...
+def xxh3_128_hex(address: int, length: int) -> str: ...
 def serialize_sharded(
     tensor_dict: Mapping[str, TensorSpec],
     directory: PathLike,

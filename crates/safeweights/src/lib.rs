@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod checksum;
 pub mod dcp;
 pub mod edit;
 mod error;
