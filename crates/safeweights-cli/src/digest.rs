@@ -13,9 +13,8 @@ use std::fmt::Write;
 use sha2::{Digest, Sha256};
 
 use crate::exit::{CliError, CliResult};
-use crate::output::progress;
 use crate::parallel::{run_indexed, thread_count};
-use crate::source::Checkpoint;
+use crate::source::{Checkpoint, Entry};
 
 /// The `__metadata__` key holding the digests.
 pub const METADATA_KEY: &str = "safeweights.sha256";
@@ -25,9 +24,14 @@ pub type Digests = BTreeMap<String, String>;
 
 /// Hashes every tensor, several tensors at a time.
 pub fn compute(checkpoint: &Checkpoint) -> CliResult<Digests> {
-    let entries = checkpoint.entries();
+    compute_entries(checkpoint, &checkpoint.entries())
+}
+
+/// Hashes the given tensors, several at a time; of a remote checkpoint
+/// only their bytes are fetched (the progress bar then says so).
+pub fn compute_entries(checkpoint: &Checkpoint, entries: &[Entry<'_>]) -> CliResult<Digests> {
     let total: u64 = entries.iter().map(|e| e.info.end - e.info.begin).sum();
-    let bar = progress(total, "sha256");
+    let bar = checkpoint.progress(total, "sha256");
     let hexes = run_indexed(entries.len(), thread_count(None), |i| {
         let entry = entries[i];
         let mut hasher = Sha256::new();
