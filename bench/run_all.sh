@@ -24,6 +24,8 @@ echo "==> durability: fsync on vs off"
 "$py" bench/durability_bench.py --mib 64 256
 echo "==> concurrency soak: one writer, six readers, 5 minutes (wrong bytes must be 0)"
 "$py" bench/soak.py --seconds 300
+echo "==> cold page cache, writes vs dd, 1M-tensor headers (drops the page cache: root)"
+"$py" bench/cold_bench.py --gib 1
 echo "==> CLI stats, diff and remote inspect vs torch and curl"
 "$py" bench/cli_bench.py --size-gib 2
 if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then

@@ -188,11 +188,10 @@ fn read_warm(c: &mut Criterion, model: &BigModel, dir: &std::path::Path) {
             let file = SafetensorsFile::open(&path).expect("valid");
             let tensors = file.header().tensors();
             let mut buffers: Vec<Vec<u8>> =
-                tensors.iter().map(|t| vec![0u8; t.byte_len()]).collect();
+                tensors.clone().map(|t| vec![0u8; t.byte_len()]).collect();
             let mut requests: Vec<(&str, &mut [u8])> = tensors
-                .iter()
                 .zip(buffers.iter_mut())
-                .map(|(t, b)| (t.name.as_str(), &mut b[..]))
+                .map(|(t, b)| (t.name, &mut b[..]))
                 .collect();
             file.read_many_into(&mut requests).expect("read");
             buffers

@@ -24,9 +24,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(reference.len(), header.len());
     for tensor in header.tensors() {
         let theirs = reference
-            .tensor(&tensor.name)
+            .tensor(tensor.name)
             .expect("tensor missing in the reference");
-        assert_eq!(theirs.shape(), &tensor.shape[..]);
+        assert_eq!(theirs.shape(), tensor.shape);
         assert_eq!(format!("{:?}", theirs.dtype()), tensor.dtype.name());
         assert_eq!(
             theirs.data(),
@@ -47,7 +47,7 @@ fn check(header: &Header, data_len: u64) {
             Some(tensor.byte_len()),
             tensor.dtype.bytes_for(tensor.numel())
         );
-        assert_eq!(header.get(&tensor.name), Some(tensor));
+        assert_eq!(header.get(tensor.name), Some(tensor));
         end = tensor.end;
     }
     assert_eq!(end, data_len);
@@ -57,8 +57,7 @@ fn check(header: &Header, data_len: u64) {
     // the same entries (in the writer's order, so compare by name).
     let specs: Vec<TensorSpec> = header
         .tensors()
-        .iter()
-        .map(|t| TensorSpec::new(t.name.clone(), t.dtype, t.shape.clone()))
+        .map(|t| TensorSpec::new(t.name.to_owned(), t.dtype, t.shape.to_vec()))
         .collect();
     let layout = Layout::plan(&specs, header.metadata(), &WriteOptions::default())
         .expect("a valid header can be written");
@@ -66,7 +65,7 @@ fn check(header: &Header, data_len: u64) {
     assert_eq!(again.len(), header.len());
     assert_eq!(again.metadata(), header.metadata());
     for tensor in header.tensors() {
-        let other = again.get(&tensor.name).expect("same names");
-        assert_eq!((other.dtype, &other.shape), (tensor.dtype, &tensor.shape));
+        let other = again.get(tensor.name).expect("same names");
+        assert_eq!((other.dtype, other.shape), (tensor.dtype, tensor.shape));
     }
 }

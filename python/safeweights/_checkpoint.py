@@ -145,14 +145,14 @@ def load_checkpoint(
         if os.path.isfile(path) and not path.endswith(".json") and _is_pickle(_head(path)):
             from ._legacy import load_legacy
 
-            return _place_tree(load_legacy(path, device, _allowed(safe_types), mmap), placement)
+            return load_legacy(path, placement, _allowed(safe_types), mmap)
         source = path
     else:
         source = _read_all(f)
         if _is_pickle(bytes(source[:SNIFF_LEN])):
             from ._legacy import load_legacy
 
-            return _place_tree(load_legacy(source, device, _allowed(safe_types)), placement)
+            return load_legacy(source, placement, _allowed(safe_types))
     # Onto a GPU, every tensor moves in one pass through pinned buffers.
     load_device = device if device is not None and device.type == "cuda" else None
     with safe_open(
@@ -187,27 +187,6 @@ def _allowed(safe_types: Any) -> Dict[str, Any]:
     allowed = _safe_types.get_safe_types()
     allowed.update(_safe_types._named(safe_types or []))
     return allowed
-
-
-def _place_tree(value: Any, placement: Placement) -> Any:
-    """Legacy files: tensors loaded on the cpu, then placed by a dict or
-    callable `map_location` (a device was applied while loading)."""
-    import torch
-
-    if placement.fixed_device is not None or (placement.mapping is None and placement.function is None):
-        return value
-    if isinstance(value, torch.Tensor):
-        return placement.place(value, "cpu")
-    # The containers were just built by the loader: updated in place, so
-    # their types and attributes (a state dict's `_metadata`) stay.
-    if isinstance(value, dict):
-        for key, item in value.items():
-            value[key] = _place_tree(item, placement)
-    elif isinstance(value, list):
-        value[:] = [_place_tree(v, placement) for v in value]
-    elif type(value) is tuple:
-        return tuple(_place_tree(v, placement) for v in value)
-    return value
 
 
 def _aliases(metadata: List[Dict[str, str]], tensors: Dict[str, Any]) -> List[Tuple[str, str]]:

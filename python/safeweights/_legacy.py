@@ -10,8 +10,10 @@ tensor holding the whole storage, sharing its memory, with torch's strides
 and storage offsets, as `torch.load` gives them.
 Globals the reader records as data (`torch.device`, `OrderedDict` with its
 `_metadata`, numpy arrays, allowed classes...) are rebuilt by
-`safeweights._legacy_objects`. Onto a CUDA device, every record moves in one
-pass, in file order, through the pinned buffers of `safeweights._cuda`.
+`safeweights._legacy_objects`. Each record carries the location its storage
+was saved from (`"cuda:1"`), which `map_location` maps as in `torch.load`.
+Onto one CUDA device, every record moves in one pass, in file order,
+through the pinned buffers of `safeweights._cuda`.
 """
 
 from __future__ import annotations
@@ -19,20 +21,24 @@ from __future__ import annotations
 from typing import Any, Dict
 
 from ._frameworks import TorchConverter, byte_array, parse_device
+from ._location import Placement
 from ._safeweights_rust import RawTensor, _PickledDtype, _PickledObject, load_torch_pickle
 from ._structure import torch_dtype
 
 
-def load_legacy(source: Any, device: Any, allowed: Any = None, mmap: bool = True) -> Any:
-    """Loads a torch.save file (path, bytes or bytearray); tensors go to
-    `device` (None: cpu). `allowed` maps `module.qualname` to the classes
-    the caller allows (see `safeweights.add_safe_types`). With `mmap`, cpu
-    tensors stored as they load are copy-on-write views of the file;
-    without, every tensor is read into memory."""
+def load_legacy(source: Any, placement: Placement, allowed: Any = None, mmap: bool = True) -> Any:
+    """Loads a torch.save file (path, bytes or bytearray), each storage
+    placed as `torch.load` places it: by `map_location` applied to the
+    location the file saved it from (`placement`; None: back there).
+    `allowed` maps `module.qualname` to the classes the caller allows (see
+    `safeweights.add_safe_types`). With `mmap`, cpu tensors stored as they
+    load are copy-on-write views of the file; without, every tensor is read
+    into memory. Quantized tensors stay on the cpu."""
     allowed = dict(allowed or {})
     tree, records = load_torch_pickle(source, list(allowed), mmap)
     quantized = _quantized()
     tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
+    device = placement.fixed_device
     converter = TorchConverter(device if device is not None else parse_device(None))
     # Views are built on their base (the whole storage), which is loaded once.
     views = [r for r in records if r.base is not None]
@@ -40,7 +46,12 @@ def load_legacy(source: Any, device: Any, allowed: Any = None, mmap: bool = True
     plain = [r for r in records if id(r) not in tensors and r.base is None]
     # In file order, so that onto a GPU every record moves in one pass.
     ordered = sorted([*plain, *bases.values()], key=lambda r: (id(r.storage), r.offset))
-    tensors.update(zip(map(id, ordered), converter.tensors(ordered)))
+    converted = converter.tensors(ordered)
+    if device is None:
+        # A record here is a whole storage, or the one tensor of its
+        # storage: map_location is called once per storage, as torch does.
+        converted = [placement.place(tensor, record.location) for record, tensor in zip(ordered, converted)]
+    tensors.update(zip(map(id, ordered), converted))
     for record in views:
         tensors[id(record)] = _view(tensors[id(record.base)], record)
     return _Rebuild(tensors, allowed).value(tree)

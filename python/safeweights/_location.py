@@ -6,6 +6,11 @@
 - a callable `(storage, location) -> storage or None`: given each storage on
   the cpu and its saved location tag (`"cpu"`, `"cuda:0"`); None means "as
   saved". torch passes an `UntypedStorage`; so do we.
+
+The saved location is the one the file records: torch's location tag in a
+`torch.save` file's persistent ids (carried by the native reader's records
+as `RawTensor.location`), a checkpoint record's `device` in a file written
+by `safeweights.save`, and `"cpu"` for plain safetensors files.
 """
 
 from __future__ import annotations
@@ -48,13 +53,11 @@ class Placement:
 
     def target(self, location: str) -> Any:
         """Where a tensor saved on `location` goes (not for callables)."""
-        import torch
-
         if self.device is not None:
             return self.device
         if self.mapping is not None:
-            return torch.device(self.mapping.get(location, location))
-        return torch.device(location)
+            location = self.mapping.get(location, location)
+        return _device_named(location)
 
     def place(self, tensor: Any, location: str) -> Any:
         """`tensor` (on the cpu, or already on its device) where it belongs."""
@@ -67,7 +70,7 @@ class Placement:
             tensor = tensor.clone()
         result = self.function(tensor.untyped_storage(), location)
         if result is None:
-            return _to_device(tensor, torch.device(location))
+            return _to_device(tensor, _device_named(location))
         if isinstance(result, torch.storage.TypedStorage):
             result = result._untyped_storage
         if not isinstance(result, torch.UntypedStorage):
@@ -76,6 +79,21 @@ class Placement:
             raise ValueError("map_location returned a storage smaller than the tensor it was given")
         placed = torch.empty(0, dtype=tensor.dtype, device=result.device)
         return placed.set_(result, 0, tensor.shape, tensor.stride())
+
+
+def _device_named(location: str) -> Any:
+    """The device a saved location tag (or a dict's value) names."""
+    import torch
+
+    try:
+        return torch.device(location)
+    except (RuntimeError, TypeError, ValueError):
+        from ._safeweights_rust import CheckpointError
+
+        raise CheckpointError(
+            f"a tensor was saved on {location!r}, which torch {torch.__version__} does not know as a device:"
+            f" pass map_location (a device, or a dict such as {{{location!r}: 'cpu'}})"
+        ) from None
 
 
 def _to_device(tensor: Any, device: Any) -> Any:

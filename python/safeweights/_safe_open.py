@@ -82,6 +82,9 @@ class safe_open:
     ) -> None:
         self._converter = _frameworks.make_converter(framework, device)
         self._file = _open_native(filename, backend, storage_options)
+        # Tensors bound for the GPU are read chunk by chunk by the CUDA
+        # pipeline, which overlaps reads and copies itself (_cuda.py).
+        self._read_ahead = getattr(self._converter, "_kind", "cpu") != "cuda"
 
     def __enter__(self) -> "safe_open":
         return self
@@ -109,10 +112,14 @@ class safe_open:
 
     def get_tensor(self, name: str) -> Any:
         """One whole tensor, in the framework and on the device of this handle."""
+        if self._read_ahead:
+            self._file.read_ahead(name)
         return self._converter.tensor(self._file.tensor(name))
 
     def get_tensors(self) -> Dict[str, Any]:
         """Every tensor, as a dict in file order."""
+        if self._read_ahead:
+            self._file.read_ahead()
         records = self._file.tensors()
         return dict(zip([record.name for record in records], self._converter.tensors(records)))
 

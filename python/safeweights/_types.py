@@ -72,6 +72,11 @@ _BUILTIN_TYPES = {
 OnTensor = Callable[[Any, str], Dict[str, Any]]
 
 
+# Values that encode as themselves (exact types: a bool or int subclass such
+# as an IntEnum is not one of them).
+_SELF_ENCODED = frozenset({bool, str, int})
+
+
 def _where(path: str) -> str:
     return path or "the root"
 
@@ -108,11 +113,24 @@ class Encoder:
 
     # Containers (the ones that can hold themselves are checked for cycles).
 
+    # JSON scalars are their own encoding: no path is built for them (an
+    # RNG state holds hundreds of ints; saves stay close to the write floor).
+
     def items(self, pairs: Any, path: str) -> List[List[Any]]:
-        return [[self.encode(k, path), self.encode(v, _join(path, k))] for k, v in pairs]
+        encode = self.encode
+        return [
+            [
+                k if type(k) in _SELF_ENCODED else encode(k, path),
+                v if v is None or type(v) in _SELF_ENCODED else encode(v, _join(path, k)),
+            ]
+            for k, v in pairs
+        ]
 
     def seq(self, values: Any, path: str) -> List[Any]:
-        return [self.encode(v, _join(path, i)) for i, v in enumerate(values)]
+        encode = self.encode
+        return [
+            v if v is None or type(v) in _SELF_ENCODED else encode(v, _join(path, i)) for i, v in enumerate(values)
+        ]
 
     def container(self, value: Any, path: str, build: Callable[[], Any]) -> Any:
         key = id(value)

@@ -464,6 +464,7 @@ fn layout(tensor: &TensorRef) -> PyResult<Layout> {
             .collect::<PyResult<_>>()?,
         name: entry_name(tensor),
         requires_grad: tensor.requires_grad,
+        location: tensor.storage.location.to_string(),
     })
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
+use safeweights::checksum;
 use safeweights::dcp::{consolidate, DcpCheckpoint};
 use safeweights::read::{Backend, OpenOptions};
 use safeweights::write::WriteOptions;
@@ -39,4 +40,37 @@ pub fn dcp_consolidate(
         consolidate(&checkpoint, &output, max_shard_size, &write)
     })
     .map_err(|error| CoreError::from(error).into())
+}
+
+/// The XXH3-128 of the `length` bytes at `address` (a contiguous cpu
+/// tensor's `data_ptr()`, which the caller keeps alive and unchanged for
+/// the call: the `TensorSpec` contract), as 32 lowercase hex digits: the
+/// checksum `serialize_file_checksummed` stores. Hashes with the GIL
+/// released. (An address, not a buffer: the abi3 build for Python 3.9 has
+/// no buffer protocol.)
+///
+/// Example: `xxh3_128_hex(t.data_ptr(), t.numel() * t.element_size())`.
+#[pyfunction]
+pub fn xxh3_128_hex(py: Python<'_>, address: usize, length: usize) -> PyResult<String> {
+    if length > 0 && address == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "xxh3_128_hex: a null address for a non-empty range",
+        ));
+    }
+    // SAFETY: the caller's contract above.
+    let bytes = unsafe { memory(address, length) };
+    Ok(py.detach(|| checksum::xxh3_128_hex(bytes)))
+}
+
+/// The `length` bytes at `address`.
+///
+/// # Safety
+/// `address` must point to `length` readable bytes that stay valid and
+/// unwritten while the slice is used (or `length` must be 0).
+unsafe fn memory<'a>(address: usize, length: usize) -> &'a [u8] {
+    if length == 0 {
+        return &[];
+    }
+    // SAFETY: forwarded to the caller.
+    unsafe { std::slice::from_raw_parts(address as *const u8, length) }
 }

@@ -18,6 +18,7 @@ pub mod dtype;
 pub mod errors;
 pub mod gguf;
 pub mod numpy;
+mod readahead;
 pub mod record;
 pub mod safe_open;
 pub mod serialize;
@@ -46,7 +47,9 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<serialize::TensorSpec>()?;
     m.add_function(wrap_pyfunction!(serialize::serialize, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_file, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize::serialize_file_checksummed, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::serialize_sharded, m)?)?;
+    m.add_function(wrap_pyfunction!(dcp::xxh3_128_hex, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::deserialize, m)?)?;
     m.add_function(wrap_pyfunction!(serialize::parse_size, m)?)?;
     m.add_function(wrap_pyfunction!(dcp::dcp_consolidate, m)?)?;

@@ -65,6 +65,7 @@ fn array_tuple<'py>(
         shape,
         name: name.unwrap_or("array").to_owned(),
         requires_grad: false,
+        location: "cpu".to_owned(),
     };
     let record = Py::new(py, RawTensor::new(location, layout))?;
     (name, header.descr.as_str(), header.fortran_order, record).into_pyobject(py)

@@ -21,6 +21,9 @@ use crate::storage::{Backing, Storage};
 /// name torch, numpy and ml_dtypes share, and `shape` the framework's shape
 /// (an `F4` tensor's last dimension halved: two values per byte). `name` is
 /// the tensor's name in the file (for pickle checkpoints, its storage's).
+/// `location` is where a pickle checkpoint says the tensor's storage was
+/// saved from (`"cpu"`, `"cuda:1"`: torch's location tag, as written),
+/// which `map_location` maps; safetensors files record none (`"cpu"`).
 /// Records of one file share one `storage`.
 ///
 /// A record with a `base` is a view of another record (pickle checkpoints
@@ -38,6 +41,7 @@ pub struct RawTensor {
     shape: Vec<usize>,
     name: String,
     requires_grad: bool,
+    location: String,
     view: Option<View>,
 }
 
@@ -86,6 +90,9 @@ pub struct Layout {
     pub name: String,
     /// Saved as requiring grad (pickle checkpoints only).
     pub requires_grad: bool,
+    /// The saved location tag of its storage (pickle checkpoints only;
+    /// `"cpu"` otherwise).
+    pub location: String,
 }
 
 impl RawTensor {
@@ -99,6 +106,7 @@ impl RawTensor {
             shape: layout.shape,
             name: layout.name,
             requires_grad: layout.requires_grad,
+            location: layout.location,
             view: None,
         }
     }
@@ -115,6 +123,7 @@ impl RawTensor {
             shape: layout.shape,
             name: layout.name,
             requires_grad: layout.requires_grad,
+            location: layout.location,
             view: Some(view),
         }
     }
@@ -163,6 +172,13 @@ impl RawTensor {
     #[getter]
     fn requires_grad(&self) -> bool {
         self.requires_grad
+    }
+
+    /// Where its storage was saved from, as the file says (`"cpu"`,
+    /// `"cuda:1"`); always `"cpu"` in safetensors files.
+    #[getter]
+    fn location(&self) -> &str {
+        &self.location
     }
 
     /// The record of the whole storage this one views, or None (see the

@@ -10,12 +10,12 @@ use std::sync::{Arc, RwLock};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use safeweights::read::Backend;
 use safeweights::remote::RemoteOptions;
 use safeweights::resolve::is_url;
 use safeweights::slice;
-use safeweights::{Metadata, TensorInfo};
+use safeweights::{Metadata, TensorEntry, TensorInfo};
 
 use crate::dtype::{framework_name, framework_shape};
 use crate::errors::{new_err, ClosedFileError, CoreError, Multi, SafetensorError};
@@ -56,14 +56,15 @@ impl std::fmt::Debug for Handle {
 fn record(
     py: Python<'_>,
     location: Location,
-    info: &TensorInfo,
+    info: TensorEntry<'_>,
     shape: &[usize],
 ) -> PyResult<Py<RawTensor>> {
     let layout = Layout {
         dtype: framework_name(info.dtype),
-        shape: framework_shape(&info.name, info.dtype, shape)?,
-        name: info.name.clone(),
+        shape: framework_shape(info.name, info.dtype, shape)?,
+        name: info.name.to_owned(),
         requires_grad: false,
+        location: "cpu".to_owned(),
     };
     Py::new(py, RawTensor::new(location, layout))
 }
@@ -81,7 +82,7 @@ impl Handle {
         &self,
         py: Python<'_>,
         file: usize,
-        info: &TensorInfo,
+        info: TensorEntry<'_>,
     ) -> PyResult<Py<RawTensor>> {
         let location = match &self.opened.files[file].bytes {
             Bytes::Memory {
@@ -98,13 +99,13 @@ impl Handle {
                 let backing = py.detach(|| {
                     let mut backing = Backing::zeroed(info.byte_len())?;
                     reader
-                        .read_into(&info.name, backing.as_mut_slice())
+                        .read_into(info.name, backing.as_mut_slice())
                         .map(|_| backing)
                 });
                 Location::whole(py, backing.map_err(CoreError::from)?)?
             }
         };
-        record(py, location, info, &info.shape)
+        record(py, location, info, info.shape)
     }
 }
 
@@ -162,7 +163,7 @@ fn remote_records(
         for info in tensors {
             // Tensors tile the data section in offset order (validated).
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(info.byte_len());
-            requests.push((info.name.as_str(), head));
+            requests.push((info.name, head));
             rest = tail;
         }
         reader.read_many_into(&mut requests).map(|_| backing)
@@ -171,15 +172,15 @@ fn remote_records(
         py,
         Storage::new(Arc::new(backing.map_err(CoreError::from)?)),
     )?;
-    tensors
-        .iter()
+    header
+        .tensors()
         .map(|info| {
             let location = Location {
                 storage: storage.clone_ref(py),
                 offset: info.begin as usize,
                 nbytes: info.byte_len(),
             };
-            record(py, location, info, &info.shape)
+            record(py, location, info, info.shape)
         })
         .collect()
 }
@@ -337,25 +338,17 @@ impl SafeFile {
         }
     }
 
-    /// Tensor names, sorted alphabetically.
-    fn keys(&self) -> PyResult<Vec<String>> {
+    /// Tensor names, sorted alphabetically. Python strings are made
+    /// straight from the header's names, with no Rust copy in between.
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let handle = self.handle()?;
-        Ok(handle
-            .opened
-            .sorted_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect())
+        PyList::new(py, handle.opened.sorted_names())
     }
 
     /// Tensor names in the order of their data in the file.
-    fn offset_keys(&self) -> PyResult<Vec<String>> {
+    fn offset_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let handle = self.handle()?;
-        Ok(handle
-            .opened
-            .offset_order()
-            .map(|(_, t)| t.name.clone())
-            .collect())
+        PyList::new(py, handle.opened.offset_order().map(|(_, t)| t.name))
     }
 
     /// The `__metadata__` string map, or `None` when the file has none.
@@ -379,6 +372,24 @@ impl SafeFile {
             .iter()
             .map(|file| metadata_dict(py, file.header.metadata()))
             .collect()
+    }
+
+    /// Reads the bytes of every tensor (`name=None`) or of one into memory
+    /// with parallel reads, before they are touched: from a cold page cache
+    /// several requests are kept in flight instead of one page fault at a
+    /// time. A hint: nothing happens for buffers and pread handles.
+    #[pyo3(signature = (name=None))]
+    fn read_ahead(&self, py: Python<'_>, name: Option<&str>) -> PyResult<()> {
+        let handle = self.handle()?;
+        let opened = &handle.opened;
+        match name {
+            Some(name) => {
+                let (file, info) = opened.lookup(name).map_err(CoreError::from)?;
+                py.detach(|| opened.files[file].read_ahead(Some(info)));
+            }
+            None => py.detach(|| opened.files.iter().for_each(|f| f.read_ahead(None))),
+        }
+        Ok(())
     }
 
     /// The record of one whole tensor.
@@ -437,21 +448,60 @@ impl SafeFile {
         if length == 0 {
             return Ok(());
         }
-        let info = info.clone();
         let opened = &handle.opened.files[file];
         py.detach(|| {
             // SAFETY: the caller's contract (above).
             let target = unsafe { caller_memory(address, length) };
-            match (&opened.bytes, opened.memory_bytes(&info)) {
-                (Bytes::Pread(reader), _) => reader.read_range(&info, offset, target),
-                (_, Some(bytes)) => {
-                    let start = offset as usize;
-                    target.copy_from_slice(&bytes[start..start + length]);
-                    Ok(())
-                }
-                (_, None) => Ok(()),
-            }
+            read_range(opened, info, offset, target)
         })
+        .map_err(|error| CoreError::from(error).into())
+    }
+
+    /// `read_range_into` for many ranges at once, in one call: each
+    /// request is `(name, offset, address, length)`. Every range is checked
+    /// first; the reads then run with the GIL released, in pieces of at
+    /// most 16 MiB on up to `thread_count` threads (default 4), so one file's
+    /// tensors fill their destinations in parallel.
+    ///
+    /// The addresses are trusted as in `read_range_into`, and must not
+    /// overlap.
+    #[pyo3(signature = (requests, thread_count = None))]
+    fn read_ranges_into(
+        &self,
+        py: Python<'_>,
+        requests: Vec<(String, u64, usize, usize)>,
+        thread_count: Option<usize>,
+    ) -> PyResult<()> {
+        const PIECE: usize = 16 << 20;
+        let handle = self.handle()?;
+        let mut pieces: Vec<(usize, TensorEntry<'_>, u64, usize, usize)> = Vec::new();
+        for (name, offset, address, length) in &requests {
+            let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
+            let end = offset.checked_add(*length as u64);
+            if end.is_none_or(|end| end > info.byte_len() as u64) {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "tensor {name:?}: bytes {offset}..{offset}+{length} are outside its {} bytes",
+                    info.byte_len()
+                )));
+            }
+            let mut done = 0;
+            while done < *length {
+                let n = PIECE.min(length - done);
+                pieces.push((file, info, offset + done as u64, address + done, n));
+                done += n;
+            }
+        }
+        let threads = thread_count.unwrap_or(4).clamp(1, pieces.len().max(1));
+        let opened = &handle.opened.files;
+        py.detach(|| {
+            safeweights::pool::run_indexed(pieces.len(), threads, |i| {
+                let (file, info, offset, address, length) = &pieces[i];
+                // SAFETY: the caller's contract (above); pieces never overlap.
+                let target = unsafe { caller_memory(*address, *length) };
+                read_range(&opened[*file], *info, *offset, target)
+            })
+        })
+        .map(|_| ())
         .map_err(|error| CoreError::from(error).into())
     }
 
@@ -459,8 +509,30 @@ impl SafeFile {
     fn slice(&self, name: &str) -> PyResult<SafeSlice> {
         let handle = self.handle()?;
         let (file, info) = handle.opened.lookup(name).map_err(CoreError::from)?;
-        let info = info.clone();
+        let info = info.to_info();
         Ok(SafeSlice { handle, file, info })
+    }
+}
+
+/// Reads `target.len()` bytes of tensor `info` from `offset` on into
+/// `target`, from whichever backing the file was opened with.
+fn read_range(
+    opened: &crate::source::OpenedFile,
+    info: TensorEntry<'_>,
+    offset: u64,
+    target: &mut [u8],
+) -> safeweights::Result<()> {
+    match &opened.bytes {
+        Bytes::Pread(reader) => reader.read_range(info, offset, target),
+        Bytes::Memory {
+            backing,
+            data_start,
+        } => {
+            // The callers checked `offset + target.len()` against the tensor.
+            let start = data_start + info.begin as usize + offset as usize;
+            target.copy_from_slice(&backing.as_slice()[start..start + target.len()]);
+            Ok(())
+        }
     }
 }
 
@@ -503,22 +575,19 @@ impl SafeSlice {
 
     /// The record of the whole tensor, as `_SafeFile.tensor` gives it.
     fn whole(&self, py: Python<'_>) -> PyResult<Py<RawTensor>> {
-        self.handle.raw_tensor(py, self.file, &self.info)
+        self.handle.raw_tensor(py, self.file, self.info.as_entry())
     }
 
     /// The record of the elements `index` selects, gathered into a new
     /// buffer (writable, never an alias of the file).
     fn read(&self, py: Python<'_>, index: &Bound<'_, PyAny>) -> PyResult<Py<RawTensor>> {
         let args = parse_index(index)?;
-        let info = &self.info;
+        let info = self.info.as_entry();
         let file = &self.handle.opened.files[self.file];
         let gathered = py.detach(|| -> safeweights::Result<(Vec<usize>, Backing)> {
-            let selection = slice::plan(&info.name, &info.shape, &args)?;
+            let selection = slice::plan(info.name, info.shape, &args)?;
             let mut out = Backing::zeroed(slice::output_len(
-                &info.name,
-                info.dtype,
-                &info.shape,
-                &selection,
+                info.name, info.dtype, info.shape, &selection,
             )?)?;
             match &file.bytes {
                 Bytes::Memory {
@@ -529,9 +598,9 @@ impl SafeSlice {
                     backing.check_readable(data_start + info.begin as usize, info.byte_len())?;
                     let data = file.memory_bytes(info).unwrap_or_default();
                     slice::gather_into(
-                        &info.name,
+                        info.name,
                         info.dtype,
-                        &info.shape,
+                        info.shape,
                         data,
                         &selection,
                         out.as_mut_slice(),

@@ -15,8 +15,8 @@ use safeweights::remote::serialize_to_url;
 use safeweights::resolve::is_url;
 use safeweights::shards::{parse_size as core_parse_size, write_sharded};
 use safeweights::write::{
-    interruptible, serialize_into, serialize_to_file, Layout, TensorRef, TensorSpec as CoreSpec,
-    WriteOptions,
+    interruptible, serialize_into, serialize_to_file, serialize_to_file_with_checksums, Layout,
+    TensorRef, TensorSpec as CoreSpec, WriteOptions,
 };
 use safeweights::{Dtype, Metadata};
 
@@ -269,6 +269,37 @@ pub fn serialize_file(
         serialize_to_file(
             &refs,
             metadata.as_ref(),
+            &filename,
+            &durable_options(alignment, durable),
+        )
+    })
+}
+
+/// Like `serialize_file`, and hashes each tensor (XXH3-128) in the same
+/// pass as it is written, stores the digests as a JSON object in the
+/// metadata under `checksum_key`, and returns them as `{name: hex}`.
+///
+/// Example: `serialize_file_checksummed(specs, "a.safetensors", None, "safeweights.xxh3_128")`.
+#[pyfunction]
+#[pyo3(signature = (tensor_dict, filename, metadata, checksum_key, *, alignment = 8, durable = true))]
+pub fn serialize_file_checksummed(
+    py: Python<'_>,
+    tensor_dict: &Bound<'_, PyAny>,
+    filename: PathBuf,
+    metadata: Option<Metadata>,
+    checksum_key: String,
+    alignment: usize,
+    durable: bool,
+) -> PyResult<std::collections::BTreeMap<String, String>> {
+    let inputs = collect_inputs(tensor_dict)?;
+    checked_specs(&inputs)?;
+    write_interruptibly(py, || {
+        // SAFETY: the TensorSpec contract; the callers keep the arrays alive.
+        let refs = unsafe { tensor_refs(&inputs) };
+        serialize_to_file_with_checksums(
+            &refs,
+            metadata.as_ref(),
+            &checksum_key,
             &filename,
             &durable_options(alignment, durable),
         )

@@ -11,7 +11,7 @@ use safeweights::read::{Backend, OpenOptions, SafetensorsFile};
 use safeweights::remote::{open_checkpoint, RemoteOptions};
 use safeweights::resolve::{resolve_path, Target};
 use safeweights::shards::{open_shards, user_metadata};
-use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorInfo};
+use safeweights::{Error, Header, HeaderLimits, Metadata, Result, TensorEntry};
 
 use crate::storage::Backing;
 
@@ -26,7 +26,7 @@ pub enum Bytes {
         data_start: usize,
     },
     /// Each tensor is read into a new buffer with positioned reads.
-    Pread(SafetensorsFile),
+    Pread(Box<SafetensorsFile>),
 }
 
 /// One validated safetensors file.
@@ -50,8 +50,30 @@ impl OpenedFile {
         })
     }
 
+    /// Reads the data section (`name: None`) or one tensor's bytes of a
+    /// mapped file into memory with parallel reads (see `readahead.rs`);
+    /// nothing for other inputs, or for a data section that does not fit
+    /// in half the available memory.
+    pub fn read_ahead(&self, tensor: Option<TensorEntry<'_>>) {
+        let Bytes::Memory {
+            backing,
+            data_start,
+        } = &self.bytes
+        else {
+            return;
+        };
+        let (begin, len) = match tensor {
+            Some(info) => (info.begin, info.end - info.begin),
+            None => (0, self.header.data_len()),
+        };
+        if tensor.is_none() && !crate::readahead::fits_in_memory(len) {
+            return;
+        }
+        crate::readahead::populate(backing, data_start + begin as usize, len as usize);
+    }
+
     /// A tensor's bytes, when the file is in memory.
-    pub fn memory_bytes(&self, info: &TensorInfo) -> Option<&[u8]> {
+    pub fn memory_bytes(&self, info: TensorEntry<'_>) -> Option<&[u8]> {
         match &self.bytes {
             Bytes::Memory {
                 backing,
@@ -113,13 +135,13 @@ impl Opened {
         let mut files = Vec::new();
         for (i, _) in checkpoint.shards().iter().enumerate() {
             for tensor in checkpoint.shards()[i].header().tensors() {
-                location.insert(tensor.name.clone(), i);
+                location.insert(tensor.name.to_owned(), i);
             }
         }
         for file in checkpoint.into_shards() {
             files.push(OpenedFile {
                 header: file.header().clone(),
-                bytes: Bytes::Pread(file),
+                bytes: Bytes::Pread(Box::new(file)),
             });
         }
         Ok(Opened {
@@ -156,7 +178,7 @@ impl Opened {
     }
 
     /// The file holding `name`, and its header entry.
-    pub fn lookup(&self, name: &str) -> Result<(usize, &TensorInfo)> {
+    pub fn lookup(&self, name: &str) -> Result<(usize, TensorEntry<'_>)> {
         let index = match &self.location {
             None => 0,
             Some(location) => *location.get(name).ok_or_else(|| Error::TensorNotFound {
@@ -168,17 +190,20 @@ impl Opened {
 
     /// Names sorted alphabetically, as the reference's `keys()`.
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.offset_order().map(|(_, t)| t.name.as_str()).collect();
+        if let [file] = &self.files[..] {
+            return file.header.sorted_names();
+        }
+        let mut names: Vec<&str> = self.offset_order().map(|(_, t)| t.name).collect();
         names.sort_unstable();
         names
     }
 
     /// Every tensor in storage order: file by file, by data offset.
-    pub fn offset_order(&self) -> impl Iterator<Item = (usize, &TensorInfo)> {
+    pub fn offset_order(&self) -> impl Iterator<Item = (usize, TensorEntry<'_>)> {
         self.files
             .iter()
             .enumerate()
-            .flat_map(|(i, f)| f.header.tensors().iter().map(move |t| (i, t)))
+            .flat_map(|(i, f)| f.header.tensors().map(move |t| (i, t)))
     }
 
     /// Metadata of the first file, without a sharded checkpoint's id. Shards may carry different metadata (a
@@ -199,7 +224,7 @@ fn open_file(path: &Path, backend: Backend) -> Result<OpenedFile> {
         let file = SafetensorsFile::open_with(path, &options)?;
         return Ok(OpenedFile {
             header: file.header().clone(),
-            bytes: Bytes::Pread(file),
+            bytes: Bytes::Pread(Box::new(file)),
         });
     }
     let mut file = File::open(path)?;

@@ -121,7 +121,7 @@ def test_files_are_plain_safetensors_without_pickle(tmp_path):
         metadata = f.metadata()
         keys = set(f.keys())
     # Every tensor has its digest (the tuple's tensor is one of them).
-    assert set(json.loads(metadata["safeweights.sha256"])) == keys
+    assert set(json.loads(metadata["safeweights.xxh3_128"])) == keys
     assert {"model.embed", "model.norm", "model.count", "model.mask"} < keys
     assert json.loads(metadata["DCP_SHARDING_INFO"])["model.embed"] == {"saved_offsets": [0, 0]}
 
@@ -341,3 +341,49 @@ def test_cli_validate_and_verify_report_broken_shards(tmp_path):
     assert validated.returncode == 1
     report = json.loads(validated.stdout)["files"][0]
     assert report["valid"] is False and last in report["error"] and "when saved" in report["error"]
+
+
+def test_checksums_are_the_reference_xxh3_128_of_each_tensor(tmp_path):
+    import xxhash
+
+    _save(tmp_path)
+    with safe_open(str(tmp_path / "__0_0.safetensors"), framework="pt") as f:
+        stored = json.loads(f.metadata()["safeweights.xxh3_128"])
+        keys = list(f.keys())
+        expected = {}
+        for key in keys:
+            flat = f.get_tensor(key).reshape(-1)
+            raw = flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+            expected[key] = xxhash.xxh3_128_hexdigest(raw)
+    assert stored == expected and len(stored) == len(keys)
+    _assert_same_state(_load(tmp_path, verify=True), _state())
+
+
+def test_sha256_checksums_of_earlier_saves_still_verify(tmp_path):
+    # Checkpoints saved before the writer hashed while writing carry
+    # SHA-256 digests under the `checksum` key: rewrite the shard that way.
+    import hashlib
+
+    from safetensors.torch import load_file, save_file
+
+    _save(tmp_path)
+    path = tmp_path / "__0_0.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    tensors = load_file(str(path))
+    del metadata["safeweights.xxh3_128"]
+    digests = {k: hashlib.sha256(t.reshape(-1).view(torch.uint8).numpy().tobytes()).hexdigest() for k, t in tensors.items()}
+    metadata["safeweights.sha256"] = json.dumps(dict(sorted(digests.items())), separators=(",", ":"))
+    save_file(tensors, str(path), metadata=metadata)
+    document = json.loads((tmp_path / "safeweights.dcp.json").read_text())
+    document["files"]["__0_0.safetensors"]["bytes"] = path.stat().st_size
+    (tmp_path / "safeweights.dcp.json").write_text(json.dumps(document))
+    _assert_same_state(_load(tmp_path, verify=True), _state())
+    assert _cli("verify", str(tmp_path)).returncode == 0
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointException) as excinfo:
+        _load(tmp_path, verify=True)
+    assert isinstance(_failure(excinfo), ChecksumMismatchError) and "sha256" in str(_failure(excinfo))
+    assert _cli("verify", str(tmp_path)).returncode == 1

@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import transformers  # noqa: E402  (requirements-dev.txt: a missing framework fails, never skips)
 
 import safeweights  # noqa: E402
+from exact import assert_exact  # noqa: E402
 from frameworks import assert_no_pickle, assert_same_state  # noqa: E402
 
 CHECKPOINT_FILES = ["model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"]
@@ -93,3 +94,17 @@ def test_trainer_resumes_bit_identical_without_pickle(tmp_path):
     for index, state in a["state"].items():
         assert_same_state(state, b["state"][index])
     assert type(args) is transformers.TrainingArguments and args.save_steps == 2 and args.learning_rate == 1e-2
+
+
+def test_real_trainer_pickles_load_equal_to_torch_load(tmp_path):
+    """Without patch_torch, Trainer writes rng_state.pth, optimizer.pt and
+    scheduler.pt with torch.save (pickles): safeweights.load reads each as
+    torch.load(weights_only=False) does, numpy RNG state included."""
+    run = trainer(tmp_path / "pickled", callbacks=[StopAt(2)])
+    run.train()
+    folder = tmp_path / "pickled" / "checkpoint-2"
+    for name in ("rng_state.pth", "optimizer.pt", "scheduler.pt"):
+        assert (folder / name).read_bytes()[:2] == b"PK", name  # a torch.save zip, not ours
+        assert_exact(safeweights.load(folder / name), torch.load(folder / name, weights_only=False))
+    rng = safeweights.load(folder / "rng_state.pth")
+    assert {"python", "numpy", "cpu"} <= set(rng)

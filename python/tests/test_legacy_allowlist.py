@@ -8,9 +8,13 @@ import collections
 import dataclasses
 import enum
 import io
+import json
 import random
+import subprocess
+import sys
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,3 +217,22 @@ def test_a_class_not_allowed_is_refused_naming_it(tmp_path):
     torch.save({"args": TrainingArgs("out")}, path)
     with pytest.raises(safeweights.UnsafeCheckpointError, match="test_legacy_allowlist.*TrainingArgs"):
         safeweights.load(path)
+
+
+def test_scan_calls_no_global_torch_allows_dangerous(tmp_path):
+    """`safeweights scan` on one file per global of the installed torch's
+    allow-list: every file is safe (none suspicious or dangerous)."""
+    names = sorted(_get_allowed_globals())
+    for index, dotted in enumerate(names):
+        module, _, name = dotted.rpartition(".")
+        (tmp_path / f"{index:04d}.pt").write_bytes(torch_zip_with_pickle(reference_pickle(module, name)))
+    done = subprocess.run(
+        [sys.executable, "-m", "safeweights", "--json", "scan", str(tmp_path)],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    report = json.loads(done.stdout)
+    verdicts = {names[int(Path(f["path"]).stem)]: f["verdict"] for f in report["files"]}
+    assert verdicts == {dotted: "safe" for dotted in names}
+    assert done.returncode == 0 and report["verdict"] == "safe"

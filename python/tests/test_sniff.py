@@ -2,13 +2,18 @@
 
 Regression: `load_checkpoint` took every safetensors file whose header length
 has a low byte of 0x80 (a pickle's PROTO opcode) for a pickle checkpoint, one
-small shard in four.
+small shard in four. Every residue goes through every entry point: here
+`load_checkpoint`, `load_file`, `safe_open` and the CLI; `safeweights.load`
+in test_api.py.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +99,27 @@ def test_torch_save_files_still_sniff_as_pickles(tmp_path: Path) -> None:
 )
 def test_sniff_format_names_what_a_file_is(prefix: bytes, kind: str) -> None:
     assert sniff_format(prefix) == kind
+
+
+CLI = [sys.executable, "-m", "safeweights"]
+
+
+def _cli(*args: str) -> dict:
+    done = subprocess.run([*CLI, "--json", *args], capture_output=True, stdin=subprocess.DEVNULL, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return json.loads(done.stdout)
+
+
+def test_every_header_length_residue_passes_the_cli(files_for_every_residue: list[Path]) -> None:
+    validated = _cli("validate", *map(str, files_for_every_residue))
+    assert validated["valid"] is True
+    assert [Path(f["path"]).name for f in validated["files"] if f["valid"]] == [p.name for p in files_for_every_residue]
+    scanned = _cli("scan", str(files_for_every_residue[0].parent))
+    assert scanned["verdict"] == "safe"
+    assert sorted((Path(f["path"]).name, f["format"], f["verdict"]) for f in scanned["files"]) == [
+        (p.name, "safetensors", "safe") for p in files_for_every_residue
+    ]
+    # inspect takes one file: the residues whose first byte is another format's magic.
+    for residue in (0x00, 0x1F, 0x50, 0x76, 0x7B, 0x80, 0x93, 0xFF):
+        inspected = json.dumps(_cli("inspect", str(files_for_every_residue[residue])))
+        assert '"w"' in inspected and "F32" in inspected, residue

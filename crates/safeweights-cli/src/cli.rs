@@ -151,8 +151,9 @@ and its shards, else pytorch_model.bin, else every .pt and .pth file, into
 the matching safetensors names beside them (or in OUT, a directory); --json
 then prints {\"input\", \"conversions\": [...]}.
 
-After writing, the output is read back and compared with the input tensor by
-tensor, unless --no-verify is given.
+After writing, the output is read back and checked tensor by tensor against
+digests of the input taken as it was read (the input is read once), unless
+--no-verify is given.
 
 GGUF (llama.cpp's format, recognised by content) converts both ways. A GGUF
 input is dequantized bit for bit as gguf.quants does (quantized tensors

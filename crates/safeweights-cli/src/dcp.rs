@@ -11,12 +11,13 @@ use safeweights::read::{Backend, OpenOptions};
 use serde_json::{json, Value};
 
 use crate::commands::{Context, Out};
-use crate::digest::{self, METADATA_KEY};
+use crate::digest::{self, Algorithm, METADATA_KEY};
 use crate::exit::{CliError, CliResult, Status};
 use crate::output::{
     group_digits, human_bytes, print_error, shape_string, write_json, Painter, Table, BOLD, GREEN,
 };
 use crate::source::Checkpoint;
+use safeweights::checksum::XXH3_128_KEY;
 
 pub use safeweights::dcp::is_dcp_directory;
 
@@ -143,7 +144,16 @@ pub fn verify(ctx: Context, path: &Path, out: &mut Out) -> CliResult {
     for (name, file) in checkpoint.shards() {
         let shard_path = path.join(name);
         let shown = shard_path.display().to_string();
-        let Some(text) = file.header().metadata().and_then(|m| m.get(METADATA_KEY)) else {
+        // XXH3-128 digests written while saving; SHA-256 ones in
+        // checkpoints saved before that.
+        let metadata = file.header().metadata();
+        let stored = [
+            (XXH3_128_KEY, Algorithm::Xxh3_128),
+            (METADATA_KEY, Algorithm::Sha256),
+        ]
+        .into_iter()
+        .find_map(|(key, algorithm)| Some((metadata?.get(key)?, algorithm)));
+        let Some((text, algorithm)) = stored else {
             problems.push(format!(
                 "{shown}: no checksums stored (saved with checksums=False?)"
             ));
@@ -151,7 +161,7 @@ pub fn verify(ctx: Context, path: &Path, out: &mut Out) -> CliResult {
         };
         let expected = digest::parse_stored(text).map_err(|e| e.at(&shown))?;
         let shard = Checkpoint::open_path(&shard_path, &ctx).map_err(|e| e.at(&shown))?;
-        let actual = digest::compute(&shard).map_err(|e| e.at(&shown))?;
+        let actual = digest::compute_with(&shard, algorithm).map_err(|e| e.at(&shown))?;
         for (tensor, hex) in &actual {
             match expected.get(tensor) {
                 Some(stored) if stored == hex => checked += 1,

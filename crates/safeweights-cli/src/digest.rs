@@ -22,30 +22,60 @@ pub const METADATA_KEY: &str = "safeweights.sha256";
 /// Tensor name to hex digest.
 pub type Digests = BTreeMap<String, String>;
 
-/// Hashes every tensor, several tensors at a time.
+/// Hashes every tensor with SHA-256, several tensors at a time.
 pub fn compute(checkpoint: &Checkpoint) -> CliResult<Digests> {
-    compute_entries(checkpoint, &checkpoint.entries())
+    compute_with(checkpoint, Algorithm::Sha256)
+}
+
+/// A digest algorithm of stored checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// SHA-256, what `checksum --write` stores under [`METADATA_KEY`].
+    Sha256,
+    /// XXH3-128, what the DCP writer stores while writing, under
+    /// [`safeweights::checksum::XXH3_128_KEY`].
+    Xxh3_128,
+}
+
+/// Hashes every tensor with `algorithm`, several tensors at a time.
+pub fn compute_with(checkpoint: &Checkpoint, algorithm: Algorithm) -> CliResult<Digests> {
+    compute_entries(checkpoint, &checkpoint.entries(), algorithm)
 }
 
 /// Hashes the given tensors, several at a time; of a remote checkpoint
 /// only their bytes are fetched (the progress bar then says so).
-pub fn compute_entries(checkpoint: &Checkpoint, entries: &[Entry<'_>]) -> CliResult<Digests> {
+pub fn compute_entries(
+    checkpoint: &Checkpoint,
+    entries: &[Entry<'_>],
+    algorithm: Algorithm,
+) -> CliResult<Digests> {
     let total: u64 = entries.iter().map(|e| e.info.end - e.info.begin).sum();
-    let bar = checkpoint.progress(total, "sha256");
+    let label = match algorithm {
+        Algorithm::Sha256 => "sha256",
+        Algorithm::Xxh3_128 => "xxh3-128",
+    };
+    let bar = checkpoint.progress(total, label);
     let hexes = run_indexed(entries.len(), thread_count(None), |i| {
         let entry = entries[i];
-        let mut hasher = Sha256::new();
+        let mut sha = Sha256::new();
+        let mut xxh = safeweights::checksum::Checksum::new();
         checkpoint.for_each_piece(entry, |piece| {
-            hasher.update(piece);
+            match algorithm {
+                Algorithm::Sha256 => sha.update(piece),
+                Algorithm::Xxh3_128 => xxh.update(piece),
+            }
             bar.inc(piece.len() as u64);
             Ok(())
         })?;
-        Ok(hex(&hasher.finalize()))
+        Ok(match algorithm {
+            Algorithm::Sha256 => hex(&sha.finalize()),
+            Algorithm::Xxh3_128 => xxh.hex(),
+        })
     })?;
     bar.finish_and_clear();
     Ok(entries
         .iter()
-        .map(|e| e.info.name.clone())
+        .map(|e| e.info.name.to_owned())
         .zip(hexes)
         .collect())
 }

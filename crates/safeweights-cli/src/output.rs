@@ -120,45 +120,94 @@ impl Table {
 
     /// Writes the table, padding by character count (styles excluded).
     pub fn write(&self, out: &mut impl Write, painter: Painter) -> io::Result<()> {
-        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for row in &self.rows {
-            for (i, (cell, _)) in row.iter().enumerate() {
+        let columns = Columns {
+            header: &self.header,
+            right: &self.right,
+        };
+        columns.write(out, painter, || {
+            self.rows.iter().map(|row| row.iter().cloned())
+        })
+    }
+}
+
+/// Column titles and alignment of a table whose rows are produced twice,
+/// once to measure the columns and once to print them, instead of being
+/// held: `inspect` of a million tensors prints with no per-row memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a, H: AsRef<str>> {
+    /// Column titles.
+    pub header: &'a [H],
+    /// `right[i]` right-aligns column `i`.
+    pub right: &'a [bool],
+}
+
+impl<H: AsRef<str>> Columns<'_, H> {
+    /// Writes the header and the rows `rows()` yields, padding by character
+    /// count (styles excluded). `rows` must yield the same rows each call.
+    pub fn write<R, C>(
+        &self,
+        out: &mut impl Write,
+        painter: Painter,
+        rows: impl Fn() -> R,
+    ) -> io::Result<()>
+    where
+        R: Iterator<Item = C>,
+        C: Iterator<Item = (String, Option<Style>)>,
+    {
+        let mut widths: Vec<usize> = self
+            .header
+            .iter()
+            .map(|h| h.as_ref().chars().count())
+            .collect();
+        for row in rows() {
+            for (i, (cell, _)) in row.enumerate() {
                 if let Some(w) = widths.get_mut(i) {
                     *w = (*w).max(cell.chars().count());
                 }
             }
         }
-        let header: Vec<(String, Option<Style>)> = self
+        let header = self
             .header
             .iter()
-            .map(|h| (h.clone(), Some(BOLD)))
-            .collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
-            let mut line = String::new();
-            for (i, (cell, style)) in row.iter().enumerate() {
-                let width = widths.get(i).copied().unwrap_or(0);
-                let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
-                let text = match style {
-                    Some(style) => painter.paint(*style, cell),
-                    None => cell.clone(),
-                };
-                let last = i + 1 == row.len();
-                if self.right.get(i).copied().unwrap_or(false) {
-                    line.push_str(&pad);
-                    line.push_str(&text);
-                } else {
-                    line.push_str(&text);
-                    if !last {
-                        line.push_str(&pad);
-                    }
-                }
-                if !last {
-                    line.push_str("  ");
-                }
-            }
-            writeln!(out, "{line}")?;
+            .map(|h| (h.as_ref().to_owned(), Some(BOLD)));
+        self.write_row(out, painter, &widths, header)?;
+        for row in rows() {
+            self.write_row(out, painter, &widths, row)?;
         }
         Ok(())
+    }
+
+    fn write_row(
+        &self,
+        out: &mut impl Write,
+        painter: Painter,
+        widths: &[usize],
+        row: impl Iterator<Item = (String, Option<Style>)>,
+    ) -> io::Result<()> {
+        let mut line = String::new();
+        let mut row = row.enumerate().peekable();
+        while let Some((i, (cell, style))) = row.next() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+            let text = match style {
+                Some(style) => painter.paint(style, &cell),
+                None => cell,
+            };
+            let last = row.peek().is_none();
+            if self.right.get(i).copied().unwrap_or(false) {
+                line.push_str(&pad);
+                line.push_str(&text);
+            } else {
+                line.push_str(&text);
+                if !last {
+                    line.push_str(&pad);
+                }
+            }
+            if !last {
+                line.push_str("  ");
+            }
+        }
+        writeln!(out, "{line}")
     }
 }
 

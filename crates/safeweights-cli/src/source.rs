@@ -10,7 +10,7 @@ use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
 use safeweights::remote::{fetch_to_temp, open_checkpoint, RemoteOptions, RemoteStats};
 use safeweights::resolve::{is_url, resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
-use safeweights::{Metadata, TensorInfo};
+use safeweights::{Metadata, TensorEntry};
 
 use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
@@ -54,7 +54,7 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
     /// Header entry (offsets are relative to its shard's data section).
-    pub info: &'a TensorInfo,
+    pub info: TensorEntry<'a>,
     /// Index of the shard, see [`Checkpoint::shard_name`].
     pub shard: usize,
 }
@@ -129,6 +129,12 @@ impl Checkpoint {
 
     /// Every tensor, shard by shard, each shard in data-offset order.
     pub fn entries(&self) -> Vec<Entry<'_>> {
+        self.iter_entries().collect()
+    }
+
+    /// [`Checkpoint::entries`] without collecting them: a million-tensor
+    /// file is walked with no per-tensor memory.
+    pub fn iter_entries(&self) -> impl Iterator<Item = Entry<'_>> + Clone {
         self.inner
             .shards()
             .iter()
@@ -136,10 +142,13 @@ impl Checkpoint {
             .flat_map(|(shard, file)| {
                 file.header()
                     .tensors()
-                    .iter()
                     .map(move |info| Entry { info, shard })
             })
-            .collect()
+    }
+
+    /// Number of tensors in all shards.
+    pub fn tensor_count(&self) -> usize {
+        self.inner.shards().iter().map(|s| s.header().len()).sum()
     }
 
     /// Looks a tensor up by name.

@@ -158,12 +158,7 @@ fn metadata_edits_in_place_and_by_rewrite() {
 
 fn library_tensors(path: &Path) -> (SafetensorsFile, Vec<String>) {
     let file = SafetensorsFile::open(path).unwrap();
-    let names = file
-        .header()
-        .tensors()
-        .iter()
-        .map(|t| t.name.clone())
-        .collect();
+    let names = file.header().tensors().map(|t| t.name.to_owned()).collect();
     (file, names)
 }
 
@@ -198,7 +193,7 @@ fn shard_and_merge_are_byte_identical_to_the_library() {
                 n.as_str(),
                 TensorRef::new(
                     info.dtype,
-                    info.shape.clone(),
+                    info.shape.to_vec(),
                     file.view(n).unwrap().unwrap().data(),
                 ),
             )

@@ -9,6 +9,7 @@ use safeweights::write::{StreamingWriter, TensorSpec, WriteOptions};
 use safeweights::Metadata;
 
 use crate::cast;
+use crate::digest::Digest;
 use crate::input::Input;
 use crate::{core_err, ConvertOptions, Reporter};
 use safeweights_pickle::Dtype;
@@ -234,13 +235,17 @@ impl Plan {
     /// Writes every file, committing them only once all are complete, then
     /// the index, and removes a stale counterpart (only reached with
     /// `force`, as [`Plan::check_free`] refuses otherwise).
+    ///
+    /// Returns the digest of each item's bytes as they were written (in
+    /// the order of `items`), hashed from the source as it was read and
+    /// cast, for [`crate::verify::verify_written`].
     pub(crate) fn write(
         &self,
         input: &Input,
         metadata: &Metadata,
         options: &WriteOptions,
         progress: &mut Reporter<'_>,
-    ) -> Result<()> {
+    ) -> Result<Vec<u128>> {
         if self.target.is_directory {
             let dir = &self.target.directory;
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -253,6 +258,7 @@ impl Plan {
             metadata
         };
         let mut writers = Vec::with_capacity(self.groups.len());
+        let mut digests = Vec::with_capacity(self.items.len());
         for (group, path) in self.groups.iter().zip(&self.files) {
             let items = &self.items[group.clone()];
             let specs: Vec<TensorSpec> = items
@@ -262,7 +268,7 @@ impl Plan {
             let mut writer =
                 StreamingWriter::create(path, &specs, Some(metadata), options).map_err(core_err)?;
             for item in items {
-                write_item(input, item, &mut writer, progress)?;
+                digests.push(write_item(input, item, &mut writer, progress)?);
             }
             writers.push(writer);
         }
@@ -288,7 +294,7 @@ impl Plan {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::io(&self.counterpart, e))
             }
-            _ => Ok(()),
+            _ => Ok(digests),
         }
     }
 
@@ -311,22 +317,28 @@ impl Plan {
     }
 }
 
-/// Streams one tensor into its file, cast chunk by chunk when asked.
+/// Streams one tensor into its file, cast chunk by chunk when asked, and
+/// returns the digest of the bytes written: the source's bytes hashed as
+/// they were read (after the cast), so that verifying never reads the
+/// source again.
 fn write_item(
     input: &Input,
     item: &Item,
     writer: &mut StreamingWriter,
     progress: &mut Reporter<'_>,
-) -> Result<()> {
+) -> Result<u128> {
     let part = &input.parts[item.part];
     let from = part.tensors[item.tensor].dtype;
     let data = part.read(item.tensor)?;
     progress.advance(&item.name, 0);
+    let mut digest = Digest::new();
     cast::for_each_chunk(from, item.dtype, &data, |chunk| {
+        digest.update(chunk);
         writer.write(&item.name, chunk).map_err(core_err)?;
         progress.advance(&item.name, chunk.len() as u64);
         Ok(())
-    })
+    })?;
+    Ok(digest.finish())
 }
 
 /// Reports an I/O failure writing the index as this crate's [`Error::Io`]

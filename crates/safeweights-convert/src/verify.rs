@@ -8,8 +8,9 @@ use safeweights::shards::{ShardIndex, ShardedCheckpoint, CHECKPOINT_ID_KEY};
 use safeweights::Metadata;
 
 use crate::cast;
+use crate::digest::Digest;
 use crate::input::Input;
-use crate::output::Target;
+use crate::output::{Item, Target};
 use crate::Reporter;
 use safeweights_pickle::Dtype;
 use safeweights_pickle::{Error, Result};
@@ -66,11 +67,84 @@ pub(crate) fn verify(
     progress: &mut Reporter<'_>,
 ) -> Result<()> {
     let out = open(main)?;
-    let fail = |path: &Path, message: String| Error::Verify {
+    let expected: usize = input.parts.iter().map(|p| p.tensors.len()).sum();
+    check_listing(&out, expected, metadata, main)?;
+    for part in &input.parts {
+        for i in 0..part.tensors.len() {
+            compare_tensor(part, i, cast_to, &out, progress)
+                .map_err(|(path, message)| fail(&path, message))?;
+        }
+    }
+    Ok(())
+}
+
+/// Bytes hashed between two progress reports when reading an output back.
+const PIECE: usize = 16 << 20;
+
+/// Checks the output at `main` against what the write pass recorded: the
+/// count, names, dtypes and shapes of the tensors, the metadata, and each
+/// tensor's bytes, read back once and hashed, against the digest of the
+/// bytes written (hashed from the source as it was read and cast). The
+/// source is not read a second time: for models larger than the page
+/// cache, that second read went back to the disk.
+pub(crate) fn verify_written(
+    items: &[Item],
+    digests: &[u128],
+    metadata: &Metadata,
+    main: &Path,
+    progress: &mut Reporter<'_>,
+) -> Result<()> {
+    let out = open(main)?;
+    check_listing(&out, items.len(), metadata, main)?;
+    for (item, &written) in items.iter().zip(digests) {
+        let name = &item.name;
+        let (file, info) = out
+            .get(name)
+            .map_err(|_| fail(main, format!("tensor `{name}` is missing")))?;
+        let differs = |what: String| fail(file.path(), format!("tensor `{name}`: {what}"));
+        if info.dtype != item.dtype {
+            return Err(differs(format!(
+                "dtype {} instead of {}",
+                info.dtype, item.dtype
+            )));
+        }
+        if info.shape != &item.shape[..] {
+            return Err(differs(format!(
+                "shape {:?} instead of {:?}",
+                info.shape, item.shape
+            )));
+        }
+        let got = file
+            .bytes_of(info)
+            .map_err(|e| differs(format!("cannot be read back: {e}")))?;
+        let mut digest = Digest::new();
+        for piece in got.chunks(PIECE) {
+            digest.update(piece);
+            progress.advance(name, piece.len() as u64);
+        }
+        if digest.finish() != written {
+            return Err(differs(
+                "its bytes differ from those written (their digests differ)".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn fail(path: &Path, message: String) -> Error {
+    Error::Verify {
         path: path.to_owned(),
         message,
-    };
-    let expected: usize = input.parts.iter().map(|p| p.tensors.len()).sum();
+    }
+}
+
+/// The number of tensors and every shard's metadata.
+fn check_listing(
+    out: &ShardedCheckpoint,
+    expected: usize,
+    metadata: &Metadata,
+    main: &Path,
+) -> Result<()> {
     if out.names().len() != expected {
         return Err(fail(
             main,
@@ -88,12 +162,6 @@ pub(crate) fn verify(
         }
         if stored != *metadata {
             return Err(fail(shard.path(), "its metadata differs".into()));
-        }
-    }
-    for part in &input.parts {
-        for i in 0..part.tensors.len() {
-            compare_tensor(part, i, cast_to, &out, progress)
-                .map_err(|(path, message)| fail(&path, message))?;
         }
     }
     Ok(())
@@ -157,3 +225,7 @@ fn compare_tensor(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

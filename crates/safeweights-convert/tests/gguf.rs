@@ -127,11 +127,7 @@ fn casts_and_refusals() {
     };
     gguf_to_safetensors(&input, &output, &options).unwrap();
     let file = SafetensorsFile::open(&output).unwrap();
-    assert!(file
-        .header()
-        .tensors()
-        .iter()
-        .all(|t| t.dtype == Dtype::BF16));
+    assert!(file.header().tensors().all(|t| t.dtype == Dtype::BF16));
     // An existing output needs force.
     let e = gguf_to_safetensors(&input, &output, &options).unwrap_err();
     assert!(matches!(e, GgufError::OutputExists { .. }), "{e}");

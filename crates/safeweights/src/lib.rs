@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod analysis;
+pub mod checksum;
 pub mod dcp;
 pub mod edit;
 mod error;
@@ -40,4 +41,4 @@ pub mod write;
 
 pub use error::{DcpProblem, Error, RemoteErrorKind, Result};
 pub use format::sniff::{sniff, FileKind};
-pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};
+pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorEntry, TensorInfo, Tensors};

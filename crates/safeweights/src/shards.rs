@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::format::{Header, Metadata, TensorInfo};
+use crate::format::{Header, Metadata, TensorEntry};
 use crate::read::{OpenOptions, SafetensorsFile};
 use crate::resolve::{resolve_path, Target};
 use crate::write::{serialize_to_file, write_all_at, AtomicFile, TensorRef, WriteOptions};
@@ -312,9 +313,12 @@ pub fn publish_shards<E: From<Error>>(
 /// A sharded checkpoint opened as one collection of tensors.
 #[derive(Debug)]
 pub struct ShardedCheckpoint {
-    index: ShardIndex,
+    /// Built on first use for a single file: a million-tensor file would
+    /// otherwise pay two owned strings per tensor just to be opened.
+    index: OnceLock<ShardIndex>,
     shards: Vec<SafetensorsFile>,
-    location: HashMap<String, usize>,
+    /// Which shard holds each tensor; `None` for a single file (shard 0).
+    location: Option<HashMap<String, usize>>,
     metadata: Option<Metadata>,
 }
 
@@ -330,9 +334,9 @@ impl ShardedCheckpoint {
         )?;
         let metadata = user_metadata(shards.files.first().and_then(|f| f.header().metadata()));
         Ok(ShardedCheckpoint {
-            index: shards.index,
+            index: OnceLock::from(shards.index),
             shards: shards.files,
-            location: shards.location,
+            location: Some(shards.location),
             metadata,
         })
     }
@@ -372,45 +376,40 @@ impl ShardedCheckpoint {
     pub(crate) fn from_opened(shards: OpenedShards<SafetensorsFile>) -> Self {
         let metadata = user_metadata(shards.files.first().and_then(|f| f.header().metadata()));
         ShardedCheckpoint {
-            index: shards.index,
+            index: OnceLock::from(shards.index),
             shards: shards.files,
-            location: shards.location,
+            location: Some(shards.location),
             metadata,
         }
     }
 
     /// Wraps one ordinary file as a one-shard checkpoint.
     pub fn single(file: SafetensorsFile) -> Result<Self> {
-        let name = file
-            .path()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let weight_map = file
-            .header()
-            .tensors()
-            .iter()
-            .map(|t| (t.name.clone(), name.clone()))
-            .collect();
-        let index = ShardIndex::new(file.header().data_len(), weight_map);
-        let location = file
-            .header()
-            .tensors()
-            .iter()
-            .map(|t| (t.name.clone(), 0))
-            .collect();
         let metadata = file.header().metadata().cloned();
         Ok(ShardedCheckpoint {
-            index,
+            index: OnceLock::new(),
             shards: vec![file],
-            location,
+            location: None,
             metadata,
         })
     }
 
-    /// The index.
+    /// The index (for a single file, one listing every tensor in it).
     pub fn index(&self) -> &ShardIndex {
-        &self.index
+        self.index.get_or_init(|| {
+            let file = &self.shards[0];
+            let name = file
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let weight_map = file
+                .header()
+                .tensors()
+                .map(|t| (t.name.to_owned(), name.clone()))
+                .collect();
+            ShardIndex::new(file.header().data_len(), weight_map)
+        })
     }
 
     /// The open shard files.
@@ -425,18 +424,24 @@ impl ShardedCheckpoint {
 
     /// Tensor names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.index.weight_map.keys().map(String::as_str).collect()
+        match &self.location {
+            None => self.shards[0].header().sorted_names(),
+            Some(_) => self.index().weight_map.keys().map(String::as_str).collect(),
+        }
     }
 
     /// The shard holding a tensor, and its header entry.
-    pub fn get(&self, name: &str) -> Result<(&SafetensorsFile, &TensorInfo)> {
-        let shard = self
-            .location
-            .get(name)
-            .and_then(|&i| self.shards.get(i))
-            .ok_or_else(|| Error::TensorNotFound {
-                name: name.to_owned(),
-            })?;
+    pub fn get(&self, name: &str) -> Result<(&SafetensorsFile, TensorEntry<'_>)> {
+        let position = match &self.location {
+            None => Some(0),
+            Some(location) => location.get(name).copied(),
+        };
+        let shard =
+            position
+                .and_then(|i| self.shards.get(i))
+                .ok_or_else(|| Error::TensorNotFound {
+                    name: name.to_owned(),
+                })?;
         Ok((shard, shard.info(name)?))
     }
 
@@ -529,7 +534,7 @@ fn locate_tensors(
     let mut location: HashMap<String, usize> = HashMap::new();
     for (i, header) in headers.iter().enumerate() {
         for tensor in header.tensors() {
-            if let Some(&other) = location.get(&tensor.name) {
+            if let Some(&other) = location.get(tensor.name) {
                 return Err(Error::Shard {
                     reason: format!(
                         "tensor {:?} is in both {:?} and {:?}",
@@ -537,7 +542,7 @@ fn locate_tensors(
                     ),
                 });
             }
-            let Some(listed) = index.weight_map.get(&tensor.name) else {
+            let Some(listed) = index.weight_map.get(tensor.name) else {
                 return Err(Error::Shard {
                     reason: format!(
                         "tensor {:?} in {:?} is not listed in the index",
@@ -553,7 +558,7 @@ fn locate_tensors(
                     ),
                 });
             }
-            location.insert(tensor.name.clone(), i);
+            location.insert(tensor.name.to_owned(), i);
         }
     }
     for (name, file) in &index.weight_map {

@@ -172,8 +172,8 @@ fn check_we_read(path: &Path, tensors: &[Expected], metadata: Option<&Metadata>)
         for t in tensors {
             let info = file.info(&t.name).unwrap();
             assert_eq!(
-                (info.dtype, &info.shape),
-                (t.dtype, &t.shape),
+                (info.dtype, info.shape),
+                (t.dtype, &t.shape[..]),
                 "{} {}",
                 path.display(),
                 t.name

@@ -39,7 +39,7 @@ def consolidate(
     output of torch's HF writer is assembled one output shard at a time. Non-tensor values are not part of a
     Hugging Face layout and are left out. An index already in `output_dir`
     is refused unless `overwrite=True`. With `verify=True` every chunk is
-    checked against its stored SHA-256 first.
+    checked against its stored digest (XXH3-128) first.
 
     Example: `consolidate("ckpt/step-1000", "hf-model", max_shard_size="2GB")`.
     """

@@ -39,7 +39,12 @@ DCP_VERSION_KEY = "DCP_VERSION"
 SAVE_ID_KEY = "safeweights.dcp.save_id"
 RANK_KEY = "safeweights.dcp.rank"
 WORLD_SIZE_KEY = "safeweights.dcp.world_size"
-DIGESTS_KEY = "safeweights.sha256"  # the CLI's `checksum`/`verify` key
+# Per-tensor XXH3-128 digests, computed by the Rust writer while it writes
+# (the core's `checksum::XXH3_128_KEY`; see crates/safeweights/src/checksum.rs
+# for why not SHA-256). Checkpoints saved before then carry SHA-256 digests
+# under the CLI's `checksum` key, still verified on load.
+DIGESTS_KEY = "safeweights.xxh3_128"
+SHA256_DIGESTS_KEY = "safeweights.sha256"
 
 SHARD_FILE = re.compile(r"^__(\d+)_(\d+)\.safetensors$")
 

@@ -11,15 +11,16 @@ import json
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from .. import _dtypes, _types
 from .._checkpoint import _Rebuilder
 from .._location import Placement
 from .._safe_open import safe_open
-from .._safeweights_rust import SNIFF_LEN, SafetensorError, sniff_format
+from .._safeweights_rust import SNIFF_LEN, SafetensorError, sniff_format, xxh3_128_hex
 from ._format import (
     DIGESTS_KEY,
+    SHA256_DIGESTS_KEY,
     METADATA_FILE,
     RANK_KEY,
     SAVE_ID_KEY,
@@ -214,15 +215,22 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
         with self._open(name, entries) as handle:
             digests = self._digests(handle, name, entries) if self.verify else None
             whole: Dict[str, Any] = {}
+            # Runs of whole rows go straight into their destinations, all in
+            # one native call per file (parallel positioned reads); the rest
+            # is sliced and copied here.
+            requests: List[Tuple[str, int, int, int]] = []
+            direct: List[Tuple[Any, Any]] = []
             for item, location in items:
                 target = planner.resolve_tensor(item).detach()
+                request = None if digests is not None else _rows_request(handle, location.entry, item, target)
+                if request is not None:
+                    requests.append(request)
+                    direct.append((item, target))  # keeps each target alive through the read
+                    continue
                 if digests is not None:
                     if location.entry not in whole:
                         whole[location.entry] = _verified(handle, name, location.entry, digests, self.path)
                     source = _narrow(whole[location.entry], item.storage_offsets, item.lengths)
-                elif _read_rows_into(handle, location.entry, item, target):
-                    planner.commit_tensor(item, target)
-                    continue
                 else:
                     source = _read_box(handle, location.entry, item.storage_offsets, item.lengths)
                 if tuple(target.shape) != tuple(source.shape):
@@ -234,9 +242,17 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
                     )
                 target.copy_(source)
                 planner.commit_tensor(item, target)
+            if requests:
+                handle._file.read_ranges_into(requests, self.thread_count or 4)
+            for item, target in direct:
+                planner.commit_tensor(item, target)
 
-    def _digests(self, handle: safe_open, name: str, entries: List[str]) -> Dict[str, str]:
-        text = (handle.metadata() or {}).get(DIGESTS_KEY)
+    def _digests(self, handle: safe_open, name: str, entries: List[str]) -> "_Digests":
+        """The stored digests and their algorithm: XXH3-128, or SHA-256
+        in checkpoints saved before the writer hashed while writing."""
+        metadata = handle.metadata() or {}
+        algorithm = "xxh3-128" if DIGESTS_KEY in metadata else "sha256"
+        text = metadata.get(DIGESTS_KEY, metadata.get(SHA256_DIGESTS_KEY))
         path = os.path.join(self.path, name)
         if text is None:
             raise ChecksumMismatchError(
@@ -248,7 +264,7 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
             digests = json.loads(text)
         except ValueError:
             raise ChecksumMismatchError(f"{path}: the stored checksums are not valid JSON", path=path, tensors=entries) from None
-        return digests if isinstance(digests, dict) else {}
+        return _Digests(algorithm, digests if isinstance(digests, dict) else {})
 
     def _decode_object(self, fqn: str, location: ObjectLocation) -> Any:
         document = location.value
@@ -279,30 +295,28 @@ def _read_box(handle: safe_open, entry: str, offsets: Any, lengths: Any) -> Any:
     return handle.get_slice(entry)[tuple(slice(o, o + n) for o, n in zip(offsets, lengths))]
 
 
-def _read_rows_into(handle: safe_open, entry: str, item: Any, target: Any) -> bool:
-    """Reads the box straight into `target` when it is a run of whole rows
-    of the stored chunk (any resharding along dim 0: FSDP, `Shard(0)`) and
-    `target` is a contiguous cpu tensor of the stored dtype: one positioned
-    read, no intermediate buffer. False when that does not apply."""
-    import torch
-
+def _rows_request(handle: safe_open, entry: str, item: Any, target: Any) -> Optional[Tuple[str, int, int, int]]:
+    """The positioned read `(entry, offset, address, length)` that fills
+    `target` straight from the file when the box is a run of whole rows of
+    the stored chunk (any resharding along dim 0: FSDP, `Shard(0)`) and
+    `target` is a contiguous cpu tensor of the stored dtype: no
+    intermediate buffer. None when that does not apply. The caller keeps
+    `target` alive until the read is done."""
     if sys.byteorder != "little" or target.device.type != "cpu" or not target.is_contiguous():
-        return False
+        return None
     view = handle.get_slice(entry)
     shape, dtype = view.get_shape(), _dtypes.torch_dtypes().get(view.get_dtype())
     offsets, lengths = list(item.storage_offsets), list(item.lengths)
     if dtype is None or target.dtype != dtype or dtype.itemsize == 0 or len(shape) != len(lengths):
-        return False
+        return None
     if any(offsets[1:]) or lengths[1:] != shape[1:] or tuple(target.shape) != tuple(lengths):
-        return False
+        return None
     row = dtype.itemsize
     for n in shape[1:]:
         row *= n
     first = offsets[0] if offsets else 0
     length = target.numel() * dtype.itemsize
-    # The target stays alive (and contiguous) during the call: we hold it.
-    handle._file.read_range_into(entry, first * row, target.data_ptr() if length else 0, length)
-    return True
+    return (entry, first * row, target.data_ptr() if length else 0, length)
 
 
 def _narrow(tensor: Any, offsets: Any, lengths: Any) -> Any:
@@ -311,20 +325,29 @@ def _narrow(tensor: Any, offsets: Any, lengths: Any) -> Any:
     return tensor
 
 
-def _verified(handle: safe_open, name: str, entry: str, digests: Dict[str, str], directory: str) -> Any:
+class _Digests(NamedTuple):
+    algorithm: str  # "xxh3-128" or "sha256"
+    by_tensor: Dict[str, str]
+
+
+def _verified(handle: safe_open, name: str, entry: str, digests: _Digests, directory: str) -> Any:
     import torch
 
     tensor = handle.get_tensor(entry)
     path = os.path.join(directory, name)
-    expected = digests.get(entry)
+    expected = digests.by_tensor.get(entry)
     if expected is None:
         raise ChecksumMismatchError(f"{path}: no checksum stored for tensor {entry!r}", path=path, tensors=[entry])
-    flat = tensor.reshape(-1)
-    data = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
-    actual = hashlib.sha256(data).hexdigest()
+    if digests.algorithm == "xxh3-128":
+        contiguous = tensor.contiguous()  # get_tensor's result already is; kept alive for the call
+        actual = xxh3_128_hex(contiguous.data_ptr(), contiguous.numel() * contiguous.element_size())
+    else:
+        flat = tensor.reshape(-1)
+        data = memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+        actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
         raise ChecksumMismatchError(
-            f"{path}: tensor {entry!r} is corrupt: its SHA-256 is {actual}, {expected} when saved",
+            f"{path}: tensor {entry!r} is corrupt: its {digests.algorithm} digest is {actual}, {expected} when saved",
             path=path,
             tensors=[entry],
         )

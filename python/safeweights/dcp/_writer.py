@@ -4,7 +4,6 @@ Rust writer, and the global metadata as JSON."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .. import _types
 from .._checkpoint import _Plan
-from .._safeweights_rust import serialize_file
+from .._safeweights_rust import serialize_file, serialize_file_checksummed
 from ._format import (
     DCP_VERSION_KEY,
     DIGESTS_KEY,
@@ -53,8 +52,9 @@ class SafeweightsStorageWriter(_StorageWriter):  # type: ignore[misc]
 
     Each rank writes its own chunks straight from the tensors' memory into
     `__RANK_PART.safetensors` (a temporary file renamed into place, flushed
-    to disk unless `durable=False`), with per-tensor SHA-256 digests in
-    its metadata (`checksums=False` skips them). `max_shard_size` (bytes
+    to disk unless `durable=False`), with per-tensor XXH3-128 digests in
+    its metadata, computed by the Rust writer in the same pass as it writes
+    (`checksums=False` skips them). `max_shard_size` (bytes
     or `"5GB"`) splits a rank's data over several files; `thread_count`
     files are written at once (default: one per file, at most 4).
     Non-tensor values are stored with `safeweights.save`'s exact-type JSON
@@ -237,7 +237,6 @@ class SafeweightsStorageWriter(_StorageWriter):  # type: ignore[misc]
         specs: Dict[str, Any] = {}
         sharding: Dict[str, Any] = {}
         sizes: Dict[str, int] = {}
-        digests: Dict[str, str] = {}
         tensors: List[Tuple[str, Any]] = []
         for item in items:
             # Resolved here, file by file, so a rank holds one file's worth
@@ -252,8 +251,6 @@ class SafeweightsStorageWriter(_StorageWriter):  # type: ignore[misc]
             sharding[entry] = {"saved_offsets": [0] * tensor.dim()}
         for entry, tensor in tensors:
             specs[entry] = _tensor_spec(entry, tensor, keep_alive)
-        if self.checksums:
-            digests = _digests(tensors, self.thread_count)
         metadata = {
             "format": "pt",
             SHARDING_KEY: json.dumps(sharding, separators=(",", ":")),
@@ -262,10 +259,11 @@ class SafeweightsStorageWriter(_StorageWriter):  # type: ignore[misc]
             RANK_KEY: str(file_meta["rank"]),
             WORLD_SIZE_KEY: str(file_meta["world_size"]),
         }
-        if digests:
-            metadata[DIGESTS_KEY] = json.dumps(dict(sorted(digests.items())), separators=(",", ":"))
         path = os.path.join(self.path, name)
-        serialize_file(specs, path, metadata, durable=self.durable)
+        if self.checksums:
+            serialize_file_checksummed(specs, path, metadata, DIGESTS_KEY, durable=self.durable)
+        else:
+            serialize_file(specs, path, metadata, durable=self.durable)
         return os.stat(path).st_size, sizes
 
     def _remove_stale_shards(self, keep: set) -> None:
@@ -312,27 +310,3 @@ def _storable(tensor: Any, name: str) -> Any:
     if tensor.device.type != "cpu":
         tensor = tensor.cpu()
     return tensor.contiguous()
-
-
-def _digests(tensors: List[Tuple[str, Any]], thread_count: Optional[int]) -> Dict[str, str]:
-    """SHA-256 of each tensor's bytes (hashlib releases the GIL, so
-    several tensors hash at once)."""
-
-    def digest(pair: Tuple[str, Any]) -> Tuple[str, str]:
-        name, tensor = pair
-        return name, hashlib.sha256(_bytes_view(tensor)).hexdigest()
-
-    if len(tensors) <= 1:
-        return dict(map(digest, tensors))
-    with ThreadPoolExecutor(min(len(tensors), thread_count or 4)) as pool:
-        return dict(pool.map(digest, tensors))
-
-
-def _bytes_view(tensor: Any) -> memoryview:
-    """The bytes of a contiguous cpu tensor, without a copy."""
-    import torch
-
-    flat = tensor.reshape(-1)
-    if flat.numel() == 0:
-        return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy())

@@ -38,8 +38,7 @@ pub fn run(ctx: Context, args: &ChecksumArgs, out: &mut Out) -> CliResult {
             let own: digest::Digests = shard
                 .header()
                 .tensors()
-                .iter()
-                .filter_map(|t| digests.get(&t.name).map(|d| (t.name.clone(), d.clone())))
+                .filter_map(|t| digests.get(t.name).map(|d| (t.name.to_owned(), d.clone())))
                 .collect();
             let mut metadata = shard.header().metadata().cloned().unwrap_or_default();
             let stored = serde_json::to_string(&own).unwrap_or_default();

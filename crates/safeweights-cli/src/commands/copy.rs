@@ -22,7 +22,7 @@ pub fn write_file(
 ) -> CliResult<()> {
     let specs: Vec<TensorSpec> = tensors
         .iter()
-        .map(|(e, name)| TensorSpec::new(name.clone(), e.info.dtype, e.info.shape.clone()))
+        .map(|(e, name)| TensorSpec::new(name.clone(), e.info.dtype, e.info.shape.to_vec()))
         .collect();
     let options = WriteOptions {
         sync,

@@ -82,6 +82,6 @@ fn header_summary(
     (
         header.header_len(),
         header.metadata().cloned(),
-        header.tensors().to_vec(),
+        header.tensors().map(|t| t.to_info()).collect(),
     )
 }

@@ -45,8 +45,8 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
     let index = |c: &'_ Checkpoint| -> BTreeMap<String, ()> {
         c.entries()
             .into_iter()
-            .filter(|e| selection.contains(&e.info.name))
-            .map(|e| (e.info.name.clone(), ()))
+            .filter(|e| selection.contains(e.info.name))
+            .map(|e| (e.info.name.to_owned(), ()))
             .collect()
     };
     let (names_a, names_b) = (index(&a), index(&b));
@@ -185,7 +185,7 @@ pub fn run(ctx: Context, args: &DiffArgs, out: &mut Out) -> CliResult {
                     "~ {} {} {}: {} of {} values differ (max abs diff {}, mean abs diff {})",
                     c.name,
                     e.info.dtype,
-                    shape_string(&e.info.shape),
+                    shape_string(e.info.shape),
                     group_digits(cmp.differing),
                     group_digits(cmp.values),
                     float(cmp.max_abs_diff),
@@ -297,7 +297,7 @@ fn compare_all(
         .iter()
         .zip(identical)
         .map(|((e, _), identical)| Compared {
-            name: e.info.name.clone(),
+            name: e.info.name.to_owned(),
             identical,
             comparison: Comparison::identical(if identical { values_of(e) } else { 0 }),
         })

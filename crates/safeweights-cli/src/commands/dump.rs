@@ -18,13 +18,13 @@ pub fn run(ctx: Context, args: &DumpArgs, out: &mut Out) -> CliResult {
     let entry = checkpoint.find(&args.tensor)?;
     let info = entry.info;
     let spec: &[SliceArg] = args.slice.as_ref().map_or(&[], |s| &s.0);
-    let selection = slice::plan(&info.name, &info.shape, spec)?;
-    let len = slice::output_len(&info.name, info.dtype, &info.shape, &selection)?;
+    let selection = slice::plan(info.name, info.shape, spec)?;
+    let len = slice::output_len(info.name, info.dtype, info.shape, &selection)?;
     let windows = plan_windows(|visit| {
         slice::for_each_run(
-            &info.name,
+            info.name,
             info.dtype,
-            &info.shape,
+            info.shape,
             &selection,
             |offset, run| {
                 visit(offset as u64, run as u64);
@@ -40,9 +40,9 @@ pub fn run(ctx: Context, args: &DumpArgs, out: &mut Out) -> CliResult {
     let mut bytes = Vec::with_capacity(len);
     let mut window = 0;
     slice::for_each_run(
-        &info.name,
+        info.name,
         info.dtype,
-        &info.shape,
+        info.shape,
         &selection,
         |offset, run| {
             // Runs come in increasing offset order, so the window holding
@@ -55,7 +55,7 @@ pub fn run(ctx: Context, args: &DumpArgs, out: &mut Out) -> CliResult {
             Ok(())
         },
     )?;
-    selection.finish(&info.name, info.dtype, &mut bytes)?;
+    selection.finish(info.name, info.dtype, &mut bytes)?;
     let shape = selection.shape();
     if args.raw {
         out.write_all(&bytes)?;

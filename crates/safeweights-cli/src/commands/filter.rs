@@ -35,7 +35,7 @@ pub fn run(ctx: Context, args: &FilterArgs, out: &mut Out) -> CliResult {
         let renamed = renames
             .iter()
             .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
-            .unwrap_or_else(|| name.clone());
+            .unwrap_or_else(|| (*name).to_owned());
         if renamed.is_empty() || renamed == safeweights::format::METADATA_KEY {
             return Err(CliError::usage(format!(
                 "--rename turns {name:?} into the invalid name {renamed:?}"

@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cli::InspectArgs;
 use crate::commands::{Context, Out};
 use crate::exit::{CliResult, Status};
 use crate::output::{
-    group_digits, human_bytes, shape_string, write_json, Painter, Table, BOLD, DIM,
+    group_digits, human_bytes, shape_string, write_json, Columns, Painter, BOLD, DIM,
 };
 use crate::source::Checkpoint;
 use crate::structure::{self, STRUCTURE_KEY};
@@ -24,39 +26,26 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
         return crate::dcp::inspect(ctx, local, out);
     }
     let checkpoint = Checkpoint::open(&args.file, &ctx)?;
-    let entries = checkpoint.entries();
     let sharded = checkpoint.shard_count() > 1;
-    let parameters: u64 = entries.iter().map(|e| e.info.numel() as u64).sum();
-    let total_bytes: u64 = entries.iter().map(|e| e.info.end - e.info.begin).sum();
+    let mut parameters = 0u64;
+    let mut total_bytes = 0u64;
     let mut per_dtype: BTreeMap<&str, (u64, usize)> = BTreeMap::new();
-    for e in &entries {
+    for e in checkpoint.iter_entries() {
+        parameters += e.info.numel() as u64;
+        total_bytes += e.info.end - e.info.begin;
         let slot = per_dtype.entry(e.info.dtype.name()).or_default();
         slot.0 += e.info.end - e.info.begin;
         slot.1 += 1;
     }
+    let tensor_count = checkpoint.tensor_count();
     let header_sizes = checkpoint.header_sizes();
     if ctx.json {
-        let tensors: Vec<Value> = entries
-            .iter()
-            .map(|e| {
-                let mut t = json!({
-                    "name": e.info.name,
-                    "dtype": e.info.dtype.name(),
-                    "shape": e.info.shape,
-                    "data_offsets": [e.info.begin, e.info.end],
-                });
-                if sharded {
-                    t["shard"] = json!(checkpoint.shard_name(e.shard));
-                }
-                t
-            })
-            .collect();
+        // Keys in alphabetical order, as serde_json's maps print them.
         let mut doc = json!({
             "header_size": header_sizes.iter().sum::<u64>(),
             "metadata": checkpoint.metadata(),
-            "tensors": tensors,
             "summary": {
-                "tensors": entries.len(),
+                "tensors": tensor_count,
                 "parameters": parameters,
                 "bytes": total_bytes,
                 "bytes_per_dtype": per_dtype.iter().map(|(d, (b, _))| (*d, *b)).collect::<BTreeMap<_, _>>(),
@@ -70,7 +59,19 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
         if let Some(http) = checkpoint.http_json() {
             doc["http"] = http;
         }
-        write_json(out, &doc)?;
+        let shard_names: Option<Vec<String>> = sharded.then(|| {
+            (0..checkpoint.shard_count())
+                .map(|i| checkpoint.shard_name(i))
+                .collect()
+        });
+        let document = InspectJson {
+            head: &doc,
+            tensors: TensorsJson {
+                checkpoint: &checkpoint,
+                shard_names: shard_names.as_deref(),
+            },
+        };
+        write_json(out, &document)?;
         return Ok(Status::Success);
     }
     let painter = Painter::stdout();
@@ -80,23 +81,31 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
         columns.push("shard");
         right.push(false);
     }
-    let mut table = Table::new(&columns, &right);
-    for e in &entries {
-        let mut row = vec![
-            e.info.name.clone(),
-            e.info.dtype.name().to_owned(),
-            shape_string(&e.info.shape),
-            human_bytes(e.info.end - e.info.begin),
-        ];
-        if sharded {
-            row.push(checkpoint.shard_name(e.shard));
-        }
-        table.row(row);
+    let shard_names: Vec<String> = (0..checkpoint.shard_count())
+        .map(|i| checkpoint.shard_name(i))
+        .collect();
+    let rows = || {
+        checkpoint.iter_entries().map(|e| {
+            let shard = sharded.then(|| (shard_names[e.shard].clone(), None));
+            [
+                e.info.name.to_owned(),
+                e.info.dtype.name().to_owned(),
+                shape_string(e.info.shape),
+                human_bytes(e.info.end - e.info.begin),
+            ]
+            .into_iter()
+            .map(|cell| (cell, None))
+            .chain(shard)
+        })
+    };
+    Columns {
+        header: &columns,
+        right: &right,
     }
-    table.write(out, painter)?;
+    .write(out, painter, rows)?;
     writeln!(out)?;
     writeln!(out, "{}", painter.paint(BOLD, "summary"))?;
-    writeln!(out, "  tensors     {}", group_digits(entries.len() as u64))?;
+    writeln!(out, "  tensors     {}", group_digits(tensor_count as u64))?;
     writeln!(out, "  parameters  {}", group_digits(parameters))?;
     writeln!(
         out,
@@ -162,4 +171,53 @@ pub fn run(ctx: Context, args: &InspectArgs, out: &mut Out) -> CliResult {
         _ => writeln!(out, "{}", painter.paint(DIM, "no metadata"))?,
     }
     Ok(Status::Success)
+}
+
+/// The `--json` document: the small keys of `head` and the tensor list,
+/// which is written entry by entry as it is serialised, never built.
+struct InspectJson<'a> {
+    head: &'a Value,
+    tensors: TensorsJson<'a>,
+}
+
+impl Serialize for InspectJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let head = self.head.as_object().into_iter().flatten();
+        let mut map = serializer.serialize_map(None)?;
+        // "tensors" sorts after every key of the head.
+        for (key, value) in head {
+            map.serialize_entry(key, value)?;
+        }
+        map.serialize_entry("tensors", &self.tensors)?;
+        map.end()
+    }
+}
+
+struct TensorsJson<'a> {
+    checkpoint: &'a Checkpoint,
+    /// The shard file names, for a sharded checkpoint.
+    shard_names: Option<&'a [String]>,
+}
+
+impl Serialize for TensorsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.checkpoint.iter_entries().map(|e| TensorJson {
+            data_offsets: [e.info.begin, e.info.end],
+            dtype: e.info.dtype.name(),
+            name: e.info.name,
+            shape: e.info.shape,
+            shard: self.shard_names.map(|names| names[e.shard].as_str()),
+        }))
+    }
+}
+
+/// One tensor, keys in alphabetical order like the rest of the output.
+#[derive(Serialize)]
+struct TensorJson<'a> {
+    data_offsets: [u64; 2],
+    dtype: &'static str,
+    name: &'a str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<&'a str>,
 }

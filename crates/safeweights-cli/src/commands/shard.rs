@@ -27,7 +27,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
     })?;
     let checkpoint = Checkpoint::open_path(&args.input, &ctx)?;
     let entries = checkpoint.entries();
-    let names: Vec<&str> = entries.iter().map(|e| e.info.name.as_str()).collect();
+    let names: Vec<&str> = entries.iter().map(|e| e.info.name).collect();
     let sizes: Vec<u64> = entries.iter().map(|e| e.info.end - e.info.begin).collect();
     std::fs::create_dir_all(&args.outdir)
         .map_err(|e| CliError::from(e).at(args.outdir.display()))?;
@@ -73,7 +73,10 @@ pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
 }
 
 fn named<'a>(entries: &[Entry<'a>]) -> Vec<(Entry<'a>, String)> {
-    entries.iter().map(|e| (*e, e.info.name.clone())).collect()
+    entries
+        .iter()
+        .map(|e| (*e, e.info.name.to_owned()))
+        .collect()
 }
 
 fn report(ctx: Context, out: &mut Out, written: &[PathBuf]) -> CliResult {

@@ -26,7 +26,7 @@ pub fn run(ctx: Context, args: &StatsArgs, out: &mut Out) -> CliResult {
     let entries: Vec<Entry<'_>> = checkpoint
         .entries()
         .into_iter()
-        .filter(|e| selection.contains(&e.info.name))
+        .filter(|e| selection.contains(e.info.name))
         .collect();
     if entries.is_empty() && !args.tensors.is_empty() {
         return Err(CliError::usage(format!(
@@ -39,7 +39,7 @@ pub fn run(ctx: Context, args: &StatsArgs, out: &mut Out) -> CliResult {
         .iter()
         .zip(&summaries)
         .filter(|(_, s)| !s.all_finite())
-        .map(|(e, _)| e.info.name.as_str())
+        .map(|(e, _)| e.info.name)
         .collect();
     if ctx.json {
         let tensors: Vec<Value> = entries
@@ -123,9 +123,9 @@ fn print_table(out: &mut Out, entries: &[Entry<'_>], summaries: &[Summary]) -> C
     for (e, s) in entries.iter().zip(summaries) {
         let count = |n: u64| (n.to_string(), (n > 0).then_some(RED));
         table.styled_row(vec![
-            (e.info.name.clone(), None),
+            (e.info.name.to_owned(), None),
             (e.info.dtype.name().to_owned(), None),
-            (shape_string(&e.info.shape), None),
+            (shape_string(e.info.shape), None),
             (opt(s.min()), None),
             (opt(s.max()), None),
             (opt(s.mean()), None),

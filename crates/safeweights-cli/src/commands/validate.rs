@@ -24,7 +24,7 @@ pub fn run(ctx: Context, args: &ValidateArgs, out: &mut Out) -> CliResult {
         } else if crate::dcp::is_dcp_directory(path) {
             crate::dcp::validate(path, &ctx)
         } else {
-            Checkpoint::open_path(path, &ctx).map(|checkpoint| checkpoint.entries().len())
+            Checkpoint::open_path(path, &ctx).map(|checkpoint| checkpoint.tensor_count())
         };
         match opened {
             Ok(tensors) => {

@@ -105,7 +105,7 @@ fn only_named(
         .iter()
         .map(|name| checkpoint.find(name))
         .collect::<CliResult<Vec<_>>>()?;
-    let actual = digest::compute_entries(checkpoint, &entries)?;
+    let actual = digest::compute_entries(checkpoint, &entries, digest::Algorithm::Sha256)?;
     expected.retain(|name, _| actual.contains_key(name));
     Ok((actual, expected))
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use safeweights::read::OpenOptions;
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::write::AtomicFile;
-use safeweights::{Dtype, TensorInfo as StInfo};
+use safeweights::{Dtype, TensorEntry as StInfo};
 use safeweights_gguf::quant::quantize;
 use safeweights_gguf::{GgmlType, GgufWriter, Layout, OwnedValue, TensorDecl};
 use serde_json::Value as Json;
@@ -112,7 +112,7 @@ pub fn safetensors_to_gguf(
     })
 }
 
-fn info<'a>(ckpt: &'a ShardedCheckpoint, name: &str) -> Result<&'a StInfo, GgufError> {
+fn info<'a>(ckpt: &'a ShardedCheckpoint, name: &str) -> Result<StInfo<'a>, GgufError> {
     Ok(ckpt.get(name)?.1)
 }
 
@@ -174,7 +174,7 @@ fn fresh_plan(
                 st.dtype
             )));
         };
-        let dims: Vec<u64> = match st.shape.as_slice() {
+        let dims: Vec<u64> = match st.shape {
             [] => vec![1],
             shape => shape.iter().rev().map(|&d| d as u64).collect(),
         };

@@ -2,10 +2,11 @@
 //! `gguf.quants`) and optionally cast, or kept as its raw blocks.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use safeweights::write::{StreamingWriter, TensorSpec, WriteOptions};
 use safeweights::{Dtype, Metadata};
-use safeweights_gguf::quant::{can_dequantize, dequantize};
+use safeweights_gguf::quant::{can_dequantize, dequantize, dequantize_f16};
 use safeweights_gguf::{GgmlType, Gguf, GgufFile, TensorInfo};
 use serde_json::json;
 
@@ -300,50 +301,74 @@ fn write_item(
                 return Ok(out.len() as u64);
             }
             let rows_per_chunk = (CHUNK_ELEMENTS / row.max(1)).max(1);
-            let mut written = 0u64;
-            for chunk in bytes.chunks(rows_per_chunk * row_bytes) {
-                for part in decode_in_parallel(ty, chunk, row_bytes, row, item.dtype) {
-                    let part = part.map_err(gguf_err)?;
-                    writer.write(&item.name, &part)?;
-                    written += part.len() as u64;
-                }
-            }
-            Ok(written)
+            let width = item.dtype.bits() / 8;
+            let chunks = bytes.chunks(rows_per_chunk * row_bytes);
+            pipelined(writer, &item.name, chunks, |chunk, out| {
+                out.resize(chunk.len() / row_bytes * row * width, 0);
+                decode_into(ty, chunk, out, item.dtype).map_err(gguf_err)
+            })
         }
     }
 }
 
-/// Dequantizes and casts whole rows of `chunk` on every core, returning
-/// the parts in order.
-fn decode_in_parallel(
-    ty: GgmlType,
-    chunk: &[u8],
-    row_bytes: usize,
-    row: usize,
-    dtype: Dtype,
-) -> Vec<Result<Vec<u8>, safeweights_gguf::Error>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rows = chunk.len() / row_bytes;
-    let per_part = rows.div_ceil(threads).max(1) * row_bytes;
-    let decode = move |part: &[u8]| {
-        let mut values = vec![0f32; part.len() / row_bytes * row];
-        dequantize(ty, part, &mut values)?;
-        let mut out = Vec::new();
-        extend_from_f32(dtype, &values, &mut out);
-        Ok(out)
-    };
+/// Decodes chunk after chunk on this thread while a second thread writes
+/// the one before, so that decoding and copying into the page cache
+/// overlap. At most three buffers exist at a time, reused in turn.
+fn pipelined<'a>(
+    writer: &mut StreamingWriter,
+    name: &str,
+    chunks: impl Iterator<Item = &'a [u8]>,
+    mut decode: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), GgufError>,
+) -> Result<u64, GgufError> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(1);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = chunk
-            .chunks(per_part)
-            .map(|part| (part, scope.spawn(move || decode(part))))
-            .collect();
-        handles
-            .into_iter()
-            // A worker that panicked (a bug) is redone on this thread, where
-            // the panic reaches the caller as any other would.
-            .map(|(part, handle)| handle.join().unwrap_or_else(|_| decode(part)))
-            .collect()
+        let io = scope.spawn(move || -> Result<u64, GgufError> {
+            let mut written = 0;
+            for buf in full_rx {
+                writer.write(name, &buf)?;
+                written += buf.len() as u64;
+                // The decoder may be done already; then the buffer is freed.
+                empty_tx.send(buf).ok();
+            }
+            Ok(written)
+        });
+        let mut decoded = Ok(());
+        for chunk in chunks {
+            let mut buf = empty_rx.try_recv().unwrap_or_default();
+            if let Err(e) = decode(chunk, &mut buf) {
+                decoded = Err(e);
+                break;
+            }
+            if full_tx.send(buf).is_err() {
+                break; // The writer stopped on an error, returned below.
+            }
+        }
+        drop(full_tx);
+        let written = io
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        decoded.map(|()| written)
     })
+}
+
+/// Dequantizes `bytes` into `dest` as `dtype`: straight to half for F16,
+/// through f32 otherwise.
+fn decode_into(
+    ty: GgmlType,
+    bytes: &[u8],
+    dest: &mut [u8],
+    dtype: Dtype,
+) -> Result<(), safeweights_gguf::Error> {
+    if dtype == Dtype::F16 {
+        return dequantize_f16(ty, bytes, dest);
+    }
+    let mut values = vec![0f32; dest.len() / (dtype.bits() / 8)];
+    dequantize(ty, bytes, &mut values)?;
+    let mut cast = Vec::with_capacity(dest.len());
+    extend_from_f32(dtype, &values, &mut cast);
+    dest.copy_from_slice(&cast);
+    Ok(())
 }
 
 /// The record that lets safetensors to GGUF rebuild the file byte for

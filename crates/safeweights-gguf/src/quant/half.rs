@@ -24,7 +24,24 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
 
 /// Single to IEEE half, rounding to nearest even (numpy's
 /// `astype(np.float16)`); overflow gives infinity, NaN stays NaN.
+#[inline]
 pub(crate) fn f32_to_f16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    let abs = bits & 0x7fff_ffff;
+    // The common case, a result that is a normal half (or rounds up to
+    // infinity): rebias the exponent and round the 13 dropped bits to
+    // nearest even in one addition, whose carry may bump the exponent.
+    if (0x3880_0000..0x4780_0000).contains(&abs) {
+        let sign = ((bits >> 16) & 0x8000) as u16;
+        let rounded = abs + 0x0fff + ((abs >> 13) & 1);
+        return sign | ((rounded >> 13) - 0x1_c000) as u16;
+    }
+    f32_to_f16_slow(x)
+}
+
+/// [`f32_to_f16`] for zeros, subnormals, overflow, infinity and NaN (and,
+/// in the tests, every value).
+fn f32_to_f16_slow(x: f32) -> u16 {
     let bits = x.to_bits();
     let sign = ((bits >> 16) & 0x8000) as u16;
     let exp = ((bits >> 23) & 0xff) as i32;
@@ -97,6 +114,22 @@ mod tests {
                 continue;
             }
             assert_eq!(f32_to_f16(f), h, "{h:#06x}");
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_general_rule() {
+        let edges = [
+            0x3880_0000u32,
+            0x387f_ffff,
+            0x477f_efff,
+            0x477f_f000,
+            0x477f_ffff,
+        ];
+        let sweep = (0..=u32::MAX).step_by(997).chain(edges);
+        for bits in sweep.flat_map(|b| [b, b | 0x8000_0000]) {
+            let x = f32::from_bits(bits);
+            assert_eq!(f32_to_f16(x), f32_to_f16_slow(x), "{bits:#010x}");
         }
     }
 

@@ -41,7 +41,7 @@ pub(super) fn q4_1(block: &[u8], out: &mut [f32]) {
     split_nibbles(&block[4..], out, |q| d * f32::from(q) + m);
 }
 
-fn five_bit(qh: u32, qs: &[u8], i: usize) -> u8 {
+pub(super) fn five_bit(qh: u32, qs: &[u8], i: usize) -> u8 {
     nibble(qs, i) | ((((qh >> i) & 1) as u8) << 4)
 }
 
@@ -81,7 +81,7 @@ pub(super) fn iq4_nl(block: &[u8], out: &mut [f32]) {
 }
 
 /// E2M1 values, doubled (the scale below is halved to match).
-const MXFP4_LEVELS: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
+pub(super) const MXFP4_LEVELS: [i8; 16] = [0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12];
 
 /// Half of an E8M0 scale, as ggml's `ggml_e8m0_to_fp32_half`.
 pub(crate) fn e8m0_half(e: u8) -> f32 {

@@ -11,6 +11,7 @@ mod iquants;
 mod kquants;
 mod legacy;
 mod quantize;
+mod to_half;
 
 pub use quantize::{can_quantize, quantize};
 
@@ -18,6 +19,8 @@ use crate::error::{Error, Result};
 use crate::GgmlType;
 
 type BlockFn = fn(&[u8], &mut [f32]);
+/// Reads one value of a plain floating type.
+type PlainFn = fn(&[u8]) -> f32;
 
 /// The block decoder of a quantized type, or `None` for plain types and
 /// the types `gguf.quants` cannot dequantize (Q8_1, Q8_K, NVFP4, Q1_0).
@@ -98,6 +101,56 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// Decodes `bytes`, whole blocks of `ty`, straight to IEEE half values
+/// (little-endian, two bytes each) in `out`, which must hold exactly their
+/// values. The result equals `gguf.quants.dequantize(...).astype(np.float16)`
+/// bit for bit, that is [`dequantize`] followed by numpy's rounding, without
+/// an f32 buffer the size of the tensor.
+///
+/// Errors: as [`dequantize`], with `out.len() / 2` values.
+pub fn dequantize_f16(ty: GgmlType, bytes: &[u8], out: &mut [u8]) -> Result<()> {
+    if out.len() % 2 != 0 {
+        return Err(Error::QuantLength {
+            ggml_type: ty.name(),
+            bytes: bytes.len() as u64,
+            values: out.len() as u64 / 2,
+        });
+    }
+    check_lengths(ty, bytes.len(), out.len() / 2)?;
+    let plain: Option<PlainFn> = match ty {
+        GgmlType::F32 => Some(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        GgmlType::F16 => Some(|b| half::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        GgmlType::Bf16 => Some(|b| half::bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        _ => None,
+    };
+    if let Some(value) = plain {
+        let width = bytes.len() / (out.len() / 2).max(1);
+        for (o, b) in out
+            .chunks_exact_mut(2)
+            .zip(bytes.chunks_exact(width.max(1)))
+        {
+            o.copy_from_slice(&half::f32_to_f16(value(b)).to_le_bytes());
+        }
+        return Ok(());
+    }
+    let per_block = ty.block_size() as usize;
+    let blocks = bytes
+        .chunks_exact(ty.block_bytes() as usize)
+        .zip(out.chunks_exact_mut(2 * per_block));
+    match (to_half::direct(ty), block_fn(ty)) {
+        (Some(direct), _) => blocks.for_each(|(block, halves)| direct(block, halves)),
+        (None, Some(decode)) => {
+            blocks.for_each(|(block, halves)| to_half::via_f32(decode, block, halves))
+        }
+        (None, None) => {
+            return Err(Error::NotDequantizable {
+                ggml_type: ty.name(),
+            })
+        }
+    }
+    Ok(())
+}
+
 fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<()> {
     let blocks = bytes as u64 / ty.block_bytes();
     let whole = bytes as u64 % ty.block_bytes() == 0;
@@ -109,4 +162,47 @@ fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random blocks whose f16 scales cover every bit pattern class
+    /// (zero, subnormal, normal, infinity, NaN), in every byte.
+    fn blocks(ty: GgmlType, count: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        (0..count * ty.block_bytes() as usize)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                (state >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn half_output_equals_f32_output_rounded() {
+        for ty in GgmlType::all().filter(|&t| can_dequantize(t)) {
+            let bytes = blocks(ty, 64, ty as u64 + 1);
+            let n = bytes.len() / ty.block_bytes() as usize * ty.block_size() as usize;
+            let mut values = vec![0f32; n];
+            dequantize(ty, &bytes, &mut values).unwrap();
+            let mut halves = vec![0u8; 2 * n];
+            dequantize_f16(ty, &bytes, &mut halves).unwrap();
+            for (i, (h, v)) in halves.chunks_exact(2).zip(&values).enumerate() {
+                let h = u16::from_le_bytes([h[0], h[1]]);
+                assert_eq!(h, half::f32_to_f16(*v), "{} value {i}", ty.name());
+            }
+        }
+    }
+
+    #[test]
+    fn half_output_checks_lengths() {
+        let e = dequantize_f16(GgmlType::Q8_0, &[0; 34], &mut [0; 63]).unwrap_err();
+        assert!(matches!(e, Error::QuantLength { .. }), "{e:?}");
+        let e = dequantize_f16(GgmlType::Q8_1, &[0; 40], &mut [0; 64]).unwrap_err();
+        assert!(matches!(e, Error::NotDequantizable { .. }), "{e:?}");
+    }
 }

@@ -27,7 +27,7 @@ pub use consolidate::{consolidate, INDEX_FILE};
 use serde::Deserialize;
 
 use crate::error::{DcpProblem, Error, Result};
-use crate::format::{Metadata, TensorInfo};
+use crate::format::{Metadata, TensorEntry};
 use crate::read::{OpenOptions, SafetensorsFile};
 
 /// The global metadata file of a checkpoint directory.
@@ -199,7 +199,7 @@ impl DcpCheckpoint {
     }
 
     /// A chunk's shard file and header entry.
-    pub fn chunk(&self, chunk: &ChunkRecord) -> Result<(&SafetensorsFile, &TensorInfo)> {
+    pub fn chunk(&self, chunk: &ChunkRecord) -> Result<(&SafetensorsFile, TensorEntry<'_>)> {
         let file = self.shards.get(&chunk.file).ok_or_else(|| {
             problem(
                 DcpProblem::Invalid,

@@ -7,8 +7,9 @@ use hashbrown::HashTable;
 
 use crate::error::{Error, Result};
 use crate::format::dtype::Dtype;
-use crate::format::parse::parse_header_json;
+use crate::format::parse::{parse_header_json, ParsedHeader};
 use crate::format::sniff::foreign;
+use crate::format::table::{Table, TensorEntry, Tensors};
 use crate::format::validate::{check_sizes_and_sort, check_tiling};
 
 /// Size of the little-endian length prefix that starts every file.
@@ -21,7 +22,8 @@ pub const DEFAULT_MAX_HEADER_SIZE: u64 = 100_000_000;
 /// that writing it is deterministic.
 pub type Metadata = BTreeMap<String, String>;
 
-/// One tensor's entry in the header.
+/// One tensor's entry, owned: what writers lay out. A parsed [`Header`]
+/// hands out borrowed [`TensorEntry`]s instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
     /// Tensor name.
@@ -76,11 +78,15 @@ impl Default for HeaderLimits {
 /// Construction guarantees every rule of the format: known dtypes, shapes
 /// whose byte size matches the offsets without overflow, tensors that tile
 /// the data section exactly with no holes or overlaps, unique names.
+///
+/// The tensors are stored compactly (all names in one string, all shapes
+/// in one array, see `table.rs`), so a parsed header takes less memory
+/// than its JSON; lookups by name go through a table of `u32` indices.
 #[derive(Debug, Clone)]
 pub struct Header {
     metadata: Option<Metadata>,
-    tensors: Vec<TensorInfo>,
-    index: HashTable<usize>,
+    tensors: Table,
+    index: HashTable<u32>,
     hasher: std::hash::RandomState,
     header_len: u64,
 }
@@ -114,27 +120,35 @@ impl Header {
     /// Parses and validates a header given its JSON bytes (without the
     /// 8-byte prefix) and the length of the data section that follows.
     pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
-        let text = std::str::from_utf8(json).map_err(|error| Error::HeaderNotUtf8 {
-            offset: error.valid_up_to(),
-        })?;
-        let parsed = parse_header_json(text).map_err(|error| match error {
-            Error::HeaderNotObject | Error::InvalidJson { offset: 0, .. } => {
-                foreign(json).map_or(error, Error::ForeignFormat)
-            }
-            other => other,
-        })?;
-        let tensors = check_sizes_and_sort(parsed.tensors)?;
+        let parsed = parse_text(json)?;
+        Self::validate(parsed, json.len() as u64, data_len)
+    }
+
+    /// [`Header::parse`] of JSON the caller gives away: it is freed as soon
+    /// as it has been read, before the checks and the name index are built,
+    /// so that peak memory stays under twice the header's size.
+    pub fn parse_owned(json: Vec<u8>, data_len: u64) -> Result<Header> {
+        let parsed = parse_text(&json)?;
+        let header_len = json.len() as u64;
+        drop(json);
+        Self::validate(parsed, header_len, data_len)
+    }
+
+    fn validate(parsed: ParsedHeader, header_len: u64, data_len: u64) -> Result<Header> {
+        let mut tensors = parsed.tensors;
+        check_sizes_and_sort(&mut tensors)?;
         // Duplicate names are checked before the tiling, so that two
         // identical entries are reported as a duplicate, not an overlap.
         let hasher = std::hash::RandomState::new();
         let index = build_index(&tensors, &hasher)?;
         check_tiling(&tensors, data_len)?;
+        tensors.shrink_to_fit();
         Ok(Header {
             metadata: parsed.metadata,
             tensors,
             index,
             hasher,
-            header_len: json.len() as u64,
+            header_len,
         })
     }
 
@@ -164,7 +178,7 @@ impl Header {
 
     /// Total length of the data section in bytes.
     pub fn data_len(&self) -> u64 {
-        self.tensors.last().map_or(0, |t| t.end)
+        self.tensors.iter().next_back().map_or(0, |t| t.end)
     }
 
     /// The `__metadata__` map, if the file has one.
@@ -173,8 +187,13 @@ impl Header {
     }
 
     /// All tensors, sorted by data offset.
-    pub fn tensors(&self) -> &[TensorInfo] {
-        &self.tensors
+    pub fn tensors(&self) -> Tensors<'_> {
+        self.tensors.iter()
+    }
+
+    /// The tensor at `position` in data-offset order.
+    pub fn tensor_at(&self, position: usize) -> Option<TensorEntry<'_>> {
+        (position < self.tensors.len()).then(|| self.tensors.get(position))
     }
 
     /// Number of tensors.
@@ -184,19 +203,19 @@ impl Header {
 
     /// True when the file holds no tensors.
     pub fn is_empty(&self) -> bool {
-        self.tensors.is_empty()
+        self.tensors.len() == 0
     }
 
     /// Looks a tensor up by name.
-    pub fn get(&self, name: &str) -> Option<&TensorInfo> {
+    pub fn get(&self, name: &str) -> Option<TensorEntry<'_>> {
         let hash = self.hasher.hash_one(name);
         self.index
-            .find(hash, |&i| self.tensors[i].name == name)
-            .map(|&i| &self.tensors[i])
+            .find(hash, |&i| self.tensors.name(i as usize) == name)
+            .map(|&i| self.tensors.get(i as usize))
     }
 
     /// Looks a tensor up by name, with an error naming it when it is absent.
-    pub fn tensor(&self, name: &str) -> Result<&TensorInfo> {
+    pub fn tensor(&self, name: &str) -> Result<TensorEntry<'_>> {
         self.get(name).ok_or_else(|| Error::TensorNotFound {
             name: name.to_owned(),
         })
@@ -204,10 +223,23 @@ impl Header {
 
     /// Tensor names sorted alphabetically (the order `keys()` uses).
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name.as_str()).collect();
+        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name).collect();
         names.sort_unstable();
         names
     }
+}
+
+/// The JSON walk, with errors that show another format named as such.
+fn parse_text(json: &[u8]) -> Result<ParsedHeader> {
+    let text = std::str::from_utf8(json).map_err(|error| Error::HeaderNotUtf8 {
+        offset: error.valid_up_to(),
+    })?;
+    parse_header_json(text).map_err(|error| match error {
+        Error::HeaderNotObject | Error::InvalidJson { offset: 0, .. } => {
+            foreign(json).map_or(error, Error::ForeignFormat)
+        }
+        other => other,
+    })
 }
 
 /// A header that is not JSON at all may be another format whose first
@@ -228,21 +260,53 @@ pub(crate) fn foreign_or(error: Error, file_prefix: &[u8]) -> Error {
 /// Builds the name index, rejecting duplicate names. The reference keeps the
 /// last of two identical entries silently; we refuse, because the README of
 /// the format forbids duplicates and two readers could see different files.
-fn build_index(
-    tensors: &[TensorInfo],
-    hasher: &std::hash::RandomState,
-) -> Result<HashTable<usize>> {
+fn build_index(tensors: &Table, hasher: &std::hash::RandomState) -> Result<HashTable<u32>> {
+    // Every entry takes more than 40 bytes of JSON, and the table's own
+    // offsets are u32, so the count always fits.
+    let count = u32::try_from(tensors.len()).map_err(|_| Error::HeaderTooLarge {
+        len: tensors.len() as u64,
+        limit: u64::from(u32::MAX),
+    })?;
     let mut index = HashTable::with_capacity(tensors.len());
-    for (i, tensor) in tensors.iter().enumerate() {
-        let hash = hasher.hash_one(tensor.name.as_str());
-        let existing = index.find(hash, |&j: &usize| tensors[j].name == tensor.name);
-        if existing.is_some() {
+    let name = |i: u32| tensors.name(i as usize);
+    let hashes: Vec<u64> = (0..count).map(|i| hasher.hash_one(name(i))).collect();
+    for (hash, i) in insertion_order(hashes, index.capacity()) {
+        // Names are compared only when a hash tag matches: looking each one
+        // up in insertion order would be two cache misses per tensor.
+        if index.find(hash, |&j| name(j) == name(i)).is_some() {
             return Err(Error::DuplicateKey {
                 within: "the header".to_owned(),
-                key: tensor.name.clone(),
+                key: name(i).to_owned(),
             });
         }
-        index.insert_unique(hash, i, |&j| hasher.hash_one(tensors[j].name.as_str()));
+        index.insert_unique(hash, i, |&j| hasher.hash_one(name(j)));
     }
     Ok(index)
+}
+
+/// The order in which to insert the names so that the table is filled
+/// region by region: grouped (one counting-sort pass) by the top 8 bits of
+/// the bucket each hash lands in. Inserting in file order touches a random
+/// place of a table larger than the cache for every name, which was most of
+/// the time of parsing a million-tensor header.
+fn insertion_order(hashes: Vec<u64>, capacity: usize) -> Vec<(u64, u32)> {
+    // hashbrown keeps 1/8 of its buckets free: capacity is 7/8 of a power
+    // of two, and a bucket is picked by the low bits of the hash.
+    let buckets = (capacity.saturating_mul(8) / 7).max(1).next_power_of_two();
+    let shift = buckets.trailing_zeros().saturating_sub(8);
+    let region = |hash: u64| (hash as usize & (buckets - 1)) >> shift;
+    let mut starts = [0usize; 257];
+    for &hash in &hashes {
+        starts[region(hash) + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut order = vec![(0u64, 0u32); hashes.len()];
+    for (i, hash) in hashes.into_iter().enumerate() {
+        let slot = &mut starts[region(hash)];
+        order[*slot] = (hash, i as u32);
+        *slot += 1;
+    }
+    order
 }

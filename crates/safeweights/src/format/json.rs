@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 
 /// A position in the header text.
 pub(crate) struct Cursor<'a> {
+    text: &'a str,
     bytes: &'a [u8],
     pos: usize,
 }
@@ -32,6 +33,7 @@ pub(crate) enum Number {
 impl<'a> Cursor<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         Cursor {
+            text,
             bytes: text.as_bytes(),
             pos: 0,
         }
@@ -122,25 +124,32 @@ impl<'a> Cursor<'a> {
     pub(crate) fn string(&mut self) -> Result<Cow<'a, str>> {
         self.expect(b'"')?;
         let start = self.pos;
-        loop {
-            match self.bytes.get(self.pos) {
-                Some(b'"') => {
-                    let raw = &self.bytes[start..self.pos];
-                    self.pos += 1;
-                    return Ok(Cow::Borrowed(utf8(raw)));
-                }
-                Some(b'\\') => return self.escaped_string(start).map(Cow::Owned),
-                Some(byte) if *byte < 0x20 => {
-                    return Err(self.error("control character inside a string"))
-                }
-                Some(_) => self.pos += 1,
-                None => return Err(self.error("unterminated string")),
+        // One tight scan to the first byte that needs a decision; names are
+        // most of a large header, so this loop is most of the parse.
+        let run = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+        self.pos = run.map_or(self.bytes.len(), |n| start + n);
+        match self.bytes.get(self.pos) {
+            Some(b'"') => {
+                let raw = self.piece(start, self.pos);
+                self.pos += 1;
+                Ok(Cow::Borrowed(raw))
             }
+            Some(b'\\') => self.escaped_string(start).map(Cow::Owned),
+            Some(_) => Err(self.error("control character inside a string")),
+            None => Err(self.error("unterminated string")),
         }
     }
 
+    /// The text between two byte offsets, both at ASCII delimiters, so at
+    /// character boundaries: slicing checks only the two ends.
+    fn piece(&self, start: usize, end: usize) -> &'a str {
+        self.text.get(start..end).unwrap_or_default()
+    }
+
     fn escaped_string(&mut self, start: usize) -> Result<String> {
-        let mut out = String::from(utf8(&self.bytes[start..self.pos]));
+        let mut out = String::from(self.piece(start, self.pos));
         loop {
             let run_start = self.pos;
             while let Some(byte) = self.bytes.get(self.pos) {
@@ -149,7 +158,7 @@ impl<'a> Cursor<'a> {
                 }
                 self.pos += 1;
             }
-            out.push_str(utf8(&self.bytes[run_start..self.pos]));
+            out.push_str(self.piece(run_start, self.pos));
             match self.bytes.get(self.pos) {
                 Some(b'"') => {
                     self.pos += 1;
@@ -282,12 +291,6 @@ impl<'a> Cursor<'a> {
         }
         Ok(())
     }
-}
-
-/// The input was validated as UTF-8 as a whole and we only split it at ASCII
-/// delimiters, so every piece is valid UTF-8 too.
-fn utf8(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -2,10 +2,13 @@
 //! an object at the top, known fields only, no duplicate keys, integer dims,
 //! a string-to-string `__metadata__`.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::format::dtype::Dtype;
-use crate::format::header::{Metadata, TensorInfo};
+use crate::format::header::Metadata;
 use crate::format::json::{Cursor, Number};
+use crate::format::table::Table;
 
 /// Key under which the header stores free-form string metadata.
 pub const METADATA_KEY: &str = "__metadata__";
@@ -14,7 +17,7 @@ pub const METADATA_KEY: &str = "__metadata__";
 pub(crate) struct ParsedHeader {
     pub(crate) metadata: Option<Metadata>,
     /// Entries in the order they appear in the JSON.
-    pub(crate) tensors: Vec<TensorInfo>,
+    pub(crate) tensors: Table,
 }
 
 pub(crate) fn parse_header_json(text: &str) -> Result<ParsedHeader> {
@@ -27,7 +30,7 @@ pub(crate) fn parse_header_json(text: &str) -> Result<ParsedHeader> {
     cursor.expect(b'{')?;
     let mut metadata = None;
     let mut seen_metadata = false;
-    let mut tensors = Vec::new();
+    let mut tensors = Table::default();
     if !cursor.eat(b'}') {
         loop {
             let key = cursor.string()?;
@@ -39,7 +42,7 @@ pub(crate) fn parse_header_json(text: &str) -> Result<ParsedHeader> {
                 seen_metadata = true;
                 metadata = parse_metadata(&mut cursor)?;
             } else {
-                tensors.push(parse_tensor(&mut cursor, key.into_owned())?);
+                parse_tensor(&mut cursor, key, &mut tensors)?;
             }
             if !cursor.next_element(b'}')? {
                 break;
@@ -102,14 +105,16 @@ fn parse_metadata(cursor: &mut Cursor<'_>) -> Result<Option<Metadata>> {
 #[derive(Default)]
 struct Fields {
     dtype: Option<Dtype>,
-    shape: Option<Vec<usize>>,
+    shape: Option<()>,
     offsets: Option<(u64, u64)>,
 }
 
-fn parse_tensor(cursor: &mut Cursor<'_>, name: String) -> Result<TensorInfo> {
+/// Parses one tensor's entry into `table`: its dims straight into the
+/// table's array, its name copied into the table's string once complete.
+fn parse_tensor(cursor: &mut Cursor<'_>, name: Cow<'_, str>, table: &mut Table) -> Result<()> {
     if cursor.peek() != Some(b'{') {
         return Err(Error::InvalidField {
-            tensor: name,
+            tensor: name.into_owned(),
             field: "entry",
             reason: format!("must be an object, found {}", cursor.describe_value()),
         });
@@ -127,7 +132,8 @@ fn parse_tensor(cursor: &mut Cursor<'_>, name: String) -> Result<TensorInfo> {
                 }
                 "shape" => {
                     check_unset(&fields.shape, &name, "shape")?;
-                    fields.shape = Some(parse_shape(cursor, &name)?);
+                    parse_shape(cursor, &name, table)?;
+                    fields.shape = Some(());
                 }
                 "data_offsets" => {
                     check_unset(&fields.offsets, &name, "data_offsets")?;
@@ -138,7 +144,7 @@ fn parse_tensor(cursor: &mut Cursor<'_>, name: String) -> Result<TensorInfo> {
                 // about what a file means. The reference ignores them.
                 _ => {
                     return Err(Error::UnknownField {
-                        tensor: name,
+                        tensor: name.into_owned(),
                         field: field.into_owned(),
                     })
                 }
@@ -149,19 +155,13 @@ fn parse_tensor(cursor: &mut Cursor<'_>, name: String) -> Result<TensorInfo> {
         }
     }
     let missing = |field| Error::MissingField {
-        tensor: name.clone(),
+        tensor: name.clone().into_owned(),
         field,
     };
     let dtype = fields.dtype.ok_or_else(|| missing("dtype"))?;
-    let shape = fields.shape.ok_or_else(|| missing("shape"))?;
+    fields.shape.ok_or_else(|| missing("shape"))?;
     let (begin, end) = fields.offsets.ok_or_else(|| missing("data_offsets"))?;
-    Ok(TensorInfo {
-        name,
-        dtype,
-        shape,
-        begin,
-        end,
-    })
+    table.push(&name, dtype, begin, end)
 }
 
 fn check_unset<T>(slot: &Option<T>, tensor: &str, field: &str) -> Result<()> {
@@ -186,14 +186,13 @@ fn parse_dtype(cursor: &mut Cursor<'_>, tensor: &str) -> Result<Dtype> {
     })
 }
 
-fn parse_shape(cursor: &mut Cursor<'_>, tensor: &str) -> Result<Vec<usize>> {
+fn parse_shape(cursor: &mut Cursor<'_>, tensor: &str, table: &mut Table) -> Result<()> {
     let invalid = |reason: String| Error::InvalidShape {
         tensor: tensor.to_owned(),
         reason,
     };
-    let mut dims = Vec::new();
+    let mut axis = 0;
     parse_integer_array(cursor, tensor, "shape", |dim| {
-        let axis = dims.len();
         let value = match dim {
             Number::Unsigned(value) => usize::try_from(value)
                 .map_err(|_| invalid(format!("dimension {axis} is too large")))?,
@@ -203,10 +202,10 @@ fn parse_shape(cursor: &mut Cursor<'_>, tensor: &str) -> Result<Vec<usize>> {
             }
             Number::TooLarge => return Err(invalid(format!("dimension {axis} is too large"))),
         };
-        dims.push(value);
+        table.push_dim(value);
+        axis += 1;
         Ok(())
-    })?;
-    Ok(dims)
+    })
 }
 
 fn parse_offsets(cursor: &mut Cursor<'_>, tensor: &str) -> Result<(u64, u64)> {

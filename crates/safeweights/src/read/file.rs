@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::format::header::foreign_or;
 use crate::format::sniff::SNIFF_LEN;
-use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
+use crate::format::{Header, HeaderLimits, TensorEntry, PREFIX_LEN};
 use crate::read::alloc::try_zeroed;
 use crate::read::mmap::{map_file, FileMap};
 use crate::read::parallel::{read_chunks_parallel, Chunk};
@@ -141,7 +141,7 @@ impl SafetensorsFile {
     }
 
     /// Header entry of one tensor.
-    pub fn info(&self, name: &str) -> Result<&TensorInfo> {
+    pub fn info(&self, name: &str) -> Result<TensorEntry<'_>> {
         self.header.tensor(name).map_err(|e| e.in_file(&self.path))
     }
 
@@ -152,7 +152,7 @@ impl SafetensorsFile {
     }
 
     /// The bytes of a tensor given its header entry from this file.
-    pub fn bytes_of(&self, info: &TensorInfo) -> Result<Cow<'_, [u8]>> {
+    pub fn bytes_of(&self, info: TensorEntry<'_>) -> Result<Cow<'_, [u8]>> {
         match &self.source {
             Source::Mmap(map) => Ok(Cow::Borrowed(self.mapped_range(map, info))),
             _ => {
@@ -167,11 +167,11 @@ impl SafetensorsFile {
     /// Reads `buffer.len()` bytes of a tensor, starting `offset` bytes into
     /// it. With the pread backend a file truncated meanwhile is an error
     /// here, where a map would raise `SIGBUS`.
-    pub fn read_range(&self, info: &TensorInfo, offset: u64, buffer: &mut [u8]) -> Result<()> {
+    pub fn read_range(&self, info: TensorEntry<'_>, offset: u64, buffer: &mut [u8]) -> Result<()> {
         let end = offset.checked_add(buffer.len() as u64);
         if end.is_none_or(|end| end > info.byte_len() as u64) {
             return Err(Error::BufferSize {
-                tensor: info.name.clone(),
+                tensor: info.name.to_owned(),
                 expected: info.byte_len(),
                 actual: buffer.len(),
             });
@@ -188,7 +188,7 @@ impl SafetensorsFile {
         })
     }
 
-    fn mapped_range<'m>(&self, map: &'m [u8], info: &TensorInfo) -> &'m [u8] {
+    fn mapped_range<'m>(&self, map: &'m [u8], info: TensorEntry<'_>) -> &'m [u8] {
         // The header was validated against the mapped length.
         let start = self.header.data_start() as usize;
         &map[start + info.begin as usize..start + info.end as usize]
@@ -230,23 +230,23 @@ impl SafetensorsFile {
     /// selected bytes are read.
     pub fn read_slice(&self, name: &str, args: &[SliceArg]) -> Result<(Vec<usize>, Vec<u8>)> {
         let info = self.info(name)?;
-        let selection = slice::plan(name, &info.shape, args)?;
+        let selection = slice::plan(name, info.shape, args)?;
         let bytes = self.read_selection(info, &selection)?;
         Ok((selection.shape(), bytes))
     }
 
     /// Reads a planned slice of a tensor (see [`slice::plan`]); only the
     /// selected bytes are read.
-    pub fn read_selection(&self, info: &TensorInfo, selection: &Selection) -> Result<Vec<u8>> {
-        let name = &info.name;
+    pub fn read_selection(&self, info: TensorEntry<'_>, selection: &Selection) -> Result<Vec<u8>> {
+        let name = info.name;
         match &self.source {
             Source::Mmap(map) => {
                 self.check_covers(map, self.header.data_start() + info.end)?;
                 let data = self.mapped_range(map, info);
-                slice::gather(name, info.dtype, &info.shape, data, selection)
+                slice::gather(name, info.dtype, info.shape, data, selection)
             }
             Source::Pread(_) => {
-                slice::gather_with(name, info.dtype, &info.shape, selection, |offset, out| {
+                slice::gather_with(name, info.dtype, info.shape, selection, |offset, out| {
                     self.read_at(info.begin + offset as u64, out)
                 })
             }
@@ -302,12 +302,12 @@ fn truncated(path: &Path) -> Error {
     .in_file(path)
 }
 
-fn check_buffer(info: &TensorInfo, len: usize) -> Result<()> {
+fn check_buffer(info: TensorEntry<'_>, len: usize) -> Result<()> {
     if info.byte_len() == len {
         Ok(())
     } else {
         Err(Error::BufferSize {
-            tensor: info.name.clone(),
+            tensor: info.name.to_owned(),
             expected: info.byte_len(),
             actual: len,
         })
@@ -323,7 +323,7 @@ pub(crate) fn read_header(file: &File, file_len: u64, limits: &HeaderLimits) -> 
     let mut json = try_zeroed(len as usize)?;
     read_exact_at(file, &mut json, PREFIX_LEN as u64)?;
     let data_len = file_len - PREFIX_LEN as u64 - len;
-    Header::parse(&json, data_len).map_err(|error| foreign_or(error, &prefix))
+    Header::parse_owned(json, data_len).map_err(|error| foreign_or(error, &prefix))
 }
 
 #[cfg(unix)]

@@ -1,7 +1,7 @@
 //! Zero-copy views over a safetensors file held in memory.
 
 use crate::error::Result;
-use crate::format::{Dtype, Header, HeaderLimits, Metadata, TensorInfo};
+use crate::format::{Dtype, Header, HeaderLimits, Metadata, TensorEntry};
 use crate::slice::{self, SliceArg};
 
 /// A parsed safetensors buffer; tensors borrow from the caller's bytes.
@@ -56,10 +56,10 @@ impl<'a> SafeTensors<'a> {
 
     /// All tensors in data-offset order.
     pub fn tensors(&self) -> impl Iterator<Item = TensorView<'_>> {
-        self.header.tensors().iter().map(|info| self.view(info))
+        self.header.tensors().map(|info| self.view(info))
     }
 
-    fn view<'s>(&'s self, info: &'s TensorInfo) -> TensorView<'s> {
+    fn view<'s>(&'s self, info: TensorEntry<'s>) -> TensorView<'s> {
         // Validation guarantees every range lies inside the data section.
         let data = &self.data[info.begin as usize..info.end as usize];
         TensorView { info, data }
@@ -69,19 +69,19 @@ impl<'a> SafeTensors<'a> {
 /// A tensor borrowed from a buffer or a mapped file.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorView<'a> {
-    info: &'a TensorInfo,
+    info: TensorEntry<'a>,
     data: &'a [u8],
 }
 
 impl<'a> TensorView<'a> {
     /// Builds a view from header info and the tensor's bytes.
-    pub fn new(info: &'a TensorInfo, data: &'a [u8]) -> Self {
+    pub fn new(info: TensorEntry<'a>, data: &'a [u8]) -> Self {
         TensorView { info, data }
     }
 
     /// Tensor name.
     pub fn name(&self) -> &'a str {
-        &self.info.name
+        self.info.name
     }
 
     /// Element type.
@@ -91,11 +91,11 @@ impl<'a> TensorView<'a> {
 
     /// Dimensions.
     pub fn shape(&self) -> &'a [usize] {
-        &self.info.shape
+        self.info.shape
     }
 
     /// Header entry.
-    pub fn info(&self) -> &'a TensorInfo {
+    pub fn info(&self) -> TensorEntry<'a> {
         self.info
     }
 

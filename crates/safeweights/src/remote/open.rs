@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::format::header::foreign_or;
 use crate::format::sniff::SNIFF_LEN;
-use crate::format::{Header, HeaderLimits, TensorInfo, PREFIX_LEN};
+use crate::format::{Header, HeaderLimits, TensorEntry, PREFIX_LEN};
 use crate::read::{OpenOptions, SafetensorsFile};
 use crate::remote::config::RemoteOptions;
 use crate::remote::object::{RemoteObject, RemoteStats};
@@ -150,7 +150,7 @@ fn file_from_first_read(
 pub(crate) fn gather_remote(
     object: &RemoteObject,
     start: u64,
-    info: &TensorInfo,
+    info: TensorEntry<'_>,
     selection: &Selection,
 ) -> Result<Vec<u8>> {
     let (name, dtype, shape) = (&info.name, info.dtype, &info.shape);

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::format::{Metadata, TensorInfo, METADATA_KEY};
+use crate::format::{Metadata, TensorEntry, METADATA_KEY};
 
 /// Appends `value` as a JSON string with serde_json's escaping rules:
 /// quote, backslash and control characters only; non-ASCII stays raw.
@@ -36,7 +36,10 @@ pub(crate) fn push_string(out: &mut String, value: &str) {
 }
 
 /// The compact header JSON: metadata first, then tensors in file order.
-pub(crate) fn header_json(metadata: Option<&Metadata>, tensors: &[TensorInfo]) -> String {
+pub(crate) fn header_json<'a>(
+    metadata: Option<&Metadata>,
+    tensors: impl ExactSizeIterator<Item = TensorEntry<'a>>,
+) -> String {
     let mut out = String::with_capacity(64 + tensors.len() * 96);
     out.push('{');
     let mut first = true;
@@ -65,8 +68,8 @@ pub(crate) fn header_json(metadata: Option<&Metadata>, tensors: &[TensorInfo]) -
     out
 }
 
-fn push_entry(out: &mut String, tensor: &TensorInfo) {
-    push_string(out, &tensor.name);
+fn push_entry(out: &mut String, tensor: TensorEntry<'_>) {
+    push_string(out, tensor.name);
     out.push_str(":{\"dtype\":\"");
     out.push_str(tensor.dtype.name());
     out.push_str("\",\"shape\":[");

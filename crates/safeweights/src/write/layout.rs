@@ -119,7 +119,10 @@ impl Layout {
             });
             offset = end;
         }
-        let header = pad_header(&header_json(metadata, &tensors), options.alignment);
+        let header = pad_header(
+            &header_json(metadata, tensors.iter().map(TensorInfo::as_entry)),
+            options.alignment,
+        );
         Ok(Layout {
             header,
             tensors,

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::checksum::{Checksum, Checksums, PLACEHOLDER};
 use crate::error::{Error, Result};
 use crate::format::{Dtype, Metadata};
 use crate::pool::{run_grouped, threads_at_most};
@@ -173,4 +174,63 @@ pub fn serialize_to_file<S: AsRef<str>>(
         write_all_at_interruptible(file.file(), tensors[i].1.data, start).map_err(io)?;
     }
     file.commit(options.sync)
+}
+
+/// Bytes written (and hashed) at a time by [`serialize_to_file_with_checksums`]:
+/// small enough that the hash reads them back from cache.
+const HASH_CHUNK: usize = 4 << 20;
+
+/// Like [`serialize_to_file`], and hashes each tensor's bytes (XXH3-128,
+/// see [`crate::checksum`]) as it writes them, storing the digests in the
+/// header's metadata under `checksum_key` and returning them.
+///
+/// The header is planned with fixed-width placeholder digests, the data
+/// written and hashed in one pass, and the header with the real digests
+/// (of the same length) written last, before the rename.
+pub fn serialize_to_file_with_checksums<S: AsRef<str>>(
+    tensors: &[(S, TensorRef<'_>)],
+    metadata: Option<&Metadata>,
+    checksum_key: &str,
+    path: impl AsRef<Path>,
+    options: &WriteOptions,
+) -> Result<Checksums> {
+    let path = path.as_ref();
+    let placeholders: Checksums = tensors
+        .iter()
+        .map(|(name, _)| (name.as_ref().to_owned(), PLACEHOLDER.to_owned()))
+        .collect();
+    let with_digests = |digests: &Checksums| {
+        let mut all = metadata.cloned().unwrap_or_default();
+        let text = serde_json::to_string(digests).expect("a map of strings serializes");
+        all.insert(checksum_key.to_owned(), text);
+        all
+    };
+    let planned =
+        plan(tensors, Some(&with_digests(&placeholders)), options).map_err(|e| e.in_file(path))?;
+    let file = AtomicFile::create(path)?;
+    let io = |e| Error::Io(e).in_file(path);
+    file.preallocate(planned.file_len()).map_err(io)?;
+    let mut digests = Checksums::new();
+    for (info, &i) in planned.tensors.iter().zip(&planned.input_index) {
+        let mut offset = planned.data_start() + info.begin;
+        let mut checksum = Checksum::new();
+        for chunk in tensors[i].1.data.chunks(HASH_CHUNK) {
+            write_all_at_interruptible(file.file(), chunk, offset).map_err(io)?;
+            checksum.update(chunk);
+            offset += chunk.len() as u64;
+        }
+        digests.insert(info.name.clone(), checksum.hex());
+    }
+    let layout =
+        plan(tensors, Some(&with_digests(&digests)), options).map_err(|e| e.in_file(path))?;
+    if layout.header.len() != planned.header.len() {
+        return Err(Error::InvalidTensor {
+            tensor: String::new(),
+            reason: "the header with checksums changed length (a bug in safeweights)".into(),
+        }
+        .in_file(path));
+    }
+    write_all_at(file.file(), &layout.header, 0).map_err(io)?;
+    file.commit(options.sync)?;
+    Ok(digests)
 }

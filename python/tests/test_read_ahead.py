@@ -1,0 +1,127 @@
+"""Loading with parallel read-ahead (`_SafeFile.read_ahead`, called by
+`load_file` and `get_tensor` on the cpu): a file whose pages were evicted
+from the page cache (the cold path) loads exactly what a cached one (the
+warm path) and the reference load, through every entry point.
+
+Pages are evicted with `posix_fadvise(DONTNEED)` on the file, which needs
+no privileges and leaves the rest of the machine's cache alone (the
+benchmarks drop the whole cache instead; tests never do)."""
+
+import os
+
+import numpy as np
+import pytest
+import safetensors.numpy
+import safetensors.torch
+import torch
+
+import safeweights
+import safeweights.numpy
+import safeweights.torch
+from safeweights import safe_open
+
+CHUNK = 8 << 20  # the read-ahead's chunk: tensors below, across and over it
+
+
+def evict(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def model(tmp_path):
+    generator = torch.Generator().manual_seed(0)
+    tensors = {
+        "big": torch.randn(CHUNK // 4 * 3 + 5, generator=generator),  # several chunks, ragged end
+        "mid": torch.randint(-100, 100, (1000, 37), dtype=torch.int32, generator=generator),
+        "half": torch.randn(3, 5, generator=generator).to(torch.bfloat16),
+        "scalar": torch.tensor(7, dtype=torch.int64),
+        "empty": torch.zeros(0, 4),
+        "flags": torch.tensor([True, False, True]),
+    }
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(tensors, path)
+    return path, tensors
+
+
+def assert_same(loaded, expected):
+    assert list(loaded) == list(expected) or sorted(loaded) == sorted(expected)
+    for name, tensor in expected.items():
+        assert loaded[name].dtype == tensor.dtype, name
+        assert torch.equal(loaded[name], tensor), name
+
+
+def test_cold_and_warm_load_file_are_equal(model):
+    path, tensors = model
+    evict(path)
+    cold = safeweights.torch.load_file(path)
+    warm = safeweights.torch.load_file(path)
+    assert_same(cold, tensors)
+    assert_same(warm, tensors)
+    assert_same(cold, safetensors.torch.load_file(path))
+    # Still copy-on-write views of the file: writing one leaves the file alone.
+    cold["big"][0] = 123.0
+    assert torch.equal(safeweights.torch.load_file(path)["big"], tensors["big"])
+
+
+def test_cold_get_tensor_each_equals_the_reference(model):
+    path, tensors = model
+    evict(path)
+    with safe_open(path, framework="pt") as f:
+        cold = {name: f.get_tensor(name) for name in f.keys()}
+    assert_same(cold, tensors)
+
+
+def test_read_ahead_of_one_tensor_or_all_changes_no_bytes(model):
+    path, tensors = model
+    evict(path)
+    with safe_open(path, framework="pt") as f:
+        assert f._file.read_ahead("mid") is None
+        assert torch.equal(f.get_tensor("mid"), tensors["mid"])
+        f._file.read_ahead()
+        assert_same(f.get_tensors(), tensors)
+        with pytest.raises(safeweights.TensorNotFoundError):
+            f._file.read_ahead("absent")
+
+
+def test_numpy_cold_load_equals_the_reference(model):
+    path, _ = model
+    evict(path)
+    ours = safeweights.numpy.load_file(path)
+    theirs = safetensors.numpy.load_file(path)
+    assert sorted(ours) == sorted(theirs)
+    for name in theirs:
+        if theirs[name].dtype.kind == "V":  # bfloat16 without ml_dtypes in the reference
+            continue
+        np.testing.assert_array_equal(ours[name], theirs[name], err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["mmap", "pread"])
+def test_both_backends_cold(model, backend):
+    path, tensors = model
+    evict(path)
+    assert_same(safeweights.torch.load_file(path, backend=backend), tensors)
+
+
+def test_buffers_are_left_alone(model):
+    path, tensors = model
+    data = path.read_bytes()
+    # Nothing to read ahead in memory that is not a file map.
+    assert_same(safeweights.torch.load(data), tensors)
+    with safe_open(bytearray(data), framework="pt") as f:
+        f._file.read_ahead()
+        assert_same(f.get_tensors(), tensors)
+
+
+def test_keys_of_many_tensors_are_those_of_the_reference(tmp_path):
+    tensors = {f"layer.{i}.w": torch.full((2,), float(i)) for i in range(3000)}
+    path = tmp_path / "many.safetensors"
+    safetensors.torch.save_file(tensors, path)
+    with safe_open(path, framework="pt") as ours, safetensors.safe_open(path, framework="pt") as theirs:
+        assert ours.keys() == theirs.keys() == sorted(tensors)
+        assert ours.offset_keys() == theirs.offset_keys()
+        assert torch.equal(ours.get_tensor("layer.2999.w"), tensors["layer.2999.w"])
