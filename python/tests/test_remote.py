@@ -2,6 +2,7 @@
 process, SigV4 and IAM checked), uploaded and inspected with the official
 boto3 client; faults injected by our own proxy between client and server."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 boto3 = pytest.importorskip("boto3")
 pytest.importorskip("moto")
@@ -247,3 +249,191 @@ def test_cp_uploads_downloads_and_verifies(s3, tmp_path):
     result = cli("cp", str(bad), "s3://models/cp/bad.safetensors", env=env)
     assert result.returncode == 1, result.stderr
     assert s3.client().list_objects_v2(Bucket="models", Prefix="cp/bad").get("KeyCount", 0) == 0
+
+
+def s3_env(s3, tmp_path):
+    """The CLI's environment: credentials and endpoint from AWS_*, and a
+    temporary directory of its own, to see that downloads are removed."""
+    temp = tmp_path / "cli-tmp"
+    temp.mkdir(exist_ok=True)
+    return dict(os.environ, AWS_ACCESS_KEY_ID=s3.key, AWS_SECRET_ACCESS_KEY=s3.secret,
+                AWS_ENDPOINT_URL=s3.endpoint, AWS_REGION="us-east-1", TMPDIR=str(temp)), temp
+
+
+def s3_bytes(s3, key):
+    return s3.client().get_object(Bucket="models", Key=key)["Body"].read()
+
+
+def test_scan_reads_urls_through_a_removed_temporary_file(s3, tmp_path):
+    import io
+    import pickle
+
+    env, temp = s3_env(s3, tmp_path)
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(6.0)}, buffer)
+    upload(s3, "scan/pytorch_model.bin", buffer.getvalue())
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    upload(s3, "scan/evil.pkl", pickle.dumps(Payload()))
+    safe_url, evil_url = "s3://models/scan/pytorch_model.bin", "s3://models/scan/evil.pkl"
+    result = cli("scan", safe_url, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "safe"
+    assert report["files"][0]["path"] == safe_url
+    assert report["files"][0]["format"] == "torch zip checkpoint"
+    result = cli("scan", safe_url, evil_url, "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    files = {f["path"]: f for f in json.loads(result.stdout)["files"]}
+    assert files[evil_url]["verdict"] == "dangerous"
+    assert any("system" in f["subject"] for f in files[evil_url]["findings"])
+    missing = cli("scan", "s3://models/scan/none.bin", env=env)
+    assert missing.returncode == 2 and "none.bin" in missing.stderr
+    assert list(temp.iterdir()) == []
+
+
+def test_convert_from_and_to_s3(s3, tmp_path):
+    import io
+
+    from safetensors.torch import load as reference_load
+
+    env, temp = s3_env(s3, tmp_path)
+    state = {f"layer{i}.weight": torch.full((32, 64), float(i)) for i in range(4)}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    upload(s3, "convert/pytorch_model.bin", buffer.getvalue())
+    source = "s3://models/convert/pytorch_model.bin"
+
+    # URL in, local file out (default name: the object's, here).
+    result = subprocess.run([sys.executable, "-m", "safeweights", "convert", source, "--json"],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["input"] == source
+    assert_same(reference_load((tmp_path / "model.safetensors").read_bytes()), state)
+
+    # URL in, s3:// out: one object, written by multipart upload.
+    result = cli("convert", source, "s3://models/converted/model.safetensors", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["files"] == ["s3://models/converted/model.safetensors"]
+    assert_same(reference_load(s3_bytes(s3, "converted/model.safetensors")), state)
+
+    # Local in, sharded s3:// out: the shards and the index beside them.
+    local = tmp_path / "local.bin"
+    local.write_bytes(buffer.getvalue())
+    result = cli("convert", str(local), "s3://models/sharded-out/model.safetensors",
+                 "--max-shard-size", "10KB", env=env)
+    assert result.returncode == 0, result.stderr
+    listed = s3.client().list_objects_v2(Bucket="models", Prefix="sharded-out/")["Contents"]
+    keys = sorted(o["Key"] for o in listed)
+    assert "sharded-out/model.safetensors.index.json" in keys and len(keys) == 5, keys
+    loaded = load_file("s3://models/sharded-out/model.safetensors.index.json", storage_options=s3.options())
+    assert_same(loaded, state)
+
+    # An unsafe input converts to nothing: no object appears.
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    import pickle
+
+    upload(s3, "convert/evil.bin", pickle.dumps(Payload()))
+    result = cli("convert", "s3://models/convert/evil.bin", "s3://models/converted/evil.safetensors", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "s3://models/convert/evil.bin" in result.stderr
+    assert s3.client().list_objects_v2(Bucket="models", Prefix="converted/evil").get("KeyCount", 0) == 0
+    assert list(temp.iterdir()) == []
+
+
+def test_verify_one_tensor_fetches_only_its_bytes(s3, tmp_path):
+    env, _ = s3_env(s3, tmp_path)
+    path = tmp_path / "model.safetensors"
+    big = torch.randn(512, 1024)  # 2 MiB
+    small = torch.arange(100, dtype=torch.int32)
+    reference.save_file({"big": big, "small": small}, str(path))
+    assert cli("checksum", str(path), "--write").returncode == 0
+    # Locally too: only the named tensor is checked.
+    result = cli("verify", str(path), "--tensor", "small", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["checked"] == 1
+    data = bytearray(path.read_bytes())
+    upload(s3, "verify/model.safetensors", bytes(data))
+    url = "s3://models/verify/model.safetensors"
+    result = cli("verify", url, "--tensor", "small", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["checked"] == 1
+    # The header's first read, then the tensor's 400 bytes: not the 2 MiB.
+    assert report["http"]["requests"] == 2, report
+    assert report["http"]["bytes"] <= 64 * 1024 + small.numel() * 4, report
+    # A corrupted tensor is found when it is named, and not fetched otherwise.
+    data[-(small.numel() * 4) - 10] ^= 0xFF  # a byte of "big", which lies before "small"
+    upload(s3, "verify/model.safetensors", bytes(data))
+    assert cli("verify", url, "--tensor", "small", env=env).returncode == 0
+    result = cli("verify", url, "--tensor", "big", "--json", env=env)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["mismatched"] == ["big"]
+    result = cli("verify", url, "--tensor", "nope", env=env)
+    assert result.returncode == 2 and "nope" in result.stderr
+
+
+class PresignedHandler(BaseHTTPRequestHandler):
+    """A server of one object that, like S3 with a pre-signed URL, answers
+    only requests carrying the signature in the query string, and serves
+    Range requests (moto's server answers pre-signed URLs with a 500 when
+    its authentication is on, so it cannot play this part)."""
+
+    body = b""
+    query = "X-Amz-Signature=abc%2Fdef&X-Amz-Expires=600"
+    ranges: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        path, _, query = self.path.partition("?")
+        if path != "/bucket/model.safetensors" or query != self.query:
+            self.send_response(403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start, end = 0, len(self.body) - 1
+        header = self.headers.get("Range")
+        if header:
+            first, last = header.removeprefix("bytes=").split("-")
+            start, end = int(first), min(int(last), len(self.body) - 1)
+        type(self).ranges.append(header)
+        self.send_response(206 if header else 200)
+        if header:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(self.body)}")
+        self.send_header("Content-Length", str(end - start + 1))
+        self.end_headers()
+        self.wfile.write(self.body[start:end + 1])
+
+    def log_message(self, *args):
+        pass
+
+
+def test_presigned_https_urls_are_read_by_ranges():
+    import threading
+
+    expected = tensors()
+    PresignedHandler.body = reference.save(expected)
+    PresignedHandler.ranges = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PresignedHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/bucket/model.safetensors"
+        url = f"{base}?{PresignedHandler.query}"
+        with safe_open(url, framework="pt") as f:
+            assert torch.equal(f.get_slice("w")[3:5], expected["w"][3:5])
+        assert all(r and r.startswith("bytes=") for r in PresignedHandler.ranges), PresignedHandler.ranges
+        assert_same(load_file(url), expected)
+        inspected = cli("inspect", url, "--json")
+        assert inspected.returncode == 0, inspected.stderr
+        assert json.loads(inspected.stdout)["http"]["requests"] == 1
+        # Without its signature (or with another) the URL is refused, not read.
+        for bad in (base, f"{base}?X-Amz-Signature=0"):
+            result = cli("inspect", bad)
+            assert result.returncode == 2 and "model.safetensors" in result.stderr, result.stderr
+    finally:
+        server.shutdown()

@@ -21,7 +21,8 @@ checkpoint's index (*.safetensors.index.json) or a directory holding one,
 and s3://bucket/key, http:// and https:// URLs of a file or an index, read
 with Range requests (only the header and the bytes needed are fetched).
 s3:// settings come from AWS_* variables and ~/.aws (AWS_ENDPOINT_URL for
-S3-compatible servers). scan and convert take local files only.
+S3-compatible servers). scan and convert download a URL whole into a
+temporary file (removed afterwards); convert writes to s3:// too.
 
 Colour is used on terminals unless NO_COLOR is set. --json prints exactly
 one JSON document on stdout.
@@ -254,7 +255,8 @@ no stored digests and no manifest is given.
 
 Examples:
   safeweights verify model.safetensors
-  safeweights verify model.safetensors --manifest model.sha256.json")]
+  safeweights verify model.safetensors --manifest model.sha256.json
+  safeweights verify s3://bucket/model.safetensors --tensor lm_head.weight")]
     Verify(VerifyArgs),
 
     /// Show or edit the __metadata__ map.
@@ -469,6 +471,10 @@ pub struct VerifyArgs {
     /// A manifest printed by `checksum` to check against.
     #[arg(long, value_name = "M")]
     pub manifest: Option<PathBuf>,
+    /// Check only this tensor (repeatable); of a remote file only its
+    /// bytes are fetched.
+    #[arg(long = "tensor", value_name = "NAME")]
+    pub tensors: Vec<String>,
 }
 
 /// Arguments of `metadata`.
@@ -547,7 +553,8 @@ pub struct FilterArgs {
 /// Arguments of `scan`.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Files and directories (scanned recursively).
+    /// Files, directories (scanned recursively) and URLs (downloaded
+    /// into a temporary file, removed afterwards).
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Also list safe findings (the globals a checkpoint needs).
@@ -567,7 +574,7 @@ pub struct CleanArgs {
 }
 
 /// Arguments of `convert`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, a
     /// pytorch_model.bin.index.json), or a Hugging Face model directory.

@@ -13,9 +13,8 @@ use std::fmt::Write;
 use sha2::{Digest, Sha256};
 
 use crate::exit::{CliError, CliResult};
-use crate::output::progress;
 use crate::parallel::{run_indexed, thread_count};
-use crate::source::Checkpoint;
+use crate::source::{Checkpoint, Entry};
 
 /// The `__metadata__` key holding the digests.
 pub const METADATA_KEY: &str = "safeweights.sha256";
@@ -40,13 +39,22 @@ pub enum Algorithm {
 
 /// Hashes every tensor with `algorithm`, several tensors at a time.
 pub fn compute_with(checkpoint: &Checkpoint, algorithm: Algorithm) -> CliResult<Digests> {
-    let entries = checkpoint.entries();
+    compute_entries(checkpoint, &checkpoint.entries(), algorithm)
+}
+
+/// Hashes the given tensors, several at a time; of a remote checkpoint
+/// only their bytes are fetched (the progress bar then says so).
+pub fn compute_entries(
+    checkpoint: &Checkpoint,
+    entries: &[Entry<'_>],
+    algorithm: Algorithm,
+) -> CliResult<Digests> {
     let total: u64 = entries.iter().map(|e| e.info.end - e.info.begin).sum();
     let label = match algorithm {
         Algorithm::Sha256 => "sha256",
         Algorithm::Xxh3_128 => "xxh3-128",
     };
-    let bar = progress(total, label);
+    let bar = checkpoint.progress(total, label);
     let hexes = run_indexed(entries.len(), thread_count(None), |i| {
         let entry = entries[i];
         let mut sha = Sha256::new();

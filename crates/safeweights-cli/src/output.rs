@@ -284,6 +284,23 @@ pub fn progress(total_bytes: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// A progress bar of a download, saying the bytes fetched so far
+/// ("fetched 12.3 MiB of 40 MiB"); hidden unless stderr is a terminal.
+pub fn fetch_progress(total_bytes: u64, message: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:30}] fetched {bytes} of {total_bytes} ({bytes_per_sec}, {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message.to_owned());
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,14 +7,40 @@ use std::path::Path;
 use std::sync::Arc;
 
 use safeweights::read::{try_zeroed, Backend, OpenOptions, SafetensorsFile};
-use safeweights::remote::{open_checkpoint, RemoteOptions, RemoteStats};
+use safeweights::remote::{fetch_to_temp, open_checkpoint, RemoteOptions, RemoteStats};
 use safeweights::resolve::{is_url, resolve, Target};
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::{Metadata, TensorEntry};
 
 use crate::commands::Context;
 use crate::exit::{CliError, CliResult};
+use crate::output::fetch_progress;
 use crate::parallel::PIECE_BYTES;
+
+/// Largest object that `scan` and `convert` download whole (into a
+/// temporary file): the total size the pickle readers accept for the
+/// decompressed members of one archive.
+pub fn max_fetch_bytes() -> u64 {
+    safeweights_pickle::Limits::default().max_total_decompressed
+}
+
+/// Downloads a URL whole into a temporary file, deleted when the returned
+/// handle drops, for the readers that need a local file (pickle, zip,
+/// npz, GGUF). The progress bar says the bytes fetched.
+pub fn fetch_whole(url: &str, ctx: &Context) -> CliResult<tempfile::NamedTempFile> {
+    let bar = fetch_progress(0, "downloading");
+    let fetched = fetch_to_temp(
+        url,
+        &remote_options(ctx),
+        max_fetch_bytes(),
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    );
+    bar.finish_and_clear();
+    Ok(fetched?)
+}
 
 /// An opened checkpoint.
 #[derive(Debug)]
@@ -209,6 +235,16 @@ impl Checkpoint {
             offset += step;
         }
         Ok(())
+    }
+
+    /// A byte-counting progress bar for reading this checkpoint; of a
+    /// remote one it says the bytes fetched.
+    pub fn progress(&self, total_bytes: u64, message: &str) -> indicatif::ProgressBar {
+        if self.is_remote() {
+            fetch_progress(total_bytes, message)
+        } else {
+            crate::output::progress(total_bytes, message)
+        }
     }
 
     /// Requests made and bytes fetched, for a remote checkpoint (every

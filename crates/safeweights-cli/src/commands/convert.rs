@@ -33,17 +33,21 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
     }
     let mut options = options(args)?;
     options.write.sync = ctx.sync;
+    if super::convert_remote::applies(args) {
+        return super::convert_remote::run(ctx, args, &options, out);
+    }
     if !args.input.is_dir() {
         let output = args
             .output
             .clone()
             .unwrap_or_else(|| default_output(&args.input));
-        let report = convert_one(&args.input, &output, &options)?;
-        if ctx.json {
-            write_json(out, &report_json(&args.input, &report))?;
-        } else {
-            print_report(out, &args.input, &report)?;
-        }
+        let report = convert_one(
+            &args.input,
+            &args.input.display().to_string(),
+            &output,
+            &options,
+        )?;
+        print_one(ctx, out, &args.input.display().to_string(), &report)?;
         return Ok(Status::Success);
     }
     let inputs =
@@ -58,11 +62,12 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
             (Some(directory), Some(name)) => directory.join(name),
             _ => beside,
         };
-        let report = convert_one(input, &output, &options)?;
+        let report = convert_one(input, &input.display().to_string(), &output, &options)?;
+        let shown = input.display().to_string();
         if !ctx.json {
-            print_report(out, input, &report)?;
+            print_report(out, &shown, &report)?;
         }
-        reports.push(report_json(input, &report));
+        reports.push(report_json(&shown, &report));
     }
     if ctx.json {
         let doc = json!({"input": args.input.display().to_string(), "conversions": reports});
@@ -71,8 +76,29 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
     Ok(Status::Success)
 }
 
-/// Converts one checkpoint with a progress bar.
-fn convert_one(input: &Path, output: &Path, options: &ConvertOptions) -> CliResult<ConvertReport> {
+/// Prints the report of one conversion (`input` as the user named it).
+pub(super) fn print_one(
+    ctx: Context,
+    out: &mut Out,
+    input: &str,
+    report: &ConvertReport,
+) -> CliResult<()> {
+    if ctx.json {
+        write_json(out, &report_json(input, report))?;
+    } else {
+        print_report(out, input, report)?;
+    }
+    Ok(())
+}
+
+/// Converts one checkpoint with a progress bar; errors name the input as
+/// `shown` (a URL whose download is `input`).
+pub(super) fn convert_one(
+    input: &Path,
+    shown: &str,
+    output: &Path,
+    options: &ConvertOptions,
+) -> CliResult<ConvertReport> {
     let bar = progress(0, "converting");
     let report = convert_with_progress(input, output, options, &mut |p| {
         if p.stage == Stage::Verify && bar.message() != "verifying" {
@@ -83,7 +109,16 @@ fn convert_one(input: &Path, output: &Path, options: &ConvertOptions) -> CliResu
         bar.set_position(p.bytes_done);
     });
     bar.finish_and_clear();
-    report.map_err(|error| CliError::from(error).at(input.display()))
+    report.map_err(|error| {
+        let mut error = CliError::from(error);
+        let local = input.display().to_string();
+        if local != shown {
+            // A download: name the URL, never the temporary file.
+            error.message = error.message.replace(&local, shown);
+            error.path = error.path.map(|p| p.replace(&local, shown));
+        }
+        error.at(shown)
+    })
 }
 
 fn options(args: &ConvertArgs) -> CliResult<ConvertOptions> {
@@ -127,7 +162,7 @@ fn format_name(format: InputFormat) -> &'static str {
     }
 }
 
-fn print_report(out: &mut Out, input: &Path, report: &ConvertReport) -> std::io::Result<()> {
+fn print_report(out: &mut Out, input: &str, report: &ConvertReport) -> std::io::Result<()> {
     let painter = Painter::stdout();
     let shards = if report.input_files > 1 {
         format!(", {} shards", report.input_files)
@@ -138,7 +173,7 @@ fn print_report(out: &mut Out, input: &Path, report: &ConvertReport) -> std::io:
         out,
         "{} {} {}",
         painter.paint(GREEN, "converted"),
-        input.display(),
+        input,
         painter.paint(
             DIM,
             format!("({}{shards})", format_name(report.input_format))
@@ -186,9 +221,9 @@ fn print_report(out: &mut Out, input: &Path, report: &ConvertReport) -> std::io:
     Ok(())
 }
 
-fn report_json(input: &Path, report: &ConvertReport) -> serde_json::Value {
+fn report_json(input: &str, report: &ConvertReport) -> serde_json::Value {
     json!({
-        "input": input.display().to_string(),
+        "input": input,
         "format": format_name(report.input_format),
         "input_files": report.input_files,
         "files": report.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::cli::CpArgs;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
-use crate::output::{human_bytes, progress, write_json};
+use crate::output::{fetch_progress, human_bytes, progress, write_json};
 use crate::source::{remote_options, Checkpoint};
 
 /// Runs `cp`.
@@ -32,7 +32,11 @@ pub fn run(ctx: Context, args: &CpArgs, out: &mut Out) -> CliResult {
         source.shards()[0].header().data_start() + source.shards()[0].header().data_len();
     let header = header_summary(source.shards()[0].header());
     drop(source);
-    let bar = progress(total, "copying");
+    let bar = if is_url(from) {
+        fetch_progress(total, "copying")
+    } else {
+        progress(total, "uploading")
+    };
     let remote = remote_options(&ctx);
     let written = if !is_url(to) {
         download_file(from, Path::new(to), &remote, ctx.sync, |n| bar.inc(n))?

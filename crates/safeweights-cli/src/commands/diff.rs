@@ -11,8 +11,8 @@ use crate::cli::DiffArgs;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
 use crate::output::{
-    float, group_digits, json_float, progress, shape_string, write_json, Painter, GREEN, RED,
-    YELLOW,
+    fetch_progress, float, group_digits, json_float, progress, shape_string, write_json, Painter,
+    GREEN, RED, YELLOW,
 };
 use crate::parallel::{run_indexed, split, thread_count};
 use crate::pattern::Selection;
@@ -246,7 +246,11 @@ fn compare_all(
     let left: Vec<Entry<'_>> = pairs.iter().map(|p| p.0).collect();
     let pieces = split(&left);
     let total: u64 = pieces.iter().map(|p| p.len).sum();
-    let bar = progress(total, "diff");
+    let bar = if a.is_remote() || b.is_remote() {
+        fetch_progress(total, "diff")
+    } else {
+        progress(total, "diff")
+    };
     let compare_piece = |i: usize, skip_identical: bool| -> CliResult<Option<Comparison>> {
         let piece = pieces[i];
         let (ea, eb) = pairs[piece.tensor];

@@ -9,7 +9,7 @@ use crate::cli::FilterArgs;
 use crate::commands::copy::write_file;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
-use crate::output::{progress, write_json};
+use crate::output::write_json;
 use crate::pattern::Selection;
 use crate::source::Checkpoint;
 
@@ -53,7 +53,7 @@ pub fn run(ctx: Context, args: &FilterArgs, out: &mut Out) -> CliResult {
             "no tensor is selected; check -t and --exclude",
         ));
     }
-    let bar = progress(
+    let bar = checkpoint.progress(
         chosen.iter().map(|(e, _)| e.info.end - e.info.begin).sum(),
         "filter",
     );

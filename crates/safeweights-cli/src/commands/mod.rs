@@ -13,6 +13,7 @@ mod checksum;
 mod clean;
 mod convert;
 mod convert_gguf;
+mod convert_remote;
 mod copy;
 mod cp;
 mod diff;

@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use safeweights::resolve::is_url;
 use safeweights::FileKind;
 use safeweights_pickle::scan::{scan_path, FileFormat, Finding, ScanReport, Verdict};
 use safeweights_pickle::Limits;
@@ -12,6 +13,7 @@ use crate::cli::ScanArgs;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, ErrorKind, Status};
 use crate::output::{print_error, progress, write_json, Painter, DIM, GREEN, RED, YELLOW};
+use crate::source::fetch_whole;
 
 /// Runs `scan`: exit 0 if every file is safe, 1 if anything is suspicious
 /// or dangerous, 2 if a file cannot be read (the answer is incomplete).
@@ -35,11 +37,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
             bar.inc(*len);
             continue;
         }
-        let scanned = if crate::gguf::is_gguf(path) {
-            crate::gguf::scan_report(path).map_err(|e| e.to_string())
-        } else {
-            scan_path(path, &limits).map_err(|e| e.to_string())
-        };
+        let scanned = bar.suspend(|| scan_one(path, &limits, &ctx));
         match scanned {
             Ok(report) => {
                 if !ctx.json {
@@ -76,11 +74,39 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
     }
 }
 
+/// Scans one file; a URL is first downloaded whole into a temporary file
+/// (removed afterwards), and the report names the URL.
+fn scan_one(path: &Path, limits: &Limits, ctx: &Context) -> Result<ScanReport, String> {
+    let url = path.to_str().filter(|text| is_url(text));
+    let fetched = url
+        .map(|url| fetch_whole(url, ctx))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let local = fetched.as_ref().map_or(path, |temp| temp.path());
+    let mut report = if crate::gguf::is_gguf(local) {
+        crate::gguf::scan_report(local).map_err(|e| e.to_string())?
+    } else {
+        scan_path(local, limits).map_err(|e| e.to_string())?
+    };
+    if let Some(url) = url {
+        report.file = url.to_owned();
+        for finding in &mut report.findings {
+            finding.file = url.to_owned();
+        }
+    }
+    Ok(report)
+}
+
 /// Expands directories recursively, in sorted order. Symbolic links to
 /// directories are not followed, so a link cycle cannot loop forever.
 pub fn collect_files(paths: &[PathBuf]) -> CliResult<Vec<(PathBuf, u64)>> {
     let mut files = Vec::new();
     for path in paths {
+        if path.to_str().is_some_and(is_url) {
+            // Its length is known once it is fetched.
+            files.push((path.clone(), 0));
+            continue;
+        }
         let metadata = std::fs::metadata(path).map_err(|e| CliError::from(e).at(path.display()))?;
         if metadata.is_dir() {
             walk(path, &mut files)?;

@@ -14,7 +14,7 @@ use crate::cli::{MergeArgs, ShardArgs};
 use crate::commands::copy::write_file;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
-use crate::output::{progress, write_json};
+use crate::output::write_json;
 use crate::source::{Checkpoint, Entry};
 
 /// Runs `shard`.
@@ -38,7 +38,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
         overwrite: args.force,
         sync: ctx.sync,
     };
-    let bar = progress(sizes.iter().sum(), "shard");
+    let bar = checkpoint.progress(sizes.iter().sum(), "shard");
     let written = publish_shards(
         &args.outdir,
         &set,
@@ -56,7 +56,7 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
 pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
     let checkpoint = Checkpoint::open_path(&args.input, &ctx)?;
     let entries = checkpoint.entries();
-    let bar = progress(
+    let bar = checkpoint.progress(
         entries.iter().map(|e| e.info.end - e.info.begin).sum(),
         "merge",
     );

@@ -9,7 +9,7 @@ use crate::cli::StatsArgs;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
 use crate::output::{
-    float, json_float, print_error, progress, shape_string, write_json, Painter, Table, RED,
+    float, json_float, print_error, shape_string, write_json, Painter, Table, RED,
 };
 use crate::parallel::{run_indexed, split, thread_count};
 use crate::pattern::Selection;
@@ -73,7 +73,7 @@ fn summarize(
 ) -> CliResult<Vec<Summary>> {
     let pieces = split(entries);
     let total: u64 = pieces.iter().map(|p| p.len).sum();
-    let bar = progress(total, "stats");
+    let bar = checkpoint.progress(total, "stats");
     let partial = run_indexed(pieces.len(), threads, |i| {
         let piece = pieces[i];
         let entry = entries[piece.tensor];

@@ -15,6 +15,11 @@ use crate::source::Checkpoint;
 /// missing, a tensor has no digest, or there are no digests at all.
 pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
     if args.manifest.is_none() && crate::dcp::is_dcp_directory(&args.file) {
+        if !args.tensors.is_empty() {
+            return Err(CliError::usage(
+                "--tensor applies to safetensors checkpoints, not DCP directories",
+            ));
+        }
         return crate::dcp::verify(ctx, &args.file, out);
     }
     let checkpoint = Checkpoint::open_path(&args.file, &ctx)?;
@@ -31,7 +36,11 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
             ))
         })?,
     };
-    let actual = digest::compute(&checkpoint)?;
+    let (actual, expected) = if args.tensors.is_empty() {
+        (digest::compute(&checkpoint)?, expected)
+    } else {
+        only_named(&checkpoint, &args.tensors, expected)?
+    };
     let mismatched: Vec<&String> = actual
         .iter()
         .filter(|(name, hex)| expected.get(*name).is_some_and(|e| e != *hex))
@@ -55,6 +64,7 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
                 "mismatched": mismatched,
                 "missing": missing,
                 "unlisted": unlisted,
+                "http": checkpoint.http_json(),
             }),
         )?;
     } else if ok {
@@ -82,6 +92,22 @@ pub fn run(ctx: Context, args: &VerifyArgs, out: &mut Out) -> CliResult {
         print_error(&format!("{file}: tensor {name:?} has no checksum"));
     }
     Ok(Status::negative_if(!ok))
+}
+
+/// Hashes only the named tensors, and keeps only their expected digests
+/// (a named tensor without one is then reported as having no checksum).
+fn only_named(
+    checkpoint: &Checkpoint,
+    names: &[String],
+    mut expected: digest::Digests,
+) -> CliResult<(digest::Digests, digest::Digests)> {
+    let entries = names
+        .iter()
+        .map(|name| checkpoint.find(name))
+        .collect::<CliResult<Vec<_>>>()?;
+    let actual = digest::compute_entries(checkpoint, &entries, digest::Algorithm::Sha256)?;
+    expected.retain(|name, _| actual.contains_key(name));
+    Ok((actual, expected))
 }
 
 /// The digests stored in every shard's metadata, merged; `None` when no

@@ -26,12 +26,14 @@
 
 mod config;
 mod errors;
+mod fetch;
 mod object;
 mod open;
 mod runtime;
 mod write;
 
 pub use config::RemoteOptions;
+pub use fetch::fetch_to_temp;
 pub use object::{RemoteObject, RemoteStats};
 pub(crate) use open::gather_remote;
 pub use open::{open_checkpoint, open_file};
