@@ -15,7 +15,10 @@ from safeweights.numpy import load_file, save_file
 
 SAVER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C raises KeyboardInterrupt, whatever disposition this process
+    # inherited (a SIGINT ignored by the test runner is ignored here too).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np
     from safeweights.numpy import save_file
     from safeweights._safeweights_rust import serialize_sharded
