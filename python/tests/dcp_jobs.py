@@ -94,6 +94,10 @@ def run(rank: int, world_size: int, port: int, job: Callable[..., None], args: T
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         job(rank, world_size, *args)
+        # Leave together: a rank that tears gloo down while another still
+        # talks to it can end that one with "terminate called without an
+        # active exception" (SIGABRT), seen once in the 2-rank load.
+        dist.barrier()
     except BaseException:
         traceback.print_exc()
         raise

@@ -371,7 +371,32 @@ mod linux {
         }
     }
 
+    /// 0: nobody has reported; 1: a thread is writing its report; 2: done.
+    static REPORTING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
     fn report(name: &[u8], offset: usize) {
+        // Threads that fault together write one message, not interleaved
+        // copies: the others wait for it to be written before the fault
+        // ends the process.
+        if REPORTING
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            let pause = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 1_000_000,
+            };
+            while REPORTING.load(Ordering::Acquire) != 2 {
+                // SAFETY: nanosleep is async-signal-safe; `pause` is valid.
+                unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+            }
+            return;
+        }
+        write_report(name, offset);
+        REPORTING.store(2, Ordering::Release);
+    }
+
+    fn write_report(name: &[u8], offset: usize) {
         let mut number = [0u8; 20];
         let mut at = number.len();
         let mut rest = offset;
