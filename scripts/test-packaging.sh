@@ -134,7 +134,7 @@ assert _safeweights_rust._FAULT_INJECTION is False, "the release wheel has fault
 PY
 safeweights --version >version.txt
 grep -q "^safeweights [0-9]" version.txt || fail "--version: $(cat version.txt)"
-grep -qx "remote: http, https (rustls)" version.txt || fail "--version: $(cat version.txt)"
+grep -qx "remote: s3, http, https (rustls)" version.txt || fail "--version: $(cat version.txt)"
 grep -q "^python: 3\." version.txt || fail "--version has no python line: $(cat version.txt)"
 grep -qx "torch: not installed" version.txt || fail "--version: $(cat version.txt)"
 python -m safeweights --version | cmp -s - version.txt || fail "python -m safeweights --version differs"
