@@ -194,8 +194,8 @@ PROFILE = (
     " medians), so a save here is bound by the disk, which FileSystemWriter waits for too: the 1.5x save target"
     " is out of reach on this machine without giving up durability. A load in one process is 90% the native"
     " `read_ranges_into` (64 MiB in 0.07 s, against 0.74 s for FileSystemReader there); at 4 ranks on 2 cores"
-    " the loads of every storage layer that reads safetensors land within a few hundredths of a second of each"
-    " other, and the per-rank breakdown at 4 ranks was not profiled."
+    " ours and HuggingFaceStorageReader (both read safetensors files) come out within each other's spread, and"
+    " the per-rank breakdown at 4 ranks was not profiled."
 )
 
 
