@@ -18,7 +18,7 @@ use serde_json::Value as Json;
 static FIXTURES: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn fixtures() -> Option<&'static Path> {
-    common::generate("gen_convert.py", &FIXTURES)
+    common::generate!("gen_convert.py", &FIXTURES)
 }
 
 fn json(dir: &Path, file: &str) -> Json {

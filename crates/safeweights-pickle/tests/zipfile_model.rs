@@ -150,7 +150,7 @@ fn as_json(infos: &[Info]) -> Vec<serde_json::Value> {
 
 #[test]
 fn model_matches_python_zipfile_and_our_reader_never_sees_other_members() {
-    let Some(bases) = common::generate("gen_zip_variants.py", &BASES) else {
+    let Some(bases) = common::generate!("gen_zip_variants.py", &BASES) else {
         return;
     };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zipfile_model_variants");
