@@ -4,7 +4,7 @@ use super::*;
 
 fn npy(header: &str, body: &[u8]) -> Vec<u8> {
     let mut h = header.to_owned();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');

@@ -379,7 +379,7 @@ impl Vm<'_> {
 
     fn set_items(&mut self, items: Vec<Obj>, at: usize) -> Result<()> {
         if let Some(Obj::Object(object)) = self.stack.last() {
-            if items.len() % 2 != 0 {
+            if !items.len().is_multiple_of(2) {
                 return Err(Error::pickle(at, "SETITEMS with an odd number of items"));
             }
             let mut object = object
@@ -403,7 +403,7 @@ impl Vm<'_> {
         let Some(Obj::Dict(cell)) = self.stack.last().cloned() else {
             return Err(Error::pickle(at, "SETITEM(S) target is not a dict"));
         };
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(Error::pickle(at, "SETITEMS with an odd number of items"));
         }
         let mut dict = cell
