@@ -1,7 +1,8 @@
 //! What every safeweights crate's tests share: the one policy for a missing
 //! test dependency, finding the Python interpreter that has the oracles
-//! (the reference `safetensors`, torch, numpy, gguf), and running the Python
-//! fixture generators ([`fixtures`]).
+//! (the reference `safetensors`, torch, numpy, gguf), running the Python
+//! fixture generators ([`fixtures`]), and the hand-built files that tests
+//! cut while they are read ([`files`]).
 //!
 //! A dev-dependency only: it is not published, and cargo drops it from the
 //! published crates' manifests.
@@ -10,6 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod files;
 pub mod fixtures;
 
 pub use fixtures::{generate_into, unhex};
