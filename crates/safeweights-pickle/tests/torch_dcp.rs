@@ -17,7 +17,7 @@ use serde_json::{json, Value as Json};
 static FILES: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn files() -> Option<&'static Path> {
-    common::generate("gen_dcp.py", &FILES)
+    common::generate!("gen_dcp.py", &FILES)
 }
 
 /// Our decoding of `dir/.metadata` in the shape of the generator's oracle.
