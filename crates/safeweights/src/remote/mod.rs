@@ -27,16 +27,18 @@
 mod config;
 mod errors;
 mod fetch;
+mod list;
 mod object;
 mod open;
 mod runtime;
 mod write;
 
 pub use config::RemoteOptions;
-pub use fetch::fetch_to_temp;
+pub use fetch::{fetch_to_dir, fetch_to_temp};
+pub use list::{list_directory, object_exists};
 pub use object::{RemoteObject, RemoteStats};
 pub(crate) use open::gather_remote;
-pub use open::{open_checkpoint, open_file};
+pub use open::{checkpoint_url, open_checkpoint, open_file};
 pub use write::{
     copy_object, download_file, serialize_to_url, unwrap_io, upload_file, RemoteWriter,
 };
