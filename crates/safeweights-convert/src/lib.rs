@@ -39,9 +39,7 @@ use safeweights::write::WriteOptions;
 use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
-pub use directory::{
-    directory_inputs, inputs_among, BIN as HF_BIN, BIN_INDEX as HF_BIN_INDEX,
-};
+pub use directory::{directory_inputs, inputs_among, BIN as HF_BIN, BIN_INDEX as HF_BIN_INDEX};
 pub use input::InputFormat;
 pub use safeweights_pickle::torch::STRUCTURE_KEY;
 

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use safeweights::Dtype;
 use safeweights::resolve::is_url;
+use safeweights::Dtype;
 use safeweights_convert::gguf::{
     gguf_to_safetensors, safetensors_to_gguf, Arch, GgufReport, GgufToSafetensors,
     SafetensorsToGguf,
@@ -96,7 +96,7 @@ pub(super) fn gguf_to_files(
         ..GgufToSafetensors::default()
     };
     options.write.sync = ctx.sync;
-    Ok(gguf_to_safetensors(input, output, &options).map_err(CliError::from)?)
+    gguf_to_safetensors(input, output, &options).map_err(CliError::from)
 }
 
 /// Prints what a GGUF to safetensors conversion wrote (`report.files`: the

@@ -82,7 +82,8 @@ pub fn run(ctx: Context, args: &ConvertArgs, options: &ConvertOptions, out: &mut
     let (inputs, directory) = match input_url {
         Some(url) => fetch_inputs(url, downloads.path(), &ctx)?,
         None if args.input.is_dir() => (
-            directory_inputs(&args.input).map_err(|e| CliError::from(e).at(args.input.display()))?,
+            directory_inputs(&args.input)
+                .map_err(|e| CliError::from(e).at(args.input.display()))?,
             true,
         ),
         None => (vec![args.input.clone()], false),
@@ -116,7 +117,9 @@ pub fn run(ctx: Context, args: &ConvertArgs, options: &ConvertOptions, out: &mut
     }
     match &converted {
         Converted::Pickle(report) => super::convert::print_one(ctx, out, &shown, report)?,
-        Converted::Gguf(report) => super::convert_gguf::print_gguf_report(ctx, out, &shown, report)?,
+        Converted::Gguf(report) => {
+            super::convert_gguf::print_gguf_report(ctx, out, &shown, report)?
+        }
     }
     Ok(Status::Success)
 }
@@ -174,7 +177,8 @@ impl Job<'_> {
             let output = match (self.staging, &self.args.output) {
                 (Some(dir), _) => dir.path().join(&name),
                 (None, Some(dir)) => {
-                    std::fs::create_dir_all(dir).map_err(|e| CliError::from(e).at(dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| CliError::from(e).at(dir.display()))?;
                     dir.join(&name)
                 }
                 (None, None) => PathBuf::from(&name),
@@ -191,7 +195,12 @@ impl Job<'_> {
             if let Some(url) = self.output_url {
                 let files = converted.files_mut();
                 let staged = std::mem::take(files);
-                *files = upload_all(&staged, url.trim_end_matches('/'), self.args.force, &self.ctx)?;
+                *files = upload_all(
+                    &staged,
+                    url.trim_end_matches('/'),
+                    self.args.force,
+                    &self.ctx,
+                )?;
                 for file in staged {
                     std::fs::remove_file(&file).ok();
                 }
@@ -306,7 +315,12 @@ fn download(url: &str, dir: &Path, name: &str, ctx: &Context) -> CliResult<PathB
 /// index comes last), returning their URLs. Without `force`, every
 /// destination is checked before the first upload, so a refusal uploads
 /// nothing.
-fn upload_all(files: &[PathBuf], base: &str, force: bool, ctx: &Context) -> CliResult<Vec<PathBuf>> {
+fn upload_all(
+    files: &[PathBuf],
+    base: &str,
+    force: bool,
+    ctx: &Context,
+) -> CliResult<Vec<PathBuf>> {
     let remote = remote_options(ctx);
     let urls: Vec<String> = files
         .iter()

@@ -34,7 +34,8 @@ pub fn list_directory(url: &str, options: &RemoteOptions) -> Result<Vec<String>>
     }
     let Located { store, path } = locate(url, options)?;
     let prefix = (path.as_ref() != "").then_some(&path);
-    let listed = block_on(store.list_with_delimiter(prefix)).map_err(|e| classify(e).in_file(url))?;
+    let listed =
+        block_on(store.list_with_delimiter(prefix)).map_err(|e| classify(e).in_file(url))?;
     let mut names: Vec<String> = listed
         .objects
         .iter()

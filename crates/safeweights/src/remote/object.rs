@@ -65,6 +65,9 @@ impl std::fmt::Debug for RemoteObject {
 /// One request of a coalesced read: the byte range it fetches.
 type Request = Range<u64>;
 
+/// A request and the destinations it fills: `(offset, buffer)`, sorted.
+type RequestPieces<'a> = (Request, Vec<(u64, &'a mut [u8])>);
+
 impl RemoteObject {
     /// Opens `url` with one request for its first `options.first_read`
     /// bytes, which are returned with the object.
@@ -378,8 +381,8 @@ const MAX_REQUEST: u64 = 64 << 20;
 fn split_by_request<'a>(
     targets: &mut [(u64, &'a mut [u8])],
     requests: Vec<Request>,
-) -> Vec<(Request, Vec<(u64, &'a mut [u8])>)> {
-    let mut pieces: Vec<(Request, Vec<(u64, &'a mut [u8])>)> =
+) -> Vec<RequestPieces<'a>> {
+    let mut pieces: Vec<RequestPieces<'a>> =
         requests.into_iter().map(|r| (r, Vec::new())).collect();
     for (offset, buffer) in targets.iter_mut() {
         let mut at = *offset;
@@ -471,7 +474,11 @@ mod tests {
             .collect();
         assert_eq!(
             shape,
-            vec![(0..4, vec![(2, 2)]), (4..8, vec![(4, 4)]), (10..13, vec![(10, 3)])]
+            vec![
+                (0..4, vec![(2, 2)]),
+                (4..8, vec![(4, 4)]),
+                (10..13, vec![(10, 3)])
+            ]
         );
     }
 
