@@ -151,20 +151,18 @@ and its shards, else pytorch_model.bin, else every .pt and .pth file, into
 the matching safetensors names beside them (or in OUT, a directory); --json
 then prints {\"input\", \"conversions\": [...]}.
 
-<<<<<<< HEAD
 IN and OUT may be URLs. An s3:// or https:// input is downloaded into a
 temporary directory (an index brings its shards; an s3:// prefix is a model
 directory); an s3:// OUT is uploaded file by file, each object appearing
 only when complete. Safetensors to an s3:// GGUF streams both ways. An
 existing output file or object is replaced only with --force.
-=======
+
 A torch.distributed.checkpoint directory in torch's default format (a
 pickled .metadata and .distcp files, as dcp.save writes it) converts into
 one checkpoint (OUT defaults to the directory's name with .safetensors):
 tensors whole, sharded chunks joined, and the non-tensor values kept in
 the structure, so safeweights.load(OUT) returns what dcp_to_torch_save
 then torch.load(weights_only=True) would. Nothing in it is unpickled.
->>>>>>> main
 
 After writing, the output is read back and checked tensor by tensor against
 digests of the input taken as it was read (the input is read once), unless
