@@ -15,8 +15,8 @@ use safeweights::resolve::{is_index_text, is_url};
 use safeweights::shards::ShardIndex;
 use safeweights_convert::gguf::GgufReport;
 use safeweights_convert::{
-    default_output, directory_inputs, inputs_among, ConvertOptions, ConvertReport, HF_BIN,
-    HF_BIN_INDEX,
+    default_output, directory_inputs, inputs_among, is_torch_dcp_directory, ConvertOptions,
+    ConvertReport, HF_BIN, HF_BIN_INDEX,
 };
 use serde_json::json;
 use tempfile::TempDir;
@@ -81,7 +81,8 @@ pub fn run(ctx: Context, args: &ConvertArgs, options: &ConvertOptions, out: &mut
     let downloads = temp("download directory")?;
     let (inputs, directory) = match input_url {
         Some(url) => fetch_inputs(url, downloads.path(), &ctx)?,
-        None if args.input.is_dir() => (
+        // torch's default DCP directory is one checkpoint, not a folder of them.
+        None if args.input.is_dir() && !is_torch_dcp_directory(&args.input) => (
             directory_inputs(&args.input)
                 .map_err(|e| CliError::from(e).at(args.input.display()))?,
             true,
