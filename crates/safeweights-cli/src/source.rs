@@ -165,6 +165,11 @@ impl Checkpoint {
         Ok(Entry { info, shard })
     }
 
+    /// The checkpoint as the core opened it.
+    pub fn sharded(&self) -> &ShardedCheckpoint {
+        &self.inner
+    }
+
     /// The shard files (local or remote).
     pub fn shards(&self) -> &[SafetensorsFile] {
         self.inner.shards()

@@ -2,7 +2,7 @@
 //! time (memory stays bounded by one tensor), into a temporary file that
 //! replaces the output only when complete.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use safeweights::read::OpenOptions;
@@ -75,6 +75,45 @@ pub fn safetensors_to_gguf(
             path: output.to_owned(),
         });
     }
+    let file = AtomicFile::create(output)?;
+    let sink = BufWriter::with_capacity(8 << 20, file.file());
+    let source = GgufSource {
+        checkpoint: &ckpt,
+        input,
+        config: None,
+    };
+    let (report, _) = write_gguf(&source, output, sink, options)?;
+    file.commit(options.sync)?;
+    Ok(report)
+}
+
+/// What [`write_gguf`] converts: an opened safetensors checkpoint (local
+/// or remote), the path or URL it was opened from (for messages, and to
+/// find `config.json` beside it), and the Llama `config.json` when the
+/// caller already has it (a remote input's, fetched).
+#[derive(Debug, Clone, Copy)]
+pub struct GgufSource<'a> {
+    /// The checkpoint.
+    pub checkpoint: &'a ShardedCheckpoint,
+    /// Where it was opened from.
+    pub input: &'a Path,
+    /// `config.json`'s content, for [`Arch::Llama`]; read beside `input`
+    /// when `None`.
+    pub config: Option<&'a Json>,
+}
+
+/// Streams the GGUF file for `source` into `sink` (a file, or a multipart
+/// upload), one tensor at a time; `output` names it in messages. Returns
+/// the report and the sink, flushed by the GGUF writer; the caller makes
+/// the output appear (renames the file, completes the upload).
+/// [`SafetensorsToGguf::force`] and `sync` are the caller's to apply.
+pub fn write_gguf<W: Write>(
+    source: &GgufSource<'_>,
+    output: &Path,
+    sink: W,
+    options: &SafetensorsToGguf,
+) -> Result<(GgufWriteReport, W), GgufError> {
+    let (ckpt, input) = (source.checkpoint, source.input);
     let recorded = ckpt.metadata().and_then(|m| m.get(LAYOUT_KEY)).cloned();
     let (layout, planned, end) = match recorded {
         Some(text) => {
@@ -83,33 +122,31 @@ pub fn safetensors_to_gguf(
                     "this file holds raw GGUF blocks (--keep-quantized); it converts back as it was, without --outtype or --arch",
                 ));
             }
-            rebuild_plan(&ckpt, &text, input)?
+            rebuild_plan(ckpt, &text, input)?
         }
-        None => fresh_plan(&ckpt, input, options)?,
+        None => fresh_plan(ckpt, input, source.config, options)?,
     };
     let rebuilt = end.is_some();
-    let file = AtomicFile::create(output)?;
-    let sink = BufWriter::with_capacity(8 << 20, file.file());
     let gguf_err = |e| GgufError::gguf(output, e);
     let mut writer = GgufWriter::new(sink, &layout).map_err(gguf_err)?;
     let mut quantized = 0;
     for p in &planned {
-        let bytes = tensor_bytes(&ckpt, p)?;
-        if !rebuilt && p.decl.ggml_type != source_type(&ckpt, &p.source)? {
+        let bytes = tensor_bytes(ckpt, p)?;
+        if !rebuilt && p.decl.ggml_type != source_type(ckpt, &p.source)? {
             quantized += 1;
         }
         writer
             .write_tensor(&p.decl.name, &bytes)
             .map_err(|e| gguf_err(e).in_tensor(&p.decl.name))?;
     }
-    writer.finish(end).map_err(gguf_err)?;
-    file.commit(options.sync)?;
-    Ok(GgufWriteReport {
+    let sink = writer.finish(end).map_err(gguf_err)?;
+    let report = GgufWriteReport {
         tensors: planned.len(),
         quantized,
         rebuilt,
         file: output.to_owned(),
-    })
+    };
+    Ok((report, sink))
 }
 
 fn info<'a>(ckpt: &'a ShardedCheckpoint, name: &str) -> Result<StInfo<'a>, GgufError> {
@@ -138,12 +175,14 @@ fn source_type(ckpt: &ShardedCheckpoint, name: &str) -> Result<GgmlType, GgufErr
 fn fresh_plan(
     ckpt: &ShardedCheckpoint,
     input: &Path,
+    given_config: Option<&Json>,
     options: &SafetensorsToGguf,
 ) -> Result<(Layout, Vec<Planned>, Option<u64>), GgufError> {
     let outtype = options.outtype.unwrap_or(GgmlType::F16);
-    let config = match options.arch {
-        Arch::Llama => Some(read_config(input)?),
-        Arch::None => None,
+    let config = match (options.arch, given_config) {
+        (Arch::Llama, Some(config)) => Some(config.clone()),
+        (Arch::Llama, None) => Some(read_config(input)?),
+        (Arch::None, _) => None,
     };
     let mut metadata = match &config {
         Some(config) => llama::gguf_metadata(config, input)?,

@@ -14,7 +14,9 @@ mod mxfp4;
 mod to_safetensors;
 
 pub use error::GgufError;
-pub use from_safetensors::{safetensors_to_gguf, Arch, GgufWriteReport, SafetensorsToGguf};
+pub use from_safetensors::{
+    safetensors_to_gguf, write_gguf, Arch, GgufSource, GgufWriteReport, SafetensorsToGguf,
+};
 pub use meta::{from_json as metadata_from_json, to_json as metadata_to_json, METADATA_KEY};
 pub use to_safetensors::{gguf_to_safetensors, GgufReport, GgufToSafetensors};
 
