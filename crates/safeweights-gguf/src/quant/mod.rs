@@ -109,7 +109,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
 ///
 /// Errors: as [`dequantize`], with `out.len() / 2` values.
 pub fn dequantize_f16(ty: GgmlType, bytes: &[u8], out: &mut [u8]) -> Result<()> {
-    if out.len() % 2 != 0 {
+    if !out.len().is_multiple_of(2) {
         return Err(Error::QuantLength {
             ggml_type: ty.name(),
             bytes: bytes.len() as u64,
@@ -153,7 +153,7 @@ pub fn dequantize_f16(ty: GgmlType, bytes: &[u8], out: &mut [u8]) -> Result<()> 
 
 fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<()> {
     let blocks = bytes as u64 / ty.block_bytes();
-    let whole = bytes as u64 % ty.block_bytes() == 0;
+    let whole = (bytes as u64).is_multiple_of(ty.block_bytes());
     if !whole || blocks.checked_mul(ty.block_size()) != Some(values as u64) {
         return Err(Error::QuantLength {
             ggml_type: ty.name(),

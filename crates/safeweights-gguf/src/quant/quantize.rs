@@ -32,7 +32,7 @@ pub fn quantize(ty: GgmlType, values: &[f32], out: &mut Vec<u8>) -> Result<()> {
         });
     }
     let per_block = ty.block_size() as usize;
-    if values.len() % per_block != 0 {
+    if !values.len().is_multiple_of(per_block) {
         return Err(Error::QuantLength {
             ggml_type: ty.name(),
             bytes: (values.len() / per_block) as u64 * ty.block_bytes(),
