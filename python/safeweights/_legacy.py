@@ -33,11 +33,13 @@ def load_legacy(source: Any, placement: Placement, allowed: Any = None, mmap: bo
     `allowed` maps `module.qualname` to the classes the caller allows (see
     `safeweights.add_safe_types`). With `mmap`, cpu tensors stored as they
     load are copy-on-write views of the file; without, every tensor is read
-    into memory. Quantized tensors stay on the cpu."""
+    into memory."""
     allowed = dict(allowed or {})
     tree, records = load_torch_pickle(source, list(allowed), mmap)
     quantized = _quantized()
-    tensors = {id(record): _quantized_storage(record) for record in records if record.dtype in quantized}
+    # Quantized storages go through map_location like every other storage
+    # (torch rebuilds them on the storage's device), as uint8 bytes.
+    tensors = {id(record): _quantized_storage(record, placement) for record in records if record.dtype in quantized}
     device = placement.fixed_device
     converter = TorchConverter(device if device is not None else parse_device(None))
     # Views are built on their base (the whole storage), which is loaded once.
@@ -63,15 +65,16 @@ def _view(base: Any, record: RawTensor) -> Any:
     return base.as_strided(record.shape, record.stride, base.storage_offset() + record.storage_offset)
 
 
-def _quantized_storage(record: RawTensor) -> Any:
-    """A quantized storage's integer representation (uint8, on the cpu),
-    for `_legacy_objects`' `_rebuild_qtensor`."""
+def _quantized_storage(record: RawTensor, placement: Placement) -> Any:
+    """A quantized storage's integer representation (uint8), where
+    `map_location` puts the storage, for `_legacy_objects`' `_rebuild_qtensor`."""
     import torch
 
     if record.nbytes == 0:
         raw = torch.empty(0, dtype=torch.uint8)
     else:
         raw = torch.frombuffer(byte_array(record.storage, record.offset, record.nbytes), dtype=torch.uint8)
+    raw = placement.place(raw, record.location)
     raw._safeweights_qdtype = torch_dtype(record.dtype)
     return raw
 

@@ -177,10 +177,12 @@ def _qtensor(obj: Any, value: Callable[[Any], Any]) -> Any:
         raise CheckpointError("_rebuild_qtensor needs a quantized storage")
     scheme = params[0]
     if scheme in _PER_TENSOR:
-        base = torch._empty_affine_quantized([0], scale=float(params[1]), zero_point=int(params[2]), dtype=qdtype)
+        base = torch._empty_affine_quantized(
+            [0], scale=float(params[1]), zero_point=int(params[2]), dtype=qdtype, device=storage.device
+        )
     elif scheme in _PER_CHANNEL:
         base = torch._empty_per_channel_affine_quantized(
-            [0], scales=params[1], zero_points=params[2], axis=int(params[3]), dtype=qdtype
+            [0], scales=params[1], zero_points=params[2], axis=int(params[3]), dtype=qdtype, device=storage.device
         )
     else:
         raise CheckpointError(f"cannot rebuild a quantized tensor with scheme {scheme}")

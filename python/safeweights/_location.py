@@ -33,7 +33,11 @@ class Placement:
             return
         if isinstance(map_location, bytes):
             map_location = map_location.decode()
-        if isinstance(map_location, (str, torch.device)):
+        if isinstance(map_location, str) and map_location.partition(":")[0] == "meta":
+            # torch.load maps to `meta` (shapes without data); load_file's
+            # `device` refuses it, as the reference's does.
+            self.device = torch.device(map_location)
+        elif isinstance(map_location, (str, torch.device)):
             # The one device parser, as load_file's `device` is read.
             self.device = parse_device(map_location)
         elif isinstance(map_location, dict):

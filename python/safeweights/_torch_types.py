@@ -159,18 +159,19 @@ def _decode_quantized(decoder: Any, record: Dict[str, Any], path: str) -> Any:
     if dtype not in _QUANTIZED:
         raise _invalid(path, f"{record['dtype']!r} is not a quantized dtype")
     scheme = getattr(torch, str(record["scheme"]), None)
-    # A copy: the storage holds exactly the tensor's bytes, as torch.load's would.
-    raw = decoder.tensors.array(record["$qtensor"]).clone()
+    # Where map_location puts it (torch rebuilds a quantized tensor on its
+    # storage's device); a copy: the storage holds exactly the tensor's
+    # bytes, as torch.load's would.
+    raw = decoder.tensors.tensor(record["$qtensor"]).clone()
     if scheme in _PER_TENSOR:
-        base = torch._empty_affine_quantized(
-            [0], scale=_float(record["scale"], path), zero_point=_int(record["zero_point"], path), dtype=dtype
-        )
+        scale, zero_point = _float(record["scale"], path), _int(record["zero_point"], path)
+        base = torch._empty_affine_quantized([0], scale=scale, zero_point=zero_point, dtype=dtype, device=raw.device)
     elif scheme in _PER_CHANNEL:
-        scales = decoder.tensors.array(record["scales"])
-        zero_points = decoder.tensors.array(record["zero_points"])
+        scales = decoder.tensors.tensor(record["scales"])
+        zero_points = decoder.tensors.tensor(record["zero_points"])
         axis = _int(record["axis"], path)
         base = torch._empty_per_channel_affine_quantized(
-            [0], scales=scales, zero_points=zero_points, axis=axis, dtype=dtype
+            [0], scales=scales, zero_points=zero_points, axis=axis, dtype=dtype, device=raw.device
         )
     else:
         raise _invalid(path, f"unknown quantization scheme {record['scheme']!r}")

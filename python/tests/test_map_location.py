@@ -157,6 +157,14 @@ def test_containers_keep_their_types_when_a_dict_maps_locations(tmp_path, monkey
     assert got["counts"] == state["counts"]
 
 
+def test_meta_as_a_string_is_taken_as_torch_load_takes_it(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(3)}, path)
+    for where in ("meta", torch.device("meta"), {"cpu": "meta"}):
+        got = safeweights.load(path, where)
+        assert got["w"].device.type == "meta" and got["w"].shape == torch.load(path, map_location=where)["w"].shape
+
+
 def test_a_safeweights_checkpoint_records_the_device_its_tensors_were_on(tmp_path):
     """What `safeweights.save` records for a non-cpu tensor (the device as
     torch names it), as map_location then sees it; the meta device stands
@@ -175,3 +183,65 @@ def test_a_safeweights_checkpoint_records_the_device_its_tensors_were_on(tmp_pat
         assert [location for _, location, _ in seen] == ["cuda:0"]
         assert got["w"].device == torch.device("cpu")
         assert safeweights.load(path, {"cuda:0": "cpu"})["w"].device == torch.device("cpu")
+
+
+# Quantized tensors: torch rebuilds them on their storage's device, so
+# map_location reaches them too (regression: they stayed on the cpu whatever
+# map_location said, and a callable never saw their storages).
+
+
+def _quantized_state():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch deprecates quantized creation functions
+        per_tensor = torch.quantize_per_tensor(torch.arange(6.0), 0.5, 2, torch.qint8)
+        per_channel = torch.quantize_per_channel(
+            torch.arange(6.0).reshape(2, 3), torch.tensor([0.5, 0.25]), torch.tensor([1, 0]), 0, torch.quint8
+        )
+    return {"q": per_tensor, "pc": per_channel, "w": torch.ones(2)}
+
+
+def _quantized_files(tmp_path):
+    state = _quantized_state()
+    for name, zip_format in FORMATS.items():
+        torch.save(state, tmp_path / f"{name}.pt", _use_new_zipfile_serialization=zip_format)
+    safeweights.save(state, tmp_path / "ours.safetensors")
+    return [tmp_path / "zip.pt", tmp_path / "legacy.pt", tmp_path / "ours.safetensors"]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_callable_sees_quantized_storages_as_torch_load_shows_them(tmp_path):
+    zip_file, legacy_file, ours = _quantized_files(tmp_path)
+    for path in (zip_file, legacy_file):
+        expected_record, expected = _recorder()
+        torch.load(path, map_location=expected_record, weights_only=True)
+        record, seen = _recorder()
+        got = safeweights.load(path, record)
+        assert collections.Counter(seen) == collections.Counter(expected), path.name
+        for key, value in _quantized_state().items():
+            assert torch.equal(got[key].int_repr() if value.is_quantized else got[key], value.int_repr() if value.is_quantized else value)
+    record, seen = _recorder()
+    got = safeweights.load(ours, record)
+    # Every storage of the state, quantized ones included, went through the callable.
+    assert len(seen) == 5 and {location for _, location, _ in seen} == {"cpu"}
+    assert got["pc"].q_per_channel_axis() == 0 and torch.equal(got["pc"].dequantize(), _quantized_state()["pc"].dequantize())
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_quantized_tensors_go_where_map_location_says_as_torch_load_sends_them(tmp_path):
+    # No GPU here: `meta` is a device every torch has, and torch has no
+    # quantized kernels for it. torch.load fails on it; a loader that left
+    # quantized tensors on the cpu would quietly succeed.
+    for path in _quantized_files(tmp_path):
+        if path.suffix == ".pt":
+            with pytest.raises(NotImplementedError):
+                torch.load(path, map_location="meta", weights_only=True)
+        with pytest.raises(NotImplementedError, match="Quantized"):
+            safeweights.load(path, torch.device("meta"))
+        with pytest.raises(NotImplementedError, match="Quantized"):
+            safeweights.load(path, {"cpu": "meta"})
+        with pytest.raises(NotImplementedError, match="Quantized"):
+            safeweights.load(path, "meta")
+        got = safeweights.load(path, {"cpu": "cpu"})
+        assert got["q"].device == torch.device("cpu") and got["q"].q_scale() == 0.5
