@@ -382,15 +382,13 @@ fn quantize_part(
 fn to_f32_into(dtype: Dtype, raw: &[u8], values: &mut [f32]) {
     match dtype {
         Dtype::F64 => {
-            let (doubles, _) = raw.as_chunks::<8>();
-            for (v, b) in values.iter_mut().zip(doubles) {
-                *v = f64::from_le_bytes(*b) as f32;
+            for (v, b) in values.iter_mut().zip(raw.chunks_exact(8)) {
+                *v = f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32;
             }
         }
         Dtype::F32 => {
-            let (floats, _) = raw.as_chunks::<4>();
-            for (v, b) in values.iter_mut().zip(floats) {
-                *v = f32::from_le_bytes(*b);
+            for (v, b) in values.iter_mut().zip(raw.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
             }
         }
         _ => {

@@ -311,7 +311,7 @@ fn write_item(
 }
 
 /// Dequantizes `bytes` into `dest` as `dtype`: straight to half for F16,
-/// through f32 otherwise.
+/// otherwise a batch of blocks at a time through small f32 buffers.
 fn decode_into(
     ty: GgmlType,
     bytes: &[u8],
@@ -321,11 +321,19 @@ fn decode_into(
     if dtype == Dtype::F16 {
         return dequantize_f16(ty, bytes, dest);
     }
-    let mut values = vec![0f32; dest.len() / (dtype.bits() / 8)];
-    dequantize(ty, bytes, &mut values)?;
-    let mut cast = Vec::with_capacity(dest.len());
-    extend_from_f32(dtype, &values, &mut cast);
-    dest.copy_from_slice(&cast);
+    let width = dtype.bits() / 8;
+    let per_block = ty.block_size() as usize;
+    let batch = (8192 / per_block).max(1);
+    let mut values = vec![0f32; batch * per_block];
+    let mut cast = Vec::with_capacity(values.len() * width);
+    let sources = bytes.chunks(batch * ty.block_bytes() as usize);
+    for (src, out) in sources.zip(dest.chunks_mut(values.len() * width)) {
+        let values = &mut values[..out.len() / width];
+        dequantize(ty, src, values)?;
+        cast.clear();
+        extend_from_f32(dtype, values, &mut cast);
+        out.copy_from_slice(&cast);
+    }
     Ok(())
 }
 

@@ -19,6 +19,21 @@ use crate::error::{Error, Result};
 use crate::GgmlType;
 
 type BlockFn = fn(&[u8], &mut [f32]);
+
+/// The whole `N`-element pieces of `s` as arrays (`slice::as_chunks`,
+/// which is newer than the workspace's minimum Rust): fixed sizes let the
+/// loops over them drop bounds checks and vectorise. The conversion cannot
+/// fail, and the optimiser removes its check.
+#[inline(always)]
+fn arrays<T, const N: usize>(s: &[T]) -> impl Iterator<Item = &[T; N]> {
+    s.chunks_exact(N).filter_map(|c| c.try_into().ok())
+}
+
+/// [`arrays`], mutable.
+#[inline(always)]
+fn arrays_mut<T, const N: usize>(s: &mut [T]) -> impl Iterator<Item = &mut [T; N]> {
+    s.chunks_exact_mut(N).filter_map(|c| c.try_into().ok())
+}
 /// Reads one value of a plain floating type.
 type PlainFn = fn(&[u8]) -> f32;
 

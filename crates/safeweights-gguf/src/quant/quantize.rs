@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 use super::half::{f32_to_bf16, f32_to_f16};
+use super::{arrays, arrays_mut};
 use crate::error::{Error, Result};
 use crate::GgmlType;
 
@@ -83,8 +84,7 @@ fn plain<const W: usize>(
     out: &mut [u8],
     encode: impl Fn(f32) -> [u8; W],
 ) -> Result<()> {
-    let (outs, _) = out.as_chunks_mut::<W>();
-    for (o, &v) in outs.iter_mut().zip(values) {
+    for (o, &v) in arrays_mut::<u8, W>(out).zip(values) {
         *o = encode(v);
     }
     Ok(())
@@ -99,9 +99,8 @@ fn blocks<const N: usize>(
     out: &mut [u8],
     encode: impl Fn(&[f32; 32], &mut [u8; N]),
 ) -> Result<()> {
-    let (blocks, _) = values.as_chunks::<32>();
-    let (outs, _) = out.as_chunks_mut::<N>();
-    for (i, (block, o)) in blocks.iter().zip(outs).enumerate() {
+    let blocks = arrays::<f32, 32>(values).zip(arrays_mut::<u8, N>(out));
+    for (i, (block, o)) in blocks.enumerate() {
         // NaN and infinity have an all-ones exponent.
         let non_finite = block.iter().fold(false, |any, v| {
             any | (v.to_bits() & 0x7f80_0000 == 0x7f80_0000)

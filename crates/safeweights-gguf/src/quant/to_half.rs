@@ -9,14 +9,14 @@
 //! table, and then only look values up; Q8_0 rounds each value; the other
 //! types decode a block to f32 on the stack and round it.
 //!
-//! The hot loops work on fixed-size arrays (`as_chunks`), so that they
+//! The hot loops work on fixed-size arrays, so that they
 //! carry no bounds checks and the compiler vectorises the scaling and the
 //! branch-free rounding.
 #![forbid(unsafe_code)]
 
 use super::half::{f16_to_f32, f32_to_f16};
 use super::legacy::{e8m0_half, IQ4NL_LEVELS, MXFP4_LEVELS};
-use super::BlockFn;
+use super::{arrays, arrays_mut, BlockFn};
 
 /// Decodes whole blocks (`bytes`) to halves, little-endian (`out`, whose
 /// length the caller has checked).
@@ -35,13 +35,10 @@ fn blocks_of_32<const N: usize>(
     out: &mut [u8],
     decode: impl Fn(&[u8; N], &mut [u16; 32]),
 ) {
-    let (blocks, _) = bytes.as_chunks::<N>();
-    let (outs, _) = out.as_chunks_mut::<64>();
-    for (block, out) in blocks.iter().zip(outs) {
+    for (block, out) in arrays::<u8, N>(bytes).zip(arrays_mut::<u8, 64>(out)) {
         let mut halves = [0u16; 32];
         decode(block, &mut halves);
-        let (pairs, _) = out.as_chunks_mut::<2>();
-        for (pair, h) in pairs.iter_mut().zip(halves) {
+        for (pair, h) in arrays_mut::<u8, 2>(out).zip(halves) {
             *pair = h.to_le_bytes();
         }
     }
@@ -172,8 +169,7 @@ pub(super) fn via_f32(decode: BlockFn, block: &[u8], out: &mut [u8]) {
         }
     };
     decode(block, values);
-    let (pairs, _) = out.as_chunks_mut::<2>();
-    for (pair, &v) in pairs.iter_mut().zip(values.iter()) {
+    for (pair, &v) in arrays_mut::<u8, 2>(out).zip(values.iter()) {
         *pair = f32_to_f16(v).to_le_bytes();
     }
 }
