@@ -141,7 +141,7 @@ struct Planned {
 
 /// Writes one GGUF file to `W`: [`GgufWriter::new`] writes everything up
 /// to the data section, [`GgufWriter::write_tensor`] each tensor's bytes in
-/// declaration order, [`GgufWriter::finish`] the final padding.
+/// declaration order (or [`GgufWriter::write_part`] in parts), [`GgufWriter::finish`] the final padding.
 #[derive(Debug)]
 pub struct GgufWriter<W: Write> {
     out: W,
