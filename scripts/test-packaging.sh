@@ -2,6 +2,8 @@
 # Checks what users install, the way they install it (called by scripts/test.sh):
 #   1. `cargo package --list` of each publishable crate: no warning, the
 #      README and licence files in, no tests, fixtures, venvs or build output;
+#      one declared rust-version, no older than any locked dependency needs,
+#      and named in README.md;
 #   2. the CLI's build.rs records the git commit in a checkout and nothing
 #      elsewhere; `cargo install --path crates/safeweights-cli` gives a
 #      working binary;
@@ -40,6 +42,24 @@ for crate in $crates; do
     fi
     echo "    $crate: $(wc -l <"$work/list") files"
 done
+
+echo "==> rust-version: every crate declares the workspace's, which no dependency exceeds"
+# What `cargo install` promises users: the declared minimum must be enough
+# for every locked dependency, and the README must name the same version.
+cargo metadata --format-version 1 --locked >"$work/metadata.json"
+.venv/bin/python - "$work/metadata.json" <<'PY' || fail "rust-version (above)"
+import json, sys
+packages = json.load(open(sys.argv[1]))["packages"]
+declared = {p["rust_version"] for p in packages if p["source"] is None}
+assert len(declared) == 1 and None not in declared, f"the crates declare different rust-versions: {declared}"
+minimum = declared.pop()
+version = lambda v: tuple(int(x) for x in v.split("."))
+needing_more = [f"{p['name']} {p['version']} needs {p['rust_version']}" for p in packages
+                if p["rust_version"] and version(p["rust_version"]) > version(minimum)]
+assert not needing_more, f"rust-version {minimum} is too old: " + ", ".join(needing_more)
+assert f"Rust {minimum} or newer" in open("README.md").read(), f"README.md does not say: Rust {minimum} or newer"
+print(f"    rust-version {minimum}")
+PY
 
 echo "==> the CLI's build.rs: the commit from a checkout, nothing (and no failure) elsewhere"
 rustc --edition 2021 --crate-type bin -o "$work/build-script" crates/safeweights-cli/build.rs

@@ -18,31 +18,28 @@ REQUIRE_ALL = os.environ.get("SAFEWEIGHTS_REQUIRE_ALL") == "1"
 _MISSING_DEPENDENCY = ("could not import", "needs dependency")
 
 
-def _missing_dependency(report):
+def _fail_missing_dependency(report):
+    """Turns `report`, a skip for a missing dependency, into a failure
+    under `SAFEWEIGHTS_REQUIRE_ALL=1`."""
     if not (REQUIRE_ALL and report.skipped and isinstance(report.longrepr, tuple)):
-        return None
+        return
     reason = str(report.longrepr[2]).removeprefix("Skipped: ")
-    return reason if reason.startswith(_MISSING_DEPENDENCY) else None
+    if reason.startswith(_MISSING_DEPENDENCY):
+        report.outcome = "failed"
+        report.longrepr = f"SAFEWEIGHTS_REQUIRE_ALL=1: a test dependency is missing ({reason})"
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
-    report = outcome.get_result()
-    reason = _missing_dependency(report)
-    if reason is not None:
-        report.outcome = "failed"
-        report.longrepr = f"SAFEWEIGHTS_REQUIRE_ALL=1: a test dependency is missing ({reason})"
+    _fail_missing_dependency(outcome.get_result())
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
     outcome = yield
-    report = outcome.get_result()
-    reason = _missing_dependency(report)
-    if reason is not None:
-        report.outcome = "failed"
-        report.longrepr = f"SAFEWEIGHTS_REQUIRE_ALL=1: a test dependency is missing ({reason})"
+    _fail_missing_dependency(outcome.get_result())
+
 
 # Every torch dtype the format can store, with a way to make test values.
 TORCH_DTYPES = [

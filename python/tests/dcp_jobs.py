@@ -144,7 +144,8 @@ def column_tensors() -> Dict[str, torch.Tensor]:
 def save_column_sharded(world_size: int, path: str) -> None:
     """Tensors split along other dimensions than the first (DTensor
     `Shard(1)` on a 1-d mesh, `Shard(0), Shard(1)` on a 2x2 mesh), for
-    consolidation."""
+    consolidation (and, saved again by torch's own FileSystemWriter, for
+    `safeweights convert`)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.tensor import Shard, distribute_tensor
@@ -160,6 +161,8 @@ def save_column_sharded(world_size: int, path: str) -> None:
         "rows": distribute_tensor(full_tensors["rows"], flat_mesh, [Shard(0)]),
     }
     dcp.save(state, storage_writer=SafeweightsStorageWriter(path))
+    # The same in torch's default format, for `safeweights convert`.
+    dcp.save(state, checkpoint_id=path + "-torch")
 
 
 def load_and_check(rank: int, world_size: int, ckpt: str, out: str, resume: bool) -> None:

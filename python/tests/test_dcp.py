@@ -228,12 +228,6 @@ def test_torch_default_format_is_reported_as_pickle(tmp_path):
         _load(tmp_path, {"w": torch.zeros(3), "step": 0})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 open: a .distcp file holds torch.save zips back to back after tensor bytes, which the "
-    "zip-ambiguity rule of issue 10 calls dangerous (np.load's zipfile and torch's reader see different "
-    "archives); scan must cut .distcp files at the offsets .metadata records before judging them",
-)
 def test_scan_of_torch_default_format_reports_pickle_not_danger(tmp_path):
     dcp.save({"w": torch.ones(3), "step": 7, "cfg": {"a": (1, 2)}}, checkpoint_id=str(tmp_path), no_dist=True)
     result = subprocess.run(
@@ -243,6 +237,8 @@ def test_scan_of_torch_default_format_reports_pickle_not_danger(tmp_path):
     by_name = {os.path.basename(f["path"]): f for f in report["files"]}
     assert by_name[".metadata"]["format"] == "pickle"
     assert all(f["verdict"] != "dangerous" for f in report["files"]), report
+    # Each .distcp item was judged as the torch.save zip torch loads.
+    assert by_name["__0_0.distcp"]["verdict"] == "safe", report
     assert result.returncode == 1  # not safe: it is pickle
 
 

@@ -129,6 +129,31 @@ def test_consolidation_of_tensors_split_along_any_dimension(saved, tmp_path):
             assert got.dtype == tensor.dtype and torch.equal(got, tensor), name
 
 
+def test_convert_of_torch_default_format_joins_chunks_along_any_dimension(saved, tmp_path):
+    """The column job saved again by torch's FileSystemWriter (pickle):
+    `safeweights convert` joins the 4 ranks' chunks without unpickling,
+    and agrees with torch's own `dcp_to_torch_save`."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    import safeweights
+
+    root, _ = saved
+    ckpt = str(root / "columns-torch")
+    out = tmp_path / "columns.safetensors"
+    result = subprocess.run(
+        [sys.executable, "-m", "safeweights", "convert", ckpt, str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    got = safeweights.load(str(out))
+    dcp_to_torch_save(ckpt, str(tmp_path / "oracle.pt"))
+    oracle = torch.load(tmp_path / "oracle.pt", weights_only=True)
+    expected = dcp_jobs.column_tensors()
+    assert list(got) == list(oracle) and sorted(got) == sorted(expected)
+    for name, tensor in expected.items():
+        assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+        assert torch.equal(got[name], oracle[name]), name
+
+
 def test_cli_on_a_four_rank_checkpoint(saved, tmp_path):
     import json
 

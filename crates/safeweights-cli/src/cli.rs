@@ -151,6 +151,13 @@ and its shards, else pytorch_model.bin, else every .pt and .pth file, into
 the matching safetensors names beside them (or in OUT, a directory); --json
 then prints {\"input\", \"conversions\": [...]}.
 
+A torch.distributed.checkpoint directory in torch's default format (a
+pickled .metadata and .distcp files, as dcp.save writes it) converts into
+one checkpoint (OUT defaults to the directory's name with .safetensors):
+tensors whole, sharded chunks joined, and the non-tensor values kept in
+the structure, so safeweights.load(OUT) returns what dcp_to_torch_save
+then torch.load(weights_only=True) would. Nothing in it is unpickled.
+
 After writing, the output is read back and checked tensor by tensor against
 digests of the input taken as it was read (the input is read once), unless
 --no-verify is given.
@@ -577,7 +584,8 @@ pub struct CleanArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// Checkpoint to convert (.bin .pt .pth .ckpt .npy .npz, a
-    /// pytorch_model.bin.index.json), or a Hugging Face model directory.
+    /// pytorch_model.bin.index.json), a Hugging Face model directory, or a
+    /// torch.distributed.checkpoint directory.
     pub input: PathBuf,
     /// Output file or directory (default: derived from the input; for a
     /// directory input, an output directory).

@@ -1,25 +1,9 @@
 //! `inspect` and `validate` read only the header (and the file size) with
 //! pread, so a file far larger than the address-space limit is fine (issue 15).
 
-mod common;
-
-use std::io::Write;
-use std::path::Path;
 use std::process::Command;
 
-/// One U8 tensor of `len` zero bytes, stored sparse.
-fn sparse_file(path: &Path, len: u64) {
-    let mut header =
-        format!(r#"{{"w":{{"dtype":"U8","shape":[{len}],"data_offsets":[0,{len}]}}}}"#);
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut file = std::fs::File::create(path).unwrap();
-    file.write_all(&(header.len() as u64).to_le_bytes())
-        .unwrap();
-    file.write_all(header.as_bytes()).unwrap();
-    file.set_len(8 + header.len() as u64 + len).unwrap();
-}
+use safeweights_testkit::files::sparse_safetensors;
 
 /// Runs the binary with its address space limited to 1 GiB.
 fn run_limited(args: &[&str]) -> std::process::Output {
@@ -36,7 +20,7 @@ fn run_limited(args: &[&str]) -> std::process::Output {
 fn inspect_and_validate_work_under_an_address_space_limit_smaller_than_the_file() {
     let work = tempfile::tempdir().unwrap();
     let path = work.path().join("big.safetensors");
-    sparse_file(&path, 16 << 30);
+    sparse_safetensors(&path, 16 << 30);
     let file = path.to_str().unwrap();
     for command in ["inspect", "validate"] {
         let output = run_limited(&[command, file, "--json"]);

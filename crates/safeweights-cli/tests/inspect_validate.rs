@@ -235,24 +235,41 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(!tty(true).contains("\x1b["), "NO_COLOR respected");
 }
 
+/// The commands `safeweights --help` lists (clap's own `help` aside):
+/// their lines start with two spaces and the name; wrapped descriptions
+/// are indented further.
+fn listed_commands() -> Vec<String> {
+    let output = run(&["--help"]);
+    assert_eq!(code(&output), 0);
+    stdout(&output)
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| {
+            line.strip_prefix("  ")
+                .filter(|rest| !rest.starts_with(' '))
+        })
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
 #[test]
 fn help_has_examples_for_every_command() {
-    for command in [
-        "inspect",
-        "validate",
-        "diff",
-        "stats",
-        "dump",
-        "checksum",
-        "verify",
-        "metadata",
-        "shard",
-        "merge",
-        "filter",
-        "consolidate",
-    ] {
+    let commands = listed_commands();
+    // The list is read from the help itself, so a new command is checked
+    // too; these make sure that the reading found the whole list.
+    for known in ["inspect", "convert", "scan", "completions", "cp"] {
+        assert!(
+            commands.iter().any(|c| c == known),
+            "{known} in {commands:?}"
+        );
+    }
+    for command in &commands {
         let output = run(&[command, "--help"]);
-        assert_eq!(code(&output), 0);
+        assert_eq!(code(&output), 0, "{command}");
         assert!(stdout(&output).contains("Examples:"), "{command}");
     }
 }

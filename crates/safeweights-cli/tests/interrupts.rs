@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{code, json, run};
+use safeweights_testkit::files::{safetensors_head, write_sparse};
 
 /// A file of `tensors` U8 tensors of `each` bytes, all zero (sparse).
 fn big_file(path: &Path, tensors: usize, each: u64) {
@@ -22,16 +22,8 @@ fn big_file(path: &Path, tensors: usize, each: u64) {
             )
         })
         .collect();
-    let mut header = format!(r#"{{"__metadata__":{{"step":"1"}},{}}}"#, entries.join(","));
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut file = std::fs::File::create(path).unwrap();
-    file.write_all(&(header.len() as u64).to_le_bytes())
-        .unwrap();
-    file.write_all(header.as_bytes()).unwrap();
-    file.set_len(8 + header.len() as u64 + tensors as u64 * each)
-        .unwrap();
+    let header = format!(r#"{{"__metadata__":{{"step":"1"}},{}}}"#, entries.join(","));
+    write_sparse(path, &safetensors_head(&header), tensors as u64 * each);
 }
 
 fn temporaries(dir: &Path) -> Vec<PathBuf> {

@@ -30,6 +30,9 @@ pub enum InputFormat {
     Npy,
     /// A numpy `.npz` archive of arrays.
     Npz,
+    /// A torch.distributed.checkpoint directory in torch's default format
+    /// (`.metadata` plus `.distcp` files).
+    TorchDcp,
 }
 
 /// A tensor as the input holds it.
@@ -46,6 +49,7 @@ enum Content {
     Torch(Box<Checkpoint>),
     Npy(Source),
     Npz(Source, Npz),
+    Dcp(Box<crate::dcp::DcpInput>),
 }
 
 /// One input file, parsed and validated; tensor bytes are read on demand.
@@ -83,6 +87,11 @@ pub(crate) enum Kind {
 /// Opens `path`, refusing anything unsafe or malformed before a single
 /// byte of output exists.
 pub(crate) fn open(path: &Path, limits: &Limits) -> Result<Input> {
+    if crate::dcp::is_torch_dcp_directory(path) {
+        return Ok(Input {
+            parts: vec![dcp_part(path, limits)?],
+        });
+    }
     let source = Source::open(path)?;
     let kind = detect_file(path, &source, limits)?;
     if let Kind::Index = kind {
@@ -197,6 +206,17 @@ fn torch_part(source: Source, limits: &Limits) -> Result<Part> {
     Ok(part)
 }
 
+fn dcp_part(directory: &Path, limits: &Limits) -> Result<Part> {
+    let opened = crate::dcp::open(directory, limits)
+        .map_err(|e| e.within(directory.display().to_string()))?;
+    let mut part = empty_part(InputFormat::TorchDcp, Content::Dcp(Box::new(opened.input)));
+    part.tensors = opened.tensors;
+    part.structure = Some(opened.structure);
+    part.path = directory.to_owned();
+    part.limits = limits.clone();
+    Ok(part)
+}
+
 /// The array is named after the file: `weights.npy` holds `weights`.
 fn npy_part(path: &Path, source: Source) -> Result<Part> {
     let header = numpy::parse_header(source.bytes())?;
@@ -267,6 +287,7 @@ impl Part {
                     .ok_or_else(|| Error::usage("tensor index out of range"))?;
                 return ckpt.read_tensor(entry);
             }
+            Content::Dcp(dcp) => return dcp.read(i, tensor),
             Content::Npy(source) => numpy::read_npy(source.bytes(), limits)?,
             Content::Npz(source, npz) => {
                 let (header, bytes) = npz.read(source.bytes(), &tensor.name, limits)?;

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod cast;
+mod dcp;
 mod digest;
 mod directory;
 mod index;
@@ -39,6 +40,7 @@ use safeweights::write::WriteOptions;
 use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
+pub use dcp::is_torch_dcp_directory;
 pub use directory::directory_inputs;
 pub use input::InputFormat;
 pub use safeweights_pickle::torch::STRUCTURE_KEY;

@@ -8,20 +8,13 @@ use super::verify_written;
 use crate::output::{plan, Plan};
 use crate::{input, metadata, ConvertOptions, Reporter, Stage};
 
-/// A `.npy` file (format 1.0) of little-endian f32 values.
+/// A `.npy` file of little-endian f32 values.
 fn write_npy(path: &Path, values: &[f32]) {
     let dict = format!(
         "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
         values.len()
     );
-    let mut header = dict.into_bytes();
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(b' ');
-    }
-    header.push(b'\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(&header);
+    let mut bytes = safeweights_testkit::files::npy_head(&dict);
     bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
     std::fs::write(path, bytes).unwrap();
 }

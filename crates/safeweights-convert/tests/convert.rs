@@ -13,12 +13,13 @@ use safeweights_convert::{
     convert, convert_with_progress, verify_conversion, ConvertOptions, InputFormat, Stage,
 };
 use safeweights_convert::{Dtype, Error};
+use safeweights_testkit::files::listing;
 use serde_json::Value as Json;
 
 static FIXTURES: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn fixtures() -> Option<&'static Path> {
-    common::generate("gen_convert.py", &FIXTURES)
+    common::generate!("gen_convert.py", &FIXTURES)
 }
 
 fn json(dir: &Path, file: &str) -> Json {
@@ -33,15 +34,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// Checks that `out` holds every tensor of `want` (`{name: {dtype, shape,

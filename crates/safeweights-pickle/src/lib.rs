@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod dcp;
 mod decompress;
 pub mod dtype;
 pub mod error;

@@ -3,15 +3,7 @@
 use super::*;
 
 fn npy(header: &str, body: &[u8]) -> Vec<u8> {
-    let mut h = header.to_owned();
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = MAGIC.to_vec();
-    out.extend([1, 0]);
-    out.extend((h.len() as u16).to_le_bytes());
-    out.extend(h.as_bytes());
+    let mut out = safeweights_testkit::files::npy_head(header);
     out.extend(body);
     out
 }

@@ -16,7 +16,7 @@ use safeweights_pickle::Limits;
 static CORPUS: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn corpus() -> Option<&'static Path> {
-    common::generate("gen_malicious.py", &CORPUS)
+    common::generate!("gen_malicious.py", &CORPUS)
 }
 
 /// Runs the right reader on `file` and returns its error message.

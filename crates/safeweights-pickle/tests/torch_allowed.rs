@@ -14,7 +14,7 @@ use safeweights_pickle::Limits;
 static FILES: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn files() -> Option<&'static Path> {
-    common::generate("gen_torch_allowed.py", &FILES)
+    common::generate!("gen_torch_allowed.py", &FILES)
 }
 
 #[test]

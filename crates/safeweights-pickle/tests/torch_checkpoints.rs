@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 static FIXTURES: OnceLock<Option<PathBuf>> = OnceLock::new();
 
 fn fixtures() -> Option<&'static Path> {
-    common::generate("gen_torch.py", &FIXTURES)
+    common::generate!("gen_torch.py", &FIXTURES)
 }
 
 fn expected(dir: &Path, file: &str) -> Json {

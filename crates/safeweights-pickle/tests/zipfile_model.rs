@@ -69,9 +69,14 @@ fn variants(base: &[u8], seed: u64, out: &mut Vec<Vec<u8>>) {
     }
 }
 
-fn real_zipfile(dir: &Path) -> BTreeMap<String, Option<Vec<serde_json::Value>>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/zipfile_infolist.py");
-    let python = common::python_with(&[]).expect("the generator ran, so Python is there");
+/// Runs `tests/fixtures/<script>` on `dir` with a Python that has
+/// `modules` (there, since the generator ran on it) and returns what it
+/// prints (JSON).
+fn oracle(script: &str, modules: &[&str], dir: &Path) -> Vec<u8> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
+    let python = common::python_with(modules).expect("the generator ran, so Python is there");
     let run = Command::new(python)
         .arg(script)
         .arg(dir)
@@ -82,7 +87,11 @@ fn real_zipfile(dir: &Path) -> BTreeMap<String, Option<Vec<serde_json::Value>>> 
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    serde_json::from_slice(&run.stdout).expect("json")
+    run.stdout
+}
+
+fn real_zipfile(dir: &Path) -> BTreeMap<String, Option<Vec<serde_json::Value>>> {
+    serde_json::from_slice(&oracle("zipfile_infolist.py", &[], dir)).expect("json")
 }
 
 /// What torch's reader sees in one file: its records and the CRC-32 of
@@ -92,20 +101,7 @@ type TorchView = (Vec<String>, Option<u32>);
 /// What torch's reader sees in every file of `dir`: `None` when it refuses
 /// the file.
 fn real_torch(dir: &Path) -> BTreeMap<String, Option<TorchView>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_records.py");
-    let python =
-        common::python_with(&["torch"]).expect("the generator ran on torch, so it is there");
-    let run = Command::new(python)
-        .arg(script)
-        .arg(dir)
-        .output()
-        .expect("python runs");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    serde_json::from_slice(&run.stdout).expect("json")
+    serde_json::from_slice(&oracle("torch_records.py", &["torch"], dir)).expect("json")
 }
 
 /// Our records as torch names them (without the archive's top folder)
@@ -150,7 +146,7 @@ fn as_json(infos: &[Info]) -> Vec<serde_json::Value> {
 
 #[test]
 fn model_matches_python_zipfile_and_our_reader_never_sees_other_members() {
-    let Some(bases) = common::generate("gen_zip_variants.py", &BASES) else {
+    let Some(bases) = common::generate!("gen_zip_variants.py", &BASES) else {
         return;
     };
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zipfile_model_variants");

@@ -1,6 +1,8 @@
 //! What every safeweights crate's tests share: the one policy for a missing
-//! test dependency, and finding the Python interpreter that has the oracles
-//! (the reference `safetensors`, torch, numpy, gguf).
+//! test dependency, finding the Python interpreter that has the oracles
+//! (the reference `safetensors`, torch, numpy, gguf), running the Python
+//! fixture generators ([`fixtures`]), and the hand-built files that tests
+//! cut while they are read ([`files`]).
 //!
 //! A dev-dependency only: it is not published, and cargo drops it from the
 //! published crates' manifests.
@@ -8,6 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+pub mod files;
+pub mod fixtures;
+
+pub use fixtures::{generate_into, unhex};
 
 /// The workspace's root folder.
 pub fn workspace_root() -> PathBuf {

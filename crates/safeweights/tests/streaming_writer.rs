@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::pattern;
 use safeweights::read::{Backend, OpenOptions, SafeTensors, SafetensorsFile};
 use safeweights::slice::SliceArg;
@@ -12,21 +10,13 @@ use safeweights::write::{
     serialize, serialize_to_file, StreamingWriter, TensorRef, TensorSpec, WriteOptions,
 };
 use safeweights::{Dtype, Error};
+use safeweights_testkit::files::listing;
 
 fn specs() -> Vec<TensorSpec> {
     vec![
         TensorSpec::new("a", Dtype::F32, vec![4]),
         TensorSpec::new("b", Dtype::U8, vec![3]),
     ]
-}
-
-fn dir_entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 #[test]
@@ -62,7 +52,7 @@ fn streamed_file_equals_the_in_memory_serialization() {
     )
     .unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), expected);
-    assert_eq!(dir_entries(dir.path()), ["s.safetensors"]);
+    assert_eq!(listing(dir.path()), ["s.safetensors"]);
 }
 
 #[test]
@@ -80,7 +70,7 @@ fn finish_refuses_an_incomplete_tensor_and_leaves_no_file() {
     );
     assert!(error.to_string().contains("2 of 3"), "{error}");
     assert!(!path.exists());
-    assert!(dir_entries(dir.path()).is_empty(), "temporary file removed");
+    assert!(listing(dir.path()).is_empty(), "temporary file removed");
 }
 
 #[test]
@@ -158,7 +148,7 @@ fn invalid_specs_are_refused_before_creating_anything() {
         matches!(error.kind(), Error::DuplicateTensorName { name } if name == "x"),
         "{error:?}"
     );
-    assert!(dir_entries(dir.path()).is_empty());
+    assert!(listing(dir.path()).is_empty());
 }
 
 #[test]
@@ -171,7 +161,7 @@ fn a_dropped_writer_leaves_no_file_at_the_destination() {
     writer.write("b", &[0; 3]).unwrap();
     drop(writer);
     assert!(!path.exists());
-    assert!(dir_entries(dir.path()).is_empty(), "temporary file removed");
+    assert!(listing(dir.path()).is_empty(), "temporary file removed");
 }
 
 #[test]
@@ -199,7 +189,7 @@ fn an_unfinished_writer_leaves_an_existing_destination_intact() {
     writer.write("a", &[1; 16]).unwrap();
     assert!(writer.finish().is_err());
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    assert_eq!(dir_entries(dir.path()), ["s.safetensors"]);
+    assert_eq!(listing(dir.path()), ["s.safetensors"]);
 }
 
 #[test]

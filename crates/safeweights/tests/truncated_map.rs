@@ -2,35 +2,22 @@
 //! file, never a `SIGBUS` (issue 15); only zero-copy views rely on the
 //! bus-error handler.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safeweights::read::SafetensorsFile;
 use safeweights::slice::SliceArg;
+use safeweights_testkit::files::{one_u8_tensor_head, truncate};
 
 /// One U8 tensor of `len` bytes (value 7), mapped, then cut to one page.
 fn truncated_after_open(name: &str, len: usize) -> (PathBuf, SafetensorsFile) {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("truncated_map");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
-    let mut header =
-        format!(r#"{{"w":{{"dtype":"U8","shape":[{len}],"data_offsets":[0,{len}]}}}}"#);
-    while header.len() % 8 != 0 {
-        header.push(' ');
-    }
-    let mut file = std::fs::File::create(&path).unwrap();
-    file.write_all(&(header.len() as u64).to_le_bytes())
-        .unwrap();
-    file.write_all(header.as_bytes()).unwrap();
-    file.write_all(&vec![7u8; len]).unwrap();
-    drop(file);
+    let mut bytes = one_u8_tensor_head(len as u64);
+    bytes.extend(vec![7u8; len]);
+    std::fs::write(&path, bytes).unwrap();
     let opened = SafetensorsFile::open(&path).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(4096)
-        .unwrap();
+    truncate(&path, 4096);
     (path, opened)
 }
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use safeweights::shards::parse_size;
 use safeweights::Dtype;
 use safeweights_convert::{
-    convert_with_progress, default_output, directory_inputs, ConvertOptions, ConvertReport,
-    InputFormat, Stage,
+    convert_with_progress, default_output, directory_inputs, is_torch_dcp_directory,
+    ConvertOptions, ConvertReport, InputFormat, Stage,
 };
 use serde_json::json;
 
@@ -36,7 +36,8 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
     if super::convert_remote::applies(args) {
         return super::convert_remote::run(ctx, args, &options, out);
     }
-    if !args.input.is_dir() {
+    // torch's default DCP directory is one checkpoint, not a folder of them.
+    if !args.input.is_dir() || is_torch_dcp_directory(&args.input) {
         let output = args
             .output
             .clone()
@@ -158,6 +159,7 @@ fn format_name(format: InputFormat) -> &'static str {
         InputFormat::TorchLegacy => "legacy torch checkpoint",
         InputFormat::Npy => "numpy .npy",
         InputFormat::Npz => "numpy .npz",
+        InputFormat::TorchDcp => "torch distributed checkpoint (.metadata + .distcp)",
         _ => "checkpoint",
     }
 }

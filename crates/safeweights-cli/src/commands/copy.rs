@@ -39,3 +39,19 @@ pub fn write_file(
     writer.finish()?;
     Ok(())
 }
+
+/// Writes `tensors` and the checkpoint's metadata to the one file `path`,
+/// as [`write_file`] does, behind a progress bar labelled `label`.
+pub fn write_one_file(
+    checkpoint: &Checkpoint,
+    tensors: &[(Entry<'_>, String)],
+    path: &Path,
+    label: &str,
+    sync: bool,
+) -> CliResult<()> {
+    let total = tensors.iter().map(|(e, _)| e.info.end - e.info.begin).sum();
+    let bar = checkpoint.progress(total, label);
+    write_file(checkpoint, tensors, checkpoint.metadata(), path, &bar, sync)?;
+    bar.finish_and_clear();
+    Ok(())
+}

@@ -314,7 +314,7 @@ fn compare_all(
 /// whole-byte elements that decode to as many values each.
 fn comparable_across(a: Entry<'_>, b: Entry<'_>) -> bool {
     use safeweights::analysis::decode::values_per_element;
-    let whole = |e: Entry<'_>| e.info.dtype.bits() % 8 == 0;
+    let whole = |e: Entry<'_>| e.info.dtype.bits().is_multiple_of(8);
     whole(a) && whole(b) && values_per_element(a.info.dtype) == values_per_element(b.info.dtype)
 }
 

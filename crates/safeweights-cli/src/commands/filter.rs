@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::json;
 
 use crate::cli::FilterArgs;
-use crate::commands::copy::write_file;
+use crate::commands::copy::write_one_file;
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
 use crate::output::write_json;
@@ -53,19 +53,7 @@ pub fn run(ctx: Context, args: &FilterArgs, out: &mut Out) -> CliResult {
             "no tensor is selected; check -t and --exclude",
         ));
     }
-    let bar = checkpoint.progress(
-        chosen.iter().map(|(e, _)| e.info.end - e.info.begin).sum(),
-        "filter",
-    );
-    write_file(
-        &checkpoint,
-        &chosen,
-        checkpoint.metadata(),
-        &args.output,
-        &bar,
-        ctx.sync,
-    )?;
-    bar.finish_and_clear();
+    write_one_file(&checkpoint, &chosen, &args.output, "filter", ctx.sync)?;
     if ctx.json {
         let tensors: Vec<_> = chosen
             .iter()

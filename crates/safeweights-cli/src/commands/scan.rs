@@ -1,11 +1,15 @@
 //! `scan`: report which files would run code when loaded.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safeweights::resolve::is_url;
 use safeweights::FileKind;
-use safeweights_pickle::scan::{scan_path, FileFormat, Finding, ScanReport, Verdict};
+use safeweights_pickle::dcp::DcpMetadata;
+use safeweights_pickle::scan::{
+    scan_distcp, scan_path, FileFormat, Finding, ScanReport, Verdict, DISTCP_EXTENSION,
+};
 use safeweights_pickle::Limits;
 use serde_json::{json, Value};
 
@@ -25,6 +29,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
     let painter = Painter::stdout();
     let mut results = Vec::with_capacity(files.len());
     let mut unreadable = false;
+    let mut dcp = DcpDirectories::default();
     for (path, len) in &files {
         bar.set_message(path.display().to_string());
         if is_temporary(path) {
@@ -37,7 +42,7 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
             bar.inc(*len);
             continue;
         }
-        let scanned = bar.suspend(|| scan_one(path, &limits, &ctx));
+        let scanned = bar.suspend(|| scan_one(path, &limits, &ctx, &mut dcp));
         match scanned {
             Ok(report) => {
                 if !ctx.json {
@@ -76,15 +81,27 @@ pub fn run(ctx: Context, args: &ScanArgs, out: &mut Out) -> CliResult {
 
 /// Scans one file; a URL is first downloaded whole into a temporary file
 /// (removed afterwards), and the report names the URL.
-fn scan_one(path: &Path, limits: &Limits, ctx: &Context) -> Result<ScanReport, String> {
+fn scan_one(
+    path: &Path,
+    limits: &Limits,
+    ctx: &Context,
+    dcp: &mut DcpDirectories,
+) -> Result<ScanReport, String> {
     let url = path.to_str().filter(|text| is_url(text));
     let fetched = url
         .map(|url| fetch_whole(url, ctx))
         .transpose()
         .map_err(|e| e.to_string())?;
     let local = fetched.as_ref().map_or(path, |temp| temp.path());
+    let metadata = if url.is_none() {
+        dcp.metadata_for(path, limits)
+    } else {
+        None
+    };
     let mut report = if crate::gguf::is_gguf(local) {
         crate::gguf::scan_report(local).map_err(|e| e.to_string())?
+    } else if let Some(metadata) = metadata {
+        scan_distcp(local, metadata, limits).map_err(|e| e.to_string())?
     } else {
         scan_path(local, limits).map_err(|e| e.to_string())?
     };
@@ -95,6 +112,27 @@ fn scan_one(path: &Path, limits: &Limits, ctx: &Context) -> Result<ScanReport, S
         }
     }
     Ok(report)
+}
+
+/// The decoded `.metadata` of the directories holding `.distcp` files,
+/// read once per directory (`None` where it is missing or does not decode:
+/// those files keep the strict whole-file scan).
+#[derive(Default)]
+struct DcpDirectories(HashMap<PathBuf, Option<DcpMetadata>>);
+
+impl DcpDirectories {
+    /// The metadata that places `path`'s items, if `path` is a `.distcp`
+    /// file beside a `.metadata` that decodes.
+    fn metadata_for(&mut self, path: &Path, limits: &Limits) -> Option<&DcpMetadata> {
+        if path.extension()? != DISTCP_EXTENSION {
+            return None;
+        }
+        let directory = path.parent()?.to_path_buf();
+        self.0
+            .entry(directory)
+            .or_insert_with_key(|directory| DcpMetadata::open(directory, limits).ok())
+            .as_ref()
+    }
 }
 
 /// Expands directories recursively, in sorted order. Symbolic links to
@@ -177,6 +215,7 @@ fn format_name(format: FileFormat) -> &'static str {
         FileFormat::Compressed => "compressed stream (gzip, bzip2 or xz)",
         FileFormat::SevenZip => "7z archive",
         FileFormat::Gguf => "GGUF (llama.cpp)",
+        FileFormat::DcpStorage => "torch distributed checkpoint data (.distcp), item by item",
         FileFormat::NotAModel(FileKind::GitLfsPointer) => {
             "not a model file: a git-lfs pointer (fetch the file with `git lfs pull`)"
         }

@@ -11,7 +11,7 @@ use safeweights::shards::{parse_size, publish_shards, ShardSet};
 use serde_json::json;
 
 use crate::cli::{MergeArgs, ShardArgs};
-use crate::commands::copy::write_file;
+use crate::commands::copy::{write_file, write_one_file};
 use crate::commands::{Context, Out};
 use crate::exit::{CliError, CliResult, Status};
 use crate::output::write_json;
@@ -55,20 +55,8 @@ pub fn run_shard(ctx: Context, args: &ShardArgs, out: &mut Out) -> CliResult {
 /// Runs `merge`.
 pub fn run_merge(ctx: Context, args: &MergeArgs, out: &mut Out) -> CliResult {
     let checkpoint = Checkpoint::open_path(&args.input, &ctx)?;
-    let entries = checkpoint.entries();
-    let bar = checkpoint.progress(
-        entries.iter().map(|e| e.info.end - e.info.begin).sum(),
-        "merge",
-    );
-    write_file(
-        &checkpoint,
-        &named(&entries),
-        checkpoint.metadata(),
-        &args.output,
-        &bar,
-        ctx.sync,
-    )?;
-    bar.finish_and_clear();
+    let entries = named(&checkpoint.entries());
+    write_one_file(&checkpoint, &entries, &args.output, "merge", ctx.sync)?;
     report(ctx, out, std::slice::from_ref(&args.output))
 }
 

@@ -20,20 +20,19 @@ use crate::GgmlType;
 
 type BlockFn = fn(&[u8], &mut [f32]);
 
-/// The whole `N`-element pieces of `s` as arrays (`slice::as_chunks`,
-/// which is newer than the workspace's minimum Rust): fixed sizes let the
-/// loops over them drop bounds checks and vectorise. The conversion cannot
-/// fail, and the optimiser removes its check.
+/// The whole `N`-element pieces of `s` as arrays: fixed sizes let the
+/// loops over them drop bounds checks and vectorise.
 #[inline(always)]
 fn arrays<T, const N: usize>(s: &[T]) -> impl Iterator<Item = &[T; N]> {
-    s.chunks_exact(N).filter_map(|c| c.try_into().ok())
+    s.as_chunks::<N>().0.iter()
 }
 
 /// [`arrays`], mutable.
 #[inline(always)]
 fn arrays_mut<T, const N: usize>(s: &mut [T]) -> impl Iterator<Item = &mut [T; N]> {
-    s.chunks_exact_mut(N).filter_map(|c| c.try_into().ok())
+    s.as_chunks_mut::<N>().0.iter_mut()
 }
+
 /// Reads one value of a plain floating type.
 type PlainFn = fn(&[u8]) -> f32;
 
@@ -124,7 +123,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
 ///
 /// Errors: as [`dequantize`], with `out.len() / 2` values.
 pub fn dequantize_f16(ty: GgmlType, bytes: &[u8], out: &mut [u8]) -> Result<()> {
-    if out.len() % 2 != 0 {
+    if !out.len().is_multiple_of(2) {
         return Err(Error::QuantLength {
             ggml_type: ty.name(),
             bytes: bytes.len() as u64,
@@ -168,7 +167,7 @@ pub fn dequantize_f16(ty: GgmlType, bytes: &[u8], out: &mut [u8]) -> Result<()> 
 
 fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<()> {
     let blocks = bytes as u64 / ty.block_bytes();
-    let whole = bytes as u64 % ty.block_bytes() == 0;
+    let whole = (bytes as u64).is_multiple_of(ty.block_bytes());
     if !whole || blocks.checked_mul(ty.block_size()) != Some(values as u64) {
         return Err(Error::QuantLength {
             ggml_type: ty.name(),

@@ -45,7 +45,7 @@ fn quantized_len(ty: GgmlType, values: usize) -> Result<usize> {
         });
     }
     let per_block = ty.block_size() as usize;
-    if values % per_block != 0 {
+    if !values.is_multiple_of(per_block) {
         return Err(Error::QuantLength {
             ggml_type: ty.name(),
             bytes: (values / per_block) as u64 * ty.block_bytes(),

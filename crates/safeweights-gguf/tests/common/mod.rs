@@ -81,7 +81,7 @@ impl Writer {
     /// The whole file: head, zero padding to the alignment, data.
     pub fn build(&self) -> Vec<u8> {
         let mut out = self.head();
-        while out.len() as u64 % self.alignment != 0 {
+        while !(out.len() as u64).is_multiple_of(self.alignment) {
             out.push(0);
         }
         out.extend_from_slice(&self.data);

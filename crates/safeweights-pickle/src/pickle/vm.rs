@@ -348,15 +348,22 @@ impl Vm<'_> {
         globals::call(&global, &args, at)
     }
 
-    fn extend(&mut self, items: Vec<Obj>, at: usize) -> Result<()> {
+    /// Refuses to grow a container of `len` items by `adding` past
+    /// `max_container_len`.
+    fn check_growth(&self, len: usize, adding: usize, at: usize) -> Result<()> {
         let max = self.limits.max_container_len;
+        if len.saturating_add(adding) > max {
+            return Err(Error::limit("max_container_len", max as u64, at));
+        }
+        Ok(())
+    }
+
+    fn extend(&mut self, items: Vec<Obj>, at: usize) -> Result<()> {
         if let Some(Obj::Object(object)) = self.stack.last() {
             let mut object = object
                 .try_borrow_mut()
                 .map_err(|_| Error::pickle(at, "object in use"))?;
-            if object.items.len().saturating_add(items.len()) > max {
-                return Err(Error::limit("max_container_len", max as u64, at));
-            }
+            self.check_growth(object.items.len(), items.len(), at)?;
             object.items.extend(items);
             return Ok(());
         }
@@ -370,30 +377,21 @@ impl Vm<'_> {
         let mut target = cell
             .try_borrow_mut()
             .map_err(|_| Error::pickle(at, "container in use"))?;
-        if target.len().saturating_add(items.len()) > max {
-            return Err(Error::limit("max_container_len", max as u64, at));
-        }
+        self.check_growth(target.len(), items.len(), at)?;
         target.extend(items);
         Ok(())
     }
 
     fn set_items(&mut self, items: Vec<Obj>, at: usize) -> Result<()> {
+        let odd = || Error::pickle(at, "SETITEMS with an odd number of items");
         if let Some(Obj::Object(object)) = self.stack.last() {
-            if items.len() % 2 != 0 {
-                return Err(Error::pickle(at, "SETITEMS with an odd number of items"));
+            if !items.len().is_multiple_of(2) {
+                return Err(odd());
             }
             let mut object = object
                 .try_borrow_mut()
                 .map_err(|_| Error::pickle(at, "object in use"))?;
-            if object.dict_items.len().saturating_add(items.len() / 2)
-                > self.limits.max_container_len
-            {
-                return Err(Error::limit(
-                    "max_container_len",
-                    self.limits.max_container_len as u64,
-                    at,
-                ));
-            }
+            self.check_growth(object.dict_items.len(), items.len() / 2, at)?;
             let mut it = items.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
                 object.dict_items.push((k, v));
@@ -403,19 +401,13 @@ impl Vm<'_> {
         let Some(Obj::Dict(cell)) = self.stack.last().cloned() else {
             return Err(Error::pickle(at, "SETITEM(S) target is not a dict"));
         };
-        if items.len() % 2 != 0 {
-            return Err(Error::pickle(at, "SETITEMS with an odd number of items"));
+        if !items.len().is_multiple_of(2) {
+            return Err(odd());
         }
         let mut dict = cell
             .try_borrow_mut()
             .map_err(|_| Error::pickle(at, "dict in use"))?;
-        if dict.items.len().saturating_add(items.len() / 2) > self.limits.max_container_len {
-            return Err(Error::limit(
-                "max_container_len",
-                self.limits.max_container_len as u64,
-                at,
-            ));
-        }
+        self.check_growth(dict.items.len(), items.len() / 2, at)?;
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             dict.set(k, v);

@@ -17,6 +17,7 @@ mod archive;
 mod compat;
 mod container;
 mod danger;
+mod distcp;
 mod pickle;
 mod seven_zip;
 mod tar;
@@ -28,6 +29,8 @@ use std::path::Path;
 use crate::error::Result;
 use crate::limits::Limits;
 use crate::source::Source;
+
+pub use distcp::{scan_distcp, DISTCP_EXTENSION};
 
 /// How bad a finding is. Ordered: `Safe < Suspicious < Dangerous`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -131,6 +134,10 @@ pub enum FileFormat {
     /// executable. The pickle scanner never reports it; callers that
     /// recognise GGUF (the command line) do.
     Gguf,
+    /// A data file of torch's default distributed checkpoint format
+    /// (`.distcp`), scanned item by item at the ranges its `.metadata`
+    /// records ([`scan_distcp`]).
+    DcpStorage,
     /// Not recognized; nothing to scan.
     Unknown,
 }

@@ -38,6 +38,18 @@ pub struct TensorInfo {
     pub end: u64,
 }
 
+/// Number of elements of `shape` (1 for a scalar), saturating on overflow
+/// (validated headers never overflow; hand-built entries may).
+pub(crate) fn saturating_numel(shape: &[usize]) -> usize {
+    shape.iter().fold(1usize, |acc, &d| acc.saturating_mul(d))
+}
+
+/// Length in bytes of the data from `begin` to `end`, saturating where it
+/// exceeds the address space.
+pub(crate) fn data_len(begin: u64, end: u64) -> usize {
+    usize::try_from(end - begin).unwrap_or(usize::MAX)
+}
+
 /// Number of elements of `shape` (1 for a scalar), or `None` on overflow.
 pub(crate) fn checked_numel(shape: &[usize]) -> Option<usize> {
     shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -47,14 +59,12 @@ impl TensorInfo {
     /// Number of elements (1 for a scalar). Validated headers never
     /// overflow; for hand-built entries the count saturates.
     pub fn numel(&self) -> usize {
-        self.shape
-            .iter()
-            .fold(1usize, |acc, &d| acc.saturating_mul(d))
+        saturating_numel(&self.shape)
     }
 
     /// Length of the tensor's data in bytes.
     pub fn byte_len(&self) -> usize {
-        usize::try_from(self.end - self.begin).unwrap_or(usize::MAX)
+        data_len(self.begin, self.end)
     }
 }
 

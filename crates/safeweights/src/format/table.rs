@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::dtype::Dtype;
-use crate::format::header::TensorInfo;
+use crate::format::header::{data_len, saturating_numel, TensorInfo};
 
 /// One tensor's entry in a parsed header, borrowed from the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +29,12 @@ impl<'a> TensorEntry<'a> {
     /// Number of elements (1 for a scalar). Validated headers never
     /// overflow; for hand-built entries the count saturates.
     pub fn numel(&self) -> usize {
-        self.shape
-            .iter()
-            .fold(1usize, |acc, &d| acc.saturating_mul(d))
+        saturating_numel(self.shape)
     }
 
     /// Length of the tensor's data in bytes.
     pub fn byte_len(&self) -> usize {
-        usize::try_from(self.end - self.begin).unwrap_or(usize::MAX)
+        data_len(self.begin, self.end)
     }
 
     /// An owned copy of the entry.

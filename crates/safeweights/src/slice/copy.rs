@@ -62,7 +62,7 @@ fn copy_plan(tensor: &str, dtype: Dtype, shape: &[usize], dims: &[DimSlice]) -> 
     }
     let to_bytes = |elems: usize| -> Result<usize> {
         let bits_total = elems * bits;
-        if bits_total % 8 != 0 {
+        if !bits_total.is_multiple_of(8) {
             return Err(invalid(
                 tensor,
                 format!(
@@ -201,7 +201,7 @@ impl Selection {
         let shape = self.gathered_shape();
         for &axis in self.flips() {
             let inner_bits = shape[axis + 1..].iter().product::<usize>() * dtype.bits();
-            if inner_bits % 8 != 0 {
+            if !inner_bits.is_multiple_of(8) {
                 return Err(invalid(
                     tensor,
                     format!(
