@@ -11,6 +11,7 @@ mod from_safetensors;
 mod llama;
 mod meta;
 mod mxfp4;
+mod pipeline;
 mod to_safetensors;
 
 pub use error::GgufError;
