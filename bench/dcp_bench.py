@@ -200,11 +200,13 @@ PROFILE = (
     " torch's own planning and collectives (DTensor offsets, plan scatter, barriers), the same for every storage"
     " layer. HuggingFaceStorageReader also copies each byte once (mmap, then `copy_` into the destination),"
     " so on the load both are bound by memory bandwidth and DCP's fixed cost: at 1 rank 0.046 s against 0.048 s."
-    " FileSystemReader copies twice (`readinto`, then `copy_`) and unpickles per item, hence 2-5x slower loads than ours. The"
+    " FileSystemReader copies twice (`readinto`, then `copy_`) and unpickles per item, hence 2-5x slower loads"
+    " than ours. The"
     " 1.5x target against HuggingFaceStorageReader would need fewer copies than one, which loading in place"
     " into the caller's tensors rules out. Fixed after profiling: a resharded load read its shard files on a"
     " Python thread pool on top of the native threads (thread start 14 ms and lock waits per rank under load);"
-    " files are now read one after the other, each in one native call on its own threads."
+    " files are now read one after the other, each in one native call on its own threads (A/B at 256 MiB"
+    " resharded into 2 ranks, interleaved, medians: 0.053 s before, 0.045 s after, a gain near the noise)."
 )
 
 
