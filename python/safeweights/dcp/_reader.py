@@ -59,9 +59,10 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
     ```
 
     Each rank opens only the shard files holding chunks it needs and
-    reads only the byte ranges of its own slices (`pread`), `thread_count`
-    files at once (default: up to 4). With `verify=True` every tensor read
-    is checked against the SHA-256 digest stored when saving. Non-tensor
+    reads only the byte ranges of its own slices (`pread`), one file after
+    the other, each on `thread_count` threads (default 4). With
+    `verify=True` every tensor read is checked against the digest stored
+    when saving (XXH3-128, or SHA-256 in older checkpoints). Non-tensor
     values come back with their exact types. A directory of tensor-only
     files written by torch's `HuggingFaceStorageWriter` loads too.
 
