@@ -13,6 +13,12 @@ pages) of each. Inputs are random valid blocks (finite scales) and random
 normal F32 values; every file lives in a temporary directory removed at
 the end.
 
+Each round also times writing the output's size of zeros with `dd` (the
+floor any converter has on this machine: the kernel copying the bytes into
+the page cache), and the table gives each side's CPU time (user + system,
+from the kernel's accounting of the child), which load disturbs less than
+wall time. The load average is printed with the table.
+
 Usage: .venv/bin/python bench/gguf_bench.py [--size-mib 1024] [--rounds 3] [--workdir DIR]
 Writes the "gguf" section of BENCHMARKS.md (<!-- gguf:start --> ... <!-- gguf:end -->).
 """
@@ -20,6 +26,9 @@ Writes the "gguf" section of BENCHMARKS.md (<!-- gguf:start --> ... <!-- gguf:en
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -97,6 +106,19 @@ def make_f32(path: Path, total: int, rng) -> None:
     save_file(tensors, str(path))
 
 
+def timed(argv: list[str]) -> tuple[float, int, int, float]:
+    """`run_child` plus the child's CPU time (user + system) in seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, anon, rss = run_child(argv)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, anon, rss, cpu
+
+
+def load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> None:
     import gguf
 
@@ -130,7 +152,9 @@ def main() -> None:
             [str(CLI), "--no-fsync", "convert", str(inputs["f32"]), str(out_gguf), "--outtype", "q8_0", "--force"],
             inputs["f32"].stat().st_size,
         )
-        results = {label: ([], [], []) for label in tasks}
+        results = {label: ([], [], [], []) for label in tasks}
+        out_sizes = {}
+        load_before = load()
         for _ in range(args.rounds):
             for label, (ref, ours, _) in tasks.items():
                 # gguf-py's writers never fsync, so the speedup compares
@@ -140,32 +164,45 @@ def main() -> None:
                 runs = ((ref, results[label][0]), (ours, results[label][1]), (durable, results[label][2]))
                 for argv, bucket in runs:
                     sync()
-                    bucket.append(run_child(argv))
+                    bucket.append(timed(argv))
                     for out in (out_st, out_gguf):
+                        if out.exists():
+                            out_sizes[label] = out.stat().st_size
                         out.unlink(missing_ok=True)
+                # The floor: the same number of bytes written by dd.
+                blocks = math.ceil(out_sizes[label] / (8 << 20))
+                sync()
+                dd = ["dd", "if=/dev/zero", f"of={out_st}", "bs=8M", f"count={blocks}", "status=none"]
+                results[label][3].append(timed(dd))
+                out_st.unlink(missing_ok=True)
         lines = [
             f"GGUF conversions, {gib(total)} inputs, median of {args.rounds} interleaved runs "
-            f"(spread min-max); {machine()}.",
+            f"(spread min-max); {machine()}. Load average (1, 5, 15 min) {load_before} before, {load()} after.",
         ]
         if args.note:
             lines.append(args.note)
         lines += [
             "",
-            "Both sides write without fsync (gguf-py never syncs; safeweights with --no-fsync); the last"
-            " time column is safeweights' durable default (fsync before the rename), for reference.",
+            "Both sides write without fsync (gguf-py never syncs; safeweights with --no-fsync); the durable"
+            " column is safeweights' default (fsync before the rename), for reference. CPU is user + system"
+            " time of the process. dd: writing the output's size of zeros (`dd bs=8M`), the floor for any"
+            " converter here.",
             "",
-            "| work | input | reference (gguf-py) | safeweights --no-fsync | speedup | safeweights durable | peak memory reference | peak memory safeweights |",
-            "|---|---|---|---|---|---|---|---|",
+            "| work | input / output | reference (gguf-py) | safeweights --no-fsync | speedup | CPU reference / safeweights "
+            "| safeweights durable | dd of the output | peak memory reference | peak memory safeweights |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        for label, (ref_runs, our_runs, durable_runs) in results.items():
+        med = lambda runs, i=0: statistics.median(r[i] for r in runs)
+        spread = lambda runs: f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
+        mem = lambda runs: f"{gib(max(r[1] for r in runs))} anon / {gib(max(r[2] for r in runs))} RSS"
+        for label, (ref_runs, our_runs, durable_runs, dd_runs) in results.items():
             size = tasks[label][2]
-            t_ref = statistics.median(r[0] for r in ref_runs)
-            t_ours = statistics.median(r[0] for r in our_runs)
-            spread = lambda runs: f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
-            mem = lambda runs: f"{gib(max(r[1] for r in runs))} anon / {gib(max(r[2] for r in runs))} RSS"
+            t_ref, t_ours = med(ref_runs), med(our_runs)
             lines.append(
-                f"| {label} | {gib(size)} | {t_ref:.2f} s ({spread(ref_runs)}) | {t_ours:.2f} s ({spread(our_runs)}) "
-                f"| {t_ref / t_ours:.1f}x | {statistics.median(r[0] for r in durable_runs):.2f} s ({spread(durable_runs)}) "
+                f"| {label} | {gib(size)} / {gib(out_sizes[label])} | {t_ref:.2f} s ({spread(ref_runs)}) "
+                f"| {t_ours:.2f} s ({spread(our_runs)}) | {t_ref / t_ours:.1f}x "
+                f"| {med(ref_runs, 3):.2f} s / {med(our_runs, 3):.2f} s "
+                f"| {med(durable_runs):.2f} s ({spread(durable_runs)}) | {med(dd_runs):.2f} s ({spread(dd_runs)}) "
                 f"| {mem(ref_runs)} | {mem(our_runs)} |"
             )
         publish("gguf", lines)

@@ -116,7 +116,7 @@ def load(
     del weights_only  # Nothing is ever executed, whatever it says.
     use_mmap = True if mmap is None else bool(mmap)
     if _is_path(f) and _is_url(os.fspath(f)):
-        pass  # Safetensors files and indexes only; the native reader says what else it is.
+        pass  # load_checkpoint tells torch checkpoints from safetensors by content.
     elif _is_path(f):
         path = os.fspath(f)
         if os.path.isfile(path):

@@ -138,7 +138,19 @@ def load_checkpoint(
     placement = Placement(map_location)
     device = placement.fixed_device
     if _is_path(f) and _is_url(os.fspath(f)):
-        # Remote: safetensors files and sharded indexes, read by ranges.
+        from ._legacy import load_legacy
+        from ._remote import load_remote_torch
+
+        # A torch checkpoint (a file, or an index of torch shards) is
+        # downloaded whole for the pickle reader; safetensors files, indexes
+        # and prefixes are read by ranges (below).
+        loaded = load_remote_torch(
+            os.fspath(f),
+            _storage_options(storage_options),
+            lambda path: load_legacy(path, placement, _allowed(safe_types), False),
+        )
+        if loaded is not None:
+            return loaded
         source: Any = os.fspath(f)
     elif _is_path(f):
         path = os.fspath(f)

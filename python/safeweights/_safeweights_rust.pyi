@@ -190,6 +190,16 @@ def sniff_format(prefix: bytes) -> str:
 
 def run_cli(argv: Sequence[str], version_lines: Sequence[str]) -> int: ...
 
+def url_head(url: str, storage_options: Optional[Dict[str, str]] = None) -> bytes:
+    """The first bytes (at most 64 KiB) of the object at `url`, by one ranged request."""
+    ...
+
+def fetch_url(
+    url: str, directory: PathLike, name: str, storage_options: Optional[Dict[str, str]] = None
+) -> str:
+    """Downloads `url` whole into `directory/name`, which appears once complete; returns its path."""
+    ...
+
 class GgufHandle:
     """An open, validated GGUF file (the native half of `safeweights.gguf.GGUFFile`)."""
 

@@ -20,6 +20,7 @@ pub mod gguf;
 pub mod numpy;
 mod readahead;
 pub mod record;
+pub mod remote;
 pub mod safe_open;
 pub mod serialize;
 pub mod slicing;
@@ -62,5 +63,7 @@ fn _safeweights_rust(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(numpy::load_numpy, m)?)?;
     m.add_function(wrap_pyfunction!(numpy::zip_members, m)?)?;
     m.add_function(wrap_pyfunction!(cli::run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::url_head, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::fetch_url, m)?)?;
     Ok(())
 }

@@ -68,6 +68,21 @@ pub fn populate(backing: &Backing, offset: usize, len: usize) {
     });
 }
 
+/// Asks the kernel to start reading bytes `[offset, offset + len)` of
+/// `backing` into the page cache, without waiting (`MADV_WILLNEED`);
+/// nothing for memory that is not a file map, or that is in memory
+/// already. Only a hint, as [`populate`].
+pub fn hint(backing: &Backing, offset: usize, len: usize) {
+    let Backing::Map(map) = backing else {
+        return;
+    };
+    let end = offset.saturating_add(len).min(map.len());
+    if offset >= end || resident(map, offset, end - offset) {
+        return;
+    }
+    let _ = map.advise_range(memmap2::Advice::WillNeed, offset, end - offset);
+}
+
 /// Whether every page of `[start, start + len)` of `map` is in memory
 /// already (`mincore`): a warm load then keeps its cheaper page faults,
 /// and the hints, which walk the page cache even when it holds

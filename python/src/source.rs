@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use safeweights::read::{Backend, OpenOptions, SafetensorsFile};
@@ -34,12 +35,17 @@ pub enum Bytes {
 pub struct OpenedFile {
     pub header: Header,
     pub bytes: Bytes,
+    /// End of the data already asked for ahead of `get_tensor` calls
+    /// (see [`OpenedFile::read_ahead`]), relative to the data section.
+    hinted: AtomicU64,
 }
 
 impl OpenedFile {
     /// Parses a buffer holding a whole file; tensors are views of it.
     fn from_backing(backing: Arc<Backing>) -> Result<OpenedFile> {
-        let (header, data) = Header::parse_file(backing.as_slice(), &HeaderLimits::default())?;
+        let release = &mut |end| backing.release_before(end);
+        let (header, data) =
+            Header::parse_file_releasing(backing.as_slice(), &HeaderLimits::default(), release)?;
         let data_start = backing.as_slice().len() - data.len();
         Ok(OpenedFile {
             header,
@@ -47,6 +53,7 @@ impl OpenedFile {
                 backing,
                 data_start,
             },
+            hinted: AtomicU64::new(0),
         })
     }
 
@@ -54,6 +61,14 @@ impl OpenedFile {
     /// mapped file into memory with parallel reads (see `readahead.rs`);
     /// nothing for other inputs, or for a data section that does not fit
     /// in half the available memory.
+    ///
+    /// For one tensor it also asks the kernel, without waiting, for the
+    /// [`WINDOW`] bytes that follow it: `get_tensor` over every key
+    /// reads the tensors in data order (keys are sorted, and writers lay
+    /// tensors out sorted), so the next tensors' reads are in flight while
+    /// this one is read and converted, instead of one tensor's reads at a
+    /// time. Each byte is asked for once, so a warm file pays one
+    /// residency check per byte in all.
     pub fn read_ahead(&self, tensor: Option<TensorEntry<'_>>) {
         let Bytes::Memory {
             backing,
@@ -62,14 +77,24 @@ impl OpenedFile {
         else {
             return;
         };
-        let (begin, len) = match tensor {
-            Some(info) => (info.begin, info.end - info.begin),
-            None => (0, self.header.data_len()),
-        };
-        if tensor.is_none() && !crate::readahead::fits_in_memory(len) {
+        let Some(info) = tensor else {
+            let len = self.header.data_len();
+            if crate::readahead::fits_in_memory(len) {
+                crate::readahead::populate(backing, *data_start, len as usize);
+            }
             return;
+        };
+        let at = |offset: u64| data_start + offset as usize;
+        crate::readahead::hint(backing, at(info.begin), info.byte_len());
+        let ahead_end = info.end.saturating_add(WINDOW).min(self.header.data_len());
+        let ahead_start = self
+            .hinted
+            .fetch_max(ahead_end, Ordering::Relaxed)
+            .max(info.end);
+        if ahead_start < ahead_end {
+            crate::readahead::hint(backing, at(ahead_start), (ahead_end - ahead_start) as usize);
         }
-        crate::readahead::populate(backing, data_start + begin as usize, len as usize);
+        crate::readahead::populate(backing, at(info.begin), info.byte_len());
     }
 
     /// A tensor's bytes, when the file is in memory.
@@ -86,6 +111,10 @@ impl OpenedFile {
         }
     }
 }
+
+/// Bytes asked for beyond a tensor that `get_tensor` reads (see
+/// [`OpenedFile::read_ahead`]): several of the disk's read-ahead windows.
+const WINDOW: u64 = 64 << 20;
 
 /// One or more files opened as a single collection of tensors.
 #[derive(Debug)]
@@ -142,6 +171,7 @@ impl Opened {
             files.push(OpenedFile {
                 header: file.header().clone(),
                 bytes: Bytes::Pread(Box::new(file)),
+                hinted: AtomicU64::new(0),
             });
         }
         Ok(Opened {
@@ -188,14 +218,18 @@ impl Opened {
         Ok((index, self.files[index].header.tensor(name)?))
     }
 
-    /// Names sorted alphabetically, as the reference's `keys()`.
-    pub fn sorted_names(&self) -> Vec<&str> {
-        if let [file] = &self.files[..] {
-            return file.header.sorted_names();
+    /// Names sorted alphabetically, as the reference's `keys()`. One file's
+    /// come straight from its header, with no list in between (a million
+    /// names as `&str` would be 16 MB more at the peak of `keys()`).
+    pub fn sorted_names(&self) -> SortedNames<'_> {
+        match &self.files[..] {
+            [file] => SortedNames::One(file.header.names_alphabetical()),
+            _ => {
+                let mut names: Vec<&str> = self.offset_order().map(|(_, t)| t.name).collect();
+                names.sort_unstable();
+                SortedNames::Many(names.into_iter())
+            }
         }
-        let mut names: Vec<&str> = self.offset_order().map(|(_, t)| t.name).collect();
-        names.sort_unstable();
-        names
     }
 
     /// Every tensor in storage order: file by file, by data offset.
@@ -215,6 +249,35 @@ impl Opened {
     }
 }
 
+/// Names in alphabetical order, see [`Opened::sorted_names`].
+#[derive(Debug)]
+pub enum SortedNames<'a> {
+    /// One file's, from its header.
+    One(safeweights::SortedNames<'a>),
+    /// Several files' names, sorted together.
+    Many(std::vec::IntoIter<&'a str>),
+}
+
+impl<'a> Iterator for SortedNames<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            SortedNames::One(names) => names.next(),
+            SortedNames::Many(names) => names.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            SortedNames::One(names) => names.size_hint(),
+            SortedNames::Many(names) => names.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for SortedNames<'_> {}
+
 fn open_file(path: &Path, backend: Backend) -> Result<OpenedFile> {
     if backend == Backend::Pread {
         let options = OpenOptions {
@@ -225,6 +288,7 @@ fn open_file(path: &Path, backend: Backend) -> Result<OpenedFile> {
         return Ok(OpenedFile {
             header: file.header().clone(),
             bytes: Bytes::Pread(Box::new(file)),
+            hinted: AtomicU64::new(0),
         });
     }
     let mut file = File::open(path)?;

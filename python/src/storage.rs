@@ -92,6 +92,29 @@ impl Backing {
         Ok(backing)
     }
 
+    /// Hands the pages of a file map before byte `end` back to the kernel
+    /// (`MADV_DONTNEED`), while a large header is parsed from them (see
+    /// `Header::parse_file_releasing`); nothing for other memory. Only a
+    /// hint: a refusal changes nothing but memory use.
+    pub fn release_before(&self, end: usize) {
+        let Backing::Map(map) = self else {
+            return;
+        };
+        let end = safeweights::read::page_floor(end.min(map.len()));
+        if end == 0 {
+            return;
+        }
+        // SAFETY: DONTNEED discards a private map's changes, and there are
+        // none yet: this runs while the header is parsed, before any
+        // tensor (the only thing Python could write through) is handed
+        // out. The pages read afterwards are the file's, the same bytes.
+        #[cfg(target_os = "linux")]
+        let _ = unsafe {
+            map.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end)
+        };
+    }
+
     /// The memory as bytes.
     pub fn as_slice(&self) -> &[u8] {
         match self {

@@ -125,3 +125,60 @@ def test_keys_of_many_tensors_are_those_of_the_reference(tmp_path):
         assert ours.keys() == theirs.keys() == sorted(tensors)
         assert ours.offset_keys() == theirs.offset_keys()
         assert torch.equal(ours.get_tensor("layer.2999.w"), tensors["layer.2999.w"])
+
+
+@pytest.mark.parametrize("order", ["reversed", "shuffled", "one"])
+def test_cold_get_tensor_in_any_order_equals_warm(tmp_path, order):
+    # get_tensor asks for the bytes after each tensor too (a window read
+    # ahead): any order of calls, and a single call, load the same bytes.
+    generator = torch.Generator().manual_seed(1)
+    tensors = {f"t{i:02d}": torch.randn(CHUNK // 4 // 3 + i, generator=generator) for i in range(12)}
+    path = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(tensors, path)
+    names = sorted(tensors)
+    if order == "reversed":
+        names.reverse()
+    elif order == "shuffled":
+        names = [names[i] for i in torch.randperm(len(names), generator=generator).tolist()]
+    else:
+        names = [names[5]]
+    evict(path)
+    with safe_open(path, framework="pt") as f:
+        cold = {name: f.get_tensor(name) for name in names}
+    with safe_open(path, framework="pt") as f:
+        warm = {name: f.get_tensor(name) for name in names}
+    for name in names:
+        assert torch.equal(cold[name], tensors[name]), name
+        assert torch.equal(warm[name], tensors[name]), name
+
+
+def header_file(path, names):
+    """U8 tensors of one byte each, in the order of `names`, header
+    written directly (a million-tensor header is written the same way by
+    bench/cold_bench.py)."""
+    parts = [f'"{n}":{{"dtype":"U8","shape":[1],"data_offsets":[{i},{i + 1}]}}' for i, n in enumerate(names)]
+    header = ("{" + ",".join(parts) + "}").encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(len(header).to_bytes(8, "little"))
+        f.write(header)
+        f.write(bytes(i % 256 for i in range(len(names))))
+
+
+@pytest.mark.parametrize("layout", ["sorted", "reversed"])
+def test_keys_of_a_large_header_are_those_of_the_reference(tmp_path, layout):
+    # About 6 MB of header: parsed from the map while its pages are handed
+    # back; names sorted in the file come out without a sort.
+    names = sorted(f"layer.{i}.weight" for i in range(80_000))
+    if layout == "reversed":
+        names.reverse()
+    path = tmp_path / "many.safetensors"
+    header_file(path, names)
+    evict(path)
+    with safe_open(path, framework="np") as ours, safetensors.safe_open(path, framework="np") as theirs:
+        keys = ours.keys()
+        assert keys == theirs.keys() == sorted(names)
+        assert ours.offset_keys() == names
+        for i in (0, 4321, len(names) - 1):
+            np.testing.assert_array_equal(ours.get_tensor(names[i]), theirs.get_tensor(names[i]))
+            assert ours.get_tensor(names[i]).tolist() == [i % 256]

@@ -120,7 +120,22 @@ def test_one_device_parser_for_load_file_and_load_checkpoint(device, expected):
         assert _location.Placement(device).fixed_device == torch.device(expected)
 
 
-@pytest.mark.parametrize("device", ["nonsense", "meta", "cuda:x"], ids=str)
+def test_meta_is_refused_by_load_file_as_the_reference_does_and_taken_by_map_location_as_torch_load_does(tmp_path):
+    path = tmp_path / "m.safetensors"
+    safeweights.torch.save_file({"w": torch.ones(2)}, path)
+    with pytest.raises(safeweights.SafetensorError, match="device meta is invalid"):
+        safeweights.torch.load_file(path, device="meta")
+    got = safeweights.torch.load_checkpoint(path, map_location="meta")
+    assert got["w"].device == torch.device("meta") == torch.load(_torch_file(tmp_path), map_location="meta")["w"].device
+
+
+def _torch_file(tmp_path):
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    return path
+
+
+@pytest.mark.parametrize("device", ["nonsense", "cuda:x"], ids=str)
 def test_invalid_devices_are_refused_alike(tmp_path, device):
     path = tmp_path / "m.safetensors"
     safeweights.torch.save_file({"w": torch.ones(2)}, path)

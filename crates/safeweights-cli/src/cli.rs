@@ -151,6 +151,12 @@ and its shards, else pytorch_model.bin, else every .pt and .pth file, into
 the matching safetensors names beside them (or in OUT, a directory); --json
 then prints {\"input\", \"conversions\": [...]}.
 
+IN and OUT may be URLs. An s3:// or https:// input is downloaded into a
+temporary directory (an index brings its shards; an s3:// prefix is a model
+directory); an s3:// OUT is uploaded file by file, each object appearing
+only when complete. Safetensors to an s3:// GGUF streams both ways. An
+existing output file or object is replaced only with --force.
+
 A torch.distributed.checkpoint directory in torch's default format (a
 pickled .metadata and .distcp files, as dcp.save writes it) converts into
 one checkpoint (OUT defaults to the directory's name with .safetensors):
@@ -379,8 +385,10 @@ the object appears only when the upload completes, and a failed upload
 leaves nothing. Downloads go to a temporary file renamed into place once
 the whole file arrived and its header is valid. After an upload the
 destination's length and header are read back and compared with the
-source's. s3:// settings come from the AWS_* environment variables and
-~/.aws files (AWS_ENDPOINT_URL for S3-compatible servers).")]
+source's. An existing destination, file or object, is replaced only with
+--force (exit 2 without it, nothing written). s3:// settings come from the
+AWS_* environment variables and ~/.aws files (AWS_ENDPOINT_URL for
+S3-compatible servers).")]
     Cp(CpArgs),
 }
 
@@ -391,6 +399,9 @@ pub struct CpArgs {
     pub source: String,
     /// Destination: a path or an s3:// URL.
     pub destination: String,
+    /// Replace an existing destination file or object.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `inspect`.
@@ -596,7 +607,7 @@ pub struct ConvertArgs {
     /// Cast floating tensors to bf16, f16 or f32, rounding as torch does.
     #[arg(long, value_name = "DTYPE")]
     pub dtype: Option<String>,
-    /// Replace existing output files.
+    /// Replace existing output files or objects.
     #[arg(long)]
     pub force: bool,
     /// Skip reading the output back and comparing it with the input.

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use sha2::{Digest, Sha256};
 
 use crate::exit::{CliError, CliResult};
-use crate::parallel::{run_indexed, thread_count};
+use crate::parallel::{run_indexed, thread_count, ReadAhead};
 use crate::source::{Checkpoint, Entry};
 
 /// The `__metadata__` key holding the digests.
@@ -55,11 +55,13 @@ pub fn compute_entries(
         Algorithm::Xxh3_128 => "xxh3-128",
     };
     let bar = checkpoint.progress(total, label);
+    let ahead = ReadAhead::new(checkpoint, entries);
     let hexes = run_indexed(entries.len(), thread_count(None), |i| {
         let entry = entries[i];
         let mut sha = Sha256::new();
         let mut xxh = safeweights::checksum::Checksum::new();
-        checkpoint.for_each_piece(entry, |piece| {
+        let before = |offset| ahead.reached(i, offset);
+        checkpoint.for_each_piece_with(entry, before, |piece| {
             match algorithm {
                 Algorithm::Sha256 => sha.update(piece),
                 Algorithm::Xxh3_128 => xxh.update(piece),

@@ -163,22 +163,9 @@ fn inspect_json(
 }
 
 /// The whole value, arrays as (nested) lists.
+/// The value as JSON, NaN and infinities as strings.
 fn to_json(value: &Value<'_>) -> Json {
-    match *value {
-        Value::U8(v) => json!(v),
-        Value::I8(v) => json!(v),
-        Value::U16(v) => json!(v),
-        Value::I16(v) => json!(v),
-        Value::U32(v) => json!(v),
-        Value::I32(v) => json!(v),
-        Value::U64(v) => json!(v),
-        Value::I64(v) => json!(v),
-        Value::F32(v) => json_float(f64::from(v)),
-        Value::F64(v) => json_float(v),
-        Value::Bool(v) => json!(v),
-        Value::String(v) => json!(v),
-        Value::Array(ref array) => Json::Array(array.iter().map(|v| to_json(&v)).collect()),
-    }
+    value.to_json(&json_float)
 }
 
 /// One line for text output: long strings cut, long arrays summarised as

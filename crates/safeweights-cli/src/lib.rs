@@ -15,6 +15,7 @@ use clap::{CommandFactory, FromArgMatches};
 mod cli;
 mod commands;
 mod dcp;
+mod destination;
 mod digest;
 mod exit;
 mod gguf;

@@ -2,9 +2,10 @@
 
 use safeweights::analysis::granule_bytes;
 
-use crate::exit::CliResult;
+use std::sync::Mutex;
 
-use crate::source::Entry;
+use crate::exit::CliResult;
+use crate::source::{Checkpoint, Entry};
 
 /// Bytes per piece of work: large enough to amortise scheduling, small
 /// enough to balance threads and bound memory for remote reads.
@@ -44,6 +45,81 @@ pub fn split(entries: &[Entry<'_>]) -> Vec<Piece> {
         }
     }
     pieces
+}
+
+/// How far ahead of the reading position [`ReadAhead`] asks for data:
+/// about a tenth of a second of this machine's disk, many times the
+/// kernel's own read-ahead window.
+pub const AHEAD_BYTES: u64 = 128 << 20;
+
+/// Keeps the disk busy while threads compute over a checkpoint's tensors.
+///
+/// With a cold page cache, a worker that reads a piece and then hashes or
+/// summarises it leaves the disk idle while it computes, and the kernel's
+/// read-ahead only covers the next few MiB of that one stream. Workers
+/// report where they are about to read (`reached`), and the bytes up to
+/// [`AHEAD_BYTES`] beyond, in the order the work is claimed, are asked
+/// for without waiting (`posix_fadvise(WILLNEED)`), each byte once. A
+/// warm file pays one cheap system call per piece.
+pub struct ReadAhead<'a> {
+    checkpoint: &'a Checkpoint,
+    entries: &'a [Entry<'a>],
+    /// Where each entry starts in the order of the work, in bytes.
+    starts: Vec<u64>,
+    /// The first byte not asked for yet: (entry, offset into it).
+    next: Mutex<(usize, u64)>,
+}
+
+impl<'a> ReadAhead<'a> {
+    /// Read-ahead over `entries`, read in this order.
+    pub fn new(checkpoint: &'a Checkpoint, entries: &'a [Entry<'a>]) -> Self {
+        let mut position = 0;
+        let starts = entries
+            .iter()
+            .map(|e| {
+                let start = position;
+                position += e.info.end - e.info.begin;
+                start
+            })
+            .collect();
+        ReadAhead {
+            checkpoint,
+            entries,
+            starts,
+            next: Mutex::new((0, 0)),
+        }
+    }
+
+    /// A worker is about to read entry `index` from `offset` bytes in.
+    pub fn reached(&self, index: usize, offset: u64) {
+        if self.checkpoint.is_remote() {
+            return;
+        }
+        let Some(&start) = self.starts.get(index) else {
+            return;
+        };
+        let target = start + offset + AHEAD_BYTES;
+        // A worker that finds another one hinting goes back to its own
+        // work: a hint can wait for room in the disk's queue, and the
+        // other worker is asking for these bytes already.
+        let Ok(mut next) = self.next.try_lock() else {
+            return;
+        };
+        while let Some(&entry) = self.entries.get(next.0) {
+            let at = self.starts[next.0] + next.1;
+            if at >= target {
+                break;
+            }
+            let len = entry.info.end - entry.info.begin;
+            // At most a piece per call, so the first hints come soon.
+            let step = (target - at).min(len - next.1).min(PIECE_BYTES);
+            self.checkpoint.advise_will_need(entry, next.1, step);
+            next.1 += step;
+            if next.1 >= len {
+                *next = (next.0 + 1, 0);
+            }
+        }
+    }
 }
 
 pub use safeweights::pool::thread_count;

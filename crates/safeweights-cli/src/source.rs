@@ -165,6 +165,11 @@ impl Checkpoint {
         Ok(Entry { info, shard })
     }
 
+    /// The checkpoint as the core opened it.
+    pub fn sharded(&self) -> &ShardedCheckpoint {
+        &self.inner
+    }
+
     /// The shard files (local or remote).
     pub fn shards(&self) -> &[SafetensorsFile] {
         self.inner.shards()
@@ -225,16 +230,51 @@ impl Checkpoint {
     pub fn for_each_piece(
         &self,
         entry: Entry<'_>,
+        f: impl FnMut(&[u8]) -> CliResult<()>,
+    ) -> CliResult<()> {
+        self.for_each_piece_with(entry, |_| {}, f)
+    }
+
+    /// [`Checkpoint::for_each_piece`] that calls `before(offset)` before
+    /// reading the piece at `offset` (to hint the reads that follow, see
+    /// [`ReadAhead`](crate::parallel::ReadAhead)). One buffer serves every
+    /// piece of the tensor.
+    pub fn for_each_piece_with(
+        &self,
+        entry: Entry<'_>,
+        mut before: impl FnMut(u64),
         mut f: impl FnMut(&[u8]) -> CliResult<()>,
     ) -> CliResult<()> {
         let len = entry.info.end - entry.info.begin;
+        if self.is_remote() {
+            // Ranged requests: each piece comes back in its own buffer.
+            let mut offset = 0;
+            while offset < len {
+                let step = PIECE_BYTES.min(len - offset);
+                before(offset);
+                f(&self.read(entry, offset, step)?)?;
+                offset += step;
+            }
+            return Ok(());
+        }
+        let file = &self.inner.shards()[entry.shard];
+        let mut buffer = try_zeroed(PIECE_BYTES.min(len) as usize)
+            .map_err(|e| safeweights::Error::Io(e).in_file(file.path()))?;
         let mut offset = 0;
         while offset < len {
-            let step = PIECE_BYTES.min(len - offset);
-            f(&self.read(entry, offset, step)?)?;
-            offset += step;
+            let step = PIECE_BYTES.min(len - offset) as usize;
+            before(offset);
+            file.read_range(entry.info, offset, &mut buffer[..step])?;
+            f(&buffer[..step])?;
+            offset += step as u64;
         }
         Ok(())
+    }
+
+    /// Asks the kernel to start reading `len` bytes of a tensor, `offset`
+    /// bytes into it, without waiting for them; nothing for remote files.
+    pub fn advise_will_need(&self, entry: Entry<'_>, offset: u64, len: u64) {
+        self.inner.shards()[entry.shard].advise_will_need(entry.info, offset, len);
     }
 
     /// A byte-counting progress bar for reading this checkpoint; of a

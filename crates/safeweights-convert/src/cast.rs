@@ -10,6 +10,7 @@
 //! half and float NaN keep their sign and top payload bits, quieted, as
 //! the F16C and SSE instructions torch uses do.
 
+use safeweights_gguf::quant::half::{f32_to_f16_with, HalfNan};
 use safeweights_pickle::Dtype;
 use safeweights_pickle::{Error, Result};
 
@@ -145,54 +146,10 @@ fn f32_to_bf16_bits(bits: u32) -> u16 {
     ((bits + bias) >> 16) as u16
 }
 
+/// The workspace's one f32 to half rounding, owned by the GGUF crate
+/// (whose numpy-exact conversions need it too), with torch's NaN rule.
 fn f32_to_f16_bits(bits: u32) -> u16 {
-    let sign = ((bits >> 16) & 0x8000) as u16;
-    let exponent = ((bits >> 23) & 0xff) as i32;
-    let mantissa = bits & 0x7f_ffff;
-    if exponent == 0xff {
-        let nan = if mantissa == 0 {
-            0
-        } else {
-            0x200 | (mantissa >> 13) as u16
-        };
-        return sign | 0x7c00 | nan;
-    }
-    // Half's exponent; at 1 or below the result is subnormal (or zero).
-    let half_exponent = exponent - 127 + 15;
-    if half_exponent >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if half_exponent >= 1 {
-        let truncated = ((half_exponent as u32) << 10) | (mantissa >> 13);
-        // A carry out of the mantissa correctly bumps the exponent, up to
-        // infinity.
-        return sign
-            | round_shift(
-                u64::from(truncated) << 13 | u64::from(mantissa & 0x1fff),
-                13,
-            ) as u16;
-    }
-    let significand = u64::from(mantissa | if exponent == 0 { 0 } else { 0x80_0000 });
-    let shift = (14 - half_exponent) as u32 - u32::from(exponent == 0);
-    sign | round_shift(significand, shift) as u16
-}
-
-/// `value >> shift`, rounded to nearest, ties to even.
-fn round_shift(value: u64, shift: u32) -> u64 {
-    if shift >= 64 {
-        return 0;
-    }
-    if shift == 0 {
-        return value;
-    }
-    let quotient = value >> shift;
-    let remainder = value & ((1 << shift) - 1);
-    let half = 1 << (shift - 1);
-    if remainder > half || (remainder == half && quotient & 1 == 1) {
-        quotient + 1
-    } else {
-        quotient
-    }
+    f32_to_f16_with(f32::from_bits(bits), HalfNan::Quiet)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use safeweights::Metadata;
 use serde_json::{Map, Value as Json};
 
 pub use dcp::is_torch_dcp_directory;
-pub use directory::directory_inputs;
+pub use directory::{directory_inputs, inputs_among, BIN as HF_BIN, BIN_INDEX as HF_BIN_INDEX};
 pub use input::InputFormat;
 pub use safeweights_pickle::torch::STRUCTURE_KEY;
 

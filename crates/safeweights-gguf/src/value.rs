@@ -103,6 +103,32 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// The value as JSON: integers, booleans and strings as themselves,
+    /// arrays (nested too) as arrays, and floats, widened to `f64`, as
+    /// `float` makes them. The float rule is the caller's because JSON has
+    /// no NaN or infinity: a report may print them as strings, a
+    /// `config.json` as `null`, a test wrap them to compare them exactly.
+    pub fn to_json(&self, float: &dyn Fn(f64) -> serde_json::Value) -> serde_json::Value {
+        use serde_json::Value as Json;
+        match *self {
+            Value::U8(v) => v.into(),
+            Value::I8(v) => v.into(),
+            Value::U16(v) => v.into(),
+            Value::I16(v) => v.into(),
+            Value::U32(v) => v.into(),
+            Value::I32(v) => v.into(),
+            Value::U64(v) => v.into(),
+            Value::I64(v) => v.into(),
+            Value::F32(v) => float(f64::from(v)),
+            Value::F64(v) => float(v),
+            Value::Bool(v) => v.into(),
+            Value::String(v) => v.into(),
+            Value::Array(ref array) => {
+                Json::Array(array.iter().map(|item| item.to_json(float)).collect())
+            }
+        }
+    }
+
     /// Decodes a scalar of type `ty` from exactly `ty.min_bytes()` bytes.
     pub(crate) fn scalar(ty: ValueType, raw: &[u8]) -> Value<'a> {
         let mut wide = [0u8; 8];

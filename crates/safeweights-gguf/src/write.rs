@@ -141,12 +141,14 @@ struct Planned {
 
 /// Writes one GGUF file to `W`: [`GgufWriter::new`] writes everything up
 /// to the data section, [`GgufWriter::write_tensor`] each tensor's bytes in
-/// declaration order, [`GgufWriter::finish`] the final padding.
+/// declaration order (or [`GgufWriter::write_part`] in parts), [`GgufWriter::finish`] the final padding.
 #[derive(Debug)]
 pub struct GgufWriter<W: Write> {
     out: W,
     tensors: Vec<Planned>,
     next: usize,
+    /// Bytes of tensor `next` written so far, by [`GgufWriter::write_part`].
+    partial: u64,
     position: u64,
     alignment: u64,
 }
@@ -187,6 +189,7 @@ impl<W: Write> GgufWriter<W> {
             out,
             tensors: planned,
             next: 0,
+            partial: 0,
             position: 0,
             alignment,
         })
@@ -195,30 +198,55 @@ impl<W: Write> GgufWriter<W> {
     /// Writes the bytes of the next declared tensor, which must be named
     /// `name` and hold exactly its size.
     pub fn write_tensor(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let Some(Planned {
-            name: want,
-            offset,
-            len,
-        }) = self.tensors.get(self.next)
-        else {
-            return Err(Error::TensorNotFound {
-                name: name.to_owned(),
-            });
-        };
-        if want != name || *len != bytes.len() as u64 {
-            return Err(Error::WriteOrder {
-                expected: want.clone(),
-                got: name.to_owned(),
-                expected_bytes: *len,
-                got_bytes: bytes.len() as u64,
-            });
+        let len = self.expect(name, bytes.len() as u64)?;
+        if self.partial != 0 || len != bytes.len() as u64 {
+            return Err(self.order_error(name, bytes.len() as u64));
         }
-        let offset = *offset;
-        self.pad_to(offset)?;
+        self.write_part(name, bytes)
+    }
+
+    /// Appends the next `bytes` of the next declared tensor, which must be
+    /// named `name`: a tensor may be written in parts of any size, so that
+    /// memory stays bounded by a part. The tensor is complete when its
+    /// size has been written, and the next one may begin.
+    pub fn write_part(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let len = self.expect(name, bytes.len() as u64)?;
+        if self.partial + bytes.len() as u64 > len {
+            return Err(self.order_error(name, self.partial + bytes.len() as u64));
+        }
+        if self.partial == 0 {
+            let offset = self.tensors[self.next].offset;
+            self.pad_to(offset)?;
+        }
         self.out.write_all(bytes).map_err(io_error)?;
         self.position += bytes.len() as u64;
-        self.next += 1;
+        self.partial += bytes.len() as u64;
+        if self.partial == len {
+            self.next += 1;
+            self.partial = 0;
+        }
         Ok(())
+    }
+
+    /// The size of the next declared tensor, which must be named `name`.
+    fn expect(&self, name: &str, got_bytes: u64) -> Result<u64> {
+        match self.tensors.get(self.next) {
+            Some(planned) if planned.name == name => Ok(planned.len),
+            Some(_) => Err(self.order_error(name, got_bytes)),
+            None => Err(Error::TensorNotFound {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    fn order_error(&self, name: &str, got_bytes: u64) -> Error {
+        let planned = &self.tensors[self.next];
+        Error::WriteOrder {
+            expected: planned.name.clone(),
+            got: name.to_owned(),
+            expected_bytes: planned.len,
+            got_bytes,
+        }
     }
 
     /// Writes the padding after the last tensor (to `end` bytes of data
@@ -333,4 +361,59 @@ pub(crate) fn byte_len(t: &TensorDecl) -> Result<u64> {
         .try_fold(row_bytes, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= i64::MAX as u64)
         .ok_or_else(overflow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        let tensor = |name: &str, dims: Vec<u64>| TensorDecl {
+            name: name.into(),
+            dims,
+            ggml_type: GgmlType::F32,
+            offset: None,
+        };
+        Layout {
+            version: 3,
+            metadata: vec![("general.name".into(), OwnedValue::String("t".into()))],
+            tensors: vec![tensor("a", vec![3]), tensor("b", vec![5, 2])],
+        }
+    }
+
+    fn whole() -> Vec<u8> {
+        let mut writer = GgufWriter::new(Vec::new(), &layout()).unwrap();
+        writer.write_tensor("a", &[1; 12]).unwrap();
+        writer.write_tensor("b", &[2; 40]).unwrap();
+        writer.finish(None).unwrap()
+    }
+
+    #[test]
+    fn a_tensor_written_in_parts_gives_the_same_file() {
+        let mut writer = GgufWriter::new(Vec::new(), &layout()).unwrap();
+        writer.write_part("a", &[1; 5]).unwrap();
+        writer.write_part("a", &[1; 7]).unwrap();
+        for _ in 0..4 {
+            writer.write_part("b", &[2; 10]).unwrap();
+        }
+        assert_eq!(writer.finish(None).unwrap(), whole());
+    }
+
+    #[test]
+    fn parts_past_the_size_or_out_of_order_are_refused() {
+        let mut writer = GgufWriter::new(Vec::new(), &layout()).unwrap();
+        writer.write_part("a", &[1; 8]).unwrap();
+        let e = writer.write_part("a", &[1; 8]).unwrap_err();
+        assert!(
+            matches!(e, Error::WriteOrder { got_bytes: 16, .. }),
+            "{e:?}"
+        );
+        let e = writer.write_part("b", &[2; 4]).unwrap_err();
+        assert!(matches!(e, Error::WriteOrder { .. }), "{e:?}");
+        // A whole-tensor write cannot finish a tensor begun in parts.
+        let e = writer.write_tensor("a", &[1; 4]).unwrap_err();
+        assert!(matches!(e, Error::WriteOrder { .. }), "{e:?}");
+        let e = writer.finish(None).unwrap_err();
+        assert!(matches!(e, Error::WriteOrder { .. }), "{e:?}");
+    }
 }

@@ -21,21 +21,7 @@ fn flatten(value: &Value<'_>, out: &mut Vec<Json>) {
 }
 
 fn scalar(value: &Value<'_>) -> Json {
-    match *value {
-        Value::U8(v) => json!(v),
-        Value::I8(v) => json!(v),
-        Value::U16(v) => json!(v),
-        Value::I16(v) => json!(v),
-        Value::U32(v) => json!(v),
-        Value::I32(v) => json!(v),
-        Value::U64(v) => json!(v),
-        Value::I64(v) => json!(v),
-        Value::F32(v) => json!({ "float": f64::from(v) }),
-        Value::F64(v) => json!({ "float": v }),
-        Value::Bool(v) => json!(v),
-        Value::String(v) => json!(v),
-        Value::Array(_) => unreachable!("arrays are flattened"),
-    }
+    value.to_json(&|f| json!({ "float": f }))
 }
 
 /// GGUFReader's type chain: the value's type, then (for arrays) the

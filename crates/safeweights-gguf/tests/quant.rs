@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use safeweights_gguf::quant::{can_dequantize, dequantize, quantize};
+use safeweights_gguf::quant::half::f32_to_f16;
+use safeweights_gguf::quant::{can_dequantize, dequantize, dequantize_f16, quantize};
 use safeweights_gguf::{GgmlType, GgufFile};
 
 fn oracle(dir: &Path) -> bool {
@@ -65,6 +66,43 @@ fn every_type_dequantizes_bit_for_bit_as_gguf_quants() {
     let dequantizable = GgmlType::all().filter(|t| can_dequantize(*t) && *t != GgmlType::F32);
     assert_eq!(seen.len(), dequantizable.count(), "{seen:?}");
     assert!(nans > 100, "only {nans} NaNs were compared");
+}
+
+fn first_difference(ours: &[u8], theirs: &[u8]) -> Option<usize> {
+    (0..ours.len()).find(|&i| ours[i] != theirs[i])
+}
+
+#[test]
+fn every_type_dequantizes_to_half_as_numpy_rounds_gguf_quants() {
+    let dir = tempfile::tempdir().unwrap();
+    if !oracle(dir.path()) {
+        return;
+    }
+    let file = GgufFile::open(dir.path().join("types.gguf")).unwrap();
+    let gguf = file.parse().unwrap();
+    for info in gguf.tensors() {
+        let mut ours = vec![0u8; 2 * info.numel() as usize];
+        dequantize_f16(info.ggml_type, gguf.bytes_of(info), &mut ours).unwrap();
+        let theirs = std::fs::read(dir.path().join(format!("{}.f16", info.name))).unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{}", info.name);
+        if let Some(i) = first_difference(&ours, &theirs) {
+            panic!(
+                "{} ({}): byte {i} differs from numpy",
+                info.name, info.ggml_type
+            );
+        }
+    }
+    let sweep = std::fs::read(dir.path().join("sweep.f32")).unwrap();
+    let ours: Vec<u8> = f32_bits(&sweep)
+        .into_iter()
+        .flat_map(|bits| f32_to_f16(f32::from_bits(bits)).to_le_bytes())
+        .collect();
+    let theirs = std::fs::read(dir.path().join("sweep.f16")).unwrap();
+    assert_eq!(ours.len(), theirs.len());
+    if let Some(i) = first_difference(&ours, &theirs) {
+        let value = f32_bits(&sweep)[i / 2];
+        panic!("f32 {value:#010x} rounds differently from numpy");
+    }
 }
 
 #[test]

@@ -5,7 +5,10 @@ Writes, into the directory argv[1]:
   dequantize; the data comes from gguf.quants.quantize where it can
   quantize, random blocks otherwise (so scales include NaN and infinity),
   plus an F16 tensor of all 65536 bit patterns;
-- <name>.f32: gguf.quants.dequantize of each tensor, raw little-endian f32;
+- <name>.f32: gguf.quants.dequantize of each tensor, raw little-endian f32,
+  and <name>.f16: the same rounded by numpy's astype(np.float16), what a
+  conversion to F16 safetensors must give;
+- sweep.f32 and sweep.f16: every 4099th f32 bit pattern and numpy's halves;
 - quantize_input.f32 and quantize_<TYPE>.bin: values with ties, zeros,
   constant and wide blocks, and gguf.quants.quantize of them per type.
 """
@@ -42,6 +45,7 @@ for name, qtype, data in names:
     writer.add_tensor(name, data, raw_dtype=qtype)
     expected = quants.dequantize(data, qtype).astype(np.float32, copy=False)
     expected.tofile(os.path.join(out, name + ".f32"))
+    expected.astype(np.float16).tofile(os.path.join(out, name + ".f16"))
 writer.write_header_to_file()
 writer.write_kv_data_to_file()
 writer.write_tensors_to_file()
@@ -66,3 +70,8 @@ values = np.concatenate([values, (rng.standard_normal(32 * 64) * 2).astype(np.fl
 values.astype(np.float32).tofile(os.path.join(out, "quantize_input.f32"))
 for qtype in QUANTIZABLE + [Q.F16]:
     quants.quantize(values.reshape(-1, 32), qtype).tofile(os.path.join(out, f"quantize_{qtype.name}.bin"))
+
+# f32 to half over the whole f32 range, as numpy rounds it.
+sweep = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+sweep.tofile(os.path.join(out, "sweep.f32"))
+sweep.astype(np.float16).tofile(os.path.join(out, "sweep.f16"))

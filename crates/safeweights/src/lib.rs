@@ -41,4 +41,6 @@ pub mod write;
 
 pub use error::{DcpProblem, Error, RemoteErrorKind, Result};
 pub use format::sniff::{sniff, FileKind};
-pub use format::{Dtype, Header, HeaderLimits, Metadata, TensorEntry, TensorInfo, Tensors};
+pub use format::{
+    Dtype, Header, HeaderLimits, Metadata, SortedNames, TensorEntry, TensorInfo, Tensors,
+};

@@ -78,39 +78,47 @@ fn read_prefix(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 fn resolve_directory(directory: &Path) -> Result<Target> {
-    let (indexes, singles) = list_checkpoint_files(directory)?;
+    let entries = std::fs::read_dir(directory).map_err(|e| Error::Io(e).in_file(directory))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::Io(e).in_file(directory))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    let (name, is_index) = checkpoint_in_directory(&names).map_err(|e| e.in_file(directory))?;
+    let path = directory.join(name);
+    Ok(if is_index {
+        Target::Index(path)
+    } else {
+        Target::File(path)
+    })
+}
+
+/// Which of a directory's file `names` is its checkpoint, and whether it
+/// is an index: the one `*.safetensors.index.json`, or with no index the
+/// one `*.safetensors` file. Anything else is
+/// [`Error::CheckpointDirectory`]. The rule for local directories and
+/// for prefixes in a bucket alike.
+pub fn checkpoint_in_directory(names: &[String]) -> Result<(&str, bool)> {
+    let mut indexes: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.ends_with(".safetensors.index.json"))
+        .collect();
+    let mut singles: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    indexes.sort_unstable();
+    singles.sort_unstable();
     match (indexes.as_slice(), singles.as_slice()) {
-        ([index], _) => Ok(Target::Index(index.clone())),
-        ([], [single]) => Ok(Target::File(single.clone())),
+        ([index], _) => Ok((*index, true)),
+        ([], [single]) => Ok((*single, false)),
         _ => Err(Error::CheckpointDirectory {
             index_files: indexes.len(),
             safetensors_files: singles.len(),
-        }
-        .in_file(directory)),
+        }),
     }
-}
-
-/// The `*.safetensors.index.json` and `*.safetensors` files of a
-/// directory, each list sorted.
-fn list_checkpoint_files(directory: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
-    let entries = std::fs::read_dir(directory).map_err(|e| Error::Io(e).in_file(directory))?;
-    let mut indexes = Vec::new();
-    let mut singles = Vec::new();
-    for entry in entries {
-        let path = entry.map_err(|e| Error::Io(e).in_file(directory))?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if name.ends_with(".safetensors.index.json") {
-            indexes.push(path);
-        } else if name.ends_with(".safetensors") {
-            singles.push(path);
-        }
-    }
-    indexes.sort();
-    singles.sort();
-    Ok((indexes, singles))
 }
 
 #[cfg(test)]

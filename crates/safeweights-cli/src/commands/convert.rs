@@ -223,7 +223,7 @@ fn print_report(out: &mut Out, input: &str, report: &ConvertReport) -> std::io::
     Ok(())
 }
 
-fn report_json(input: &str, report: &ConvertReport) -> serde_json::Value {
+pub(super) fn report_json(input: &str, report: &ConvertReport) -> serde_json::Value {
     json!({
         "input": input,
         "format": format_name(report.input_format),

@@ -4,9 +4,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use safeweights::resolve::is_url;
 use safeweights::Dtype;
 use safeweights_convert::gguf::{
-    gguf_to_safetensors, safetensors_to_gguf, Arch, GgufToSafetensors, SafetensorsToGguf,
+    gguf_to_safetensors, safetensors_to_gguf, Arch, GgufReport, GgufToSafetensors,
+    SafetensorsToGguf,
 };
 use safeweights_gguf::GgmlType;
 use serde_json::json;
@@ -36,11 +38,6 @@ pub fn run(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
         ));
     }
     if crate::gguf::is_gguf(&args.input) {
-        if args.outtype.is_some() || args.arch.is_some() {
-            return Err(CliError::usage(
-                "--outtype and --arch choose how a GGUF file is written; this input already is GGUF",
-            ));
-        }
         return to_safetensors(ctx, args, out);
     }
     if args.dtype.is_some() || args.keep_quantized || args.hf {
@@ -56,6 +53,25 @@ fn to_safetensors(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult 
         .output
         .clone()
         .unwrap_or_else(|| args.input.with_extension("safetensors"));
+    let report = gguf_to_files(ctx, args, &args.input, &output)?;
+    let shown = args.input.display().to_string();
+    print_gguf_report(ctx, out, &shown, &report)?;
+    Ok(Status::Success)
+}
+
+/// Converts the GGUF file `input` to safetensors at `output` (local
+/// paths), with the options of `args`.
+pub(super) fn gguf_to_files(
+    ctx: Context,
+    args: &ConvertArgs,
+    input: &Path,
+    output: &Path,
+) -> CliResult<GgufReport> {
+    if args.outtype.is_some() || args.arch.is_some() {
+        return Err(CliError::usage(
+            "--outtype and --arch choose how a GGUF file is written; this input already is GGUF",
+        ));
+    }
     let dtype = match args
         .dtype
         .as_deref()
@@ -80,7 +96,17 @@ fn to_safetensors(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult 
         ..GgufToSafetensors::default()
     };
     options.write.sync = ctx.sync;
-    let report = gguf_to_safetensors(&args.input, &output, &options).map_err(CliError::from)?;
+    gguf_to_safetensors(input, output, &options).map_err(CliError::from)
+}
+
+/// Prints what a GGUF to safetensors conversion wrote (`report.files`: the
+/// paths or URLs written).
+pub(super) fn print_gguf_report(
+    ctx: Context,
+    out: &mut Out,
+    input: &str,
+    report: &GgufReport,
+) -> CliResult<()> {
     let files: Vec<String> = report
         .files
         .iter()
@@ -88,7 +114,7 @@ fn to_safetensors(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult 
         .collect();
     if ctx.json {
         let doc = json!({
-            "input": args.input.display().to_string(),
+            "input": input,
             "input_format": "gguf",
             "tensors": report.tensors,
             "converted": report.converted,
@@ -102,14 +128,14 @@ fn to_safetensors(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult 
             out,
             "{} {} (GGUF) -> {}: {} tensors ({} dequantized or cast), {}",
             paint.paint(GREEN, "converted"),
-            args.input.display(),
+            input,
             files.join(", "),
             report.tensors,
             report.converted,
             human_bytes(report.bytes)
         )?;
     }
-    Ok(Status::Success)
+    Ok(())
 }
 
 fn parse_outtype(text: &str) -> CliResult<GgmlType> {
@@ -148,7 +174,14 @@ fn to_gguf(ctx: Context, args: &ConvertArgs, out: &mut Out) -> CliResult {
         force: args.force,
         sync: ctx.sync,
     };
-    let report = safetensors_to_gguf(&args.input, &output, &options).map_err(CliError::from)?;
+    let remote = [&args.input, &output]
+        .iter()
+        .any(|p| p.to_str().is_some_and(is_url));
+    let report = if remote {
+        super::convert_gguf_stream::run(ctx, &args.input, &output, &options)?
+    } else {
+        safetensors_to_gguf(&args.input, &output, &options).map_err(CliError::from)?
+    };
     if ctx.json {
         let doc = json!({
             "input": args.input.display().to_string(),

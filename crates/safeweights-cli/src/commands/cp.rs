@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::cli::CpArgs;
 use crate::commands::{Context, Out};
+use crate::destination::check_destination;
 use crate::exit::{CliError, CliResult, Status};
 use crate::output::{fetch_progress, human_bytes, progress, write_json};
 use crate::source::{remote_options, Checkpoint};
@@ -22,7 +23,13 @@ pub fn run(ctx: Context, args: &CpArgs, out: &mut Out) -> CliResult {
             "neither side is a URL: use cp(1) to copy local files",
         ));
     }
+    if to.ends_with('/') {
+        return Err(CliError::usage(format!(
+            "{to}: name the destination file, not a directory"
+        )));
+    }
     let source = Checkpoint::open(from, &ctx)?;
+    check_destination(to, args.force, &ctx)?;
     if source.shard_count() != 1 || (!is_url(from) && Path::new(from).is_dir()) {
         return Err(CliError::usage(format!(
             "{from}: cp copies one .safetensors file; copy each shard and the index"

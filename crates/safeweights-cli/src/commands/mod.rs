@@ -1,6 +1,7 @@
 //! One module per command; [`run`] dispatches.
 
 use std::io::{self, BufWriter, StdoutLock, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use safeweights::format::{HeaderLimits, DEFAULT_MAX_HEADER_SIZE};
@@ -13,6 +14,7 @@ mod checksum;
 mod clean;
 mod convert;
 mod convert_gguf;
+mod convert_gguf_stream;
 mod convert_remote;
 mod copy;
 mod cp;
@@ -65,6 +67,13 @@ pub fn run(cli: &Cli) -> CliResult {
         sync: !cli.no_fsync,
         limits: HeaderLimits { max_header_size },
     };
+    if let Some(path) = local_only_output(&cli.command).and_then(Path::to_str) {
+        if safeweights::resolve::is_url(path) {
+            return Err(CliError::usage(format!(
+                "{path}: this command writes local files; write here, then `safeweights cp` the files to object storage"
+            )));
+        }
+    }
     let mut out = BufWriter::new(io::stdout().lock());
     let status = match &cli.command {
         Command::Inspect(args) => inspect::run(ctx, args, &mut out),
@@ -107,4 +116,16 @@ pub fn run(cli: &Cli) -> CliResult {
     let status = status?;
     flushed?;
     Ok(status)
+}
+
+/// The output of a command that writes local files only (a URL there
+/// would otherwise become a local path named `s3:/...`).
+fn local_only_output(command: &Command) -> Option<&Path> {
+    match command {
+        Command::Filter(args) => Some(&args.output),
+        Command::Shard(args) => Some(&args.outdir),
+        Command::Merge(args) => Some(&args.output),
+        Command::Consolidate(args) => Some(&args.out_dir),
+        _ => None,
+    }
 }

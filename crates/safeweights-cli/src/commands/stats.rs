@@ -11,7 +11,7 @@ use crate::exit::{CliError, CliResult, Status};
 use crate::output::{
     float, json_float, print_error, shape_string, write_json, Painter, Table, RED,
 };
-use crate::parallel::{run_indexed, split, thread_count};
+use crate::parallel::{run_indexed, split, thread_count, ReadAhead};
 use crate::pattern::Selection;
 use crate::source::{Checkpoint, Entry};
 
@@ -74,9 +74,11 @@ fn summarize(
     let pieces = split(entries);
     let total: u64 = pieces.iter().map(|p| p.len).sum();
     let bar = checkpoint.progress(total, "stats");
+    let ahead = ReadAhead::new(checkpoint, entries);
     let partial = run_indexed(pieces.len(), threads, |i| {
         let piece = pieces[i];
         let entry = entries[piece.tensor];
+        ahead.reached(piece.tensor, piece.offset);
         let bytes = checkpoint.read(entry, piece.offset, piece.len)?;
         let mut scratch = Vec::new();
         let summary = Summary::of_bytes(entry.info.dtype, &bytes, &mut scratch);

@@ -2,18 +2,19 @@
 //! time (memory stays bounded by one tensor), into a temporary file that
 //! replaces the output only when complete.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use safeweights::read::OpenOptions;
 use safeweights::shards::ShardedCheckpoint;
 use safeweights::write::AtomicFile;
 use safeweights::{Dtype, TensorEntry as StInfo};
-use safeweights_gguf::quant::quantize;
+use safeweights_gguf::quant::quantize_into;
 use safeweights_gguf::{GgmlType, GgufWriter, Layout, OwnedValue, TensorDecl};
 use serde_json::Value as Json;
 
 use super::error::GgufError;
+use super::pipeline::{convert_chunked, Unit};
 use super::{llama, meta, mxfp4, LAYOUT_KEY};
 
 /// Which tensor names and metadata to write.
@@ -75,6 +76,45 @@ pub fn safetensors_to_gguf(
             path: output.to_owned(),
         });
     }
+    let file = AtomicFile::create(output)?;
+    let sink = BufWriter::with_capacity(8 << 20, file.file());
+    let source = GgufSource {
+        checkpoint: &ckpt,
+        input,
+        config: None,
+    };
+    let (report, _) = write_gguf(&source, output, sink, options)?;
+    file.commit(options.sync)?;
+    Ok(report)
+}
+
+/// What [`write_gguf`] converts: an opened safetensors checkpoint (local
+/// or remote), the path or URL it was opened from (for messages, and to
+/// find `config.json` beside it), and the Llama `config.json` when the
+/// caller already has it (a remote input's, fetched).
+#[derive(Debug, Clone, Copy)]
+pub struct GgufSource<'a> {
+    /// The checkpoint.
+    pub checkpoint: &'a ShardedCheckpoint,
+    /// Where it was opened from.
+    pub input: &'a Path,
+    /// `config.json`'s content, for [`Arch::Llama`]; read beside `input`
+    /// when `None`.
+    pub config: Option<&'a Json>,
+}
+
+/// Streams the GGUF file for `source` into `sink` (a file, or a multipart
+/// upload), one tensor at a time; `output` names it in messages. Returns
+/// the report and the sink, flushed by the GGUF writer; the caller makes
+/// the output appear (renames the file, completes the upload).
+/// [`SafetensorsToGguf::force`] and `sync` are the caller's to apply.
+pub fn write_gguf<W: Write + Send>(
+    source: &GgufSource<'_>,
+    output: &Path,
+    sink: W,
+    options: &SafetensorsToGguf,
+) -> Result<(GgufWriteReport, W), GgufError> {
+    let (ckpt, input) = (source.checkpoint, source.input);
     let recorded = ckpt.metadata().and_then(|m| m.get(LAYOUT_KEY)).cloned();
     let (layout, planned, end) = match recorded {
         Some(text) => {
@@ -83,33 +123,28 @@ pub fn safetensors_to_gguf(
                     "this file holds raw GGUF blocks (--keep-quantized); it converts back as it was, without --outtype or --arch",
                 ));
             }
-            rebuild_plan(&ckpt, &text, input)?
+            rebuild_plan(ckpt, &text, input)?
         }
-        None => fresh_plan(&ckpt, input, options)?,
+        None => fresh_plan(ckpt, input, source.config, options)?,
     };
     let rebuilt = end.is_some();
-    let file = AtomicFile::create(output)?;
-    let sink = BufWriter::with_capacity(8 << 20, file.file());
     let gguf_err = |e| GgufError::gguf(output, e);
     let mut writer = GgufWriter::new(sink, &layout).map_err(gguf_err)?;
     let mut quantized = 0;
     for p in &planned {
-        let bytes = tensor_bytes(&ckpt, p)?;
-        if !rebuilt && p.decl.ggml_type != source_type(&ckpt, &p.source)? {
+        if !rebuilt && p.decl.ggml_type != source_type(ckpt, &p.source)? {
             quantized += 1;
         }
-        writer
-            .write_tensor(&p.decl.name, &bytes)
-            .map_err(|e| gguf_err(e).in_tensor(&p.decl.name))?;
+        write_tensor(ckpt, p, &mut writer, output)?;
     }
-    writer.finish(end).map_err(gguf_err)?;
-    file.commit(options.sync)?;
-    Ok(GgufWriteReport {
+    let sink = writer.finish(end).map_err(gguf_err)?;
+    let report = GgufWriteReport {
         tensors: planned.len(),
         quantized,
         rebuilt,
         file: output.to_owned(),
-    })
+    };
+    Ok((report, sink))
 }
 
 fn info<'a>(ckpt: &'a ShardedCheckpoint, name: &str) -> Result<StInfo<'a>, GgufError> {
@@ -138,12 +173,14 @@ fn source_type(ckpt: &ShardedCheckpoint, name: &str) -> Result<GgmlType, GgufErr
 fn fresh_plan(
     ckpt: &ShardedCheckpoint,
     input: &Path,
+    given_config: Option<&Json>,
     options: &SafetensorsToGguf,
 ) -> Result<(Layout, Vec<Planned>, Option<u64>), GgufError> {
     let outtype = options.outtype.unwrap_or(GgmlType::F16);
-    let config = match options.arch {
-        Arch::Llama => Some(read_config(input)?),
-        Arch::None => None,
+    let config = match (options.arch, given_config) {
+        (Arch::Llama, Some(config)) => Some(config.clone()),
+        (Arch::Llama, None) => Some(read_config(input)?),
+        (Arch::None, _) => None,
     };
     let mut metadata = match &config {
         Some(config) => llama::gguf_metadata(config, input)?,
@@ -283,83 +320,122 @@ fn rebuild_plan(
     Ok((layout, planned, doc["data_len"].as_u64()))
 }
 
-/// The bytes of one planned tensor in its GGUF type.
-fn tensor_bytes(ckpt: &ShardedCheckpoint, p: &Planned) -> Result<Vec<u8>, GgufError> {
+/// Writes one planned tensor in its GGUF type: unchanged bytes straight
+/// from the input's map, converted ones chunk by chunk on every core
+/// (memory bounded by a few chunks); only a tensor whose rows are
+/// reordered (`--arch llama`'s Q and K) is copied whole first.
+fn write_tensor<W: std::io::Write + Send>(
+    ckpt: &ShardedCheckpoint,
+    p: &Planned,
+    writer: &mut GgufWriter<W>,
+    output: &Path,
+) -> Result<(), GgufError> {
+    let name = p.decl.name.as_str();
     let (file, st) = ckpt.get(&p.source)?;
     let raw = file.bytes_of(st)?;
+    let written = |e| GgufError::gguf(output, e).in_tensor(name);
+    let in_source = |e| GgufError::gguf(file.path(), e).in_tensor(&p.source);
     if p.decl.ggml_type == GgmlType::Mxfp4 && st.dtype == Dtype::F4 {
         let (sfile, sinfo) = ckpt.get(&format!("{}.scales", p.source))?;
-        return Ok(mxfp4::join(&raw, &sfile.bytes_of(sinfo)?));
+        let joined = mxfp4::join(&raw, &sfile.bytes_of(sinfo)?);
+        return writer.write_tensor(name, &joined).map_err(written);
     }
     let stored = ggml_type_of(st.dtype);
-    if stored == Some(p.decl.ggml_type) && p.permute.is_none() || stored.is_none() {
-        // Unchanged, or raw blocks kept as U8.
-        return Ok(raw.into_owned());
+    if stored.is_none() {
+        // Raw blocks kept as U8 (`--keep-quantized`).
+        return writer.write_tensor(name, &raw).map_err(written);
     }
-    let mut values = to_f32(st.dtype, &raw);
-    if let Some(heads) = p.permute {
-        values = llama::permute_rows(&values, p.decl.dims[0] as usize, heads);
+    let width = st.dtype.bits() / 8;
+    let permuted;
+    let source: &[u8] = match p.permute {
+        // Whole rows move, so the source bytes can be reordered as they are.
+        Some(heads) => {
+            permuted = llama::permute_rows(&raw, p.decl.dims[0] as usize * width, heads);
+            &permuted
+        }
+        None => &raw,
+    };
+    let ty = p.decl.ggml_type;
+    if stored == Some(ty) {
+        return writer.write_tensor(name, source).map_err(written);
     }
-    quantize_in_parallel(p.decl.ggml_type, &values, p.decl.dims[0] as usize)
-        .map_err(|e| GgufError::gguf(file.path(), e).in_tensor(&p.source))
+    let unit = Unit {
+        input: ty.block_size() as usize * width,
+        output: ty.block_bytes() as usize,
+    };
+    let convert = |at: usize, part: &[u8], out: &mut [u8]| {
+        quantize_part(st.dtype, ty, part, out).map_err(|e| match e {
+            // Indices count from the start of the tensor, not of the part.
+            safeweights_gguf::Error::NonFinite { ggml_type, index } => {
+                safeweights_gguf::Error::NonFinite {
+                    ggml_type,
+                    index: index + (at / width) as u64,
+                }
+            }
+            other => other,
+        })
+    };
+    let chunked = convert_chunked(source, unit, convert, |out| writer.write_part(name, out));
+    chunked.map(drop).map_err(|e| match e {
+        safeweights_gguf::Error::NonFinite { .. } => in_source(e),
+        other => written(other),
+    })
 }
 
-/// Quantizes whole rows of `values` on every core, concatenated in order.
-fn quantize_in_parallel(
+/// Values converted to f32 at a time: a buffer that stays in cache.
+const BATCH: usize = 8192;
+
+/// Quantizes the source values `part` (floats of `dtype`, whole blocks of
+/// `ty`) into `out`, a batch at a time through a small f32 buffer.
+fn quantize_part(
+    dtype: Dtype,
     ty: GgmlType,
-    values: &[f32],
-    row: usize,
-) -> Result<Vec<u8>, safeweights_gguf::Error> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let rows = values.len() / row.max(1);
-    let per_part = (rows.div_ceil(threads).max(1) * row).max(1);
-    let encode = move |part: &[f32]| {
-        let mut out = Vec::new();
-        quantize(ty, part, &mut out).map(|()| out)
-    };
-    let parts: Vec<Result<Vec<u8>, _>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = values
-            .chunks(per_part)
-            .map(|part| (part, scope.spawn(move || encode(part))))
-            .collect();
-        handles
-            .into_iter()
-            // A worker that panicked (a bug) is redone here, where the
-            // panic reaches the caller as any other would.
-            .map(|(part, handle)| handle.join().unwrap_or_else(|_| encode(part)))
-            .collect()
-    });
-    let mut out = Vec::new();
-    for (i, part) in parts.into_iter().enumerate() {
-        match part {
-            Ok(bytes) => out.extend_from_slice(&bytes),
-            // Indices count from the start of the tensor, not of the part.
-            Err(safeweights_gguf::Error::NonFinite { ggml_type, index }) => {
-                return Err(safeweights_gguf::Error::NonFinite {
+    part: &[u8],
+    out: &mut [u8],
+) -> Result<(), safeweights_gguf::Error> {
+    let width = dtype.bits() / 8;
+    let per_batch = BATCH / ty.block_size() as usize * ty.block_bytes() as usize;
+    let mut values = vec![0f32; BATCH];
+    for (i, (src, out)) in part
+        .chunks(BATCH * width)
+        .zip(out.chunks_mut(per_batch))
+        .enumerate()
+    {
+        let values = &mut values[..src.len() / width];
+        to_f32_into(dtype, src, values);
+        quantize_into(ty, values, out).map_err(|e| match e {
+            safeweights_gguf::Error::NonFinite { ggml_type, index } => {
+                safeweights_gguf::Error::NonFinite {
                     ggml_type,
-                    index: index + (i * per_part) as u64,
-                })
+                    index: index + (i * BATCH) as u64,
+                }
             }
-            Err(other) => return Err(other),
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+/// Source floats widened (F16, BF16: exactly, as numpy does) or rounded
+/// (F64) to f32.
+fn to_f32_into(dtype: Dtype, raw: &[u8], values: &mut [f32]) {
+    match dtype {
+        Dtype::F64 => {
+            for (v, b) in values.iter_mut().zip(raw.chunks_exact(8)) {
+                *v = f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32;
+            }
+        }
+        Dtype::F32 => {
+            for (v, b) in values.iter_mut().zip(raw.chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        _ => {
+            let ty = ggml_type_of(dtype).unwrap_or(GgmlType::F16);
+            // Plain float types always decode; the lengths match by construction.
+            if safeweights_gguf::quant::dequantize(ty, raw, values).is_err() {
+                values.fill(f32::NAN);
+            }
         }
     }
-    Ok(out)
-}
-
-fn to_f32(dtype: Dtype, raw: &[u8]) -> Vec<f32> {
-    use safeweights_gguf::quant::dequantize;
-    let ty = ggml_type_of(dtype).unwrap_or(GgmlType::F32);
-    if ty == GgmlType::F64 {
-        return raw
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
-            .collect();
-    }
-    let n = raw.len() * 8 / dtype.bits();
-    let mut values = vec![0f32; n];
-    // Plain float types always decode; the lengths match by construction.
-    if dequantize(ty, raw, &mut values).is_err() {
-        values.clear();
-    }
-    values
 }

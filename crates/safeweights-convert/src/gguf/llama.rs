@@ -134,7 +134,7 @@ impl HfMapping {
         config.insert("model_type".into(), json!("llama"));
         for (key, field) in CONFIG {
             if let Some(value) = gguf.get(&format!("llama.{key}")) {
-                config.insert(field.into(), number(value));
+                config.insert(field.into(), value.to_json(&|f| json!(f)));
             }
         }
         let heads = count(&config, "num_attention_heads", path)?;
@@ -184,24 +184,6 @@ impl HfMapping {
             source,
         })?;
         Ok(path)
-    }
-}
-
-fn number(value: &Value<'_>) -> Json {
-    match *value {
-        Value::U8(v) => json!(v),
-        Value::I8(v) => json!(v),
-        Value::U16(v) => json!(v),
-        Value::I16(v) => json!(v),
-        Value::U32(v) => json!(v),
-        Value::I32(v) => json!(v),
-        Value::U64(v) => json!(v),
-        Value::I64(v) => json!(v),
-        Value::F32(v) => json!(f64::from(v)),
-        Value::F64(v) => json!(v),
-        Value::Bool(v) => json!(v),
-        Value::String(v) => json!(v),
-        Value::Array(_) => Json::Null,
     }
 }
 

@@ -11,10 +11,13 @@ mod from_safetensors;
 mod llama;
 mod meta;
 mod mxfp4;
+mod pipeline;
 mod to_safetensors;
 
 pub use error::GgufError;
-pub use from_safetensors::{safetensors_to_gguf, Arch, GgufWriteReport, SafetensorsToGguf};
+pub use from_safetensors::{
+    safetensors_to_gguf, write_gguf, Arch, GgufSource, GgufWriteReport, SafetensorsToGguf,
+};
 pub use meta::{from_json as metadata_from_json, to_json as metadata_to_json, METADATA_KEY};
 pub use to_safetensors::{gguf_to_safetensors, GgufReport, GgufToSafetensors};
 

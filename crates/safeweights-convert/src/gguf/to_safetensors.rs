@@ -2,7 +2,6 @@
 //! `gguf.quants`) and optionally cast, or kept as its raw blocks.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use safeweights::write::{StreamingWriter, TensorSpec, WriteOptions};
 use safeweights::{Dtype, Metadata};
@@ -11,6 +10,7 @@ use safeweights_gguf::{GgmlType, Gguf, GgufFile, TensorInfo};
 use serde_json::json;
 
 use super::error::GgufError;
+use super::pipeline::{convert_chunked, Unit};
 use super::{llama, meta, LAYOUT_KEY};
 use crate::cast::extend_from_f32;
 
@@ -262,9 +262,6 @@ fn plan(
     Ok(items)
 }
 
-/// Elements dequantized per chunk: bounds the buffers to a few megabytes.
-const CHUNK_ELEMENTS: usize = 1 << 22;
-
 fn write_item(
     gguf: &Gguf<'_>,
     item: &Item,
@@ -289,7 +286,6 @@ fn write_item(
         }
         Make::Decode => {
             let row = info.dims[0] as usize;
-            let row_bytes = ty.row_bytes(row as u64).unwrap_or(0).max(1) as usize;
             if let Some(heads) = item.unpermute {
                 // The whole tensor, whose rows are reordered.
                 let mut values = vec![0f32; info.numel() as usize];
@@ -300,60 +296,22 @@ fn write_item(
                 writer.write(&item.name, &out)?;
                 return Ok(out.len() as u64);
             }
-            let rows_per_chunk = (CHUNK_ELEMENTS / row.max(1)).max(1);
-            let width = item.dtype.bits() / 8;
-            let chunks = bytes.chunks(rows_per_chunk * row_bytes);
-            pipelined(writer, &item.name, chunks, |chunk, out| {
-                out.resize(chunk.len() / row_bytes * row * width, 0);
-                decode_into(ty, chunk, out, item.dtype).map_err(gguf_err)
-            })
+            let unit = Unit {
+                input: ty.block_bytes() as usize,
+                output: ty.block_size() as usize * (item.dtype.bits() / 8),
+            };
+            convert_chunked(
+                bytes,
+                unit,
+                |_, part, out| decode_into(ty, part, out, item.dtype).map_err(gguf_err),
+                |out| writer.write(&item.name, out).map_err(GgufError::from),
+            )
         }
     }
 }
 
-/// Decodes chunk after chunk on this thread while a second thread writes
-/// the one before, so that decoding and copying into the page cache
-/// overlap. At most three buffers exist at a time, reused in turn.
-fn pipelined<'a>(
-    writer: &mut StreamingWriter,
-    name: &str,
-    chunks: impl Iterator<Item = &'a [u8]>,
-    mut decode: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), GgufError>,
-) -> Result<u64, GgufError> {
-    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(1);
-    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-    std::thread::scope(|scope| {
-        let io = scope.spawn(move || -> Result<u64, GgufError> {
-            let mut written = 0;
-            for buf in full_rx {
-                writer.write(name, &buf)?;
-                written += buf.len() as u64;
-                // The decoder may be done already; then the buffer is freed.
-                empty_tx.send(buf).ok();
-            }
-            Ok(written)
-        });
-        let mut decoded = Ok(());
-        for chunk in chunks {
-            let mut buf = empty_rx.try_recv().unwrap_or_default();
-            if let Err(e) = decode(chunk, &mut buf) {
-                decoded = Err(e);
-                break;
-            }
-            if full_tx.send(buf).is_err() {
-                break; // The writer stopped on an error, returned below.
-            }
-        }
-        drop(full_tx);
-        let written = io
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        decoded.map(|()| written)
-    })
-}
-
 /// Dequantizes `bytes` into `dest` as `dtype`: straight to half for F16,
-/// through f32 otherwise.
+/// otherwise a batch of blocks at a time through small f32 buffers.
 fn decode_into(
     ty: GgmlType,
     bytes: &[u8],
@@ -363,11 +321,19 @@ fn decode_into(
     if dtype == Dtype::F16 {
         return dequantize_f16(ty, bytes, dest);
     }
-    let mut values = vec![0f32; dest.len() / (dtype.bits() / 8)];
-    dequantize(ty, bytes, &mut values)?;
-    let mut cast = Vec::with_capacity(dest.len());
-    extend_from_f32(dtype, &values, &mut cast);
-    dest.copy_from_slice(&cast);
+    let width = dtype.bits() / 8;
+    let per_block = ty.block_size() as usize;
+    let batch = (8192 / per_block).max(1);
+    let mut values = vec![0f32; batch * per_block];
+    let mut cast = Vec::with_capacity(values.len() * width);
+    let sources = bytes.chunks(batch * ty.block_bytes() as usize);
+    for (src, out) in sources.zip(dest.chunks_mut(values.len() * width)) {
+        let values = &mut values[..out.len() / width];
+        dequantize(ty, src, values)?;
+        cast.clear();
+        extend_from_f32(dtype, values, &mut cast);
+        out.copy_from_slice(&cast);
+    }
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! Half-precision conversions, bit for bit as numpy does them (the
-//! reference `gguf.quants` computes with numpy).
+//! reference `gguf.quants` computes with numpy). [`f32_to_f16_with`] is
+//! the workspace's one f32 to half rounding: the safetensors casts use it
+//! too, with torch's NaN rule.
 #![forbid(unsafe_code)]
 
 /// IEEE half to single, exactly (numpy's `npy_halfbits_to_floatbits`):
@@ -22,35 +24,79 @@ pub(crate) fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Single to IEEE half, rounding to nearest even (numpy's
-/// `astype(np.float16)`); overflow gives infinity, NaN stays NaN.
-#[inline]
-pub(crate) fn f32_to_f16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    let abs = bits & 0x7fff_ffff;
-    // The common case, a result that is a normal half (or rounds up to
-    // infinity): rebias the exponent and round the 13 dropped bits to
-    // nearest even in one addition, whose carry may bump the exponent.
-    if (0x3880_0000..0x4780_0000).contains(&abs) {
-        let sign = ((bits >> 16) & 0x8000) as u16;
-        let rounded = abs + 0x0fff + ((abs >> 13) & 1);
-        return sign | ((rounded >> 13) - 0x1_c000) as u16;
-    }
-    f32_to_f16_slow(x)
+/// What a NaN becomes in [`f32_to_f16_with`]: the two conventions differ
+/// only there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfNan {
+    /// numpy's `astype(np.float16)` (and so `gguf.quants`): the top ten
+    /// payload bits as they are, signalling NaN included, made `0x7c01`
+    /// where they are all zero so that the result stays a NaN.
+    Numpy,
+    /// The F16C instruction torch's `.half()` uses: quieted (`0x0200` set),
+    /// the top payload bits kept.
+    Quiet,
 }
 
-/// [`f32_to_f16`] for zeros, subnormals, overflow, infinity and NaN (and,
-/// in the tests, every value).
+/// Single to IEEE half as numpy's `astype(np.float16)` rounds:
+/// [`f32_to_f16_with`] and [`HalfNan::Numpy`].
+#[inline(always)]
+pub fn f32_to_f16(x: f32) -> u16 {
+    f32_to_f16_with(x, HalfNan::Numpy)
+}
+
+/// Single to IEEE half, rounding to nearest even; overflow gives
+/// infinity, subnormals are kept, NaN stays NaN as `nan` says.
+///
+/// Branch-free, so that loops over it vectorise: every case is computed
+/// and the right one selected.
+#[inline(always)]
+pub fn f32_to_f16_with(x: f32, nan: HalfNan) -> u16 {
+    let bits = x.to_bits();
+    let sign = (bits >> 16) & 0x8000;
+    let abs = bits & 0x7fff_ffff;
+    // A normal half (or one that rounds up to infinity): rebias the
+    // exponent and round the 13 dropped bits to nearest even in one
+    // addition, whose carry may bump the exponent.
+    let normal = (abs + 0x0fff + ((abs >> 13) & 1)).wrapping_sub(0x3800_0000) >> 13;
+    // A subnormal half or zero: adding 0.5 lines the half's significand up
+    // with the bottom of the f32's, and the addition rounds to nearest even
+    // (the sum is normal, so flush-to-zero modes cannot touch it; inputs
+    // that such modes treat as zero round to zero here anyway).
+    let subnormal = (f32::from_bits(abs) + 0.5)
+        .to_bits()
+        .wrapping_sub(0x3f00_0000);
+    let payload = (abs >> 13) & 0x03ff;
+    let nan = match nan {
+        HalfNan::Numpy => 0x7c00 | payload | u32::from(payload == 0),
+        HalfNan::Quiet => 0x7e00 | payload,
+    };
+    let half = if abs < 0x3880_0000 {
+        subnormal
+    } else if abs < 0x4780_0000 {
+        normal
+    } else if abs > 0x7f80_0000 {
+        nan
+    } else {
+        0x7c00
+    };
+    (sign | half) as u16
+}
+
+/// [`f32_to_f16`] by the textbook rule, one case at a time: the reference
+/// the tests hold the branch-free version to.
+#[cfg(test)]
 fn f32_to_f16_slow(x: f32) -> u16 {
     let bits = x.to_bits();
     let sign = ((bits >> 16) & 0x8000) as u16;
     let exp = ((bits >> 23) & 0xff) as i32;
     let man = bits & 0x007f_ffff;
     if exp == 0xff {
-        let payload = if man == 0 {
-            0
-        } else {
-            0x0200 | (man >> 13) as u16
+        // numpy keeps the payload's top bits as they are, and a NaN whose
+        // top bits are all zero becomes 0x7c01.
+        let payload = match (man, man >> 13) {
+            (0, _) => 0,
+            (_, 0) => 1,
+            (_, top) => top as u16,
         };
         return sign | 0x7c00 | payload;
     }
@@ -72,12 +118,14 @@ fn f32_to_f16_slow(x: f32) -> u16 {
     sign | round_even(h, man & 0x1fff, 0x1000) as u16
 }
 
+#[cfg(test)]
 fn round_shift(m: u32, shift: u32) -> u32 {
     let kept = m >> shift;
     let rest = m & ((1 << shift) - 1);
     round_even(kept, rest, 1 << (shift - 1))
 }
 
+#[cfg(test)]
 fn round_even(kept: u32, rest: u32, halfway: u32) -> u32 {
     if rest > halfway || (rest == halfway && kept & 1 == 1) {
         kept + 1
@@ -106,25 +154,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_half_survives_the_round_trip() {
+    fn every_half_survives_the_round_trip_nan_payloads_too() {
         for h in 0..=u16::MAX {
-            let f = f16_to_f32(h);
-            if f.is_nan() {
-                assert_eq!(f.to_bits() & 0x7f80_0000, 0x7f80_0000);
-                continue;
-            }
-            assert_eq!(f32_to_f16(f), h, "{h:#06x}");
+            assert_eq!(f32_to_f16(f16_to_f32(h)), h, "{h:#06x}");
         }
     }
 
     #[test]
-    fn the_fast_path_agrees_with_the_general_rule() {
+    fn the_branch_free_rounding_agrees_with_the_textbook_rule() {
         let edges = [
             0x3880_0000u32,
             0x387f_ffff,
             0x477f_efff,
             0x477f_f000,
             0x477f_ffff,
+            0x3300_0000,
+            0x3300_0001,
+            0x7f80_0000,
+            0x7f80_0001,
+            0x7f80_2000,
+            0x7fc0_0000,
+            0x7fff_ffff,
         ];
         let sweep = (0..=u32::MAX).step_by(997).chain(edges);
         for bits in sweep.flat_map(|b| [b, b | 0x8000_0000]) {

@@ -6,19 +6,33 @@
 //! and each block decodes to `block_size` consecutive values.
 #![forbid(unsafe_code)]
 
-mod half;
+pub mod half;
 mod iquants;
 mod kquants;
 mod legacy;
 mod quantize;
 mod to_half;
 
-pub use quantize::{can_quantize, quantize};
+pub use quantize::{can_quantize, quantize, quantize_into};
 
 use crate::error::{Error, Result};
 use crate::GgmlType;
 
 type BlockFn = fn(&[u8], &mut [f32]);
+
+/// The whole `N`-element pieces of `s` as arrays: fixed sizes let the
+/// loops over them drop bounds checks and vectorise.
+#[inline(always)]
+fn arrays<T, const N: usize>(s: &[T]) -> impl Iterator<Item = &[T; N]> {
+    s.as_chunks::<N>().0.iter()
+}
+
+/// [`arrays`], mutable.
+#[inline(always)]
+fn arrays_mut<T, const N: usize>(s: &mut [T]) -> impl Iterator<Item = &mut [T; N]> {
+    s.as_chunks_mut::<N>().0.iter_mut()
+}
+
 /// Reads one value of a plain floating type.
 type PlainFn = fn(&[u8]) -> f32;
 
@@ -133,14 +147,14 @@ pub fn dequantize_f16(ty: GgmlType, bytes: &[u8], out: &mut [u8]) -> Result<()> 
         }
         return Ok(());
     }
-    let per_block = ty.block_size() as usize;
-    let blocks = bytes
-        .chunks_exact(ty.block_bytes() as usize)
-        .zip(out.chunks_exact_mut(2 * per_block));
     match (to_half::direct(ty), block_fn(ty)) {
-        (Some(direct), _) => blocks.for_each(|(block, halves)| direct(block, halves)),
+        (Some(direct), _) => direct(bytes, out),
         (None, Some(decode)) => {
-            blocks.for_each(|(block, halves)| to_half::via_f32(decode, block, halves))
+            let per_block = ty.block_size() as usize;
+            bytes
+                .chunks_exact(ty.block_bytes() as usize)
+                .zip(out.chunks_exact_mut(2 * per_block))
+                .for_each(|(block, halves)| to_half::via_f32(decode, block, halves));
         }
         (None, None) => {
             return Err(Error::NotDequantizable {

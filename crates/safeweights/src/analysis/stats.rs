@@ -50,6 +50,69 @@ impl Default for Summary {
 impl Summary {
     /// Summarises a slice of values.
     pub fn of(values: &[f64]) -> Summary {
+        Self::of_all_finite(values).unwrap_or_else(|| Self::of_any(values))
+    }
+
+    /// [`Summary::of`] of values that are all finite (nearly every chunk
+    /// of a real tensor), or `None` when one is not. Branch-free over
+    /// [`LANES`] independent accumulators, so the compiler vectorises both
+    /// passes; a scalar loop is one dependent addition per value, and
+    /// `stats` of a cold file ran slower than the disk reads it.
+    fn of_all_finite(values: &[f64]) -> Option<Summary> {
+        let mut sum = [0.0f64; LANES];
+        let mut min = [f64::INFINITY; LANES];
+        let mut max = [f64::NEG_INFINITY; LANES];
+        let mut zeros = [0u64; LANES];
+        // `v * 0.0` is 0 for a finite value and NaN for NaN or infinity.
+        let mut poison = [0.0f64; LANES];
+        let lanes = values.chunks_exact(LANES);
+        let rest = lanes.remainder();
+        let mut add = |l: usize, v: f64| {
+            sum[l] += v;
+            min[l] = min[l].min(v);
+            max[l] = max[l].max(v);
+            zeros[l] += u64::from(v == 0.0);
+            poison[l] += v * 0.0;
+        };
+        for chunk in lanes {
+            for (l, &v) in chunk.iter().enumerate() {
+                add(l, v);
+            }
+        }
+        for (l, &v) in rest.iter().enumerate() {
+            add(l, v);
+        }
+        if poison.iter().any(|p| p.is_nan()) {
+            return None;
+        }
+        let count = values.len() as u64;
+        let mut chunk = Summary {
+            count,
+            finite: count,
+            zeros: zeros.iter().sum(),
+            min: min.iter().copied().fold(f64::INFINITY, f64::min),
+            max: max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ..Summary::default()
+        };
+        if count > 0 {
+            chunk.mean = sum.iter().sum::<f64>() / count as f64;
+            let mut m2 = [0.0f64; LANES];
+            let lanes = values.chunks_exact(LANES);
+            for (l, &v) in lanes.remainder().iter().enumerate() {
+                m2[l] += (v - chunk.mean) * (v - chunk.mean);
+            }
+            for chunk_values in lanes {
+                for (l, &v) in chunk_values.iter().enumerate() {
+                    m2[l] += (v - chunk.mean) * (v - chunk.mean);
+                }
+            }
+            chunk.m2 = m2.iter().sum();
+        }
+        Some(chunk)
+    }
+
+    /// [`Summary::of`] of values that may be NaN or infinite.
+    fn of_any(values: &[f64]) -> Summary {
         let mut chunk = Summary {
             count: values.len() as u64,
             ..Summary::default()
@@ -149,6 +212,10 @@ impl Summary {
     }
 }
 
+/// Independent accumulators of the all-finite pass: four AVX2 vectors
+/// of `f64`.
+const LANES: usize = 16;
+
 /// Bytes decoded per step: 32 Ki whole elements (64 Ki or more values for
 /// the packed sub-byte dtypes), small enough to stay in cache.
 pub fn chunk_bytes(dtype: Dtype) -> usize {
@@ -176,6 +243,44 @@ mod tests {
         assert!((whole.std().unwrap() - var.sqrt()).abs() / var.sqrt() < 1e-9);
         assert_eq!(merged.min(), whole.min());
         assert_eq!(merged.count, 1000);
+    }
+
+    #[test]
+    fn the_all_finite_pass_agrees_with_the_scalar_pass() {
+        for len in [0, 1, 15, 16, 17, 1000, 32 * 1024 + 3] {
+            let values: Vec<f64> = (0..len)
+                .map(|i| {
+                    if i % 7 == 0 {
+                        0.0
+                    } else {
+                        (i as f64 * 0.61).cos() * 3e4 - 7.0
+                    }
+                })
+                .collect();
+            let fast = Summary::of_all_finite(&values).unwrap();
+            let slow = Summary::of_any(&values);
+            assert_eq!(
+                (fast.count, fast.finite, fast.zeros, fast.min(), fast.max()),
+                (slow.count, slow.finite, slow.zeros, slow.min(), slow.max()),
+                "{len}"
+            );
+            if len > 0 {
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+                assert!(close(fast.mean, slow.mean), "{len}");
+                assert!(close(fast.m2, slow.m2), "{len}");
+            }
+        }
+        // One value that is not finite, anywhere, sends the chunk to the
+        // scalar pass, which counts it.
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for at in [0, 5, 16, 99] {
+                let mut values = vec![1.5; 100];
+                values[at] = bad;
+                assert_eq!(Summary::of_all_finite(&values), None);
+                let s = Summary::of(&values);
+                assert_eq!((s.count, s.finite(), s.mean()), (100, 99, Some(1.5)));
+            }
+        }
     }
 
     #[test]

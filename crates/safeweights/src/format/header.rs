@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use hashbrown::HashTable;
 
@@ -92,13 +93,21 @@ impl Default for HeaderLimits {
 /// The tensors are stored compactly (all names in one string, all shapes
 /// in one array, see `table.rs`), so a parsed header takes less memory
 /// than its JSON; lookups by name go through a table of `u32` indices.
+///
+/// When the names, in data-offset order, are also in alphabetical order
+/// (what the reference's writer produces for a single dtype, and what
+/// every million-tensor file seen so far does), they cannot repeat, so the
+/// name index is built only on the first lookup, and the sorted order
+/// needs no sort: parsing for `validate` or `keys()` then allocates the
+/// table alone.
 #[derive(Debug, Clone)]
 pub struct Header {
     metadata: Option<Metadata>,
     tensors: Table,
-    index: HashTable<u32>,
+    index: OnceLock<HashTable<u32>>,
     hasher: std::hash::RandomState,
     header_len: u64,
+    names_sorted: bool,
 }
 
 impl Header {
@@ -130,7 +139,7 @@ impl Header {
     /// Parses and validates a header given its JSON bytes (without the
     /// 8-byte prefix) and the length of the data section that follows.
     pub fn parse(json: &[u8], data_len: u64) -> Result<Header> {
-        let parsed = parse_text(json)?;
+        let parsed = parse_text(json, &mut |_| {})?;
         Self::validate(parsed, json.len() as u64, data_len)
     }
 
@@ -138,7 +147,7 @@ impl Header {
     /// as it has been read, before the checks and the name index are built,
     /// so that peak memory stays under twice the header's size.
     pub fn parse_owned(json: Vec<u8>, data_len: u64) -> Result<Header> {
-        let parsed = parse_text(&json)?;
+        let parsed = parse_text(&json, &mut |_| {})?;
         let header_len = json.len() as u64;
         drop(json);
         Self::validate(parsed, header_len, data_len)
@@ -147,10 +156,22 @@ impl Header {
     fn validate(parsed: ParsedHeader, header_len: u64, data_len: u64) -> Result<Header> {
         let mut tensors = parsed.tensors;
         check_sizes_and_sort(&mut tensors)?;
-        // Duplicate names are checked before the tiling, so that two
-        // identical entries are reported as a duplicate, not an overlap.
         let hasher = std::hash::RandomState::new();
-        let index = build_index(&tensors, &hasher)?;
+        let names_sorted = tensors.names_strictly_increasing();
+        let index = OnceLock::new();
+        if !names_sorted {
+            // Duplicate names are checked before the tiling, so that two
+            // identical entries are reported as a duplicate, not an overlap.
+            let (table, duplicate) = build_index(&tensors, &hasher);
+            if let Some(i) = duplicate {
+                return Err(Error::DuplicateKey {
+                    within: "the header".to_owned(),
+                    key: tensors.name(i as usize).to_owned(),
+                });
+            }
+            // Cannot fail: the cell was created empty just above.
+            index.get_or_init(|| table);
+        }
         check_tiling(&tensors, data_len)?;
         tensors.shrink_to_fit();
         Ok(Header {
@@ -159,19 +180,46 @@ impl Header {
             index,
             hasher,
             header_len,
+            names_sorted,
         })
+    }
+
+    /// The name index, built on first use when validation did not need it.
+    fn index(&self) -> &HashTable<u32> {
+        // Names in strictly increasing order have no duplicate to report.
+        self.index
+            .get_or_init(|| build_index(&self.tensors, &self.hasher).0)
     }
 
     /// Parses a complete file held in memory: prefix, header and data.
     /// Returns the header and the data section.
     pub fn parse_file<'a>(bytes: &'a [u8], limits: &HeaderLimits) -> Result<(Header, &'a [u8])> {
+        Self::parse_file_releasing(bytes, limits, &mut |_| {})
+    }
+
+    /// [`Header::parse_file`] that tells the caller, through `release(n)`,
+    /// when the first `n` bytes of `bytes` need not stay in memory for now,
+    /// every few MiB while the header is walked. A caller parsing from a
+    /// file map hands those pages back to the kernel (they stay in the page
+    /// cache), so that the map's pages and the growing table are never
+    /// resident together: a million-tensor header then peaks near the
+    /// table's size, not the table's plus the JSON's. Released bytes may
+    /// be read again (the walk after the UTF-8 check, an error message
+    /// looking at the first bytes), so releasing must leave them readable.
+    pub fn parse_file_releasing<'a>(
+        bytes: &'a [u8],
+        limits: &HeaderLimits,
+        release: &mut dyn FnMut(usize),
+    ) -> Result<(Header, &'a [u8])> {
         let len = Self::read_header_len(bytes, bytes.len() as u64, limits)?;
         // The length was checked against `bytes.len()`, so it fits in usize.
         let data_start = PREFIX_LEN + len as usize;
         let json = &bytes[PREFIX_LEN..data_start];
         let data = &bytes[data_start..];
-        let header =
-            Header::parse(json, data.len() as u64).map_err(|error| foreign_or(error, bytes))?;
+        let parsed = parse_text(json, &mut |done| release(PREFIX_LEN + done))
+            .map_err(|error| foreign_or(error, bytes))?;
+        release(data_start);
+        let header = Self::validate(parsed, len, data.len() as u64)?;
         Ok((header, data))
     }
 
@@ -219,7 +267,7 @@ impl Header {
     /// Looks a tensor up by name.
     pub fn get(&self, name: &str) -> Option<TensorEntry<'_>> {
         let hash = self.hasher.hash_one(name);
-        self.index
+        self.index()
             .find(hash, |&i| self.tensors.name(i as usize) == name)
             .map(|&i| self.tensors.get(i as usize))
     }
@@ -233,18 +281,65 @@ impl Header {
 
     /// Tensor names sorted alphabetically (the order `keys()` uses).
     pub fn sorted_names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.tensors.iter().map(|t| t.name).collect();
-        names.sort_unstable();
-        names
+        self.names_alphabetical().collect()
+    }
+
+    /// Tensor names sorted alphabetically, without a list of them: when the
+    /// names are sorted in the file already this allocates nothing, else
+    /// one `u32` per tensor (a quarter of a list of `&str`).
+    pub fn names_alphabetical(&self) -> SortedNames<'_> {
+        let order = (!self.names_sorted).then(|| {
+            let mut order: Vec<u32> = (0..self.tensors.len() as u32).collect();
+            order.sort_unstable_by_key(|&i| self.tensors.name(i as usize));
+            order
+        });
+        SortedNames {
+            tensors: &self.tensors,
+            order,
+            front: 0,
+        }
     }
 }
 
+/// Tensor names in alphabetical order, see [`Header::names_alphabetical`].
+#[derive(Debug, Clone)]
+pub struct SortedNames<'a> {
+    tensors: &'a Table,
+    /// Positions in sorted order, or `None` when the table is sorted.
+    order: Option<Vec<u32>>,
+    front: usize,
+}
+
+impl<'a> Iterator for SortedNames<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let position = match &self.order {
+            Some(order) => *order.get(self.front)? as usize,
+            None if self.front < self.tensors.len() => self.front,
+            None => return None,
+        };
+        self.front += 1;
+        Some(self.tensors.name(position))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.tensors.len() - self.front;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for SortedNames<'_> {}
+
 /// The JSON walk, with errors that show another format named as such.
-fn parse_text(json: &[u8]) -> Result<ParsedHeader> {
+fn parse_text(json: &[u8], done: &mut dyn FnMut(usize)) -> Result<ParsedHeader> {
     let text = std::str::from_utf8(json).map_err(|error| Error::HeaderNotUtf8 {
         offset: error.valid_up_to(),
     })?;
-    parse_header_json(text).map_err(|error| match error {
+    // The UTF-8 check read every byte: none of them needs to stay in
+    // memory while the walk starts over from the first.
+    done(json.len());
+    parse_header_json(text, done).map_err(|error| match error {
         Error::HeaderNotObject | Error::InvalidJson { offset: 0, .. } => {
             foreign(json).map_or(error, Error::ForeignFormat)
         }
@@ -267,16 +362,15 @@ pub(crate) fn foreign_or(error: Error, file_prefix: &[u8]) -> Error {
     }
 }
 
-/// Builds the name index, rejecting duplicate names. The reference keeps the
-/// last of two identical entries silently; we refuse, because the README of
-/// the format forbids duplicates and two readers could see different files.
-fn build_index(tensors: &Table, hasher: &std::hash::RandomState) -> Result<HashTable<u32>> {
-    // Every entry takes more than 40 bytes of JSON, and the table's own
-    // offsets are u32, so the count always fits.
-    let count = u32::try_from(tensors.len()).map_err(|_| Error::HeaderTooLarge {
-        len: tensors.len() as u64,
-        limit: u64::from(u32::MAX),
-    })?;
+/// Builds the name index; also returns the position of the first name
+/// seen twice, if any. Validation refuses duplicates: the reference keeps
+/// the last of two identical entries silently; we refuse, because the
+/// README of the format forbids duplicates and two readers could see
+/// different files.
+fn build_index(tensors: &Table, hasher: &std::hash::RandomState) -> (HashTable<u32>, Option<u32>) {
+    // The table's own offsets are u32 and every entry takes more than 40
+    // bytes of JSON, so the count always fits.
+    let count = tensors.len() as u32;
     let mut index = HashTable::with_capacity(tensors.len());
     let name = |i: u32| tensors.name(i as usize);
     let hashes: Vec<u64> = (0..count).map(|i| hasher.hash_one(name(i))).collect();
@@ -284,14 +378,11 @@ fn build_index(tensors: &Table, hasher: &std::hash::RandomState) -> Result<HashT
         // Names are compared only when a hash tag matches: looking each one
         // up in insertion order would be two cache misses per tensor.
         if index.find(hash, |&j| name(j) == name(i)).is_some() {
-            return Err(Error::DuplicateKey {
-                within: "the header".to_owned(),
-                key: name(i).to_owned(),
-            });
+            return (index, Some(i));
         }
         index.insert_unique(hash, i, |&j| hasher.hash_one(name(j)));
     }
-    Ok(index)
+    (index, None)
 }
 
 /// The order in which to insert the names so that the table is filled

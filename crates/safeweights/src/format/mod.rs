@@ -9,6 +9,8 @@ mod table;
 mod validate;
 
 pub use dtype::Dtype;
-pub use header::{Header, HeaderLimits, Metadata, TensorInfo, DEFAULT_MAX_HEADER_SIZE, PREFIX_LEN};
+pub use header::{
+    Header, HeaderLimits, Metadata, SortedNames, TensorInfo, DEFAULT_MAX_HEADER_SIZE, PREFIX_LEN,
+};
 pub use parse::METADATA_KEY;
 pub use table::{TensorEntry, Tensors};

@@ -20,8 +20,16 @@ pub(crate) struct ParsedHeader {
     pub(crate) tensors: Table,
 }
 
-pub(crate) fn parse_header_json(text: &str) -> Result<ParsedHeader> {
+/// Bytes of JSON walked between two calls of the `done` hook.
+const DONE_STEP: usize = 4 << 20;
+
+/// Walks the header JSON. `done(n)` is called every few MiB with the number
+/// of leading bytes that the walk has finished with, so that a caller
+/// parsing from a file map can give those pages back while the table grows
+/// (see [`Header::parse_file_releasing`](crate::Header::parse_file_releasing)).
+pub(crate) fn parse_header_json(text: &str, done: &mut dyn FnMut(usize)) -> Result<ParsedHeader> {
     let mut cursor = Cursor::new(text);
+    let mut next_done = DONE_STEP;
     match cursor.peek() {
         Some(b'{') => {}
         Some(_) => return Err(Error::HeaderNotObject),
@@ -43,6 +51,10 @@ pub(crate) fn parse_header_json(text: &str) -> Result<ParsedHeader> {
                 metadata = parse_metadata(&mut cursor)?;
             } else {
                 parse_tensor(&mut cursor, key, &mut tensors)?;
+            }
+            if cursor.offset() >= next_done {
+                done(cursor.offset());
+                next_done = cursor.offset() + DONE_STEP;
             }
             if !cursor.next_element(b'}')? {
                 break;

@@ -62,9 +62,11 @@ impl TensorInfo {
     }
 }
 
-/// A tensor's fixed-size record: where its name and dims lie in the arenas.
-/// Offsets are `u32`: headers larger than 4 GiB are refused
-/// ([`Error::HeaderTooLarge`]), 40 times the reference's own limit.
+/// A tensor's fixed-size record (32 bytes): where its name and dims lie in
+/// the arenas. Offsets are `u32`: headers larger than 4 GiB are refused
+/// ([`Error::HeaderTooLarge`]), 40 times the reference's own limit. The
+/// dimension count is `u16`: a tensor of more than 65,535 dimensions is
+/// refused ([`Error::InvalidShape`]; numpy and torch stop at 64).
 #[derive(Debug, Clone, Copy)]
 struct Record {
     begin: u64,
@@ -72,9 +74,12 @@ struct Record {
     name_start: u32,
     name_len: u32,
     dims_start: u32,
-    ndim: u32,
+    ndim: u16,
     dtype: Dtype,
 }
+
+/// Most dimensions a tensor may have, see [`Record`].
+pub(crate) const MAX_DIMS: usize = u16::MAX as usize;
 
 /// The tensors of a header, in one allocation per kind of data.
 #[derive(Debug, Clone, Default)]
@@ -104,7 +109,7 @@ impl Table {
             - self
                 .records
                 .last()
-                .map_or(0, |r| (r.dims_start + r.ndim) as usize)
+                .map_or(0, |r| r.dims_start as usize + usize::from(r.ndim))
     }
 
     /// Adds one dimension of the tensor being parsed.
@@ -115,16 +120,24 @@ impl Table {
     /// Ends the tensor being parsed: its name and the dims pushed so far.
     pub(crate) fn push(&mut self, name: &str, dtype: Dtype, begin: u64, end: u64) -> Result<()> {
         let ndim = self.pending_dims();
+        let Ok(ndim_u16) = u16::try_from(ndim) else {
+            return Err(Error::InvalidShape {
+                tensor: name.to_owned(),
+                reason: format!("it has {ndim} dimensions; at most {MAX_DIMS} are supported"),
+            });
+        };
         let record = Record {
             begin,
             end,
             name_start: offset(self.names.len())?,
             name_len: offset(name.len())?,
             dims_start: offset(self.dims.len() - ndim)?,
-            ndim: offset(ndim)?,
+            ndim: ndim_u16,
             dtype,
         };
         offset(self.names.len() + name.len())?;
+        // Positions are u32 too (the name index holds them).
+        offset(self.records.len() + 1)?;
         self.names.push_str(name);
         self.records.push(record);
         Ok(())
@@ -138,7 +151,7 @@ impl Table {
         TensorEntry {
             name: &self.names[name..name + r.name_len as usize],
             dtype: r.dtype,
-            shape: &self.dims[dims..dims + r.ndim as usize],
+            shape: &self.dims[dims..dims + usize::from(r.ndim)],
             begin: r.begin,
             end: r.end,
         }
@@ -149,6 +162,13 @@ impl Table {
         let r = &self.records[index];
         let name = r.name_start as usize;
         &self.names[name..name + r.name_len as usize]
+    }
+
+    /// Whether every name is greater than the one before it, in the
+    /// table's current order: then no two are equal, and the order is
+    /// the alphabetical one (byte order, as `str` compares).
+    pub(crate) fn names_strictly_increasing(&self) -> bool {
+        (1..self.records.len()).all(|i| self.name(i - 1) < self.name(i))
     }
 
     /// Every entry in the table's current order.
@@ -222,6 +242,24 @@ impl std::iter::FusedIterator for Tensors<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_takes_32_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 32);
+    }
+
+    #[test]
+    fn more_dimensions_than_a_record_holds_are_refused() {
+        let mut table = Table::default();
+        for _ in 0..=MAX_DIMS {
+            table.push_dim(1);
+        }
+        let error = table.push("deep", Dtype::U8, 0, 1).unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidShape { tensor, .. } if tensor == "deep"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn entries_round_trip_through_the_arenas() {

@@ -78,7 +78,9 @@ impl SafetensorsFile {
                 // SAFETY: see the type-level docs: files are replaced by
                 // rename, never modified in place, by our writers.
                 let map = unsafe { map_file(&file, path)? };
-                let (header, _) = Header::parse_file(&map, &options.limits)?;
+                let (header, _) = Header::parse_file_releasing(&map, &options.limits, &mut |n| {
+                    map.release_before(n)
+                })?;
                 (header, Source::Mmap(map))
             }
             _ => (
@@ -177,6 +179,44 @@ impl SafetensorsFile {
             });
         }
         self.read_at(info.begin + offset, buffer)
+    }
+
+    /// Asks the kernel to start reading `len` bytes of a tensor, `offset`
+    /// bytes into it, into the page cache, without waiting for them
+    /// (`posix_fadvise(WILLNEED)`, or `madvise` for a map): a reader that
+    /// hints the next pieces before it works on the current one keeps the
+    /// disk busy while it computes. Only a hint: nothing for a remote file
+    /// or off Linux, and a refusal changes nothing but speed.
+    pub fn advise_will_need(&self, info: TensorEntry<'_>, offset: u64, len: u64) {
+        let start = self.header.data_start() + info.begin + offset;
+        let len = len.min(info.end.saturating_sub(info.begin + offset));
+        if len == 0 {
+            return;
+        }
+        match &self.source {
+            #[cfg(target_os = "linux")]
+            Source::Pread(file) => {
+                use std::os::fd::AsRawFd;
+                let (Ok(start), Ok(len)) = (i64::try_from(start), i64::try_from(len)) else {
+                    return;
+                };
+                // SAFETY: a plain system call on a descriptor we own; it
+                // reads no memory of ours.
+                unsafe {
+                    libc::posix_fadvise(file.as_raw_fd(), start, len, libc::POSIX_FADV_WILLNEED)
+                };
+            }
+            #[cfg(unix)]
+            Source::Mmap(map) => {
+                let _ = map.advise_range(memmap2::Advice::WillNeed, start as usize, len as usize);
+            }
+            #[cfg(not(target_os = "linux"))]
+            Source::Pread(_) => {}
+            #[cfg(not(unix))]
+            Source::Mmap(_) => {}
+            #[cfg(feature = "remote")]
+            Source::Remote(_) => {}
+        }
     }
 
     /// A zero-copy view of a tensor (mmap backend only).

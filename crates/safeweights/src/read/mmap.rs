@@ -29,6 +29,55 @@ impl FileMap {
     }
 }
 
+impl FileMap {
+    /// `madvise` on bytes `[start, start + len)` of the map; a hint.
+    #[cfg(unix)]
+    pub(crate) fn advise_range(
+        &self,
+        advice: memmap2::Advice,
+        start: usize,
+        len: usize,
+    ) -> io::Result<()> {
+        let end = start.saturating_add(len).min(self.map.len());
+        if start >= end {
+            return Ok(());
+        }
+        self.map.advise_range(advice, start, end - start)
+    }
+
+    /// Hands the map's pages before byte `end` back to the kernel
+    /// (`MADV_DONTNEED`): they leave this process's memory and stay in the
+    /// page cache, and a later read maps them again from the file. Used
+    /// while a large header is parsed (see
+    /// [`Header::parse_file_releasing`](crate::Header::parse_file_releasing)).
+    /// Only a hint: a refusal changes nothing but memory use.
+    pub(crate) fn release_before(&self, end: usize) {
+        let end = page_floor(end.min(self.map.len()));
+        if end == 0 {
+            return;
+        }
+        // SAFETY: the map is shared and read-only, so it holds no private
+        // changes for DONTNEED to discard: the pages read afterwards are
+        // the file's, the same bytes as before (the file is not modified
+        // while mapped, see `map_file`).
+        #[cfg(target_os = "linux")]
+        let _ = unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end)
+        };
+    }
+}
+
+/// `len` rounded down to a whole number of memory pages.
+pub fn page_floor(len: usize) -> usize {
+    // SAFETY: sysconf has no preconditions.
+    #[cfg(target_os = "linux")]
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    #[cfg(not(target_os = "linux"))]
+    let page = 4096;
+    len & !(page.max(1) - 1)
+}
+
 impl Deref for FileMap {
     type Target = [u8];
 

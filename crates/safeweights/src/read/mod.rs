@@ -10,4 +10,5 @@ mod view;
 pub use alloc::try_zeroed;
 pub(crate) use file::read_header;
 pub use file::{Backend, OpenOptions, SafetensorsFile};
+pub use mmap::page_floor;
 pub use view::{SafeTensors, TensorView};

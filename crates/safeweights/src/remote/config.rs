@@ -21,7 +21,8 @@ use crate::error::{Error, RemoteErrorKind, Result};
 /// How remote objects are reached and read. The defaults suit object
 /// storage: a 64 KiB first read (the whole header of most files), ranges
 /// less than 256 KiB apart merged into one request, requests of at most
-/// 8 MiB, 8 of them in flight, 5 retries with exponential backoff.
+/// 8 MiB (up to 64 MiB for a long read), 8 of them in flight, 5 retries
+/// with exponential backoff.
 #[derive(Debug, Clone)]
 pub struct RemoteOptions {
     /// Explicit settings: `endpoint`/`endpoint_url`, `region`,
@@ -38,7 +39,10 @@ pub struct RemoteOptions {
     pub first_read: u64,
     /// Ranges closer than this are fetched by one request.
     pub coalesce_gap: u64,
-    /// Largest single ranged request; longer reads are split.
+    /// Largest single ranged request of a short read; longer reads are
+    /// split. A long read (a whole model) uses requests of its length over
+    /// `max_in_flight`, up to 64 MiB, so it makes few requests while every
+    /// slot stays busy.
     pub request_size: u64,
     /// Requests in flight at once.
     pub max_in_flight: usize,

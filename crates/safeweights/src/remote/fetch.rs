@@ -4,6 +4,7 @@
 //! memory, and the file is removed when the returned handle is dropped.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tempfile::NamedTempFile;
@@ -22,6 +23,43 @@ pub fn fetch_to_temp(
     url: &str,
     remote: &RemoteOptions,
     max_len: u64,
+    progress: impl FnMut(u64, u64),
+) -> Result<NamedTempFile> {
+    let temp = tempfile::Builder::new()
+        .prefix("safeweights-fetch-")
+        .tempfile()
+        .map_err(|e| Error::Io(e).in_file(url))?;
+    fetch_into(url, remote, max_len, temp, progress)
+}
+
+/// As [`fetch_to_temp`], but into `directory/name` (a shard beside its
+/// index, which readers find by name): the file appears under that name
+/// only once the whole object arrived.
+pub fn fetch_to_dir(
+    url: &str,
+    directory: &Path,
+    name: &str,
+    remote: &RemoteOptions,
+    max_len: u64,
+    progress: impl FnMut(u64, u64),
+) -> Result<PathBuf> {
+    let destination = directory.join(name);
+    let temp = tempfile::Builder::new()
+        .prefix(".safeweights-fetch-")
+        .tempfile_in(directory)
+        .map_err(|e| Error::Io(e).in_file(directory))?;
+    let fetched = fetch_into(url, remote, max_len, temp, progress)?;
+    fetched
+        .persist(&destination)
+        .map_err(|e| Error::Io(e.error).in_file(&destination))?;
+    Ok(destination)
+}
+
+fn fetch_into(
+    url: &str,
+    remote: &RemoteOptions,
+    max_len: u64,
+    mut temp: NamedTempFile,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<NamedTempFile> {
     let stats = Arc::new(RemoteStats::default());
@@ -36,10 +74,6 @@ pub fn fetch_to_temp(
         ))
         .in_file(url));
     }
-    let mut temp = tempfile::Builder::new()
-        .prefix("safeweights-fetch-")
-        .tempfile()
-        .map_err(|e| Error::Io(e).in_file(url))?;
     let mut received = 0u64;
     object.stream(|chunk| {
         received += chunk.len() as u64;

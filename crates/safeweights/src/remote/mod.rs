@@ -13,8 +13,11 @@
 //!   header takes a second request for the rest.
 //! - A tensor, a slice, or a set of tensors fetches only its byte ranges:
 //!   ranges closer than [`RemoteOptions::coalesce_gap`] merge, long ones
-//!   split into [`RemoteOptions::request_size`] requests, and at most
-//!   [`RemoteOptions::max_in_flight`] run at once.
+//!   split into [`RemoteOptions::request_size`] requests (larger ones, up to
+//!   64 MiB, for a long read), and at most
+//!   [`RemoteOptions::max_in_flight`] run at once. Each response body is
+//!   copied once, as it arrives, from the connection's buffers to its
+//!   place in the destination.
 //! - Transient failures (5xx, timeouts, broken connections) are retried
 //!   with exponential backoff; 403 and 404 are not. Every request has a
 //!   timeout, so nothing hangs. Errors are [`Error::Remote`] with a
@@ -27,16 +30,18 @@
 mod config;
 mod errors;
 mod fetch;
+mod list;
 mod object;
 mod open;
 mod runtime;
 mod write;
 
 pub use config::RemoteOptions;
-pub use fetch::fetch_to_temp;
+pub use fetch::{fetch_to_dir, fetch_to_temp};
+pub use list::{list_directory, object_exists};
 pub use object::{RemoteObject, RemoteStats};
 pub(crate) use open::gather_remote;
-pub use open::{open_checkpoint, open_file};
+pub use open::{checkpoint_url, open_checkpoint, open_file};
 pub use write::{
     copy_object, download_file, serialize_to_url, unwrap_io, upload_file, RemoteWriter,
 };

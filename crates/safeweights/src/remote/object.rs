@@ -65,6 +65,9 @@ impl std::fmt::Debug for RemoteObject {
 /// One request of a coalesced read: the byte range it fetches.
 type Request = Range<u64>;
 
+/// A request and the destinations it fills: `(offset, buffer)`, sorted.
+type RequestPieces<'a> = (Request, Vec<(u64, &'a mut [u8])>);
+
 impl RemoteObject {
     /// Opens `url` with one request for its first `options.first_read`
     /// bytes, which are returned with the object.
@@ -196,40 +199,61 @@ impl RemoteObject {
                 .map_err(|e| Error::Io(e).in_file(&self.url));
         }
         targets.sort_by_key(|(offset, _)| *offset);
+        let total: u64 = targets.iter().map(|(_, b)| b.len() as u64).sum();
         let requests = plan_requests(
             targets.iter().map(|(o, b)| *o..*o + b.len() as u64),
             self.options.coalesce_gap,
-            self.options.request_size,
+            request_size_for(total, &self.options),
         );
+        let pieces = split_by_request(targets, requests);
         let outcome = block_on(async {
-            let fetches = futures::stream::iter(requests)
-                .map(|range| self.fetch(range))
-                .buffer_unordered(self.options.max_in_flight.max(1));
-            futures::pin_mut!(fetches);
-            while let Some((range, bytes)) = fetches.try_next().await? {
-                copy_into(targets, range.start, &bytes);
-            }
-            Ok::<_, Error>(())
+            futures::stream::iter(pieces)
+                .map(|(range, destinations)| self.fetch_into(range, destinations))
+                .buffer_unordered(self.options.max_in_flight.max(1))
+                .try_for_each(|()| futures::future::ready(Ok(())))
+                .await
         });
         outcome.map_err(|e| e.in_file(&self.url))
     }
 
-    async fn fetch(&self, range: Request) -> Result<(Request, Bytes)> {
+    /// Fetches `range` and copies each piece of the body, as it arrives,
+    /// straight into the destinations that want it (sorted, within the
+    /// range): the body is never gathered into a buffer of its own, so
+    /// every byte is copied once, from the connection's buffer to its
+    /// place.
+    async fn fetch_into(
+        &self,
+        range: Request,
+        mut destinations: Vec<(u64, &mut [u8])>,
+    ) -> Result<()> {
         let request = GetOptions {
             range: Some(GetRange::Bounded(range.clone())),
             if_match: self.e_tag.clone(),
             ..GetOptions::default()
         };
-        let result = self.store.get_opts(&self.path, request).await;
-        let bytes = match result {
-            Ok(result) => result.bytes().await.map_err(classify)?,
-            Err(error) => return Err(classify(error)),
-        };
-        self.stats.count(bytes.len() as u64);
-        if bytes.len() as u64 != range.end - range.start {
+        let result = self
+            .store
+            .get_opts(&self.path, request)
+            .await
+            .map_err(classify)?;
+        self.stats.count(0);
+        let mut stream = result.into_stream();
+        let mut at = range.start;
+        while let Some(chunk) = stream.try_next().await.map_err(classify)? {
+            let end = at + chunk.len() as u64;
+            if end > range.end {
+                return Err(truncated(&self.url));
+            }
+            copy_into(&mut destinations, at, &chunk);
+            self.stats
+                .bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            at = end;
+        }
+        if at != range.end {
             return Err(truncated(&self.url));
         }
-        Ok((range, bytes))
+        Ok(())
     }
 
     /// Streams the whole object through `sink` in order, in the pieces the
@@ -334,6 +358,49 @@ pub(crate) fn plan_requests(
     requests
 }
 
+/// The largest request for a read of `total` bytes: `request_size`, or
+/// for a long read (a whole model) `total / max_in_flight`, up to
+/// [`MAX_REQUEST`], so that a long read still keeps every slot busy but
+/// makes few requests. Each request costs a round trip before its first
+/// byte (and a fee on S3); some servers (moto) even copy the whole object
+/// for every ranged GET. Memory does not grow with it: bodies stream
+/// straight into their destinations.
+fn request_size_for(total: u64, options: &RemoteOptions) -> u64 {
+    let floor = options.request_size.max(1);
+    let spread = total.div_ceil(options.max_in_flight.max(1) as u64);
+    spread.clamp(floor, floor.max(MAX_REQUEST))
+}
+
+/// Largest request a long read is split into.
+const MAX_REQUEST: u64 = 64 << 20;
+
+/// Cuts the sorted `targets` at the requests' boundaries: each request
+/// gets the pieces of the targets it covers (the requests cover every
+/// target, as [`plan_requests`] planned them), as disjoint buffers, so
+/// the requests can fill them concurrently.
+fn split_by_request<'a>(
+    targets: &mut [(u64, &'a mut [u8])],
+    requests: Vec<Request>,
+) -> Vec<RequestPieces<'a>> {
+    let mut pieces: Vec<RequestPieces<'a>> =
+        requests.into_iter().map(|r| (r, Vec::new())).collect();
+    for (offset, buffer) in targets.iter_mut() {
+        let mut at = *offset;
+        let mut rest: &'a mut [u8] = std::mem::take(buffer);
+        let mut i = pieces.partition_point(|(r, _)| r.end <= at);
+        while !rest.is_empty() && i < pieces.len() {
+            let (range, list) = &mut pieces[i];
+            let len = (range.end.min(at + rest.len() as u64) - at) as usize;
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(len);
+            list.push((at, head));
+            at += len as u64;
+            rest = tail;
+            i += 1;
+        }
+    }
+    pieces
+}
+
 /// Copies the parts of `bytes` (which start at `start`) that the sorted
 /// targets want.
 fn copy_into(targets: &mut [(u64, &mut [u8])], start: u64, bytes: &[u8]) {
@@ -394,6 +461,33 @@ mod tests {
         let ranges = [0..10, 15..20, 100..130, 1000..1001];
         let plan = plan_requests(ranges.into_iter(), 10, 16);
         assert_eq!(plan, vec![0..16, 16..20, 100..116, 116..130, 1000..1001]);
+    }
+
+    #[test]
+    fn targets_are_cut_at_request_boundaries() {
+        let (mut a, mut b) = ([0u8; 6], [0u8; 3]);
+        let mut targets = [(2u64, &mut a[..]), (10u64, &mut b[..])];
+        let pieces = split_by_request(&mut targets, vec![0..4, 4..8, 10..13]);
+        let shape: Vec<(Request, Vec<(u64, usize)>)> = pieces
+            .into_iter()
+            .map(|(r, list)| (r, list.iter().map(|(o, b)| (*o, b.len())).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (0..4, vec![(2, 2)]),
+                (4..8, vec![(4, 4)]),
+                (10..13, vec![(10, 3)])
+            ]
+        );
+    }
+
+    #[test]
+    fn long_reads_use_fewer_larger_requests() {
+        let options = RemoteOptions::default();
+        assert_eq!(request_size_for(1 << 20, &options), 8 << 20);
+        assert_eq!(request_size_for(256 << 20, &options), 32 << 20);
+        assert_eq!(request_size_for(4 << 30, &options), MAX_REQUEST);
     }
 
     #[test]

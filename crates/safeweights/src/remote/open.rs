@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RemoteErrorKind, Result};
 use crate::format::header::foreign_or;
 use crate::format::sniff::SNIFF_LEN;
 use crate::format::{Header, HeaderLimits, TensorEntry, PREFIX_LEN};
 use crate::read::{OpenOptions, SafetensorsFile};
 use crate::remote::config::RemoteOptions;
+use crate::remote::list::list_directory;
 use crate::remote::object::{RemoteObject, RemoteStats};
-use crate::resolve::is_index_text;
+use crate::resolve::{checkpoint_in_directory, is_index_text};
 use crate::shards::{assemble_shards, ShardIndex, ShardedCheckpoint};
 use crate::slice::{for_each_run, output_len, Selection};
 
@@ -33,14 +34,31 @@ pub fn open_file(
 
 /// Opens what a URL names: a safetensors file, or a sharded checkpoint's
 /// index (told apart by content, as [`crate::resolve`] does for local
-/// files), whose shards are then opened beside it, concurrently.
+/// files), whose shards are then opened beside it, concurrently; or, for
+/// `s3://`, a prefix holding a checkpoint (a "directory": the URL ends
+/// with `/`, or names no object but has objects under it), whose index
+/// or single file is chosen as for a local directory
+/// ([`checkpoint_in_directory`]).
 pub fn open_checkpoint(
     url: &str,
     options: &OpenOptions,
     remote: &RemoteOptions,
 ) -> Result<ShardedCheckpoint> {
+    if url.ends_with('/') {
+        return open_checkpoint(&checkpoint_url(url, remote)?, options, remote);
+    }
     let stats = Arc::new(RemoteStats::default());
-    let (object, first) = RemoteObject::open(url, Arc::new(remote.clone()), stats)?;
+    let opened = RemoteObject::open(url, Arc::new(remote.clone()), stats);
+    let (object, first) = match opened {
+        Err(error) if names_no_object(&error) && is_s3(url) => {
+            let directory = format!("{url}/");
+            return match list_directory(&directory, remote) {
+                Ok(names) if !names.is_empty() => open_checkpoint(&directory, options, remote),
+                _ => Err(error),
+            };
+        }
+        other => other?,
+    };
     if !is_index_text(&first[..first.len().min(SNIFF_LEN)]) {
         return ShardedCheckpoint::single(file_from_first_read(object, &first, &options.limits)?);
     }
@@ -58,6 +76,27 @@ pub fn open_checkpoint(
     )
     .map_err(|e| e.in_file(url))?;
     Ok(ShardedCheckpoint::from_opened(shards))
+}
+
+/// The URL of the checkpoint in the prefix `directory` (ending in `/`).
+pub fn checkpoint_url(directory: &str, remote: &RemoteOptions) -> Result<String> {
+    let names = list_directory(directory, remote)?;
+    let (name, _) = checkpoint_in_directory(&names).map_err(|e| e.in_file(directory))?;
+    Ok(format!("{directory}{name}"))
+}
+
+fn names_no_object(error: &Error) -> bool {
+    matches!(
+        error.kind(),
+        Error::Remote {
+            kind: RemoteErrorKind::NotFound,
+            ..
+        }
+    )
+}
+
+fn is_s3(url: &str) -> bool {
+    url.to_ascii_lowercase().starts_with("s3://")
 }
 
 fn read_index(object: &RemoteObject, first: &[u8]) -> Result<ShardIndex> {
