@@ -10,7 +10,6 @@ import io
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from .. import _dtypes, _types
@@ -60,9 +59,10 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
     ```
 
     Each rank opens only the shard files holding chunks it needs and
-    reads only the byte ranges of its own slices (`pread`), `thread_count`
-    files at once (default: up to 4). With `verify=True` every tensor read
-    is checked against the SHA-256 digest stored when saving. Non-tensor
+    reads only the byte ranges of its own slices (`pread`), one file after
+    the other, each on `thread_count` threads (default 4). With
+    `verify=True` every tensor read is checked against the digest stored
+    when saving (XXH3-128, or SHA-256 in older checkpoints). Non-tensor
     values come back with their exact types. A directory of tensor-only
     files written by torch's `HuggingFaceStorageWriter` loads too.
 
@@ -147,15 +147,11 @@ class SafeweightsStorageReader(_StorageReader):  # type: ignore[misc]
                 objects.append((item, location))
             else:
                 per_file.setdefault(location.file, []).append((item, location))
-        jobs = list(per_file.items())
-        threads = min(len(jobs), self.thread_count or 4)
-        if threads <= 1:
-            for name, items in jobs:
-                self._read_file(name, items, planner)
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                for done in [pool.submit(self._read_file, name, items, planner) for name, items in jobs]:
-                    done.result()
+        # One file after the other: each file's reads already run on
+        # `thread_count` native threads, and a Python thread pool on top
+        # cost more than it overlapped (profiled, 4 ranks resharded to 2).
+        for name, items in per_file.items():
+            self._read_file(name, items, planner)
         for item, location in objects:
             _deliver_object(planner, item, self._decode_object(item.storage_index.fqn, location))
 
