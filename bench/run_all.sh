@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark, each comparing safeweights with the reference
 # implementation in the same run, and rewrites the tables in BENCHMARKS.md.
-# Takes about 25 minutes on 2 cores and needs about 10 GiB of free disk.
+# Takes about 40 minutes on 2 cores and needs about 10 GiB of free disk.
 #
 #   bench/run_all.sh
 set -euo pipefail
@@ -28,6 +28,11 @@ echo "==> cold page cache, writes vs dd, 1M-tensor headers (drops the page cache
 "$py" bench/cold_bench.py --gib 1
 echo "==> CLI stats, diff and remote inspect vs torch and curl"
 "$py" bench/cli_bench.py --size-gib 2
+echo "==> a 1 GiB model from a local S3 server (s3s-fs) vs boto3 + the reference"
+[ -x target/tools/bin/s3s-fs ] || cargo install s3s-fs@0.14.1 --locked --features binary --root target/tools
+"$py" bench/remote_bench.py --size-mib 1024 --rounds 3
+echo "==> torch.distributed.checkpoint, 4 ranks, 2 GiB: our storage layer vs torch's two"
+"$py" bench/dcp_bench.py --size-mib 2048 --rounds 3
 if "$py" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
     echo "==> GPU loading vs the safetensors package and torch"
     "$py" bench/cuda_bench.py --gib 2

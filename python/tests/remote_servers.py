@@ -77,10 +77,24 @@ class S3Server:
             self.process.kill()
 
 
-def start_s3() -> S3Server:
+def free_port_containing(digits: str) -> int:
+    """A free port whose number contains `digits`: for tests of code that
+    must not mistake a port in a URL for a status code."""
+    for port in range(1024, 65536):
+        if digits in str(port):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no free port contains {digits}")
+
+
+def start_s3(port: Optional[int] = None) -> S3Server:
     import boto3
 
-    port = free_port()
+    port = port or free_port()
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="5", MOTO_ALLOW_NONEXISTENT_REGION="false")
     process = subprocess.Popen(
         [sys.executable, "-c", "from moto.server import main; main()", "-H", "127.0.0.1", "-p", str(port)],

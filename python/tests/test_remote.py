@@ -20,7 +20,7 @@ import safetensors.torch as reference  # noqa: E402
 
 import safeweights  # noqa: E402
 import safeweights.numpy  # noqa: E402
-from remote_servers import FaultProxy, start_s3  # noqa: E402
+from remote_servers import FaultProxy, free_port_containing, start_s3  # noqa: E402
 from safeweights import safe_open  # noqa: E402
 from safeweights.torch import load_file, save_file  # noqa: E402
 
@@ -98,6 +98,31 @@ def test_sharded_checkpoint_read_through_its_remote_index(s3, tmp_path):
     with safe_open("s3://models/sharded/model.safetensors.index.json", framework="pt",
                    storage_options=s3.options()) as f:
         assert torch.equal(f.get_tensor("model.layer5.weight"), state["model"]["layer5.weight"])
+
+
+def test_empty_object_is_a_truncated_file_not_a_missing_one(s3):
+    # An empty object answers any Range with 416 Range Not Satisfiable.
+    upload(s3, "err/empty.safetensors", b"")
+    with pytest.raises(safeweights.InvalidHeaderError, match="0 bytes") as empty:
+        load_file("s3://models/err/empty.safetensors", storage_options=s3.options())
+    assert "s3://models/err/empty.safetensors" in str(empty.value)
+
+
+def test_missing_object_on_a_port_containing_416_is_not_found():
+    """Regression: a 404 whose message held the endpoint's port 416xx was
+    taken for 416 Range Not Satisfiable, so a missing object read as an
+    empty file, and a prefix without its trailing slash was never listed."""
+    server = start_s3(port=free_port_containing("416"))
+    try:
+        upload(server, "dir/model.safetensors", reference.save(tensors()))
+        with pytest.raises(FileNotFoundError) as missing:
+            load_file("s3://models/nothing.safetensors", storage_options=server.options())
+        assert missing.value.filename == "s3://models/nothing.safetensors"
+        # A prefix named without its slash is listed, not read as an empty object.
+        loaded = safeweights.load("s3://models/dir", storage_options=server.options())
+        assert sorted(loaded) == sorted(tensors())
+    finally:
+        server.stop()
 
 
 def test_errors_are_typed_and_name_the_url(s3):

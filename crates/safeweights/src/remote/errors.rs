@@ -86,6 +86,17 @@ fn chain_mentions_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a ranged GET was answered 416 Range Not Satisfiable: what an
+/// empty object answers to any Range. Read from the status line only,
+/// never from anywhere in the message: a 404's message holds the URL,
+/// whose port may well contain "416".
+pub(crate) fn is_range_not_satisfiable(error: &object_store::Error) -> bool {
+    matches!(error, object_store::Error::Generic { .. })
+        && error
+            .to_string()
+            .contains("non-2xx status code: 416 Range Not Satisfiable")
+}
+
 /// Whether a ranged GET was answered with the whole object (200 instead
 /// of 206): the server does not support Range.
 pub(crate) fn is_not_partial(error: &object_store::Error) -> bool {
@@ -100,4 +111,41 @@ pub(crate) fn is_not_partial(error: &object_store::Error) -> bool {
 /// them on one line.
 fn tidy(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> Box<dyn std::error::Error + Send + Sync> {
+        text.into()
+    }
+
+    #[test]
+    fn range_not_satisfiable_is_read_from_the_status_line() {
+        let empty = object_store::Error::Generic {
+            store: "S3",
+            source: message(
+                "Error performing GET http://127.0.0.1:9000/models/x: \
+                 Server returned non-2xx status code: 416 Range Not Satisfiable: ",
+            ),
+        };
+        assert!(is_range_not_satisfiable(&empty));
+    }
+
+    #[test]
+    fn not_found_on_a_port_containing_416_is_not_range_not_satisfiable() {
+        let missing = object_store::Error::NotFound {
+            path: "models/nothing.safetensors".into(),
+            source: message(
+                "Error performing GET http://127.0.0.1:41623/models/nothing.safetensors: \
+                 Server returned non-2xx status code: 404 Not Found: <RequestId>4160</RequestId>",
+            ),
+        };
+        assert!(!is_range_not_satisfiable(&missing));
+        let Error::Remote { kind, .. } = classify(missing) else {
+            panic!("not a remote error");
+        };
+        assert_eq!(kind, RemoteErrorKind::NotFound);
+    }
 }

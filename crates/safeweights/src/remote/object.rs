@@ -12,7 +12,7 @@ use object_store::{GetOptions, GetRange, ObjectStore};
 
 use crate::error::{Error, Result};
 use crate::remote::config::{locate, Located, RemoteOptions};
-use crate::remote::errors::{classify, is_not_partial};
+use crate::remote::errors::{classify, is_not_partial, is_range_not_satisfiable};
 use crate::remote::runtime::block_on;
 
 /// Requests made and body bytes received, shared by every object of one
@@ -418,11 +418,6 @@ fn copy_into(targets: &mut [(u64, &mut [u8])], start: u64, bytes: &[u8]) {
             buffer[dst].copy_from_slice(&bytes[src]);
         }
     }
-}
-
-fn is_range_not_satisfiable(error: &object_store::Error) -> bool {
-    // An empty object answers any Range with 416.
-    error.to_string().contains("416")
 }
 
 fn truncated(url: &str) -> Error {
