@@ -7,6 +7,8 @@ Pages are evicted with `posix_fadvise(DONTNEED)` on the file, which needs
 no privileges and leaves the rest of the machine's cache alone (the
 benchmarks drop the whole cache instead; tests never do)."""
 
+import ctypes
+import mmap
 import os
 
 import numpy as np
@@ -30,6 +32,32 @@ def evict(path):
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
+
+
+def evict_range(path, offset, length):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages stay
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cached_pages(path):
+    """How many of the file's pages are in the page cache, and how many it
+    has: `mincore` over a map of it that nothing touches."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as view:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(view))
+        vector = (ctypes.c_ubyte * pages)()
+        try:
+            assert libc.mincore(ctypes.c_void_p(address), size, vector) == 0, ctypes.get_errno()
+        finally:
+            del address
+    return sum(byte & 1 for byte in vector), pages
 
 
 @pytest.fixture
@@ -66,6 +94,32 @@ def test_cold_and_warm_load_file_are_equal(model):
     # Still copy-on-write views of the file: writing one leaves the file alone.
     cold["big"][0] = 123.0
     assert torch.equal(safeweights.torch.load_file(path)["big"], tensors["big"])
+
+
+def test_load_file_reads_a_cold_file_into_the_page_cache(model):
+    path, _ = model
+    evict(path)
+    cached, pages = cached_pages(path)
+    if cached == pages:
+        pytest.skip("this file system keeps its pages in memory whatever the advice (tmpfs)")
+    loaded = safeweights.torch.load_file(path)  # nothing touched
+    assert cached_pages(path) == (pages, pages)
+    del loaded
+
+
+def test_a_partly_evicted_file_is_read_where_it_was_evicted(model):
+    path, _ = model
+    path.read_bytes()  # all in the page cache, no map holding it
+    assert cached_pages(path)[0] == cached_pages(path)[1]
+    # Evict whole MiBs in the middle of the 24 MiB tensor: the residency
+    # check samples one page per MiB, and the chunk holding them is read.
+    evict_range(path, 9 << 20, 4 << 20)
+    cached, pages = cached_pages(path)
+    if cached == pages:
+        pytest.skip("this file system keeps its pages in memory whatever the advice (tmpfs)")
+    loaded = safeweights.torch.load_file(path)
+    assert cached_pages(path) == (pages, pages)
+    del loaded
 
 
 def test_cold_get_tensor_each_equals_the_reference(model):
