@@ -8,6 +8,9 @@
 #   groff-base   renders the generated man page (CLI tests/packaging.rs)
 #   strace       counts fsync calls in the durability tests (python/tests/test_durability.py)
 #   cargo-fuzz   runs the fuzz targets (fuzz/run.sh), from crates.io
+#   GGUF files   written by llama.cpp's converter, from llama-cpp-python's
+#                source distribution on PyPI (scripts/fetch-gguf-fixtures.py;
+#                python/tests/test_gguf_real_files.py), into target/test-data/
 # Tests that need one of these and do not find it skip with a SKIPPED notice,
 # or fail under SAFEWEIGHTS_REQUIRE_ALL=1 (scripts/test.sh, so in CI).
 set -euo pipefail
@@ -25,3 +28,4 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "==> installing cargo-fuzz"
     cargo install cargo-fuzz --locked --quiet
 fi
+python3 scripts/fetch-gguf-fixtures.py
