@@ -51,12 +51,10 @@ def cached_pages(path):
     size = os.path.getsize(path)
     pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
     with open(path, "rb") as file, mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY) as view:
+        # The c_char is dropped at once, so the map can close: only its address is kept.
         address = ctypes.addressof(ctypes.c_char.from_buffer(view))
         vector = (ctypes.c_ubyte * pages)()
-        try:
-            assert libc.mincore(ctypes.c_void_p(address), size, vector) == 0, ctypes.get_errno()
-        finally:
-            del address
+        assert libc.mincore(ctypes.c_void_p(address), size, vector) == 0, ctypes.get_errno()
     return sum(byte & 1 for byte in vector), pages
 
 

@@ -28,16 +28,21 @@ pub fn max_fetch_bytes() -> u64 {
 /// handle drops, for the readers that need a local file (pickle, zip,
 /// npz, GGUF). The progress bar says the bytes fetched.
 pub fn fetch_whole(url: &str, ctx: &Context) -> CliResult<tempfile::NamedTempFile> {
+    with_download_bar(|progress| {
+        fetch_to_temp(url, &remote_options(ctx), max_fetch_bytes(), progress)
+    })
+}
+
+/// Runs a whole-object download, `fetch(progress)`, under a progress bar
+/// of the bytes fetched, cleared when it ends.
+pub fn with_download_bar<T>(
+    fetch: impl FnOnce(&mut dyn FnMut(u64, u64)) -> safeweights::Result<T>,
+) -> CliResult<T> {
     let bar = fetch_progress(0, "downloading");
-    let fetched = fetch_to_temp(
-        url,
-        &remote_options(ctx),
-        max_fetch_bytes(),
-        |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    );
+    let fetched = fetch(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
     bar.finish_and_clear();
     Ok(fetched?)
 }

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json};
 
+use safeweights::slice::place_block;
 use safeweights_pickle::dcp::{Chunk, DcpMetadata, Entry, StorageItem, METADATA_FILE};
 use safeweights_pickle::pickle::Value;
 use safeweights_pickle::source::Source;
@@ -175,6 +176,14 @@ fn overlap(a: &Chunk, b: &Chunk) -> bool {
     (0..a.offsets.len()).all(|d| {
         a.offsets[d] < b.offsets[d] + b.sizes[d] && b.offsets[d] < a.offsets[d] + a.sizes[d]
     })
+}
+
+/// Dimensions or offsets as this machine's indices.
+fn in_memory(values: &[u64]) -> Result<Vec<usize>> {
+    values
+        .iter()
+        .map(|&n| usize::try_from(n).map_err(|_| Error::usage("tensor too large for this machine")))
+        .collect()
 }
 
 /// Bytes of a contiguous chunk of `sizes` (saturating: too large fails
@@ -379,9 +388,11 @@ impl DcpInput {
         let total = usize::try_from(chunk_bytes(&tensor.shape, tensor.dtype))
             .map_err(|_| Error::usage("tensor too large for this machine"))?;
         let mut out = vec![0u8; total];
+        let shape = in_memory(&tensor.shape)?;
         for (chunk, item) in chunks {
             let bytes = self.read_chunk(tensor, chunk, item)?;
-            place(&mut out, &bytes, &tensor.shape, chunk, element);
+            let (offsets, sizes) = (in_memory(&chunk.offsets)?, in_memory(&chunk.sizes)?);
+            place_block(&bytes, &offsets, &sizes, &shape, element, &mut out);
         }
         Ok(Cow::Owned(out))
     }
@@ -420,46 +431,21 @@ impl DcpInput {
     }
 }
 
-/// Copies a chunk's contiguous bytes into the whole tensor's buffer, one
-/// innermost row at a time.
-fn place(out: &mut [u8], chunk_bytes: &[u8], shape: &[u64], chunk: &Chunk, element: usize) {
-    let rank = shape.len();
-    if rank == 0 {
-        out.copy_from_slice(chunk_bytes);
-        return;
-    }
-    let row = chunk.sizes[rank - 1] as usize * element;
-    if row == 0 {
-        return;
-    }
-    // Row-major strides of the whole tensor, in bytes.
-    let mut strides = vec![element; rank];
-    for d in (0..rank - 1).rev() {
-        strides[d] = strides[d + 1] * shape[d + 1] as usize;
-    }
-    let mut index = vec![0u64; rank - 1];
-    for source in chunk_bytes.chunks_exact(row) {
-        let at: usize = (0..rank)
-            .map(|d| {
-                let i = if d < rank - 1 { index[d] } else { 0 };
-                (chunk.offsets[d] + i) as usize * strides[d]
-            })
-            .sum();
-        out[at..at + row].copy_from_slice(source);
-        // Next row: the odometer over the outer dimensions.
-        for d in (0..rank - 1).rev() {
-            index[d] += 1;
-            if index[d] < chunk.sizes[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn place(out: &mut [u8], bytes: &[u8], shape: &[u64], chunk: &Chunk, element: usize) {
+        let usize_of = |v: &[u64]| in_memory(v).unwrap();
+        place_block(
+            bytes,
+            &usize_of(&chunk.offsets),
+            &usize_of(&chunk.sizes),
+            &usize_of(shape),
+            element,
+            out,
+        );
+    }
 
     #[test]
     fn chunks_are_placed_row_by_row() {

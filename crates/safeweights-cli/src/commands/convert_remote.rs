@@ -25,8 +25,8 @@ use crate::cli::ConvertArgs;
 use crate::commands::{Context, Out};
 use crate::destination::{already_exists, check_destination};
 use crate::exit::{CliError, CliResult, Status};
-use crate::output::{fetch_progress, progress, write_json};
-use crate::source::{max_fetch_bytes, remote_options};
+use crate::output::{progress, write_json};
+use crate::source::{max_fetch_bytes, remote_options, with_download_bar};
 
 fn url_of(path: &Path) -> Option<&str> {
     path.to_str().filter(|text| is_url(text))
@@ -296,20 +296,16 @@ fn fetch_one(url: &str, dir: &Path, ctx: &Context) -> CliResult<PathBuf> {
 }
 
 fn download(url: &str, dir: &Path, name: &str, ctx: &Context) -> CliResult<PathBuf> {
-    let bar = fetch_progress(0, "downloading");
-    let fetched = fetch_to_dir(
-        url,
-        dir,
-        name,
-        &remote_options(ctx),
-        max_fetch_bytes(),
-        |done, total| {
-            bar.set_length(total);
-            bar.set_position(done);
-        },
-    );
-    bar.finish_and_clear();
-    Ok(fetched?)
+    with_download_bar(|progress| {
+        fetch_to_dir(
+            url,
+            dir,
+            name,
+            &remote_options(ctx),
+            max_fetch_bytes(),
+            progress,
+        )
+    })
 }
 
 /// Uploads each written file beside the others under `base`, in order (the

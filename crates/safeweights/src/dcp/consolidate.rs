@@ -9,6 +9,7 @@ use crate::error::{DcpProblem, Error, Result};
 use crate::format::{Dtype, Metadata};
 use crate::read::try_zeroed;
 use crate::shards::{plan_shards, shard_file_name, ShardIndex};
+use crate::slice::place_block;
 use crate::write::{StreamingWriter, TensorSpec, WriteOptions};
 
 /// The index file of the output.
@@ -143,39 +144,16 @@ fn write_tensor(
         let (file, info) = checkpoint.chunk(chunk)?;
         let mut bytes = try_zeroed::<u8>(info.byte_len()).map_err(Error::Io)?;
         file.read_range(info, 0, &mut bytes)?;
-        scatter(&bytes, chunk, &member.record.size, item, &mut full);
+        place_block(
+            &bytes,
+            &chunk.offsets,
+            &chunk.sizes,
+            &member.record.size,
+            item,
+            &mut full,
+        );
     }
     writer.write(member.name, &full)
-}
-
-/// Copies a chunk's bytes (C order, shape `chunk.sizes`) into its place
-/// in the full tensor's bytes (C order, shape `size`), row by row.
-fn scatter(chunk_bytes: &[u8], chunk: &ChunkRecord, size: &[usize], item: usize, full: &mut [u8]) {
-    let dims = size.len();
-    let row = chunk.sizes[dims - 1] * item;
-    if row == 0 {
-        return;
-    }
-    // Strides of the full tensor, in bytes.
-    let mut strides = vec![item; dims];
-    for d in (0..dims - 1).rev() {
-        strides[d] = strides[d + 1] * size[d + 1];
-    }
-    let rows = chunk.sizes[..dims - 1].iter().product::<usize>();
-    let mut index = vec![0usize; dims - 1];
-    for r in 0..rows {
-        let start: usize = (0..dims)
-            .map(|d| (chunk.offsets[d] + if d < dims - 1 { index[d] } else { 0 }) * strides[d])
-            .sum();
-        full[start..start + row].copy_from_slice(&chunk_bytes[r * row..(r + 1) * row]);
-        for d in (0..dims - 1).rev() {
-            index[d] += 1;
-            if index[d] < chunk.sizes[d] {
-                break;
-            }
-            index[d] = 0;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -189,6 +167,10 @@ mod tests {
             file: String::new(),
             entry: String::new(),
         }
+    }
+
+    fn scatter(bytes: &[u8], chunk: &ChunkRecord, size: &[usize], item: usize, full: &mut [u8]) {
+        place_block(bytes, &chunk.offsets, &chunk.sizes, size, item, full);
     }
 
     #[test]

@@ -260,3 +260,48 @@ fn visit_runs(plan: &Plan, mut visit: impl FnMut(usize, usize) -> Result<()>) ->
         }
     }
 }
+
+/// Copies `block`, the C-order bytes of a sub-block of shape `sizes` that
+/// starts at `offsets` in a tensor of `shape`, into its place in `full`,
+/// the whole tensor's C-order bytes, one innermost row at a time: what
+/// assembling a tensor from the chunks of a distributed checkpoint needs.
+/// `item` is the bytes per element. The caller has checked that the block
+/// lies inside the tensor and that the buffers have these shapes' sizes.
+pub fn place_block(
+    block: &[u8],
+    offsets: &[usize],
+    sizes: &[usize],
+    shape: &[usize],
+    item: usize,
+    full: &mut [u8],
+) {
+    let dims = shape.len();
+    if dims == 0 {
+        full.copy_from_slice(block);
+        return;
+    }
+    let row = sizes[dims - 1] * item;
+    if row == 0 {
+        return;
+    }
+    // Strides of the full tensor, in bytes.
+    let mut strides = vec![item; dims];
+    for d in (0..dims - 1).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    let mut index = vec![0usize; dims - 1];
+    for source in block.chunks_exact(row) {
+        let start: usize = (0..dims)
+            .map(|d| (offsets[d] + if d < dims - 1 { index[d] } else { 0 }) * strides[d])
+            .sum();
+        full[start..start + row].copy_from_slice(source);
+        // Next row: the odometer over the outer dimensions.
+        for d in (0..dims - 1).rev() {
+            index[d] += 1;
+            if index[d] < sizes[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+}

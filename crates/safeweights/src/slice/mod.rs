@@ -14,7 +14,7 @@
 mod copy;
 mod parse;
 
-pub use copy::{for_each_run, gather, gather_into, gather_with, output_len};
+pub use copy::{for_each_run, gather, gather_into, gather_with, output_len, place_block};
 pub use parse::{SliceParseError, SliceSpec};
 
 use crate::error::{Error, Result};
