@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use safeweights_pickle::zip::ZipArchive;
+use safeweights_pickle::zip::{Method, ZipArchive};
 use safeweights_pickle::Limits;
 
 #[path = "../../crates/safeweights-pickle/tests/support/zipfile_model.rs"]
@@ -31,7 +31,13 @@ fuzz_target!(|data: &[u8]| {
             (
                 e.name.clone(),
                 e.local_header as i128,
-                Some(e.data.start as u64),
+                // zipfile's open() raises NotImplementedError for a method it
+                // cannot decompress, as our reader refuses to read one: neither
+                // reads such a member's data, so neither has a data start.
+                match e.method {
+                    Method::Unsupported(_) => None,
+                    _ => Some(e.data.start as u64),
+                },
                 e.data.len() as u64,
                 e.size,
                 e.method.code(),
